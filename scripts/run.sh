@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The run command README gives: starts everything order-service needs on a machine without Docker
+# (PostgreSQL, nats-server, the project's dev STAN broker with a file store), builds the service and runs it in the
+# foreground on http://127.0.0.1:8081. Ctrl-C stops the service and the broker.
+#   scripts/run.sh            # just the service and its dependencies
+#   scripts/run.sh --demo     # also publish the sample order and 1,000 random ones (10 % invalid)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+demo=false
+[ "${1:-}" = "--demo" ] && demo=true
+
+./scripts/services.sh
+cargo build --release --locked --bin order-service --bin order-generator -p order-service
+cargo build --release --locked --bin stan-broker -p stan-testkit
+
+export STAN_URL=${STAN_URL:-nats://127.0.0.1:4222}
+export STAN_CLUSTER_ID=${STAN_CLUSTER_ID:-test-cluster}
+export STAN_CHANNEL=${STAN_CHANNEL:-orders}
+export DATABASE_URL=${DATABASE_URL:-postgres://order_service:order_service@127.0.0.1:5432/order_service}
+export RUST_LOG=${RUST_LOG:-info}
+
+mkdir -p .data
+./target/release/stan-broker --cluster_id "$STAN_CLUSTER_ID" --nats_server "$STAN_URL" \
+    --store file --dir .data/stan >.data/stan-broker.log 2>&1 &
+broker=$!
+trap 'kill "$broker" 2>/dev/null || true' EXIT
+
+if $demo; then
+    (
+        # Wait for the service to be ready, then publish.
+        for _ in $(seq 1 300); do
+            curl -fsS http://127.0.0.1:8081/readyz >/dev/null 2>&1 && break
+            sleep 0.2
+        done
+        ./target/release/order-generator --file tests/fixtures/model.json
+        ./target/release/order-generator --count 1000 --invalid-ratio 0.1
+        echo "run.sh: try http://127.0.0.1:8081/?id=b563feb7b2b84b6test"
+    ) &
+fi
+
+./target/release/order-service

@@ -1,0 +1,14 @@
+//! What an order is, and how raw bytes from the channel become one (or a reasoned rejection).
+
+mod consistency;
+mod order;
+mod order_uid;
+mod rejection;
+mod strict_json;
+mod validation;
+
+pub use consistency::FlagRule;
+pub use order::{Delivery, Item, Order, Payment};
+pub use order_uid::{OrderUid, OrderUidError};
+pub use rejection::{RejectClass, RejectReason, Rejection};
+pub use validation::{OrderSchema, SchemaError, ValidOrder, DEFAULT_MAX_BYTES};

@@ -1,0 +1,178 @@
+use std::sync::Arc;
+
+use bytes::Bytes;
+use jsonschema::Validator;
+use serde_json::Value;
+
+use super::consistency::{self, FlagRule};
+use super::order::Order;
+use super::order_uid::OrderUid;
+use super::rejection::{RejectClass, RejectReason, Rejection};
+use super::strict_json;
+
+/// The order schema, one file shared by the service, the tests and the generator.
+pub const SCHEMA_JSON: &str = include_str!("../../schema/order.schema.json");
+/// Messages above this size are refused before parsing (configurable with MAX_MESSAGE_BYTES).
+pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("the order schema is not valid JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    #[error("the order schema does not compile: {0}")]
+    Invalid(String),
+}
+
+/// A message that passed every check, ready to store and serve.
+#[derive(Debug, Clone)]
+pub struct ValidOrder {
+    pub uid: OrderUid,
+    pub order: Order,
+    /// The canonical JSON (the typed order serialized once): stored as-is and served as-is.
+    pub document: Bytes,
+    pub flags: Vec<FlagRule>,
+}
+
+/// The compiled schema plus the checks around it. Built once; cheap to share (`Clone` is an `Arc` copy).
+#[derive(Clone)]
+pub struct OrderSchema {
+    validator: Arc<Validator>,
+    max_bytes: usize,
+}
+
+impl OrderSchema {
+    pub fn new(max_bytes: usize) -> Result<OrderSchema, SchemaError> {
+        let schema: Value = serde_json::from_str(SCHEMA_JSON)?;
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .map_err(|e| SchemaError::Invalid(e.to_string()))?;
+        Ok(OrderSchema {
+            validator: Arc::new(validator),
+            max_bytes,
+        })
+    }
+
+    /// Turns raw bytes from the channel into an order, or into every reason it is not one. Never panics; time and
+    /// memory are bounded by the size limit and the nesting limit.
+    pub fn validate(&self, raw: &[u8]) -> Result<ValidOrder, Rejection> {
+        if raw.len() > self.max_bytes {
+            return Err(Rejection::whole(
+                RejectClass::TooLarge,
+                format!(
+                    "message is {} bytes, the limit is {}",
+                    raw.len(),
+                    self.max_bytes
+                ),
+            ));
+        }
+        let text = std::str::from_utf8(raw).map_err(|e| {
+            Rejection::whole(
+                RejectClass::InvalidUtf8,
+                format!("message is not UTF-8: {e}"),
+            )
+        })?;
+        let value = strict_json::parse(text).map_err(|e| {
+            Rejection::whole(
+                RejectClass::MalformedJson,
+                format!("message is not acceptable JSON: {e}"),
+            )
+        })?;
+        let order_uid = value
+            .get("order_uid")
+            .and_then(Value::as_str)
+            .map(|s| s.chars().take(128).collect::<String>());
+
+        let reasons: Vec<RejectReason> = self
+            .validator
+            .iter_errors(&value)
+            .map(|e| RejectReason {
+                pointer: e.instance_path().to_string(),
+                message: e.to_string(),
+            })
+            .collect();
+        if !reasons.is_empty() {
+            return Err(Rejection {
+                class: RejectClass::Schema,
+                reasons,
+                order_uid,
+            });
+        }
+
+        // The schema guarantees the shape, so this only fails if schema and type disagree: still a rejection, not a panic.
+        let order: Order = serde_json::from_value(value).map_err(|e| Rejection {
+            class: RejectClass::Schema,
+            reasons: vec![RejectReason {
+                pointer: String::new(),
+                message: format!("does not match the order type: {e}"),
+            }],
+            order_uid: order_uid.clone(),
+        })?;
+        let (reasons, flags) = consistency::check(&order);
+        if !reasons.is_empty() {
+            return Err(Rejection {
+                class: RejectClass::Inconsistent,
+                reasons,
+                order_uid,
+            });
+        }
+        let uid = OrderUid::parse(&order.order_uid).map_err(|e| Rejection {
+            class: RejectClass::Schema,
+            reasons: vec![RejectReason {
+                pointer: "/order_uid".into(),
+                message: e.to_string(),
+            }],
+            order_uid: order_uid.clone(),
+        })?;
+        let document = serde_json::to_vec(&order)
+            .map_err(|e| Rejection::whole(RejectClass::Schema, e.to_string()))?;
+        Ok(ValidOrder {
+            uid,
+            order,
+            document: Bytes::from(document),
+            flags,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = include_str!("../../schema/examples/order.valid.json");
+
+    #[test]
+    fn the_sample_is_valid_and_its_document_equals_the_input() {
+        let schema = OrderSchema::new(DEFAULT_MAX_BYTES).expect("schema compiles");
+        let order = schema.validate(SAMPLE.as_bytes()).expect("sample is valid");
+        assert_eq!(order.uid.as_str(), "b563feb7b2b84b6test");
+        let served: Value = serde_json::from_slice(&order.document).expect("document is JSON");
+        let input: Value = serde_json::from_str(SAMPLE).expect("sample is JSON");
+        assert_eq!(served, input);
+        assert!(
+            order.flags.is_empty(),
+            "sample raises no flag: {:?}",
+            order.flags
+        );
+    }
+
+    #[test]
+    fn every_schema_error_is_reported_with_its_pointer() {
+        let schema = OrderSchema::new(DEFAULT_MAX_BYTES).expect("schema compiles");
+        let mut value: Value = serde_json::from_str(SAMPLE).expect("sample is JSON");
+        value["items"][0]["sale"] = 150.into();
+        value["payment"]["amount"] = (-1).into();
+        let rejection = schema
+            .validate(value.to_string().as_bytes())
+            .expect_err("invalid");
+        assert_eq!(rejection.class, RejectClass::Schema);
+        let pointers: Vec<&str> = rejection
+            .reasons
+            .iter()
+            .map(|r| r.pointer.as_str())
+            .collect();
+        assert!(pointers.contains(&"/items/0/sale"), "{pointers:?}");
+        assert!(pointers.contains(&"/payment/amount"), "{pointers:?}");
+        assert_eq!(rejection.order_uid.as_deref(), Some("b563feb7b2b84b6test"));
+    }
+}

@@ -1,0 +1,292 @@
+//! Durable subscriptions: resume after close and after the client process dies; close
+//! suspends, unsubscribe deletes; the key is client id + durable name + channel.
+//!
+//! Tests that need the broker to have processed an ack before the client goes away use max in
+//! flight 1: the next delivery proves the previous ack arrived.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::child_process::{ChildClient, ChildEvent, ChildSpec};
+use crate::helpers::{
+    close_ratsio, distinct_sequences, publish_all, unique, Received, SubOptions, TestCluster,
+};
+use crate::raw_client::RawSubOptions;
+
+fn first_delivery_of(received: &[Received], sequence: u64) -> Option<&Received> {
+    received.iter().find(|r| r.message.sequence == sequence)
+}
+
+#[tokio::test]
+async fn durable_resumes_after_the_ratsio_client_closes() -> anyhow::Result<()> {
+    // Arrange
+    let cluster = TestCluster::start().await?;
+    let channel = cluster.channel("resumeclose");
+    let client_id = unique("durable");
+    let publisher = cluster.publisher().await?;
+    let before = cluster.ratsio_client(&client_id).await?;
+    let options = SubOptions::new_only().durable("d").max_in_flight(1);
+    let mut subscription = cluster
+        .subscribe(&before, &channel, options.clone())
+        .await?;
+    publish_all(&publisher, &channel, &["1", "2", "3"]).await?;
+    let one = subscription.next_within(Duration::from_secs(2)).await?;
+    subscription.ack(&one.message).await?;
+    let two = subscription.next_within(Duration::from_secs(2)).await?;
+    assert_eq!((one.message.sequence, two.message.sequence), (1, 2));
+
+    // Act
+    close_ratsio(&before).await?;
+    publish_all(&publisher, &channel, &["4"]).await?;
+    let after = cluster.ratsio_client(&client_id).await?;
+    let mut resumed = cluster.subscribe(&after, &channel, options).await?;
+    let received = resumed
+        .collect_until(Instant::now() + Duration::from_millis(3000), true)
+        .await?;
+
+    // Assert
+    assert_eq!(distinct_sequences(&received), vec![2, 3, 4], "1 was acked");
+    let two_again = first_delivery_of(&received, 2);
+    assert!(
+        two_again.is_some_and(|r| r.message.redelivered),
+        "the unacked message comes back flagged as redelivered"
+    );
+    assert!(
+        first_delivery_of(&received, 3).is_some_and(|r| !r.message.redelivered),
+        "messages never sent before are not flagged"
+    );
+    close_ratsio(&after).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn acks_sent_right_before_closing_are_kept() -> anyhow::Result<()> {
+    // Arrange
+    let cluster = TestCluster::start().await?;
+    let channel = cluster.channel("ackclose");
+    let client_id = unique("durable");
+    let publisher = cluster.publisher().await?;
+    let before = cluster.ratsio_client(&client_id).await?;
+    let options = SubOptions::new_only().durable("d");
+    let mut subscription = cluster
+        .subscribe(&before, &channel, options.clone())
+        .await?;
+    publish_all(&publisher, &channel, &["1", "2", "3"]).await?;
+    let mut delivered = Vec::new();
+    for _ in 0..3 {
+        delivered.push(subscription.next_within(Duration::from_secs(2)).await?);
+    }
+
+    // Act
+    for received in &delivered {
+        subscription.ack(&received.message).await?;
+    }
+    close_ratsio(&before).await?;
+    let after = cluster.ratsio_client(&client_id).await?;
+    let mut resumed = cluster.subscribe(&after, &channel, options).await?;
+    publish_all(&publisher, &channel, &["4"]).await?;
+    let received = resumed
+        .collect_until(Instant::now() + Duration::from_millis(2000), true)
+        .await?;
+
+    // Assert
+    assert_eq!(distinct_sequences(&received), vec![4]);
+    close_ratsio(&after).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn durable_resumes_after_the_client_process_is_killed() -> anyhow::Result<()> {
+    // Arrange
+    let cluster = TestCluster::start().await?;
+    let channel = cluster.channel("resumekill");
+    let client_id = unique("victim");
+    let publisher = cluster.publisher().await?;
+    let spec = ChildSpec {
+        client_id: client_id.clone(),
+        channel: channel.clone(),
+        durable_name: Some("d".to_string()),
+        queue_group: None,
+        max_in_flight: 1,
+        ack_wait_secs: 1,
+        ack_below: 3,
+    };
+    let mut child = ChildClient::spawn(&cluster, &spec).await?;
+    publish_all(&publisher, &channel, &["1", "2", "3"]).await?;
+    // Acks 1 and 2; receiving 3 proves the broker processed the ack of 2.
+    loop {
+        let event = child.next_event_within(Duration::from_secs(3)).await?;
+        if let ChildEvent::Received { sequence: 3, .. } = event {
+            break;
+        }
+    }
+
+    // Act
+    child.kill().await?;
+    publish_all(&publisher, &channel, &["4"]).await?;
+    let after = cluster.ratsio_client(&client_id).await?;
+    let mut resumed = cluster
+        .subscribe(
+            &after,
+            &channel,
+            SubOptions::new_only().durable("d").max_in_flight(1),
+        )
+        .await?;
+    let received = resumed
+        .collect_until(Instant::now() + Duration::from_millis(3000), true)
+        .await?;
+
+    // Assert
+    assert_eq!(
+        distinct_sequences(&received),
+        vec![3, 4],
+        "1 and 2 were acked"
+    );
+    assert!(
+        first_delivery_of(&received, 3).is_some_and(|r| r.message.redelivered),
+        "the message the dead process held comes back flagged as redelivered"
+    );
+    close_ratsio(&after).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn closing_a_durable_subscription_suspends_it() -> anyhow::Result<()> {
+    // Arrange
+    let cluster = TestCluster::start().await?;
+    let channel = cluster.channel("subclose");
+    let publisher = cluster.publisher().await?;
+    let client = cluster.raw_client(&unique("closer")).await?;
+    let options = RawSubOptions::first().durable("d").max_in_flight(1);
+    let mut subscription = client.subscribe(&channel, options.clone()).await?;
+    publish_all(&publisher, &channel, &["1", "2"]).await?;
+    let one = subscription.next_within(Duration::from_secs(2)).await?;
+    subscription.ack(one.sequence).await?;
+    let two = subscription.next_within(Duration::from_secs(2)).await?;
+    assert_eq!((one.sequence, two.sequence), (1, 2));
+
+    // Act
+    let response = subscription.close(&client).await?;
+    publish_all(&publisher, &channel, &["3"]).await?;
+    let mut resumed = client.subscribe(&channel, options).await?;
+    let redelivered = resumed.next_within(Duration::from_secs(2)).await?;
+    resumed.ack(redelivered.sequence).await?;
+    let next = resumed.next_within(Duration::from_secs(2)).await?;
+    resumed.ack(next.sequence).await?;
+    let extra = resumed.next_if_any(Duration::from_millis(500)).await?;
+
+    // Assert
+    assert_eq!(response.error, "");
+    assert_eq!(
+        (redelivered.sequence, redelivered.redelivered),
+        (2, true),
+        "the unacked message is resent first, flagged"
+    );
+    assert_eq!((next.sequence, next.redelivered), (3, false));
+    assert!(
+        extra.is_none(),
+        "unexpected delivery {:?}",
+        extra.map(|m| m.sequence)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn unsubscribing_a_durable_deletes_it() -> anyhow::Result<()> {
+    // Arrange
+    let cluster = TestCluster::start().await?;
+    let channel = cluster.channel("unsub");
+    let publisher = cluster.publisher().await?;
+    let client = cluster.raw_client(&unique("leaver")).await?;
+    let options = RawSubOptions::first().durable("d");
+    let mut subscription = client.subscribe(&channel, options.clone()).await?;
+    publish_all(&publisher, &channel, &["1", "2"]).await?;
+    for expected in [1, 2] {
+        let delivered = subscription.next_within(Duration::from_secs(2)).await?;
+        assert_eq!(delivered.sequence, expected);
+        subscription.ack(delivered.sequence).await?;
+    }
+
+    // Act
+    let response = subscription.unsubscribe(&client).await?;
+    let mut fresh = client.subscribe(&channel, options).await?;
+    let one = fresh.next_within(Duration::from_secs(2)).await?;
+    let two = fresh.next_within(Duration::from_secs(2)).await?;
+
+    // Assert
+    assert_eq!(response.error, "");
+    // A new durable starts over at its start position; nothing was pending, so nothing is
+    // flagged as redelivered.
+    assert_eq!((one.sequence, one.redelivered), (1, false));
+    assert_eq!((two.sequence, two.redelivered), (2, false));
+    Ok(())
+}
+
+#[tokio::test]
+async fn durable_is_keyed_by_client_id_durable_name_and_channel() -> anyhow::Result<()> {
+    // Arrange
+    let cluster = TestCluster::start().await?;
+    let channel = cluster.channel("key");
+    let other_channel = cluster.channel("key");
+    let publisher = cluster.publisher().await?;
+    publish_all(&publisher, &channel, &["1", "2"]).await?;
+    publish_all(&publisher, &other_channel, &["1"]).await?;
+    let first_client = cluster.raw_client(&unique("first")).await?;
+    let options = RawSubOptions::first().durable("shared");
+    let mut original = first_client.subscribe(&channel, options.clone()).await?;
+    for _ in 0..2 {
+        let delivered = original.next_within(Duration::from_secs(2)).await?;
+        original.ack(delivered.sequence).await?;
+    }
+    original.close(&first_client).await?;
+
+    // Act
+    let second_client = cluster.raw_client(&unique("second")).await?;
+    let mut same_name_other_client = second_client.subscribe(&channel, options.clone()).await?;
+    let mut same_name_other_channel = first_client.subscribe(&other_channel, options).await?;
+
+    // Assert
+    let delivered = same_name_other_client
+        .next_within(Duration::from_secs(2))
+        .await?;
+    assert_eq!(
+        (delivered.sequence, delivered.redelivered),
+        (1, false),
+        "another client id gets its own durable from the start"
+    );
+    let delivered = same_name_other_channel
+        .next_within(Duration::from_secs(2))
+        .await?;
+    assert_eq!(
+        (delivered.sequence, delivered.redelivered),
+        (1, false),
+        "another channel gets its own durable from the start"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn second_active_subscription_to_the_same_durable_is_refused() -> anyhow::Result<()> {
+    // Arrange
+    let cluster = TestCluster::start().await?;
+    let channel = cluster.channel("dupdurable");
+    let client = cluster.raw_client(&unique("greedy")).await?;
+    let options = RawSubOptions::new_only().durable("d");
+    let _active = client.subscribe(&channel, options.clone()).await?;
+
+    // Act
+    let second = client.subscribe(&channel, options).await;
+
+    // Assert
+    let Err(error) = second else {
+        panic!("a second active subscription to the durable was accepted");
+    };
+    assert!(
+        error
+            .to_string()
+            .contains("stan: duplicate durable registration"),
+        "unexpected error: {error:#}"
+    );
+    Ok(())
+}

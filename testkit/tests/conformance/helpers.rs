@@ -1,0 +1,439 @@
+//! The broker under test (in-process or external), unique names, and ratsio helpers.
+
+use std::env;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use ratsio::{StanClient, StanMessage, StanOptions, StartPosition};
+use stan_testkit::nats_server::ensure_nats_server;
+use stan_testkit::{Broker, BrokerConfig, StoreKind};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio::time::{timeout, timeout_at, Instant};
+
+use crate::raw_client::{nats_connect, RawConnection, REQUEST_TIMEOUT};
+
+/// A name no other test (or earlier run against a shared server) uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", rand::random::<u64>())
+}
+
+/// Fails unless `actual` is within `tolerance` of `expected`.
+pub fn assert_close_to(actual: Duration, expected: Duration, tolerance: Duration, what: &str) {
+    let low = expected.saturating_sub(tolerance);
+    let high = expected + tolerance;
+    assert!(
+        actual >= low && actual <= high,
+        "{what}: took {actual:?}, expected {expected:?} +/- {tolerance:?}"
+    );
+}
+
+/// Broker settings a test changes from the defaults.
+type Configure = dyn Fn(&mut BrokerConfig) + Send + Sync;
+
+/// The STAN server a test talks to.
+///
+/// With `STAN_URL` and `STAN_CLUSTER_ID` set it is that external server (a real
+/// nats-streaming-server, say); otherwise an in-process [`Broker`] on its own cluster id.
+pub struct TestCluster {
+    pub nats_url: String,
+    pub cluster_id: String,
+    broker: Option<Broker>,
+    configure: Option<Arc<Configure>>,
+    store_dir: Option<TempDir>,
+    flush_subject: String,
+    flush_responder: JoinHandle<()>,
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        self.flush_responder.abort();
+    }
+}
+
+impl TestCluster {
+    /// The external server if configured, else an in-process broker with default settings.
+    pub async fn start() -> anyhow::Result<TestCluster> {
+        if let Some(external) = external_server() {
+            let (nats_url, cluster_id) = external;
+            return Self::assemble(nats_url, cluster_id, None, None, None).await;
+        }
+        Self::start_in_process(Arc::new(|_: &mut BrokerConfig| {}), None).await
+    }
+
+    /// An in-process broker with test-specific settings. Returns `None` (and says so) when the
+    /// suite targets an external server, which cannot be reconfigured from here.
+    pub async fn start_configured(
+        test: &str,
+        configure: impl Fn(&mut BrokerConfig) + Send + Sync + 'static,
+    ) -> anyhow::Result<Option<TestCluster>> {
+        if external_server().is_some() {
+            eprintln!("Skipping {test}: it configures the broker, which an external server does not allow.");
+            return Ok(None);
+        }
+        Self::start_in_process(Arc::new(configure), None)
+            .await
+            .map(Some)
+    }
+
+    /// An in-process broker with a file store in a fresh directory; `None` when external.
+    pub async fn start_with_file_store(test: &str) -> anyhow::Result<Option<TestCluster>> {
+        if external_server().is_some() {
+            eprintln!(
+                "Skipping {test}: it restarts the broker, which an external server does not allow."
+            );
+            return Ok(None);
+        }
+        let store_dir = tempfile::tempdir().context("Failed to create a store directory")?;
+        Self::start_in_process(Arc::new(|_: &mut BrokerConfig| {}), Some(store_dir))
+            .await
+            .map(Some)
+    }
+
+    async fn start_in_process(
+        configure: Arc<Configure>,
+        store_dir: Option<TempDir>,
+    ) -> anyhow::Result<TestCluster> {
+        let nats_url = ensure_nats_server().await?;
+        let cluster_id = unique("conformance");
+        let config = broker_config(&nats_url, &cluster_id, &configure, store_dir.as_ref());
+        let broker = Broker::start(config)
+            .await
+            .context("Failed to start the in-process broker")?;
+        Self::assemble(
+            nats_url,
+            cluster_id,
+            Some(broker),
+            Some(configure),
+            store_dir,
+        )
+        .await
+    }
+
+    async fn assemble(
+        nats_url: String,
+        cluster_id: String,
+        broker: Option<Broker>,
+        configure: Option<Arc<Configure>>,
+        store_dir: Option<TempDir>,
+    ) -> anyhow::Result<TestCluster> {
+        let nats = nats_connect(&nats_url).await?;
+        let flush_subject = unique("_CONFORMANCE.flush");
+        let mut requests = nats
+            .subscribe(flush_subject.clone())
+            .await
+            .context("Failed to subscribe the flush responder")?;
+        nats.flush()
+            .await
+            .context("Failed to flush the flush responder")?;
+        let flush_responder = tokio::spawn(async move {
+            while let Some(request) = requests.next().await {
+                if let Some(reply) = request.reply {
+                    let _ = nats.publish(reply, Bytes::new()).await;
+                }
+            }
+        });
+        Ok(TestCluster {
+            nats_url,
+            cluster_id,
+            broker,
+            configure,
+            store_dir,
+            flush_subject,
+            flush_responder,
+        })
+    }
+
+    /// Stops the in-process broker gracefully and starts it again with the same settings and
+    /// store, on the same cluster id.
+    pub async fn restart_broker(&mut self) -> anyhow::Result<()> {
+        let (Some(broker), Some(configure)) = (self.broker.take(), self.configure.clone()) else {
+            bail!("Only an in-process broker can be restarted");
+        };
+        broker.shutdown().await;
+        let config = broker_config(
+            &self.nats_url,
+            &self.cluster_id,
+            &configure,
+            self.store_dir.as_ref(),
+        );
+        self.broker = Some(
+            Broker::start(config)
+                .await
+                .context("Failed to restart the in-process broker")?,
+        );
+        Ok(())
+    }
+
+    /// A subject that answers every request at once; a round trip to it from a client proves
+    /// that the NATS server has processed everything that client sent before.
+    pub fn flush_subject(&self) -> &str {
+        &self.flush_subject
+    }
+
+    /// A channel name unique to this test run.
+    pub fn channel(&self, name: &str) -> String {
+        format!("conf.{name}.{:08x}", rand::random::<u32>())
+    }
+
+    /// A live raw STAN connection (answers heartbeats).
+    pub async fn raw_client(&self, client_id: &str) -> anyhow::Result<RawConnection> {
+        RawConnection::connect(&self.nats_url, &self.cluster_id, client_id).await
+    }
+
+    /// A raw connection used only to publish test data with PubAck confirmation.
+    pub async fn publisher(&self) -> anyhow::Result<RawConnection> {
+        self.raw_client(&unique("publisher")).await
+    }
+
+    /// Connects a ratsio client. ratsio has no connect timeout and reports a refused connect
+    /// as success, so this bounds the wait and leaves refusals to the test's assertions.
+    pub async fn ratsio_client(&self, client_id: &str) -> anyhow::Result<Arc<StanClient>> {
+        let options =
+            StanOptions::with_options(self.nats_url.as_str(), self.cluster_id.as_str(), client_id);
+        timeout(REQUEST_TIMEOUT, StanClient::from_options(options))
+            .await
+            .context("ratsio did not connect in time")?
+            .context("ratsio failed to connect")
+    }
+
+    /// Subscribes with ratsio and waits until the NATS server has registered the delivery
+    /// inbox, so messages published afterwards cannot be missed.
+    ///
+    /// Messages the broker sends right after answering the request (stored messages, a
+    /// durable's pending ones) are still lost: ratsio only subscribes to its inbox after the
+    /// answer. They arrive once their ack wait expires; tests that meet this say so.
+    pub async fn subscribe(
+        &self,
+        client: &Arc<StanClient>,
+        channel: &str,
+        options: SubOptions,
+    ) -> anyhow::Result<RatsioSubscription> {
+        // Owned strings: ratsio's stream borrows its string arguments' type for its lifetime.
+        let subscribing = client.subscribe_with_all(
+            channel.to_string(),
+            options.queue_group,
+            options.durable_name,
+            options.max_in_flight,
+            options.ack_wait_secs,
+            options.start_position,
+            options.start_sequence,
+            options.start_time_delta,
+            options.manual_acks,
+        );
+        let (_sid, messages) = timeout(REQUEST_TIMEOUT, subscribing)
+            .await
+            .context("ratsio did not subscribe in time")?
+            .context("ratsio failed to subscribe")?;
+        self.flush(client).await?;
+        Ok(RatsioSubscription {
+            messages: Box::pin(messages),
+            client: client.clone(),
+        })
+    }
+
+    /// Round trip on the ratsio client's NATS connection (see [`TestCluster::flush_subject`]).
+    pub async fn flush(&self, client: &StanClient) -> anyhow::Result<()> {
+        timeout(
+            REQUEST_TIMEOUT,
+            client.nats_client.request(self.flush_subject.as_str(), b""),
+        )
+        .await
+        .context("The flush round trip timed out")?
+        .context("The flush round trip failed")?;
+        Ok(())
+    }
+}
+
+/// `(nats_url, cluster_id)` of the external server, if the suite targets one.
+fn external_server() -> Option<(String, String)> {
+    let url = env::var("STAN_URL").ok().filter(|url| !url.is_empty())?;
+    let cluster_id = env::var("STAN_CLUSTER_ID")
+        .ok()
+        .filter(|id| !id.is_empty())?;
+    Some((url, cluster_id))
+}
+
+fn broker_config(
+    nats_url: &str,
+    cluster_id: &str,
+    configure: &Arc<Configure>,
+    store_dir: Option<&TempDir>,
+) -> BrokerConfig {
+    let mut config = BrokerConfig {
+        cluster_id: cluster_id.to_string(),
+        nats_url: nats_url.to_string(),
+        ..BrokerConfig::default()
+    };
+    if let Some(dir) = store_dir {
+        config.store = StoreKind::File(dir.path().to_path_buf());
+    }
+    configure(&mut config);
+    config
+}
+
+/// Subscription settings passed to ratsio's `subscribe_with_all`.
+///
+/// Always explicit: ratsio's `subscribe()` asks for an ack wait of 1,800,000 s.
+#[derive(Clone, Debug)]
+pub struct SubOptions {
+    pub queue_group: Option<String>,
+    pub durable_name: Option<String>,
+    pub max_in_flight: i32,
+    pub ack_wait_secs: i32,
+    pub start_position: StartPosition,
+    pub start_sequence: u64,
+    pub start_time_delta: Option<i32>,
+    pub manual_acks: bool,
+}
+
+impl SubOptions {
+    /// Manual acks, ack wait 1 s, max in flight 1024.
+    pub fn starting_at(start_position: StartPosition) -> SubOptions {
+        SubOptions {
+            queue_group: None,
+            durable_name: None,
+            max_in_flight: 1024,
+            ack_wait_secs: 1,
+            start_position,
+            start_sequence: 0,
+            start_time_delta: None,
+            manual_acks: true,
+        }
+    }
+
+    pub fn new_only() -> SubOptions {
+        Self::starting_at(StartPosition::NewOnly)
+    }
+
+    pub fn durable(mut self, name: &str) -> SubOptions {
+        self.durable_name = Some(name.to_string());
+        self
+    }
+
+    pub fn queue(mut self, group: &str) -> SubOptions {
+        self.queue_group = Some(group.to_string());
+        self
+    }
+
+    pub fn max_in_flight(mut self, max: i32) -> SubOptions {
+        self.max_in_flight = max;
+        self
+    }
+
+    pub fn ack_wait_secs(mut self, secs: i32) -> SubOptions {
+        self.ack_wait_secs = secs;
+        self
+    }
+
+    pub fn start_sequence(mut self, sequence: u64) -> SubOptions {
+        self.start_sequence = sequence;
+        self
+    }
+
+    /// ratsio passes this through unchanged and the server reads nanoseconds.
+    pub fn start_time_delta_nanos(mut self, nanos: i32) -> SubOptions {
+        self.start_time_delta = Some(nanos);
+        self
+    }
+
+    pub fn auto_ack(mut self) -> SubOptions {
+        self.manual_acks = false;
+        self
+    }
+}
+
+/// A message with the moment it arrived.
+pub struct Received {
+    pub message: StanMessage,
+    pub at: Instant,
+}
+
+/// A ratsio subscription with bounded waits.
+pub struct RatsioSubscription {
+    messages: Pin<Box<dyn Stream<Item = StanMessage> + Send + Sync>>,
+    client: Arc<StanClient>,
+}
+
+impl RatsioSubscription {
+    /// The next message, or an error if none arrives within `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> anyhow::Result<Received> {
+        match timeout(wait, self.messages.next()).await {
+            Ok(Some(message)) => Ok(Received {
+                message,
+                at: Instant::now(),
+            }),
+            Ok(None) => bail!("The ratsio subscription ended"),
+            Err(_) => bail!("No message within {wait:?}"),
+        }
+    }
+
+    /// The next message if one arrives before `deadline`.
+    pub async fn next_before(&mut self, deadline: Instant) -> Option<Received> {
+        match timeout_at(deadline, self.messages.next()).await {
+            Ok(Some(message)) => Some(Received {
+                message,
+                at: Instant::now(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Everything that arrives until `deadline`, acking each message if `ack` is set.
+    pub async fn collect_until(
+        &mut self,
+        deadline: Instant,
+        ack: bool,
+    ) -> anyhow::Result<Vec<Received>> {
+        let mut received = Vec::new();
+        while let Some(next) = self.next_before(deadline).await {
+            if ack {
+                self.ack(&next.message).await?;
+            }
+            received.push(next);
+        }
+        Ok(received)
+    }
+
+    /// Manually acknowledges `message`.
+    pub async fn ack(&self, message: &StanMessage) -> anyhow::Result<()> {
+        timeout(REQUEST_TIMEOUT, self.client.acknowledge(message.clone()))
+            .await
+            .context("ratsio did not ack in time")?
+            .context("ratsio failed to ack")
+    }
+}
+
+/// The distinct sequences in `received`, sorted.
+pub fn distinct_sequences(received: &[Received]) -> Vec<u64> {
+    let mut sequences: Vec<u64> = received.iter().map(|r| r.message.sequence).collect();
+    sequences.sort_unstable();
+    sequences.dedup();
+    sequences
+}
+
+/// Closes a ratsio client (CloseRequest), bounded in time.
+pub async fn close_ratsio(client: &StanClient) -> anyhow::Result<()> {
+    timeout(REQUEST_TIMEOUT, client.close())
+        .await
+        .context("ratsio did not close in time")?
+        .context("ratsio failed to close")
+}
+
+/// Publishes each payload with PubAck confirmation, in order.
+pub async fn publish_all(
+    publisher: &RawConnection,
+    channel: &str,
+    payloads: &[&str],
+) -> anyhow::Result<()> {
+    for payload in payloads {
+        publisher
+            .publish_confirmed(channel, payload.as_bytes())
+            .await?;
+    }
+    Ok(())
+}

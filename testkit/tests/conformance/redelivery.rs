@@ -1,0 +1,236 @@
+//! Manual acks, ack wait, redelivery and max in flight, seen through ratsio.
+//!
+//! Messages are published after subscribing, so ratsio's lost-first-delivery race does not
+//! apply; timings are measured from message arrival with a tolerance.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::helpers::{
+    assert_close_to, close_ratsio, distinct_sequences, publish_all, unique, SubOptions, TestCluster,
+};
+
+const TOLERANCE: Duration = Duration::from_millis(400);
+const ONE_SECOND: Duration = Duration::from_secs(1);
+
+#[tokio::test]
+async fn unacked_message_is_redelivered_every_ack_wait_with_the_redelivered_flag(
+) -> anyhow::Result<()> {
+    // Arrange
+    let cluster = TestCluster::start().await?;
+    let channel = cluster.channel("redeliver");
+    let client = cluster.ratsio_client(&unique("slow")).await?;
+    let mut subscription = cluster
+        .subscribe(&client, &channel, SubOptions::new_only().ack_wait_secs(1))
+        .await?;
+
+    // Act
+    publish_all(&cluster.publisher().await?, &channel, &["once"]).await?;
+    let first = subscription.next_within(Duration::from_secs(2)).await?;
+    let second = subscription.next_within(Duration::from_secs(3)).await?;
+    let third = subscription.next_within(Duration::from_secs(3)).await?;
+    subscription.ack(&third.message).await?;
+    let after_ack = subscription
+        .next_before(Instant::now() + Duration::from_millis(1600))
+        .await;
+
+    // Assert
+    assert_eq!(first.message.sequence, 1);
+    assert!(
+        !first.message.redelivered,
+        "the first delivery is not flagged"
+    );
+    for (name, delivery) in [("second", &second), ("third", &third)] {
+        assert_eq!(delivery.message.sequence, 1, "{name} delivery");
+        assert!(delivery.message.redelivered, "{name} delivery is flagged");
+        assert_eq!(delivery.message.payload, b"once", "{name} delivery");
+    }
+    assert_close_to(
+        second.at - first.at,
+        ONE_SECOND,
+        TOLERANCE,
+        "first redelivery",
+    );
+    assert_close_to(
+        third.at - second.at,
+        ONE_SECOND,
+        TOLERANCE,
+        "second redelivery",
+    );
+    assert!(
+        after_ack.is_none(),
+        "an acked message came back: seq {:?}",
+        after_ack.map(|r| r.message.sequence)
+    );
+    close_ratsio(&client).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn acked_message_is_not_redelivered() -> anyhow::Result<()> {
+    // Arrange
+    let cluster = TestCluster::start().await?;
+    let channel = cluster.channel("acked");
+    let client = cluster.ratsio_client(&unique("prompt")).await?;
+    let mut subscription = cluster
+        .subscribe(&client, &channel, SubOptions::new_only().ack_wait_secs(1))
+        .await?;
+    publish_all(&cluster.publisher().await?, &channel, &["1", "2"]).await?;
+
+    // Act
+    let received = subscription
+        .collect_until(Instant::now() + Duration::from_millis(1800), true)
+        .await?;
+
+    // Assert
+    let sequences: Vec<(u64, bool)> = received
+        .iter()
+        .map(|r| (r.message.sequence, r.message.redelivered))
+        .collect();
+    assert_eq!(sequences, vec![(1, false), (2, false)]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn auto_acked_message_is_not_redelivered() -> anyhow::Result<()> {
+    // Arrange
+    let cluster = TestCluster::start().await?;
+    let channel = cluster.channel("autoack");
+    let client = cluster.ratsio_client(&unique("auto")).await?;
+    let mut subscription = cluster
+        .subscribe(
+            &client,
+            &channel,
+            SubOptions::new_only().ack_wait_secs(1).auto_ack(),
+        )
+        .await?;
+    publish_all(&cluster.publisher().await?, &channel, &["1"]).await?;
+
+    // Act
+    // ratsio acks an auto-ack message when it is dropped, here inside collect_until.
+    let received = subscription
+        .collect_until(Instant::now() + Duration::from_millis(1800), false)
+        .await?;
+
+    // Assert
+    assert_eq!(received.len(), 1, "delivered once and never again");
+    Ok(())
+}
+
+#[tokio::test]
+async fn max_in_flight_holds_back_messages_until_acks_come() -> anyhow::Result<()> {
+    // Arrange
+    let cluster = TestCluster::start().await?;
+    let channel = cluster.channel("inflight");
+    let client = cluster.ratsio_client(&unique("bounded")).await?;
+    // A long ack wait keeps redeliveries out of the picture.
+    let mut subscription = cluster
+        .subscribe(
+            &client,
+            &channel,
+            SubOptions::new_only().max_in_flight(2).ack_wait_secs(30),
+        )
+        .await?;
+
+    // Act
+    publish_all(
+        &cluster.publisher().await?,
+        &channel,
+        &["1", "2", "3", "4", "5"],
+    )
+    .await?;
+    let before_acks = subscription
+        .collect_until(Instant::now() + Duration::from_millis(800), false)
+        .await?;
+    let Some(oldest) = before_acks.first() else {
+        anyhow::bail!("Nothing was delivered");
+    };
+    subscription.ack(&oldest.message).await?;
+    let after_one_ack = subscription
+        .collect_until(Instant::now() + Duration::from_millis(800), false)
+        .await?;
+    for pending in before_acks.iter().skip(1).chain(&after_one_ack) {
+        subscription.ack(&pending.message).await?;
+    }
+    let after_all_acks = subscription
+        .collect_until(Instant::now() + Duration::from_millis(800), true)
+        .await?;
+
+    // Assert
+    assert_eq!(distinct_sequences(&before_acks), vec![1, 2], "none acked");
+    assert_eq!(distinct_sequences(&after_one_ack), vec![3], "1 acked");
+    assert_eq!(distinct_sequences(&after_all_acks), vec![4, 5], "1-3 acked");
+    close_ratsio(&client).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn new_ack_wait_on_resume_applies_to_new_deliveries_while_pending_keep_their_deadline(
+) -> anyhow::Result<()> {
+    // Arrange
+    let cluster = TestCluster::start().await?;
+    let channel = cluster.channel("resumewait");
+    let client_id = unique("resumer");
+    let publisher = cluster.publisher().await?;
+    let before = cluster.ratsio_client(&client_id).await?;
+    let mut old = cluster
+        .subscribe(
+            &before,
+            &channel,
+            SubOptions::new_only().durable("d").ack_wait_secs(3),
+        )
+        .await?;
+    publish_all(&publisher, &channel, &["pending"]).await?;
+    let pending = old.next_within(Duration::from_secs(2)).await?;
+    close_ratsio(&before).await?;
+
+    // Act
+    let after = cluster.ratsio_client(&client_id).await?;
+    let resumed_at = Instant::now();
+    let mut resumed = cluster
+        .subscribe(
+            &after,
+            &channel,
+            SubOptions::new_only().durable("d").ack_wait_secs(1),
+        )
+        .await?;
+    publish_all(&publisher, &channel, &["fresh"]).await?;
+    let received = resumed
+        .collect_until(pending.at + Duration::from_millis(5000), false)
+        .await?;
+
+    // Assert
+    assert_eq!(pending.message.sequence, 1);
+    let fresh: Vec<_> = received
+        .iter()
+        .filter(|r| r.message.sequence == 2)
+        .collect();
+    assert!(fresh.len() >= 2, "message 2 was delivered and redelivered");
+    assert!(!fresh[0].message.redelivered);
+    assert_close_to(
+        fresh[1].at - fresh[0].at,
+        ONE_SECOND,
+        TOLERANCE,
+        "redelivery of a message delivered after resuming with ack wait 1 s",
+    );
+    // The server resends pending messages the moment the durable resumes (ratsio usually misses
+    // that); after it, the old 3 s deadline rules, not the new 1 s ack wait.
+    let later_redelivery = received
+        .iter()
+        .find(|r| r.message.sequence == 1 && r.at > resumed_at + Duration::from_millis(300));
+    let Some(later_redelivery) = later_redelivery else {
+        panic!("message 1 was not redelivered within 5 s of its delivery");
+    };
+    assert!(later_redelivery.message.redelivered);
+    let since_delivery = later_redelivery.at - pending.at;
+    assert!(
+        since_delivery >= Duration::from_secs(3) - TOLERANCE
+            && since_delivery <= Duration::from_secs(4) + TOLERANCE,
+        "message 1 came back {since_delivery:?} after its delivery with a 3 s ack wait \
+         (resumed {:?} after it with a 1 s ack wait)",
+        resumed_at - pending.at
+    );
+    close_ratsio(&after).await?;
+    Ok(())
+}

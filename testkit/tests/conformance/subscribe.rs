@@ -1,0 +1,148 @@
+//! Start positions, seen through ratsio.
+//!
+//! Messages stored before a subscription are sent right after the subscription response, which
+//! ratsio misses (it subscribes to its inbox only after the response); the broker sends them
+//! again when the 1 s ack wait expires. So each test collects for a little over two ack waits
+//! and compares the *distinct* sequences received.
+
+use std::time::Duration;
+
+use ratsio::StartPosition;
+use stan_testkit::proto::SubscriptionRequest;
+use tokio::time::{sleep_until, Instant};
+
+use crate::helpers::{distinct_sequences, publish_all, unique, SubOptions, TestCluster};
+
+/// Long enough for a delivery ratsio missed to come back once (1 s ack wait) with margin.
+const COLLECT_FOR: Duration = Duration::from_millis(2300);
+
+/// Subscribes a fresh ratsio client with `options`, publishes `after` once subscribed, and
+/// returns the distinct sequences delivered (each acked on arrival).
+async fn sequences_delivered(
+    cluster: &TestCluster,
+    channel: &str,
+    options: SubOptions,
+    after: &[&str],
+) -> anyhow::Result<Vec<u64>> {
+    let client = cluster.ratsio_client(&unique("subscriber")).await?;
+    let publisher = cluster.publisher().await?;
+    let subscribed = Instant::now();
+    let mut subscription = cluster.subscribe(&client, channel, options).await?;
+    publish_all(&publisher, channel, after).await?;
+    let received = subscription
+        .collect_until(subscribed + COLLECT_FOR, true)
+        .await?;
+    Ok(distinct_sequences(&received))
+}
+
+#[tokio::test]
+async fn new_only_start_receives_only_messages_published_after_subscribing() -> anyhow::Result<()> {
+    // Arrange
+    let cluster = TestCluster::start().await?;
+    let channel = cluster.channel("newonly");
+    publish_all(&cluster.publisher().await?, &channel, &["1", "2"]).await?;
+
+    // Act
+    let sequences = sequences_delivered(&cluster, &channel, SubOptions::new_only(), &["3"]).await?;
+
+    // Assert
+    assert_eq!(sequences, vec![3]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn last_received_start_receives_the_last_stored_message_then_new_ones() -> anyhow::Result<()>
+{
+    // Arrange
+    let cluster = TestCluster::start().await?;
+    let channel = cluster.channel("last");
+    publish_all(&cluster.publisher().await?, &channel, &["1", "2", "3"]).await?;
+
+    // Act
+    let options = SubOptions::starting_at(StartPosition::LastReceived);
+    let sequences = sequences_delivered(&cluster, &channel, options, &["4"]).await?;
+
+    // Assert
+    assert_eq!(sequences, vec![3, 4]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn sequence_start_receives_from_the_given_sequence_on() -> anyhow::Result<()> {
+    // Arrange
+    let cluster = TestCluster::start().await?;
+    let channel = cluster.channel("seq");
+    publish_all(&cluster.publisher().await?, &channel, &["1", "2", "3", "4"]).await?;
+
+    // Act
+    let options = SubOptions::starting_at(StartPosition::SequenceStart).start_sequence(3);
+    let sequences = sequences_delivered(&cluster, &channel, options, &["5"]).await?;
+
+    // Assert
+    assert_eq!(sequences, vec![3, 4, 5]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn time_delta_start_receives_messages_stored_within_the_delta() -> anyhow::Result<()> {
+    // Arrange
+    let cluster = TestCluster::start().await?;
+    let channel = cluster.channel("delta");
+    let publisher = cluster.publisher().await?;
+    publish_all(&publisher, &channel, &["1", "2"]).await?;
+    // A gap in storage time, with the start time in its middle.
+    let second_stored = Instant::now();
+    let start_time = second_stored + Duration::from_millis(250);
+    sleep_until(second_stored + Duration::from_millis(500)).await;
+    publish_all(&publisher, &channel, &["3", "4"]).await?;
+
+    // Act
+    // The server reads startTimeDelta as nanoseconds before now; ratsio passes its i32 through.
+    let delta_nanos = i32::try_from(start_time.elapsed().as_nanos())?;
+    let options =
+        SubOptions::starting_at(StartPosition::TimeDeltaStart).start_time_delta_nanos(delta_nanos);
+    let sequences = sequences_delivered(&cluster, &channel, options, &["5"]).await?;
+
+    // Assert
+    assert_eq!(sequences, vec![3, 4, 5]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn first_start_receives_every_stored_message() -> anyhow::Result<()> {
+    // Arrange
+    let cluster = TestCluster::start().await?;
+    let channel = cluster.channel("first");
+    publish_all(&cluster.publisher().await?, &channel, &["1", "2", "3"]).await?;
+
+    // Act
+    let options = SubOptions::starting_at(StartPosition::First);
+    let sequences = sequences_delivered(&cluster, &channel, options, &["4"]).await?;
+
+    // Assert
+    assert_eq!(sequences, vec![1, 2, 3, 4]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn subscription_from_an_unknown_client_id_is_refused() -> anyhow::Result<()> {
+    // Arrange
+    let cluster = TestCluster::start().await?;
+    let client = cluster.raw_client(&unique("known")).await?;
+    let request = SubscriptionRequest {
+        client_id: unique("stranger"),
+        subject: cluster.channel("stranger"),
+        inbox: client.nats().new_inbox(),
+        max_in_flight: 1,
+        ack_wait_in_secs: 30,
+        ..SubscriptionRequest::default()
+    };
+
+    // Act
+    let response = client.request_subscription(&request).await?;
+
+    // Assert
+    assert_eq!(response.error, "stan: unknown clientID");
+    assert_eq!(response.ack_inbox, "");
+    Ok(())
+}
