@@ -1,1 +1,9 @@
+pub mod actors;
+pub mod broker;
+pub mod configuration;
+pub mod db;
 pub mod domain;
+pub mod generator;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
