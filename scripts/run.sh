@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The run command README gives: starts everything order-service needs on a machine without Docker
-# (PostgreSQL, nats-server, the project's dev STAN broker with a file store), builds the service and runs it in the
+# (PostgreSQL, nats-server, the project's dev STAN broker, memory store), builds the service and runs it in the
 # foreground on http://127.0.0.1:8081. Ctrl-C stops the service and the broker.
 #   scripts/run.sh            # just the service and its dependencies
 #   scripts/run.sh --demo     # also publish the sample order and 1,000 random ones (10 % invalid)
@@ -22,9 +22,14 @@ export RUST_LOG=${RUST_LOG:-info}
 
 mkdir -p .data
 ./target/release/stan-broker --cluster_id "$STAN_CLUSTER_ID" --nats_server "$STAN_URL" \
-    --store file --dir .data/stan >.data/stan-broker.log 2>&1 &
+    >.data/stan-broker.log 2>&1 &
 broker=$!
 trap 'kill "$broker" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+    grep -q "Broker ready" .data/stan-broker.log 2>/dev/null && break
+    kill -0 "$broker" 2>/dev/null || { cat .data/stan-broker.log >&2; exit 1; }
+    sleep 0.1
+done
 
 if $demo; then
     (
