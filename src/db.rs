@@ -3,7 +3,7 @@
 use anyhow::Context;
 use bb8_postgres::PostgresConnectionManager;
 use bytes::Bytes;
-use tokio_postgres::NoTls;
+use tokio_postgres::{GenericClient, NoTls};
 
 use crate::domain::{Rejection, ValidOrder};
 
@@ -146,17 +146,21 @@ pub async fn insert_rejected(
     let conn = pool.get().await?;
     let reasons = serde_json::to_value(&rejection.reasons).unwrap_or_default();
     let seq = i64::try_from(seq).unwrap_or(i64::MAX);
-    conn.execute(
-        "INSERT INTO rejected_messages (channel, stan_sequence, payload, payload_sha256, reason_class, reasons, order_uid) \
-         VALUES ($1, $2, $3, sha256($3), $4, $5::text::jsonb, $6) ON CONFLICT DO NOTHING",
-        &[&channel, &seq, &raw, &rejection.class.as_str(), &reasons.to_string(), &rejection.order_uid],
+    insert_rejected_in(
+        &*conn,
+        channel,
+        seq,
+        raw,
+        rejection.class.as_str(),
+        &reasons,
+        rejection.order_uid.as_deref(),
     )
     .await?;
     Ok(())
 }
 
 async fn insert_rejected_in(
-    tx: &tokio_postgres::Transaction<'_>,
+    client: &impl GenericClient,
     channel: &str,
     seq: i64,
     raw: &[u8],
@@ -164,12 +168,13 @@ async fn insert_rejected_in(
     reasons: &serde_json::Value,
     order_uid: Option<&str>,
 ) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
-        "INSERT INTO rejected_messages (channel, stan_sequence, payload, payload_sha256, reason_class, reasons, order_uid) \
-         VALUES ($1, $2, $3, sha256($3), $4, $5::text::jsonb, $6) ON CONFLICT DO NOTHING",
-        &[&channel, &seq, &raw, &class, &reasons.to_string(), &order_uid],
-    )
-    .await?;
+    client
+        .execute(
+            "INSERT INTO rejected_messages (channel, stan_sequence, payload, payload_sha256, reason_class, reasons, order_uid) \
+             VALUES ($1, $2, $3, sha256($3), $4, $5::text::jsonb, $6) ON CONFLICT DO NOTHING",
+            &[&channel, &seq, &raw, &class, &reasons.to_string(), &order_uid],
+        )
+        .await?;
     Ok(())
 }
 
