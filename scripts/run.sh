@@ -40,7 +40,7 @@ if $demo; then
         done
         ./target/release/order-generator --file tests/fixtures/model.json
         ./target/release/order-generator --count 1000 --invalid-ratio 0.1
-        echo "run.sh: try http://127.0.0.1:8081/?id=b563feb7b2b84b6test"
+        echo "run.sh: try curl http://127.0.0.1:8081/order/b563feb7b2b84b6test"
     ) &
 fi
 
