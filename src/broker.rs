@@ -1,77 +1,232 @@
-//! The ratsio adapter: connect and subscribe with every call bounded in time, because ratsio has no timeouts and a
-//! connect refused by the server (a duplicate client id) still returns Ok, after which calls hang.
+//! The ratsio adapter: the only code that calls ratsio. It works around the ratsio 0.4.1 defects verified against
+//! the real server, without forking it:
+//! - no request has a timeout: every call here is bounded by `STAN_TIMEOUT`;
+//! - a connect the server refuses (duplicate client id) still returns Ok and later calls hang: the bounded
+//!   subscribe turns that into a clear error;
+//! - `subscribe()` sends an ack wait of 1,800,000 s: we always pass ack wait and max in flight explicitly;
+//! - its reconnect logic is broken (mnetship/ratsio #10, #16): the subscriber drops the connection and connects
+//!   afresh instead, and `probe` tells it when the broker no longer knows this client;
+//! - it decodes deliveries with `unwrap()`: the stream is drained in a task of its own, so a malformed frame ends
+//!   that task (and the subscription, which is then renewed), not the service.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context};
-use futures::Stream;
-use ratsio::{StanClient, StanMessage, StanOptions, StartPosition};
+use bytes::Bytes;
+use futures::StreamExt;
+use prost::Message as _;
+use ratsio::{RatsioError, StanClient, StanMessage, StanOptions, StartPosition};
+use stan_testkit::proto;
+use tokio::sync::mpsc;
 
-use crate::configuration::Settings;
+use crate::configuration::StanSettings;
 
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A live STAN connection and its durable queue subscription with manual acks.
-pub async fn subscribe(
-    settings: &Settings,
-) -> anyhow::Result<(
-    Arc<StanClient>,
-    impl Stream<Item = StanMessage> + Send + Unpin + 'static,
-)> {
-    let options = StanOptions::with_options(
-        settings.stan_url.as_str(),
-        settings.stan_cluster_id.as_str(),
-        settings.stan_client_id.as_str(),
-    );
-    let client = tokio::time::timeout(CALL_TIMEOUT, StanClient::from_options(options))
-        .await
-        .map_err(|_| {
-            anyhow!(
-                "no NATS Streaming server answered at {} within {CALL_TIMEOUT:?}",
-                settings.stan_url
-            )
-        })?
-        .map_err(|e| {
-            anyhow!(
-                "failed to connect to NATS Streaming at {}: {e:?}",
-                settings.stan_url
-            )
-        })?;
-    let subscribing = client.subscribe_with_all(
-        settings.stan_channel.clone(),
-        Some(settings.stan_queue_group.clone()),
-        Some(settings.stan_durable_name.clone()),
-        settings.stan_max_in_flight,
-        settings.stan_ack_wait_secs,
-        // A new durable starts from the first message; a resumed one continues after its last ack.
-        StartPosition::First,
-        0,
-        None,
-        true,
-    );
-    let (_sid, messages) = tokio::time::timeout(CALL_TIMEOUT, subscribing)
-        .await
-        .map_err(|_| {
-            anyhow!(
-                "cluster {:?} refused or did not answer the subscription: is another instance running with client id {:?}?",
-                settings.stan_cluster_id,
-                settings.stan_client_id
-            )
-        })?
-        .map_err(|e| anyhow!("subscription to {:?} failed: {e:?}", settings.stan_channel))?;
-    Ok((client, Box::pin(messages)))
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("{what} got no answer from the broker within {after:?}")]
+    Timeout { what: &'static str, after: Duration },
+    #[error(
+        "broker refused or did not answer the subscription on cluster {cluster_id:?}: \
+         is another instance running with client id {client_id:?}?"
+    )]
+    Refused {
+        cluster_id: String,
+        client_id: String,
+    },
+    #[error("{what} failed: {message}")]
+    Ratsio { what: &'static str, message: String },
+    #[error("cannot reach nats-server at {url}: {message}")]
+    Unreachable { url: String, message: String },
+    #[error(
+        "no NATS Streaming server answered on cluster {cluster_id:?} at {url} within {after:?}"
+    )]
+    NoServer {
+        cluster_id: String,
+        url: String,
+        after: Duration,
+    },
+    #[error("the broker no longer knows client id {0:?}")]
+    NotRegistered(String),
+    #[error("the broker answered with an error: {0}")]
+    Answered(String),
+    #[error("malformed answer from the broker: {0}")]
+    Malformed(#[from] prost::DecodeError),
 }
 
-/// Acknowledges one message, bounded in time.
-pub async fn ack(client: &StanClient, message: StanMessage) -> anyhow::Result<()> {
-    tokio::time::timeout(CALL_TIMEOUT, client.acknowledge(message))
-        .await
-        .context("ack timed out")?
-        .map_err(|e| anyhow!("ack failed: {e:?}"))
+fn ratsio_error(what: &'static str) -> impl FnOnce(RatsioError) -> BrokerError {
+    move |error| BrokerError::Ratsio {
+        what,
+        message: format!("{error:?}"),
+    }
 }
 
-/// Closes the connection without unsubscribing, so the durable survives for the next start.
-pub async fn close(client: &StanClient) {
-    let _ = tokio::time::timeout(CALL_TIMEOUT, client.close()).await;
+/// A connection to the STAN cluster, registered under the configured client id.
+pub struct StanConnection {
+    client: Arc<StanClient>,
+    settings: StanSettings,
+}
+
+/// One message delivered by the subscription.
+pub struct Delivery {
+    pub payload: Bytes,
+    pub sequence: u64,
+    pub redelivered: bool,
+    pub ack: AckHandle,
+}
+
+/// What acknowledging one delivery needs: the client it came through and its ack inbox.
+pub struct AckHandle {
+    client: Arc<StanClient>,
+    /// The delivered message with its payload moved out (ratsio acks with the message).
+    message: StanMessage,
+    timeout: Duration,
+}
+
+impl AckHandle {
+    /// Sends the ack. An ack that fails is not retried: the message is redelivered and found stored.
+    pub async fn ack(self) -> Result<(), BrokerError> {
+        bounded("ack", self.timeout, self.client.acknowledge(self.message))
+            .await?
+            .map_err(ratsio_error("ack"))
+    }
+}
+
+/// Runs `future` for at most `after`.
+async fn bounded<F: std::future::Future>(
+    what: &'static str,
+    after: Duration,
+    future: F,
+) -> Result<F::Output, BrokerError> {
+    tokio::time::timeout(after, future)
+        .await
+        .map_err(|_| BrokerError::Timeout { what, after })
+}
+
+impl StanConnection {
+    /// Connects (NATS, then the STAN handshake) with the configured, stable client id.
+    pub async fn connect(settings: &StanSettings) -> Result<StanConnection, BrokerError> {
+        let options = StanOptions::with_options(
+            settings.url.clone(),
+            settings.cluster_id.clone(),
+            settings.client_id.clone(),
+        );
+        let client = bounded(
+            "connect",
+            settings.timeout(),
+            StanClient::from_options(options),
+        )
+        .await?
+        .map_err(ratsio_error("connect"))?;
+        Ok(StanConnection {
+            client,
+            settings: settings.clone(),
+        })
+    }
+
+    /// Subscribes to the channel as a member of the durable queue group, with manual acks. Deliveries arrive on the
+    /// returned channel, which closes when the subscription ends.
+    pub async fn subscribe(&self) -> Result<mpsc::UnboundedReceiver<Delivery>, BrokerError> {
+        let s = &self.settings;
+        let subscribing = self.client.subscribe_with_all(
+            s.channel.clone(),
+            Some(s.queue_group.clone()),
+            Some(s.durable_name.clone()),
+            s.max_in_flight,
+            s.ack_wait_secs,
+            // A new durable starts with the first message; a resumed one continues after its last ack.
+            StartPosition::First,
+            0,
+            None,
+            true,
+        );
+        let (_sid, messages) = tokio::time::timeout(s.timeout(), subscribing)
+            .await
+            .map_err(|_| BrokerError::Refused {
+                cluster_id: s.cluster_id.clone(),
+                client_id: s.client_id.clone(),
+            })?
+            .map_err(ratsio_error("subscribe"))?;
+
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let (client, timeout) = (self.client.clone(), s.timeout());
+        // The broker bounds what is unacknowledged (max in flight), so this channel is bounded in practice.
+        tokio::spawn(async move {
+            let mut messages = Box::pin(messages);
+            while let Some(mut message) = messages.next().await {
+                let delivery = Delivery {
+                    payload: Bytes::from(std::mem::take(&mut message.payload)),
+                    sequence: message.sequence,
+                    redelivered: message.redelivered,
+                    ack: AckHandle {
+                        client: client.clone(),
+                        message,
+                        timeout,
+                    },
+                };
+                if sender.send(delivery).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(receiver)
+    }
+
+    /// Asks the broker whether it still knows this client, as a new connect request with our client id would: a live
+    /// registration is refused as a duplicate (after the broker pinged our heartbeat inbox, which ratsio answers),
+    /// an unknown id is accepted. The accepted probe is closed again at once, and the caller reconnects.
+    pub async fn probe(&self) -> Result<(), BrokerError> {
+        let s = &self.settings;
+        let request = proto::ConnectRequest {
+            client_id: s.client_id.clone(),
+            heartbeat_inbox: format!("_INBOX.probe.{}", uuid::Uuid::new_v4().simple()),
+            conn_id: uuid::Uuid::new_v4().simple().to_string().into_bytes(),
+            ..Default::default()
+        };
+        let discover = format!("_STAN.discover.{}", s.cluster_id);
+        let reply = bounded(
+            "probe",
+            s.timeout(),
+            self.client
+                .nats_client
+                .request(discover, &request.encode_to_vec()),
+        )
+        .await?
+        .map_err(ratsio_error("probe"))?;
+        let response = proto::ConnectResponse::decode(reply.payload.as_slice())?;
+        if response.error.contains("already registered") {
+            return Ok(());
+        }
+        if !response.error.is_empty() {
+            return Err(BrokerError::Answered(response.error));
+        }
+        let close = proto::CloseRequest {
+            client_id: s.client_id.clone(),
+        };
+        // Best effort: if this is lost, the next connect replaces the probe's registration after one heartbeat.
+        let _ = bounded(
+            "close",
+            s.timeout(),
+            self.client
+                .nats_client
+                .publish(response.close_requests, &close.encode_to_vec()),
+        )
+        .await;
+        Err(BrokerError::NotRegistered(s.client_id.clone()))
+    }
+
+    /// Closes the connection. The durable subscription is not unsubscribed, so the next start resumes it.
+    pub async fn close(&self) {
+        let timeout = self.settings.timeout();
+        match bounded("close", timeout, self.client.close()).await {
+            Ok(Ok(())) => {}
+            // ratsio's close stops before closing the NATS connection when the close request fails.
+            _ => {
+                let _ = bounded("close", timeout, self.client.nats_client.close()).await;
+            }
+        }
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.settings.client_id
+    }
 }

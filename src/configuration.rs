@@ -1,67 +1,26 @@
-//! Every setting is a flag with an environment variable and a default; `--help` lists them.
+//! Settings: every one is a flag with an environment variable and a default in code; `--help` lists them all.
+//! The tree (application, database, stan) follows z2p's `Settings`; clap parses it.
 
-use std::net::SocketAddr;
+use std::fmt;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// The command line: an optional subcommand (`serve` by default) and the settings.
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "order-service",
     version,
-    about = "Takes orders from NATS Streaming, stores them in PostgreSQL, serves them from memory."
+    about = "Takes orders from a NATS Streaming channel, stores them in PostgreSQL and serves them from memory."
 )]
-pub struct Settings {
+pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// PostgreSQL connection URL.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://order_service:order_service@127.0.0.1:5432/order_service",
-        hide_env_values = true
-    )]
-    pub database_url: String,
-    /// Connections in the database pool.
-    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 8)]
-    pub db_pool_size: u32,
-    /// NATS URL of the streaming server.
-    #[arg(long, env = "STAN_URL", default_value = "nats://127.0.0.1:4222")]
-    pub stan_url: String,
-    /// NATS Streaming cluster id.
-    #[arg(long, env = "STAN_CLUSTER_ID", default_value = "test-cluster")]
-    pub stan_cluster_id: String,
-    /// Channel the orders arrive on.
-    #[arg(long, env = "STAN_CHANNEL", default_value = "orders")]
-    pub stan_channel: String,
-    /// Stable client id of this instance: a restart with the same id replaces a dead predecessor at once.
-    #[arg(long, env = "STAN_CLIENT_ID", default_value = "order-service")]
-    pub stan_client_id: String,
-    /// Durable name: a restart resumes after the last acknowledged message.
-    #[arg(long, env = "STAN_DURABLE_NAME", default_value = "order-service")]
-    pub stan_durable_name: String,
-    /// Queue group shared by all instances.
-    #[arg(long, env = "STAN_QUEUE_GROUP", default_value = "order-service")]
-    pub stan_queue_group: String,
-    /// Seconds before an unacknowledged message is redelivered. Short, because ratsio loses the first deliveries
-    /// after subscribing and they come back only after this.
-    #[arg(long, env = "STAN_ACK_WAIT", default_value_t = 5)]
-    pub stan_ack_wait_secs: i32,
-    /// Messages delivered but not yet acknowledged: bounds memory under any backlog.
-    #[arg(long, env = "STAN_MAX_IN_FLIGHT", default_value_t = 1024)]
-    pub stan_max_in_flight: i32,
-    /// Address the HTTP API listens on.
-    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8081")]
-    pub http_addr: SocketAddr,
-    /// Messages above this size are rejected before parsing.
-    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024)]
-    pub max_message_bytes: usize,
-    /// Log format: human or json.
-    #[arg(long, env = "LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
-    pub log_format: String,
+    #[command(flatten)]
+    pub settings: Settings,
 }
 
-#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
     /// Run the service (the default).
     Serve,
@@ -69,8 +28,247 @@ pub enum Command {
     Migrate,
 }
 
-impl Settings {
+/// Everything the service needs to run.
+#[derive(Args, Debug, Clone)]
+pub struct Settings {
+    #[command(flatten)]
+    pub application: ApplicationSettings,
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+    #[command(flatten)]
+    pub stan: StanSettings,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ApplicationSettings {
+    /// Address the HTTP API listens on (port 0 picks a free port).
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8081", global = true)]
+    pub http_addr: String,
+    /// HTTP worker threads, each with its own cache actor [default: the number of CPUs].
+    #[arg(long, env = "HTTP_WORKERS", global = true)]
+    pub http_workers: Option<usize>,
+    /// Messages larger than this are rejected before parsing.
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024, global = true)]
+    pub max_message_bytes: usize,
+    /// Log lines for people or for machines.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Args, Clone)]
+pub struct DatabaseSettings {
+    /// PostgreSQL connection URL (its password never reaches a log line).
+    #[arg(
+        id = "database_url",
+        value_name = "DATABASE_URL",
+        long = "database-url",
+        env = "DATABASE_URL",
+        default_value = "postgres://order_service@127.0.0.1:5432/order_service",
+        hide_env_values = true,
+        global = true
+    )]
+    pub url: String,
+    /// Connections in the database pool.
+    #[arg(
+        long = "db-pool-size",
+        env = "DB_POOL_SIZE",
+        default_value_t = 4,
+        global = true
+    )]
+    pub pool_size: u32,
+    /// Most messages committed in one transaction (group commit).
+    #[arg(
+        long = "batch-size",
+        env = "BATCH_SIZE",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub batch_size: usize,
+}
+
+impl DatabaseSettings {
+    /// The URL without its password, for log lines and error messages.
+    pub fn redacted_url(&self) -> String {
+        redact_password(&self.url)
+    }
+}
+
+impl fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &self.redacted_url())
+            .field("pool_size", &self.pool_size)
+            .field("batch_size", &self.batch_size)
+            .finish()
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StanSettings {
+    /// NATS URL of the NATS Streaming server.
+    #[arg(
+        id = "stan_url",
+        value_name = "STAN_URL",
+        long = "stan-url",
+        env = "STAN_URL",
+        default_value = "nats://127.0.0.1:4222",
+        global = true
+    )]
+    pub url: String,
+    /// NATS Streaming cluster id.
+    #[arg(
+        long = "stan-cluster-id",
+        env = "STAN_CLUSTER_ID",
+        default_value = "test-cluster",
+        global = true
+    )]
+    pub cluster_id: String,
+    /// Channel the orders arrive on.
+    #[arg(
+        long = "stan-channel",
+        env = "STAN_CHANNEL",
+        default_value = "orders",
+        global = true
+    )]
+    pub channel: String,
+    /// Client id of this instance. Keep it stable across restarts: a restart with the same id replaces a dead
+    /// predecessor at once, a new id leaves the old one holding its messages until its heartbeats fail.
+    #[arg(
+        long = "stan-client-id",
+        env = "STAN_CLIENT_ID",
+        default_value = "order-service",
+        global = true
+    )]
+    pub client_id: String,
+    /// Durable name: a restart resumes after the last acknowledged message.
+    #[arg(
+        long = "stan-durable-name",
+        env = "STAN_DURABLE_NAME",
+        default_value = "order-service",
+        global = true
+    )]
+    pub durable_name: String,
+    /// Queue group shared by every instance of the service.
+    #[arg(
+        long = "stan-queue-group",
+        env = "STAN_QUEUE_GROUP",
+        default_value = "order-service",
+        global = true
+    )]
+    pub queue_group: String,
+    /// Seconds before an unacknowledged message is redelivered. Short on purpose: ratsio drops the first
+    /// deliveries after subscribing, and they come back only after this; redeliveries of messages still in flight
+    /// are skipped, so a short wait costs little.
+    #[arg(long = "stan-ack-wait", env = "STAN_ACK_WAIT", default_value_t = 2,
+          value_parser = clap::value_parser!(i32).range(1..=3600), global = true)]
+    pub ack_wait_secs: i32,
+    /// Messages delivered and not yet acknowledged, at most: bounds memory under any backlog.
+    #[arg(long = "stan-max-in-flight", env = "STAN_MAX_IN_FLIGHT", default_value_t = 1024,
+          value_parser = clap::value_parser!(i32).range(1..=65536), global = true)]
+    pub max_in_flight: i32,
+    /// Seconds any single broker call may take (ratsio has no timeouts of its own).
+    #[arg(long = "stan-timeout", env = "STAN_TIMEOUT", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=600), global = true)]
+    pub timeout_secs: u64,
+    /// Seconds between checks that the broker still knows this client (0 turns them off).
+    #[arg(
+        long = "stan-probe-interval",
+        env = "STAN_PROBE_INTERVAL",
+        default_value_t = 5,
+        global = true
+    )]
+    pub probe_interval_secs: u64,
+}
+
+impl StanSettings {
     pub fn ack_wait(&self) -> Duration {
-        Duration::from_secs(u64::try_from(self.stan_ack_wait_secs).unwrap_or(1))
+        Duration::from_secs(self.ack_wait_secs.unsigned_abs().into())
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+
+    /// `None` when probing is off.
+    pub fn probe_interval(&self) -> Option<Duration> {
+        (self.probe_interval_secs > 0).then(|| Duration::from_secs(self.probe_interval_secs))
+    }
+}
+
+/// Replaces the password of a `scheme://user:password@host/...` URL with `***`; other strings pass unchanged.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_and_the_rest_is_kept() {
+        let cases = [
+            (
+                "postgres://app:s3cret@db:5432/orders",
+                "postgres://app:***@db:5432/orders",
+            ),
+            ("postgres://app@db/orders", "postgres://app@db/orders"),
+            ("postgres://db/orders", "postgres://db/orders"),
+            ("host=db user=app", "host=db user=app"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(redact_password(input), expected, "input {input}");
+        }
+    }
+
+    #[test]
+    fn defaults_parse_and_options_may_follow_the_subcommand() {
+        let cli = Cli::try_parse_from(["order-service"]).expect("defaults parse");
+        assert_eq!(cli.command, None);
+        assert_eq!(cli.settings.stan.cluster_id, "test-cluster");
+        assert_eq!(cli.settings.application.http_addr, "0.0.0.0:8081");
+
+        let cli = Cli::try_parse_from([
+            "order-service",
+            "migrate",
+            "--database-url",
+            "postgres://x@y/z",
+        ])
+        .expect("options after the subcommand");
+        assert_eq!(cli.command, Some(Command::Migrate));
+        assert_eq!(cli.settings.database.url, "postgres://x@y/z");
+    }
+
+    #[test]
+    fn an_ack_wait_of_zero_is_refused() {
+        assert!(Cli::try_parse_from(["order-service", "--stan-ack-wait", "0"]).is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_the_database_password() {
+        let cli = Cli::try_parse_from([
+            "order-service",
+            "--database-url",
+            "postgres://u:hunter2@h/d",
+        ])
+        .expect("parses");
+        let debug = format!("{:?}", cli.settings);
+        assert!(!debug.contains("hunter2"), "{debug}");
     }
 }

@@ -1,25 +1,49 @@
 use clap::Parser;
-use order_service::configuration::{Command, Settings};
+use order_service::configuration::{Cli, Command};
 use order_service::startup::Application;
 use order_service::{db, telemetry};
 
+/// Log filter unless RUST_LOG says otherwise. A 404 or 400 is an answer, not a fault: the HTTP middleware's
+/// per-request warnings for them would flood the log under load, so only its errors (5xx) are shown.
+const DEFAULT_LOG_FILTER: &str = "info,tracing_actix_web=error";
+
 #[actix_web::main]
 async fn main() {
-    let settings = Settings::parse();
-    telemetry::init(settings.log_format == "json");
-    if let Err(error) = run(settings).await {
+    let cli = Cli::parse();
+    let subscriber = telemetry::get_subscriber(
+        DEFAULT_LOG_FILTER,
+        cli.settings.application.log_format,
+        std::io::stderr,
+    );
+    telemetry::init_subscriber(subscriber);
+    if let Err(error) = run(cli).await {
+        // One line with the whole cause chain, then a non-zero exit.
         eprintln!("order-service: {error:#}");
         std::process::exit(1);
     }
 }
 
-async fn run(settings: Settings) -> anyhow::Result<()> {
-    if settings.command == Some(Command::Migrate) {
-        let pool = db::connect(&settings.database_url, 1).await?;
-        return db::migrate(&pool).await;
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = cli.settings;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Migrate => {
+            let pool = db::build_pool(&settings.database).await?;
+            let applied = db::migrate(&pool).await?;
+            tracing::info!(?applied, database = %settings.database.redacted_url(), "Migrations are up to date.");
+            Ok(())
+        }
+        Command::Serve => {
+            tracing::info!(
+                database = %settings.database.redacted_url(),
+                stan_url = %settings.stan.url,
+                cluster_id = %settings.stan.cluster_id,
+                channel = %settings.stan.channel,
+                "Starting."
+            );
+            Application::build(settings)
+                .await?
+                .run_until_stopped()
+                .await
+        }
     }
-    Application::build(settings)
-        .await?
-        .run_until_stopped()
-        .await
 }

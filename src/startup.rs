@@ -1,73 +1,282 @@
-//! Wiring: database, cache restore, actors (in reverse pipeline order), then HTTP.
+//! Wiring (z2p's `Application`): migrate, restore the cache from PostgreSQL, start the actors in reverse pipeline
+//! order (caches, persister, validator, subscriber), bind, serve; and the graceful stop.
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr};
-use actix_web::dev::Server;
+use actix::{Actor, Addr, Arbiter};
+use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
+use tokio::sync::watch;
+use tracing_actix_web::TracingLogger;
 
-use crate::actors::{NatsSubscriber, OrderCache, OrderPersister, OrderValidator, StopSubscriber};
+use crate::actors::{
+    CacheGroup, CachedOrder, DocumentArena, Drain, NatsSubscriber, OrderPersister, OrderValidator,
+    StartSubscription, SubscriberStatus,
+};
 use crate::configuration::Settings;
+use crate::db::{self, Pool};
 use crate::domain::OrderSchema;
-use crate::{broker, db, routes};
+use crate::routes;
 
+/// How long a graceful stop waits for messages in flight to commit and be acked.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// How long the HTTP workers may take to start and load the restored orders into their caches.
+const WARM_DEADLINE: Duration = Duration::from_secs(120);
+
+/// What `/readyz` checks: cache restored, database reachable, subscription up.
+pub struct Readiness {
+    cache_restored: AtomicBool,
+    pub subscriber: Arc<SubscriberStatus>,
+    pool: Pool,
+}
+
+impl Readiness {
+    /// `Ok` when ready, else every reason it is not.
+    pub async fn check(&self) -> Result<(), Vec<String>> {
+        let mut reasons = Vec::new();
+        if !self.cache_restored.load(Ordering::Acquire) {
+            reasons.push("the cache is not restored yet".to_owned());
+        }
+        match tokio::time::timeout(Duration::from_secs(2), db::ping(&self.pool)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                reasons.push(format!("database unreachable: {}", db::error_chain(&error)))
+            }
+            Err(_) => reasons.push("database did not answer within 2 s".to_owned()),
+        }
+        if let Err(problem) = self.subscriber.check() {
+            reasons.push(format!("not subscribed to the broker: {problem}"));
+        }
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons)
+        }
+    }
+}
+
+/// Asks a running application to stop gracefully, as SIGTERM does.
+#[derive(Clone)]
+pub struct ShutdownHandle(watch::Sender<bool>);
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// A running service: HTTP is up, the cache is warm, the subscription is live.
 pub struct Application {
     port: u16,
-    server: Server,
+    server: ServerHandle,
+    server_task: tokio::task::JoinHandle<std::io::Result<()>>,
     subscriber: Addr<NatsSubscriber>,
+    validator_arbiter: Arbiter,
+    readiness: Arc<Readiness>,
+    shutdown: watch::Sender<bool>,
 }
 
 impl Application {
+    /// Builds and starts everything; returns once the service takes messages. Errors are startup errors.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let schema = OrderSchema::new(settings.max_message_bytes)
-            .context("Failed to load the order schema")?;
-        let pool = db::connect(&settings.database_url, settings.db_pool_size).await?;
-        db::migrate(&pool).await?;
-        // The cache is complete before any new message is taken.
-        let orders = db::load_orders(&pool).await?;
-        tracing::info!(orders = orders.len(), "Restored the cache from PostgreSQL.");
-        let cache = OrderCache::new(orders).start();
-        let persister =
-            OrderPersister::new(pool, settings.stan_channel.clone(), cache.clone()).start();
-        let validator = OrderValidator::new(schema, persister).start();
-        let (client, messages) = broker::subscribe(&settings).await?;
-        let subscriber = NatsSubscriber::start_with(client, messages, validator);
+        let schema = OrderSchema::new(settings.application.max_message_bytes)
+            .context("Failed to compile the order schema")?;
+        let pool = db::build_pool(&settings.database).await?;
+        for version in db::migrate(&pool).await? {
+            tracing::info!(version, "Applied a migration.");
+        }
 
-        let listener = TcpListener::bind(settings.http_addr)
-            .with_context(|| format!("Failed to bind {}", settings.http_addr))?;
+        let started = Instant::now();
+        let snapshot = restore_orders(&pool).await?;
+        tracing::info!(orders = snapshot.len(), elapsed = ?started.elapsed(), "Restored the orders from PostgreSQL.");
+
+        let workers = settings
+            .application
+            .http_workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .max(1);
+        let caches = CacheGroup::new(snapshot, workers);
+        let in_flight = usize::try_from(settings.stan.max_in_flight).unwrap_or(1024);
+        let persister = OrderPersister::new(
+            pool.clone(),
+            settings.stan.channel.clone(),
+            caches.clone(),
+            settings.database.batch_size,
+            in_flight,
+        )
+        .start();
+        let validator_arbiter = Arbiter::new();
+        let validator = OrderValidator::start_in_arbiter(&validator_arbiter.handle(), move |_| {
+            OrderValidator::new(schema, persister, in_flight)
+        });
+
+        let status = Arc::new(SubscriberStatus::default());
+        let readiness = Arc::new(Readiness {
+            cache_restored: AtomicBool::new(false),
+            subscriber: status.clone(),
+            pool: pool.clone(),
+        });
+        let listener = TcpListener::bind(&settings.application.http_addr)
+            .with_context(|| format!("Failed to bind {}", settings.application.http_addr))?;
         let port = listener.local_addr()?.port();
-        let cache = web::Data::new(cache);
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(cache.clone())
-                .service(routes::get_order)
-                .service(routes::healthz)
-                .service(routes::readyz)
-        })
-        .listen(listener)?
-        .run();
-        tracing::info!(port, channel = %settings.stan_channel, "Serving.");
+        let server = run_http(listener, workers, caches.clone(), pool, readiness.clone())?;
+        let server_handle = server.handle();
+        let server_task = actix_web::rt::spawn(server);
+
+        // Every worker's cache must hold the snapshot before the first new message can reach it.
+        if tokio::time::timeout(WARM_DEADLINE, caches.wait_until_warm(workers))
+            .await
+            .is_err()
+        {
+            server_handle.stop(false).await;
+            validator_arbiter.stop();
+            anyhow::bail!(
+                "Only {} of {workers} HTTP workers loaded the cache within {WARM_DEADLINE:?}",
+                caches.warmed_members()
+            );
+        }
+        readiness.cache_restored.store(true, Ordering::Release);
+
+        let subscriber = NatsSubscriber::new(settings.stan.clone(), validator, status).start();
+        match subscriber.send(StartSubscription).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                server_handle.stop(false).await;
+                validator_arbiter.stop();
+                return Err(error).context("Failed to subscribe to the broker");
+            }
+            Err(error) => {
+                server_handle.stop(false).await;
+                validator_arbiter.stop();
+                return Err(error).context("The subscriber stopped");
+            }
+        }
+        tracing::info!(port, workers, "Serving.");
+        let (shutdown, _) = watch::channel(false);
         Ok(Application {
             port,
-            server,
+            server: server_handle,
+            server_task,
             subscriber,
+            validator_arbiter,
+            readiness,
+            shutdown,
         })
-    }
-
-    /// Stops HTTP gracefully (what SIGTERM does); `run_until_stopped` then closes the STAN connection.
-    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
-        self.server.handle()
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Runs until SIGINT/SIGTERM (actix-web handles both), then closes the STAN connection without unsubscribing.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let result = self.server.await;
-        let _ = self.subscriber.send(StopSubscriber).await;
-        result.context("HTTP server failed")
+    /// A handle that stops the application gracefully, as SIGINT/SIGTERM do.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+
+    pub fn readiness(&self) -> Arc<Readiness> {
+        self.readiness.clone()
+    }
+
+    /// Runs until SIGINT, SIGTERM or the shutdown handle, then stops in order: stop taking messages, let those in
+    /// flight commit and be acked, close the STAN connection (the durable stays), stop HTTP.
+    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
+        let mut shutdown = self.shutdown.subscribe();
+        let server_ended = tokio::select! {
+            result = &mut self.server_task => Some(result),
+            signal = shutdown_signal() => {
+                tracing::info!(signal, "Stopping gracefully.");
+                None
+            }
+            _ = shutdown.wait_for(|stop| *stop) => {
+                tracing::info!("Stopping gracefully.");
+                None
+            }
+        };
+        let drain = self.subscriber.send(Drain {
+            deadline: DRAIN_DEADLINE,
+        });
+        if drain.await.is_err() {
+            tracing::warn!("The subscriber was already stopped.");
+        }
+        self.server.stop(true).await;
+        self.validator_arbiter.stop();
+        let result = match server_ended {
+            Some(result) => result,
+            None => self.server_task.await,
+        };
+        result
+            .context("The HTTP server task failed")?
+            .context("The HTTP server failed")?;
+        tracing::info!("Stopped.");
+        Ok(())
+    }
+}
+
+/// Streams the stored orders into one snapshot, documents packed into shared chunks.
+async fn restore_orders(pool: &Pool) -> anyhow::Result<Arc<[CachedOrder]>> {
+    let mut arena = DocumentArena::new();
+    let mut orders = Vec::new();
+    db::for_each_order(pool, |uid, document| {
+        orders.push(CachedOrder {
+            uid: Arc::from(uid),
+            document: arena.copy(document),
+        });
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("Failed to restore the orders: {}", db::error_chain(&e)))?;
+    Ok(orders.into())
+}
+
+fn run_http(
+    listener: TcpListener,
+    workers: usize,
+    caches: CacheGroup,
+    pool: Pool,
+    readiness: Arc<Readiness>,
+) -> anyhow::Result<actix_web::dev::Server> {
+    let pool = web::Data::new(pool);
+    let readiness = web::Data::from(readiness);
+    let server = HttpServer::new(move || {
+        // Runs once on each worker thread: this worker's own cache actor (see actors/cache.rs for why).
+        let cache = web::Data::new(caches.start_local_member());
+        App::new()
+            .wrap(TracingLogger::default())
+            .app_data(cache)
+            .app_data(pool.clone())
+            .app_data(readiness.clone())
+            .configure(routes::configure)
+    })
+    .workers(workers)
+    // We handle the signals: HTTP stops last, after the subscriber drained.
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+/// The name of the signal that asked us to stop.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
     }
 }

@@ -27,8 +27,11 @@ fn cache_lookup(c: &mut Criterion) {
     let orders: HashMap<Box<str>, Bytes> = (0..100_000)
         .map(|_| {
             let order = generator::valid_order(&mut rng);
-            let uid = order["order_uid"].as_str().unwrap_or_default().into();
-            (uid, Bytes::from(order.to_string()))
+            let uid = order.order_uid.as_str().into();
+            (
+                uid,
+                Bytes::from(serde_json::to_vec(&order).unwrap_or_default()),
+            )
         })
         .collect();
     let keys: Vec<&str> = orders.keys().take(1024).map(|k| &**k).collect();

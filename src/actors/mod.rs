@@ -1,17 +1,22 @@
-//! The pipeline, one actor per job:
+//! The pipeline, one actor per job, started in reverse order (caches, persister, validator, subscriber):
 //!
 //! ```text
-//! STAN --> NatsSubscriber --ValidateOrder--> OrderValidator --PersistOrder/PersistRejected--> OrderPersister
-//!              ^   (ack only after the outcome comes back)                                    |  CacheOrder
-//!              +----------------------------- Outcome <---------------------------------------+--> OrderCache <-- GetOrder (HTTP)
+//!  STAN ──> NatsSubscriber ──ValidateOrder──> OrderValidator ──PersistOrder / PersistRejected──> OrderPersister
+//!             │  ▲                                                                                │ group commit
+//!             │  └──────────── Result<Outcome, PipelineError> ◄─────────────────────────────────┤ (PostgreSQL)
+//!             │ ack only after the outcome came back (see subscriber.rs)                          │ CacheOrders
+//!             ▼                                                                                   ▼
+//!         the broker                                       HTTP worker ──GetOrder──> OrderCache (one per worker)
 //! ```
+//!
+//! Each delivery carries its tracing span ("Process order") through every message.
 
 pub mod cache;
 pub mod persister;
 pub mod subscriber;
 pub mod validator;
 
-pub use cache::{CacheOrder, GetOrder, OrderCache};
+pub use cache::{CacheGroup, CachedOrder, DocumentArena, LocalCache, OrderCache};
 pub use persister::{OrderPersister, Outcome, PipelineError};
-pub use subscriber::{NatsSubscriber, StopSubscriber};
+pub use subscriber::{Drain, NatsSubscriber, StartSubscription, SubscriberStatus};
 pub use validator::{OrderValidator, ValidateOrder};

@@ -1,104 +1,358 @@
-//! OrderPersister owns the database pool. It receives `PersistOrder` and `PersistRejected` from the validator,
-//! commits, tells the cache about new orders, and only then answers: the subscriber acks on that answer.
+//! `OrderPersister` owns the database pool and the group commit.
+//!
+//! In: `PersistOrder` and `PersistRejected` from the validator. Out: `CacheOrders` to every cache (through the
+//! `CacheGroup`) for orders that are new, and, only after their transaction committed, each message's `Outcome`
+//! as the answer, on which the subscriber acks.
+//!
+//! Group commit: while one transaction is in flight, new messages accumulate; when it ends, everything accumulated
+//! (up to the batch size) goes into the next transaction. One commit per batch instead of one per message, and no
+//! timer: a lone message is committed at once.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
+use tracing::Span;
 
-use crate::actors::cache::{CacheOrder, OrderCache};
-use crate::db::{self, Pool, PoolError, Stored};
-use crate::domain::{Rejection, ValidOrder};
-
-/// What happened to a message; every variant is committed, so every variant is acked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Persisted,
-    Duplicate,
-    Rejected(&'static str),
-}
-
-/// A transient failure: the message is not acked and comes back after the ack wait.
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    #[error("database error: {0}")]
-    Database(#[from] PoolError),
-    #[error("pipeline actor unavailable: {0}")]
-    Mailbox(#[from] MailboxError),
-}
+use crate::actors::cache::{CacheGroup, CachedOrder};
+use crate::db::{self, error_chain, DeadLetterRow, OrderRow, PersistError, Pool, Stored};
+use crate::domain::{RejectClass, RejectReason, Rejection, ValidOrder};
 
 /// Store a valid order.
 #[derive(Message)]
 #[rtype(result = "Result<Outcome, PipelineError>")]
 pub struct PersistOrder {
     pub order: ValidOrder,
+    /// The message as delivered, kept as a dead letter if the order turns out to be a conflict.
     pub raw: Bytes,
-    pub seq: u64,
+    pub sequence: u64,
+    pub span: Span,
 }
 
-/// Store a dead letter.
+/// Store a message that is not an order, with its reasons (a dead letter).
 #[derive(Message)]
 #[rtype(result = "Result<Outcome, PipelineError>")]
 pub struct PersistRejected {
     pub rejection: Rejection,
     pub raw: Bytes,
-    pub seq: u64,
+    pub sequence: u64,
+    pub span: Span,
+}
+
+/// What became of a message. Every variant is committed, so every variant is acked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new order, committed and cached.
+    Persisted,
+    /// The same order was stored before (a redelivery or a re-publish).
+    Duplicate,
+    /// Not an order (or a conflicting version of one): committed as a dead letter.
+    Rejected(RejectClass),
+}
+
+/// A transient failure: the message is not acked and comes back after the ack wait.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("failed to store the message")]
+    Persist(#[from] Arc<PersistError>),
+    #[error("a pipeline actor is unavailable")]
+    Mailbox(#[from] MailboxError),
+    #[error("the persister stopped before answering")]
+    Dropped,
+}
+
+/// Attempts per transaction before its messages are answered with an error (and so left unacked).
+const MAX_ATTEMPTS: u32 = 5;
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+
+enum Item {
+    Order(Box<PersistOrder>),
+    Rejected(PersistRejected),
+}
+
+impl Item {
+    fn span(&self) -> &Span {
+        match self {
+            Item::Order(o) => &o.span,
+            Item::Rejected(r) => &r.span,
+        }
+    }
+}
+
+struct Pending {
+    item: Item,
+    reply: oneshot::Sender<Result<Outcome, PipelineError>>,
 }
 
 pub struct OrderPersister {
     pool: Pool,
     channel: String,
-    cache: Addr<OrderCache>,
+    caches: CacheGroup,
+    batch_size: usize,
+    mailbox_capacity: usize,
+    pending: VecDeque<Pending>,
+    committing: bool,
 }
 
 impl OrderPersister {
-    pub fn new(pool: Pool, channel: String, cache: Addr<OrderCache>) -> OrderPersister {
+    pub fn new(
+        pool: Pool,
+        channel: String,
+        caches: CacheGroup,
+        batch_size: usize,
+        mailbox_capacity: usize,
+    ) -> OrderPersister {
         OrderPersister {
             pool,
             channel,
-            cache,
+            caches,
+            batch_size: batch_size.max(1),
+            mailbox_capacity,
+            pending: VecDeque::new(),
+            committing: false,
+        }
+    }
+
+    fn enqueue(
+        &mut self,
+        item: Item,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Result<Outcome, PipelineError>> {
+        let (reply, answer) = oneshot::channel();
+        self.pending.push_back(Pending { item, reply });
+        self.commit_next(ctx);
+        Box::pin(async move { answer.await.unwrap_or(Err(PipelineError::Dropped)) })
+    }
+
+    /// Starts a transaction with what has accumulated, unless one is in flight.
+    fn commit_next(&mut self, ctx: &mut Context<Self>) {
+        if self.committing || self.pending.is_empty() {
+            return;
+        }
+        let count = self.pending.len().min(self.batch_size);
+        let batch: Vec<Pending> = self.pending.drain(..count).collect();
+        self.committing = true;
+        let (pool, channel) = (self.pool.clone(), self.channel.clone());
+        let commit = async move {
+            let items: Vec<&Item> = batch.iter().map(|p| &p.item).collect();
+            let results = commit_isolating_bad_rows(&pool, &channel, &items).await;
+            (batch, results)
+        };
+        // One future at a time in this context: the batch, not each message.
+        ctx.spawn(commit.into_actor(self).map(|(batch, results), act, ctx| {
+            act.committing = false;
+            act.answer(batch, results);
+            act.commit_next(ctx);
+        }));
+    }
+
+    /// Caches the new orders, then answers every message of the batch.
+    fn answer(&self, batch: Vec<Pending>, results: Vec<Result<Outcome, PipelineError>>) {
+        let new_orders: Vec<CachedOrder> = batch
+            .iter()
+            .zip(&results)
+            .filter_map(|(pending, result)| match (&pending.item, result) {
+                (Item::Order(o), Ok(Outcome::Persisted)) => Some(CachedOrder {
+                    uid: Arc::from(o.order.uid.as_str()),
+                    document: o.order.document.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        if !new_orders.is_empty() {
+            self.caches.broadcast(new_orders.into());
+        }
+        for (pending, result) in batch.into_iter().zip(results) {
+            // The subscriber may be gone (shutdown): then the message is simply redelivered.
+            let _ = pending.reply.send(result);
         }
     }
 }
 
 impl Actor for OrderPersister {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox_capacity);
+    }
 }
 
 impl Handler<PersistOrder> for OrderPersister {
     type Result = ResponseFuture<Result<Outcome, PipelineError>>;
 
-    /// Commits the order, then caches it, then answers.
-    fn handle(&mut self, msg: PersistOrder, _: &mut Self::Context) -> Self::Result {
-        let (pool, channel, cache) = (self.pool.clone(), self.channel.clone(), self.cache.clone());
-        Box::pin(async move {
-            let stored = db::insert_order(&pool, &msg.order, &channel, msg.seq, &msg.raw).await?;
-            Ok(match stored {
-                Stored::Inserted => {
-                    cache.do_send(CacheOrder {
-                        uid: msg.order.uid.as_str().into(),
-                        document: msg.order.document,
-                    });
-                    Outcome::Persisted
-                }
-                Stored::Duplicate => Outcome::Duplicate,
-                Stored::Conflict => {
-                    tracing::warn!(order_uid = %msg.order.uid, seq = msg.seq, "Rejected an order_uid seen before with other content.");
-                    Outcome::Rejected("conflict")
-                }
-            })
-        })
+    /// Queues the order for the next transaction; answers after it committed.
+    fn handle(&mut self, msg: PersistOrder, ctx: &mut Self::Context) -> Self::Result {
+        self.enqueue(Item::Order(Box::new(msg)), ctx)
     }
 }
 
 impl Handler<PersistRejected> for OrderPersister {
     type Result = ResponseFuture<Result<Outcome, PipelineError>>;
 
-    /// Commits the dead letter with its reasons, then answers.
-    fn handle(&mut self, msg: PersistRejected, _: &mut Self::Context) -> Self::Result {
-        let (pool, channel) = (self.pool.clone(), self.channel.clone());
-        Box::pin(async move {
-            db::insert_rejected(&pool, &msg.rejection, &channel, msg.seq, &msg.raw).await?;
-            tracing::warn!(error = %msg.rejection, seq = msg.seq, "Rejected a message.");
-            Ok(Outcome::Rejected(msg.rejection.class.as_str()))
-        })
+    /// Queues the dead letter for the next transaction; answers after it committed.
+    fn handle(&mut self, msg: PersistRejected, ctx: &mut Self::Context) -> Self::Result {
+        self.enqueue(Item::Rejected(msg), ctx)
     }
+}
+
+/// Commits `items` in one transaction. If PostgreSQL refuses the data itself (a value it cannot store), retrying the
+/// batch would fail forever and take the innocent messages with it: each message is then committed on its own,
+/// and one that still fails is kept as a dead letter instead.
+async fn commit_isolating_bad_rows(
+    pool: &Pool,
+    channel: &str,
+    items: &[&Item],
+) -> Vec<Result<Outcome, PipelineError>> {
+    match commit_with_retry(pool, channel, items).await {
+        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+        Err(error) if error.is_data_error() && items.len() > 1 => {
+            let mut results = Vec::with_capacity(items.len());
+            for item in items {
+                results.push(match commit_with_retry(pool, channel, &[*item]).await {
+                    Ok(mut outcomes) => outcomes.pop().ok_or(PipelineError::Dropped),
+                    Err(error) if error.is_data_error() => {
+                        store_refused(pool, channel, item, &error).await
+                    }
+                    Err(error) => Err(PipelineError::from(Arc::new(error))),
+                });
+            }
+            results
+        }
+        Err(error) if error.is_data_error() => match items.first() {
+            Some(item) => vec![store_refused(pool, channel, item, &error).await],
+            None => Vec::new(),
+        },
+        Err(error) => {
+            let error = Arc::new(error);
+            items
+                .iter()
+                .map(|_| Err(PipelineError::Persist(error.clone())))
+                .collect()
+        }
+    }
+}
+
+/// Keeps an order PostgreSQL refused as a dead letter (class `schema`), with the database's reason.
+async fn store_refused(
+    pool: &Pool,
+    channel: &str,
+    item: &Item,
+    error: &PersistError,
+) -> Result<Outcome, PipelineError> {
+    let Item::Order(order) = item else {
+        return Err(PipelineError::Persist(Arc::new(PersistError::Vanished(
+            "a dead letter the database refused".into(),
+        ))));
+    };
+    let reasons = [RejectReason {
+        pointer: String::new(),
+        message: format!("PostgreSQL refused the order: {}", error_chain(error)),
+    }];
+    let row = DeadLetterRow {
+        sequence: order.sequence,
+        payload: &order.raw,
+        class: RejectClass::Schema,
+        reasons: &reasons,
+        order_uid: Some(order.order.uid.as_str()),
+    };
+    order.span.in_scope(
+        || tracing::warn!(reason = %reasons[0].message, "Rejected an order the database refused."),
+    );
+    db::store_batch(pool, channel, &[], &[row])
+        .await
+        .map(|_| Outcome::Rejected(RejectClass::Schema))
+        .map_err(|e| PipelineError::from(Arc::new(e)))
+}
+
+/// One transaction, retried with backoff on failure, a bounded number of times.
+async fn commit_with_retry(
+    pool: &Pool,
+    channel: &str,
+    items: &[&Item],
+) -> Result<Vec<Outcome>, PersistError> {
+    let orders: Vec<OrderRow> = items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Order(o) => Some(order_row(o)),
+            Item::Rejected(_) => None,
+        })
+        .collect();
+    let dead_letters: Vec<DeadLetterRow> = items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Rejected(r) => Some(DeadLetterRow {
+                sequence: r.sequence,
+                payload: &r.raw,
+                class: r.rejection.class,
+                reasons: &r.rejection.reasons,
+                order_uid: r.rejection.order_uid.as_deref(),
+            }),
+            Item::Order(_) => None,
+        })
+        .collect();
+    let mut delay = FIRST_RETRY_DELAY;
+    let mut attempt = 1;
+    let stored = loop {
+        match db::store_batch(pool, channel, &orders, &dead_letters).await {
+            Ok(stored) => break stored,
+            Err(error) if attempt < MAX_ATTEMPTS && !error.is_data_error() => {
+                tracing::warn!(error = %error_chain(&error), attempt, messages = items.len(),
+                    "Failed to commit a batch; retrying.");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
+                attempt += 1;
+            }
+            Err(error) => {
+                tracing::error!(error = %error_chain(&error), attempt, messages = items.len(),
+                    "Failed to commit a batch; its messages stay unacknowledged.");
+                return Err(error);
+            }
+        }
+    };
+    outcomes(items, stored)
+}
+
+fn order_row(o: &PersistOrder) -> OrderRow<'_> {
+    let order = &o.order.order;
+    OrderRow {
+        uid: o.order.uid.as_str(),
+        document: &o.order.document,
+        track_number: &order.track_number,
+        customer_id: &order.customer_id,
+        date_created: DateTime::parse_from_rfc3339(&order.date_created)
+            .ok()
+            .map(|d| d.with_timezone(&Utc)),
+        sequence: o.sequence,
+        raw: &o.raw,
+    }
+}
+
+/// Pairs each item with its result; `stored` has one entry per order, in order. A missing entry is an error, never
+/// an ack.
+fn outcomes(items: &[&Item], stored: Vec<Stored>) -> Result<Vec<Outcome>, PersistError> {
+    let mut stored = stored.into_iter();
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        outcomes.push(match item {
+            Item::Rejected(r) => Outcome::Rejected(r.rejection.class),
+            Item::Order(o) => match stored.next() {
+                Some(Stored::Inserted) => Outcome::Persisted,
+                Some(Stored::Duplicate) => Outcome::Duplicate,
+                Some(Stored::Conflict(rejection)) => {
+                    item.span().in_scope(|| {
+                        tracing::warn!(reason = %rejection,
+                            "Rejected an order whose order_uid is stored with other content.")
+                    });
+                    Outcome::Rejected(RejectClass::Conflict)
+                }
+                None => return Err(PersistError::Vanished(o.order.uid.to_string())),
+            },
+        });
+    }
+    Ok(outcomes)
 }

@@ -1,91 +1,495 @@
-//! NatsSubscriber owns the STAN subscription and every ack decision. Each delivery goes to the validator as
-//! `ValidateOrder`; the message is acked only when the answer says it was committed (stored, duplicate or dead
-//! letter). On an error it is not acked, and STAN redelivers it after the ack wait.
+//! `NatsSubscriber` owns the STAN connection, the durable queue subscription and every ack decision.
+//!
+//! In: deliveries from the broker; `StartSubscription` and `Drain` from startup. Out: `ValidateOrder` to the
+//! validator for each delivery. The answer decides the ack (STYLE.md §4):
+//!
+//! | answer                      | meaning                                    | ack?                       |
+//! |-----------------------------|--------------------------------------------|----------------------------|
+//! | `Ok(Outcome::Persisted)`    | committed                                  | yes, after the commit      |
+//! | `Ok(Outcome::Duplicate)`    | stored before                              | yes                        |
+//! | `Ok(Outcome::Rejected(_))`  | not an order, committed as a dead letter   | yes                        |
+//! | `Err(PipelineError)`        | database or mailbox failure                | no: redelivered after ack wait |
+//!
+//! Connection care (see broker.rs for the ratsio defects behind it): a lost connection, an ended subscription or a
+//! failed probe drops the connection and connects afresh with backoff, resubscribing the durable. A redelivery of
+//! a message still in flight is skipped, so a slow database cannot multiply the work in flight.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use actix::prelude::*;
-use bytes::Bytes;
-use ratsio::{StanClient, StanMessage};
-use tracing::Instrument;
+use futures::stream;
+use rand::Rng;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{field, Instrument, Span};
 
-use crate::actors::persister::Outcome;
+use crate::actors::persister::{Outcome, PipelineError};
 use crate::actors::validator::{OrderValidator, ValidateOrder};
-use crate::broker;
+use crate::broker::{AckHandle, BrokerError, Delivery, StanConnection};
+use crate::configuration::StanSettings;
+use crate::db::error_chain;
 
-/// Close the STAN connection (without unsubscribing the durable) and stop.
+/// Connect and subscribe; answers when the first subscription is up, or with why it is not.
+#[derive(Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub struct StartSubscription;
+
+/// Stop taking messages, let those in flight commit and be acked (for at most `deadline`), then close the
+/// connection without unsubscribing the durable, and stop.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct StopSubscriber;
+pub struct Drain {
+    pub deadline: Duration,
+}
+
+/// The pipeline's answer for one delivery.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Settle {
+    generation: u64,
+    sequence: u64,
+    ack: AckHandle,
+    result: Result<Outcome, PipelineError>,
+    span: Span,
+}
+
+/// An ack went out, or failed.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Acked {
+    generation: u64,
+    sequence: u64,
+    result: Result<(), BrokerError>,
+}
+
+/// What the subscription stream yields; the generation tells a current subscription from a replaced one.
+enum Incoming {
+    Delivery(u64, Box<Delivery>),
+    Ended(u64),
+}
+
+/// Shared with readiness, tests and (later) metrics.
+#[derive(Debug, Default)]
+pub struct SubscriberStatus {
+    subscribed: AtomicBool,
+    problem: Mutex<Option<String>>,
+    /// Deliveries taken from the broker (redeliveries included).
+    pub delivered: AtomicU64,
+    /// Acks sent.
+    pub acked: AtomicU64,
+    /// Messages left unacknowledged because the pipeline failed.
+    pub not_acked: AtomicU64,
+    /// Redeliveries skipped because the same message was still in flight.
+    pub skipped_in_flight: AtomicU64,
+    /// Connections replaced after a loss.
+    pub reconnects: AtomicU64,
+}
+
+impl SubscriberStatus {
+    /// `Ok` while subscribed, else why not.
+    pub fn check(&self) -> Result<(), String> {
+        if self.subscribed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let problem = self
+            .problem
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        Err(problem.unwrap_or_else(|| "not subscribed yet".into()))
+    }
+
+    fn set_up(&self) {
+        *self.problem.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.subscribed.store(true, Ordering::Release);
+    }
+
+    fn set_down(&self, problem: String) {
+        self.subscribed.store(false, Ordering::Release);
+        *self.problem.lock().unwrap_or_else(PoisonError::into_inner) = Some(problem);
+    }
+}
 
 pub struct NatsSubscriber {
-    client: Arc<StanClient>,
+    settings: StanSettings,
     validator: Addr<OrderValidator>,
+    status: Arc<SubscriberStatus>,
+    connection: Option<Arc<StanConnection>>,
+    /// Bumped on every new subscription; answers and deliveries of older ones are stale.
+    generation: u64,
+    stream: Option<SpawnHandle>,
+    /// Sequence -> generation of every message between delivery and ack decision (or ack).
+    in_flight: HashMap<u64, u64>,
+    failed_connects: u32,
+    probing: bool,
+    draining: bool,
+    drained: Vec<oneshot::Sender<()>>,
 }
 
 impl NatsSubscriber {
-    /// Starts the actor on a subscription made by `broker::subscribe`.
-    pub fn start_with<S>(
-        client: Arc<StanClient>,
-        messages: S,
+    pub fn new(
+        settings: StanSettings,
         validator: Addr<OrderValidator>,
-    ) -> Addr<NatsSubscriber>
-    where
-        S: futures::Stream<Item = StanMessage> + Unpin + 'static,
-    {
-        NatsSubscriber::create(|ctx| {
-            ctx.add_stream(messages);
-            NatsSubscriber { client, validator }
-        })
+        status: Arc<SubscriberStatus>,
+    ) -> Self {
+        NatsSubscriber {
+            settings,
+            validator,
+            status,
+            connection: None,
+            generation: 0,
+            stream: None,
+            in_flight: HashMap::new(),
+            failed_connects: 0,
+            probing: false,
+            draining: false,
+            drained: Vec::new(),
+        }
     }
+
+    /// Takes over a fresh subscription.
+    fn install(
+        &mut self,
+        connection: StanConnection,
+        deliveries: mpsc::UnboundedReceiver<Delivery>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.generation += 1;
+        let generation = self.generation;
+        let deliveries = stream::unfold(deliveries, |mut receiver| async move {
+            receiver.recv().await.map(|delivery| (delivery, receiver))
+        });
+        let incoming = futures::StreamExt::chain(
+            futures::StreamExt::map(deliveries, move |d| {
+                Incoming::Delivery(generation, Box::new(d))
+            }),
+            stream::once(async move { Incoming::Ended(generation) }),
+        );
+        self.stream = Some(ctx.add_stream(incoming));
+        self.connection = Some(Arc::new(connection));
+        self.failed_connects = 0;
+        self.status.set_up();
+        tracing::info!(
+            channel = %self.settings.channel,
+            client_id = %self.settings.client_id,
+            durable = %self.settings.durable_name,
+            queue_group = %self.settings.queue_group,
+            "Subscribed."
+        );
+    }
+
+    /// Drops the connection and connects afresh after a backoff (ratsio's own reconnect cannot be trusted).
+    fn reconnect(&mut self, reason: String, ctx: &mut Context<Self>) {
+        tracing::warn!(%reason, "Lost the STAN subscription; connecting afresh.");
+        self.status.set_down(reason);
+        self.status.reconnects.fetch_add(1, Ordering::Relaxed);
+        if let Some(handle) = self.stream.take() {
+            ctx.cancel_future(handle);
+        }
+        self.generation += 1;
+        let old = self.connection.take();
+        let delay = backoff(self.failed_connects);
+        self.failed_connects = self.failed_connects.saturating_add(1);
+        // The old registration goes first, or the broker would refuse the new one as a duplicate.
+        let close_then_wait = async move {
+            if let Some(old) = old {
+                old.close().await;
+            }
+            tokio::time::sleep(delay).await;
+        };
+        ctx.spawn(
+            close_then_wait
+                .into_actor(self)
+                .map(|_, act, ctx| act.open(ctx)),
+        );
+    }
+
+    fn open(&mut self, ctx: &mut Context<Self>) {
+        if self.draining {
+            return;
+        }
+        let settings = self.settings.clone();
+        ctx.spawn(
+            connect_and_subscribe(settings)
+                .into_actor(self)
+                .map(|result, act, ctx| match result {
+                    Ok((connection, deliveries)) if !act.draining => {
+                        act.install(connection, deliveries, ctx)
+                    }
+                    Ok((connection, _)) => {
+                        actix::spawn(async move { connection.close().await });
+                    }
+                    Err(error) => act.reconnect(error.to_string(), ctx),
+                }),
+        );
+    }
+
+    fn take(&mut self, generation: u64, delivery: Delivery, ctx: &mut Context<Self>) {
+        if self.draining || generation != self.generation {
+            // Not acked: the broker redelivers it (to this instance after a restart, or to another member).
+            return;
+        }
+        self.status.delivered.fetch_add(1, Ordering::Relaxed);
+        let Delivery {
+            payload,
+            sequence,
+            redelivered,
+            ack,
+        } = delivery;
+        if self.in_flight.get(&sequence) == Some(&generation) {
+            // Its first delivery is still being processed and will settle it; do not double the work in flight.
+            self.status
+                .skipped_in_flight
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.in_flight.insert(sequence, generation);
+        let span = tracing::info_span!(
+            parent: None,
+            "Process order",
+            channel = %self.settings.channel,
+            seq = sequence,
+            redelivered,
+            order_uid = field::Empty
+        );
+        let request = self.validator.send(ValidateOrder {
+            payload,
+            sequence,
+            span: span.clone(),
+        });
+        let subscriber = ctx.address();
+        // A task per message, not a future in this actor's context: actix polls every context future on each wake.
+        actix::spawn(async move {
+            let result = request
+                .await
+                .unwrap_or_else(|e| Err(PipelineError::from(e)));
+            subscriber.do_send(Settle {
+                generation,
+                sequence,
+                ack,
+                result,
+                span,
+            });
+        });
+    }
+
+    fn forget(&mut self, sequence: u64, generation: u64) {
+        if self.in_flight.get(&sequence) == Some(&generation) {
+            self.in_flight.remove(&sequence);
+        }
+        self.notify_if_drained();
+    }
+
+    fn notify_if_drained(&mut self) {
+        if self.draining && self.in_flight.is_empty() {
+            for waiter in self.drained.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+
+    fn probe(&mut self, ctx: &mut Context<Self>) {
+        let Some(connection) = self.connection.clone() else {
+            return;
+        };
+        if self.probing || self.draining {
+            return;
+        }
+        self.probing = true;
+        let generation = self.generation;
+        ctx.spawn(
+            async move { connection.probe().await }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    act.probing = false;
+                    if let Err(error) = result {
+                        if generation == act.generation && !act.draining {
+                            act.reconnect(error.to_string(), ctx);
+                        }
+                    }
+                }),
+        );
+    }
+}
+
+async fn connect_and_subscribe(
+    settings: StanSettings,
+) -> Result<(StanConnection, mpsc::UnboundedReceiver<Delivery>), BrokerError> {
+    let connection = StanConnection::connect(&settings).await?;
+    match connection.subscribe().await {
+        Ok(deliveries) => Ok((connection, deliveries)),
+        Err(error) => {
+            // Leaving it registered would make the broker refuse our next connect as a duplicate.
+            connection.close().await;
+            Err(error)
+        }
+    }
+}
+
+/// 200 ms doubling up to 10 s, with jitter so that several instances do not reconnect in step.
+fn backoff(failures: u32) -> Duration {
+    let base = Duration::from_millis(200)
+        .saturating_mul(1 << failures.min(6))
+        .min(Duration::from_secs(10));
+    base.mul_f64(rand::rng().random_range(0.8..1.2))
 }
 
 impl Actor for NatsSubscriber {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(interval) = self.settings.probe_interval() {
+            ctx.run_interval(interval, |act, ctx| act.probe(ctx));
+        }
+    }
 }
 
-impl StreamHandler<StanMessage> for NatsSubscriber {
-    fn handle(&mut self, message: StanMessage, ctx: &mut Self::Context) {
-        let span = tracing::info_span!(parent: None, "Process order", seq = message.sequence, redelivered = message.redelivered);
-        let request = self.validator.send(ValidateOrder {
-            payload: Bytes::from(message.payload.clone()),
-            seq: message.sequence,
-        });
-        let client = self.client.clone();
-        ctx.spawn(
-            async move {
-                match request.await {
-                    Ok(Ok(outcome)) => {
-                        if let Err(error) = broker::ack(&client, message).await {
-                            tracing::warn!(%error, "Failed to ack; the message will be redelivered and found stored.");
-                        } else if outcome == Outcome::Persisted {
-                            tracing::debug!("Order persisted and acked.");
-                        }
+impl Handler<StartSubscription> for NatsSubscriber {
+    type Result = ResponseActFuture<Self, Result<(), BrokerError>>;
+
+    /// The first connection: its failure is the caller's (a startup error), later ones are retried here.
+    fn handle(&mut self, _: StartSubscription, _: &mut Self::Context) -> Self::Result {
+        Box::pin(
+            connect_and_subscribe(self.settings.clone())
+                .into_actor(self)
+                .map(|result, act, ctx| match result {
+                    Ok((connection, deliveries)) => {
+                        act.install(connection, deliveries, ctx);
+                        Ok(())
                     }
-                    // Do not acknowledge on failure; the message will be redelivered.
-                    Ok(Err(error)) => tracing::warn!(%error, "Message not stored; not acked."),
-                    Err(error) => tracing::warn!(%error, "Pipeline unavailable; not acked."),
-                }
-            }
-            .instrument(span)
-            .into_actor(self),
-        );
-    }
-
-    fn finished(&mut self, _: &mut Self::Context) {
-        tracing::warn!("The STAN subscription ended.");
+                    Err(error) => {
+                        ctx.stop();
+                        Err(error)
+                    }
+                }),
+        )
     }
 }
 
-impl Handler<StopSubscriber> for NatsSubscriber {
+impl StreamHandler<Incoming> for NatsSubscriber {
+    /// A delivery goes down the pipeline; the end of the subscription means the connection is gone.
+    fn handle(&mut self, item: Incoming, ctx: &mut Self::Context) {
+        match item {
+            Incoming::Delivery(generation, delivery) => self.take(generation, *delivery, ctx),
+            Incoming::Ended(generation) if generation == self.generation && !self.draining => {
+                self.reconnect("the subscription ended".into(), ctx)
+            }
+            Incoming::Ended(_) => {}
+        }
+    }
+
+    /// Subscriptions come and go; the actor stays.
+    fn finished(&mut self, _: &mut Self::Context) {}
+}
+
+impl Handler<Settle> for NatsSubscriber {
+    type Result = ();
+
+    /// The ack decision.
+    fn handle(&mut self, msg: Settle, ctx: &mut Self::Context) {
+        let Settle {
+            generation,
+            sequence,
+            ack,
+            result,
+            span,
+        } = msg;
+        let _entered = span.enter();
+        match result {
+            Ok(outcome) if generation == self.generation => {
+                tracing::debug!(?outcome, "Committed; acknowledging.");
+                let subscriber = ctx.address();
+                actix::spawn(
+                    async move {
+                        let result = ack.ack().await;
+                        subscriber.do_send(Acked {
+                            generation,
+                            sequence,
+                            result,
+                        });
+                    }
+                    .instrument(span.clone()),
+                );
+            }
+            Ok(_) => {
+                // Its subscription was replaced: an ack through it would go nowhere. The message comes back on the
+                // new subscription and is found stored.
+                self.forget(sequence, generation);
+            }
+            // Do not acknowledge on failure; the message will be redelivered.
+            Err(error) => {
+                tracing::warn!(error = %error_chain(&error), "Message not stored; not acknowledged.");
+                self.status.not_acked.fetch_add(1, Ordering::Relaxed);
+                self.forget(sequence, generation);
+            }
+        }
+    }
+}
+
+impl Handler<Acked> for NatsSubscriber {
+    type Result = ();
+
+    /// The message has left our hands.
+    fn handle(&mut self, msg: Acked, _: &mut Self::Context) {
+        match msg.result {
+            Ok(()) => {
+                self.status.acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                tracing::warn!(%error, seq = msg.sequence,
+                    "Failed to acknowledge; the message will be redelivered and found stored.");
+            }
+        }
+        self.forget(msg.sequence, msg.generation);
+    }
+}
+
+impl Handler<Drain> for NatsSubscriber {
     type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, _: StopSubscriber, _: &mut Self::Context) -> Self::Result {
-        let client = self.client.clone();
+    /// Graceful stop.
+    fn handle(&mut self, msg: Drain, ctx: &mut Self::Context) -> Self::Result {
+        self.draining = true;
+        self.status.set_down("shutting down".into());
+        if let Some(handle) = self.stream.take() {
+            ctx.cancel_future(handle);
+        }
+        let (done, drained) = oneshot::channel();
+        self.drained.push(done);
+        self.notify_if_drained();
+        let in_flight = self.in_flight.len();
         Box::pin(
-            async move { broker::close(&client).await }
-                .into_actor(self)
-                .map(|_, _, ctx| ctx.stop()),
+            async move {
+                if tokio::time::timeout(msg.deadline, drained).await.is_err() {
+                    tracing::warn!(in_flight, "Stopped waiting for messages in flight; they will be redelivered.");
+                }
+            }
+            .into_actor(self)
+            .then(|_, act, _| {
+                let connection = act.connection.take();
+                async move {
+                    if let Some(connection) = connection {
+                        connection.close().await;
+                        tracing::info!(client_id = %connection.client_id(), "Closed the STAN connection; the durable subscription stays.");
+                    }
+                }
+                .into_actor(act)
+            })
+            .map(|_, _, ctx| ctx.stop()),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(0) <= Duration::from_millis(240));
+        assert!(backoff(3) >= Duration::from_millis(1280));
+        assert!(backoff(100) <= Duration::from_secs(12));
     }
 }

@@ -1,46 +1,66 @@
-//! Publishes orders to the STAN channel, each confirmed by its PubAck: a file (`--file`), random valid orders
-//! (`--count`, `--rate`), and a share of malformed ones (`--invalid-ratio`).
+//! Publishes orders to the STAN channel, every one confirmed by its PubAck: a file (`--file`), random valid orders
+//! (`--count`, `--rate`), and a share of malformed ones (`--invalid-ratio`). Prints progress and a summary; exits
+//! non-zero when a publish fails.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use bytes::Bytes;
 use clap::Parser;
 use futures::stream::{FuturesUnordered, StreamExt};
 use order_service::generator;
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use stan_testkit::StanPublisher;
 
 #[derive(Parser, Debug)]
 #[command(
+    name = "order-generator",
     version,
-    about = "Publishes valid and invalid orders to a NATS Streaming channel."
+    about = "Publishes valid and malformed orders to a NATS Streaming channel."
 )]
 struct Cli {
+    /// NATS URL of the NATS Streaming server.
     #[arg(long, env = "STAN_URL", default_value = "nats://127.0.0.1:4222")]
     url: String,
+    /// NATS Streaming cluster id.
     #[arg(long, env = "STAN_CLUSTER_ID", default_value = "test-cluster")]
     cluster_id: String,
+    /// Channel to publish to.
     #[arg(long, env = "STAN_CHANNEL", default_value = "orders")]
     channel: String,
-    /// Client id of the generator (must differ from the service's).
-    #[arg(long, default_value = "order-generator")]
-    client_id: String,
-    /// Publish this file as one message (e.g. the sample order).
+    /// Client id of the generator [default: order-generator-<random>]. Must differ from the service's.
+    #[arg(long, env = "GENERATOR_CLIENT_ID")]
+    client_id: Option<String>,
+    /// Publish this file as one message first (e.g. the sample order).
     #[arg(long)]
-    file: Option<std::path::PathBuf>,
-    /// Number of random messages to publish.
+    file: Option<PathBuf>,
+    /// How many random messages to publish.
     #[arg(long, default_value_t = 0)]
     count: u64,
-    /// Messages per second; 0 publishes as fast as PubAcks come back.
+    /// Messages per second; 0 publishes as fast as PubAcks come back, with a bounded window in flight.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
-    /// Share of the random messages that are malformed (0.0 to 1.0).
-    #[arg(long, default_value_t = 0.0)]
+    /// Share of the random messages that are malformed, from 0.0 to 1.0.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_ratio)]
     invalid_ratio: f64,
+    /// Seed for reproducible runs.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Publishes awaiting their PubAck, at most.
+    #[arg(long, default_value_t = 512)]
+    window: usize,
 }
 
-/// Publishes in flight at most, when not rate-limited.
-const WINDOW: usize = 256;
+fn parse_ratio(s: &str) -> Result<f64, String> {
+    let ratio: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&ratio) {
+        Ok(ratio)
+    } else {
+        Err("must be between 0.0 and 1.0".into())
+    }
+}
 
 #[tokio::main]
 async fn main() {
@@ -52,51 +72,95 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let publisher = StanPublisher::connect(&cli.url, &cli.cluster_id, &cli.client_id).await?;
+    let client_id = cli
+        .client_id
+        .clone()
+        .unwrap_or_else(|| format!("order-generator-{}", uuid::Uuid::new_v4().simple()));
+    let publisher = StanPublisher::connect(&cli.url, &cli.cluster_id, &client_id)
+        .await
+        .with_context(|| {
+            format!(
+                "Failed to connect to cluster {:?} at {}",
+                cli.cluster_id, cli.url
+            )
+        })?;
+
     if let Some(path) = &cli.file {
-        let data = std::fs::read(path)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-        publisher.publish(&cli.channel, Bytes::from(data)).await?;
-        println!("published {}", path.display());
+        let data =
+            std::fs::read(path).with_context(|| format!("Failed to read {}", path.display()))?;
+        publisher
+            .publish(&cli.channel, Bytes::from(data))
+            .await
+            .with_context(|| format!("Failed to publish {}", path.display()))?;
+        println!("published {} to {}", path.display(), cli.channel);
     }
+    if cli.count > 0 {
+        let summary = publish_random(&publisher, &cli).await?;
+        println!(
+            "published {} messages ({} malformed) to {} in {:.2} s: {:.0} msg/s",
+            summary.published,
+            summary.invalid,
+            cli.channel,
+            summary.elapsed.as_secs_f64(),
+            summary.published as f64 / summary.elapsed.as_secs_f64().max(1e-9)
+        );
+    }
+    publisher
+        .close()
+        .await
+        .context("Failed to close the connection")?;
+    Ok(())
+}
+
+struct Summary {
+    published: u64,
+    invalid: u64,
+    elapsed: Duration,
+}
+
+async fn publish_random(publisher: &StanPublisher, cli: &Cli) -> anyhow::Result<Summary> {
+    let mut rng = match cli.seed {
+        Some(seed) => StdRng::seed_from_u64(seed),
+        None => StdRng::from_rng(&mut rand::rng()),
+    };
     let started = Instant::now();
-    let mut last_report = Instant::now();
-    let (mut in_flight, mut done, mut invalid) = (FuturesUnordered::new(), 0u64, 0u64);
-    let mut rng = rand::rng();
+    let mut last_report = started;
+    let mut in_flight = FuturesUnordered::new();
+    let (mut confirmed, mut invalid) = (0u64, 0u64);
     for i in 0..cli.count {
         if cli.rate > 0.0 {
             let due = started + Duration::from_secs_f64(i as f64 / cli.rate);
             tokio::time::sleep_until(due.into()).await;
         }
-        let message = if rng.random_bool(cli.invalid_ratio.clamp(0.0, 1.0)) {
+        let message = if cli.invalid_ratio > 0.0 && rng.random_bool(cli.invalid_ratio) {
             invalid += 1;
-            generator::invalid_message(&mut rng)
+            generator::invalid_message(&mut rng).1
         } else {
-            generator::valid_order(&mut rng).to_string().into_bytes()
+            generator::valid_order_json(&mut rng)
         };
         in_flight.push(publisher.publish_pipelined(&cli.channel, Bytes::from(message)));
-        while in_flight.len() >= WINDOW {
+        while in_flight.len() >= cli.window.max(1) {
             if let Some(result) = in_flight.next().await {
-                result?;
-                done += 1;
+                result.context("A publish failed")?;
+                confirmed += 1;
             }
         }
         if last_report.elapsed() >= Duration::from_secs(1) {
-            eprintln!("published {done}/{}", cli.count);
+            eprintln!(
+                "{confirmed}/{} confirmed, {:.0} msg/s",
+                cli.count,
+                confirmed as f64 / started.elapsed().as_secs_f64()
+            );
             last_report = Instant::now();
         }
     }
     while let Some(result) = in_flight.next().await {
-        result?;
-        done += 1;
+        result.context("A publish failed")?;
+        confirmed += 1;
     }
-    if cli.count > 0 {
-        let secs = started.elapsed().as_secs_f64();
-        println!(
-            "published {done} messages ({invalid} invalid) in {secs:.2} s, {:.0} msg/s",
-            done as f64 / secs.max(1e-9)
-        );
-    }
-    publisher.close().await?;
-    Ok(())
+    Ok(Summary {
+        published: confirmed,
+        invalid,
+        elapsed: started.elapsed(),
+    })
 }

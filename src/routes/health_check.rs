@@ -1,13 +1,24 @@
-use actix_web::{get, HttpResponse};
+use actix_web::{get, http::StatusCode, web, HttpResponse};
+use serde_json::json;
+
+use crate::routes::error_response;
+use crate::startup::Readiness;
 
 /// The process is alive.
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// Ready: the HTTP server only starts after the cache is restored and the subscription is up.
+/// Ready to take messages and serve: cache restored, database reachable, subscription up. 503 says why not.
 #[get("/readyz")]
-pub async fn readyz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))
+pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
+    match readiness.check().await {
+        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
+        Err(reasons) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            reasons.join("; "),
+        ),
+    }
 }

@@ -1,26 +1,54 @@
 use std::future::Future;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
+use anyhow::Context;
 use bytes::Bytes;
 use clap::Parser;
-use order_service::configuration::Settings;
+use order_service::actors::SubscriberStatus;
+use order_service::configuration::{Cli, Settings};
 use order_service::db::{self, Pool};
-use order_service::startup::Application;
+use order_service::startup::{Application, ShutdownHandle};
+use order_service::telemetry::{get_subscriber, init_subscriber};
 use stan_testkit::{Broker, BrokerConfig, StanPublisher};
 use uuid::Uuid;
 
+/// The canonical sample order.
 pub const SAMPLE: &str = include_str!("../fixtures/model.json");
+pub const SAMPLE_UID: &str = "b563feb7b2b84b6test";
 
-/// One service instance under test, with its own database, cluster and channel.
+/// How long a test waits for the pipeline before it fails.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Logs only under `TEST_LOG` (z2p).
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    let format = order_service::configuration::LogFormat::Human;
+    if std::env::var("TEST_LOG").is_ok() {
+        init_subscriber(get_subscriber("info", format, std::io::stdout));
+    } else {
+        init_subscriber(get_subscriber("info", format, std::io::sink));
+    }
+});
+
+/// One service instance under test, with its own database, broker (cluster id) and channel.
 pub struct TestApp {
     pub address: String,
     pub settings: Settings,
     pub db_pool: Pool,
+    /// `None` only while `restart_broker` runs.
+    broker: Option<Broker>,
     pub publisher: StanPublisher,
-    pub broker: Broker,
-    server: ServerHandle,
+    pub status: Arc<SubscriberStatus>,
+    shutdown: ShutdownHandle,
     running: actix_web::rt::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// A test database and broker with no service running.
+pub struct StoppedApp {
+    pub settings: Settings,
+    pub db_pool: Pool,
+    pub broker: Broker,
+    pub publisher: StanPublisher,
 }
 
 fn base_database_url() -> String {
@@ -28,24 +56,62 @@ fn base_database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-/// A fresh database named by a uuid.
+/// Creates a database named by a fresh uuid and returns its URL.
 async fn create_database() -> anyhow::Result<String> {
-    let name = format!("test_{}", Uuid::new_v4().simple());
-    let (client, connection) =
-        tokio_postgres::connect(&base_database_url(), tokio_postgres::NoTls).await?;
+    let base = base_database_url();
+    let name = Uuid::new_v4().to_string();
+    let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+        .await
+        .context("Failed to connect to TEST_DATABASE_URL")?;
     actix_web::rt::spawn(connection);
     client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .batch_execute(&format!(r#"CREATE DATABASE "{name}""#))
         .await?;
-    let mut config: tokio_postgres::Config = base_database_url().parse()?;
-    config.dbname(&name);
-    Ok(format!(
-        "postgres://{}@127.0.0.1:5432/{name}",
-        config.get_user().unwrap_or("postgres")
-    ))
+    let (server, _) = base
+        .rsplit_once('/')
+        .context("TEST_DATABASE_URL has no database name")?;
+    Ok(format!("{server}/{name}"))
+}
+
+/// Settings for a test: its own database, cluster and channel, port 0, short ack wait and probe interval.
+fn test_settings(database_url: &str, nats_url: &str, cluster_id: &str) -> anyhow::Result<Settings> {
+    let channel = format!("orders-{}", Uuid::new_v4().simple());
+    let cli = Cli::try_parse_from([
+        "order-service",
+        "--database-url",
+        database_url,
+        "--stan-url",
+        nats_url,
+        "--stan-cluster-id",
+        cluster_id,
+        "--stan-channel",
+        &channel,
+        "--stan-client-id",
+        "order-service-test",
+        // Short, so the deliveries ratsio drops right after subscribing come back promptly.
+        "--stan-ack-wait",
+        "1",
+        "--stan-probe-interval",
+        "1",
+        "--stan-timeout",
+        "2",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--http-workers",
+        "2",
+        "--db-pool-size",
+        "4",
+    ])?;
+    Ok(cli.settings)
 }
 
 pub async fn spawn_app() -> anyhow::Result<TestApp> {
+    prepare().await?.start().await
+}
+
+/// Database, broker and publisher, without the service: for tests that publish before it starts.
+pub async fn prepare() -> anyhow::Result<StoppedApp> {
+    LazyLock::force(&TRACING);
     let nats_url = stan_testkit::nats_server::ensure_nats_server().await?;
     let cluster_id = format!("test-{}", Uuid::new_v4().simple());
     let broker = Broker::start(BrokerConfig {
@@ -55,110 +121,220 @@ pub async fn spawn_app() -> anyhow::Result<TestApp> {
     })
     .await?;
     let database_url = create_database().await?;
-    let settings = Settings::try_parse_from([
-        "order-service",
-        "--database-url",
-        &database_url,
-        "--stan-url",
-        &nats_url,
-        "--stan-cluster-id",
-        &cluster_id,
-        "--stan-channel",
-        &format!("orders-{}", Uuid::new_v4().simple()),
-        "--stan-client-id",
-        "order-service-test",
-        // Short, so the deliveries ratsio loses right after subscribing come back promptly.
-        "--stan-ack-wait-secs",
-        "1",
-        "--http-addr",
-        "127.0.0.1:0",
-    ])?;
+    let settings = test_settings(&database_url, &nats_url, &cluster_id)?;
+    let db_pool = db::build_pool(&settings.database).await?;
+    db::migrate(&db_pool).await?;
     let publisher = StanPublisher::connect(
         &nats_url,
         &cluster_id,
         &format!("publisher-{}", Uuid::new_v4().simple()),
     )
     .await?;
-    let db_pool = db::connect(&database_url, 2).await?;
-    start(settings, db_pool, publisher, broker).await
-}
-
-async fn start(
-    settings: Settings,
-    db_pool: Pool,
-    publisher: StanPublisher,
-    broker: Broker,
-) -> anyhow::Result<TestApp> {
-    let app = Application::build(settings.clone()).await?;
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let server = app.server_handle();
-    let running = actix_web::rt::spawn(app.run_until_stopped());
-    Ok(TestApp {
-        address,
+    Ok(StoppedApp {
         settings,
         db_pool,
-        publisher,
         broker,
-        server,
-        running,
+        publisher,
     })
 }
 
-impl TestApp {
+impl StoppedApp {
+    /// Starts the service; returns once it is subscribed.
+    pub async fn start(self) -> anyhow::Result<TestApp> {
+        let app = Application::build(self.settings.clone()).await?;
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let status = app.readiness().subscriber.clone();
+        let shutdown = app.shutdown_handle();
+        let running = actix_web::rt::spawn(app.run_until_stopped());
+        Ok(TestApp {
+            address,
+            settings: self.settings,
+            db_pool: self.db_pool,
+            broker: Some(self.broker),
+            publisher: self.publisher,
+            status,
+            shutdown,
+            running,
+        })
+    }
+
     pub async fn publish(&self, data: impl Into<Bytes>) -> anyhow::Result<()> {
         Ok(self
             .publisher
-            .publish(&self.settings.stan_channel, data.into())
+            .publish(&self.settings.stan.channel, data.into())
             .await?)
-    }
-
-    pub async fn get_order(&self, uid: &str) -> anyhow::Result<reqwest::Response> {
-        Ok(reqwest::get(format!("{}/order/{uid}", self.address)).await?)
-    }
-
-    /// Stops the service the way SIGTERM does and waits until it closed its STAN connection, publishes
-    /// `while_down`, then starts the service again on the same database, broker and channel.
-    pub async fn restart_with(self, while_down: Vec<Bytes>) -> anyhow::Result<TestApp> {
-        let TestApp {
-            settings,
-            db_pool,
-            publisher,
-            broker,
-            server,
-            running,
-            ..
-        } = self;
-        server.stop(true).await;
-        running.await??;
-        for message in while_down {
-            publisher.publish(&settings.stan_channel, message).await?;
-        }
-        start(settings, db_pool, publisher, broker).await
-    }
-
-    pub async fn count(&self, table: &str) -> anyhow::Result<i64> {
-        let conn = self.db_pool.get().await?;
-        Ok(conn
-            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-            .await?
-            .get(0))
     }
 }
 
-/// Polls `check` until it returns Some, or fails after `timeout`.
+impl TestApp {
+    /// Stops the service the way SIGTERM does and waits until it is down.
+    pub async fn stop(self) -> anyhow::Result<StoppedApp> {
+        self.shutdown.shutdown();
+        self.running.await??;
+        Ok(StoppedApp {
+            settings: self.settings,
+            db_pool: self.db_pool,
+            broker: self.broker.context("the broker is being restarted")?,
+            publisher: self.publisher,
+        })
+    }
+
+    /// Restarts the (memory) broker on the same cluster id: it comes back knowing no client, subscription or
+    /// message. Returns a publisher connected to the new broker.
+    pub async fn restart_broker(&mut self) -> anyhow::Result<StanPublisher> {
+        let old = self
+            .broker
+            .take()
+            .context("the broker is being restarted")?;
+        let (nats_url, cluster_id) = (old.nats_url().to_owned(), old.cluster_id().to_owned());
+        old.shutdown().await;
+        self.broker = Some(
+            Broker::start(BrokerConfig {
+                cluster_id: cluster_id.clone(),
+                nats_url: nats_url.clone(),
+                ..Default::default()
+            })
+            .await?,
+        );
+        Ok(StanPublisher::connect(
+            &nats_url,
+            &cluster_id,
+            &format!("publisher-{}", Uuid::new_v4().simple()),
+        )
+        .await?)
+    }
+
+    pub async fn publish(&self, data: impl Into<Bytes>) -> anyhow::Result<()> {
+        Ok(self
+            .publisher
+            .publish(&self.settings.stan.channel, data.into())
+            .await?)
+    }
+
+    /// Publishes all messages with their PubAcks pipelined.
+    pub async fn publish_all(&self, messages: Vec<Vec<u8>>) -> anyhow::Result<()> {
+        let pending: Vec<_> = messages
+            .into_iter()
+            .map(|m| {
+                self.publisher
+                    .publish_pipelined(&self.settings.stan.channel, Bytes::from(m))
+            })
+            .collect();
+        for publish in pending {
+            publish.await?;
+        }
+        Ok(())
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        Ok(reqwest::get(format!("{}{path}", self.address)).await?)
+    }
+
+    pub async fn get_order(&self, uid: &str) -> anyhow::Result<reqwest::Response> {
+        self.get(&format!("/order/{uid}")).await
+    }
+
+    /// Waits until the order is served and returns its body.
+    pub async fn served(&self, uid: &str) -> anyhow::Result<Bytes> {
+        eventually(WAIT, &format!("order {uid} to be served"), || async {
+            let response = self.get_order(uid).await?;
+            Ok(if response.status() == 200 {
+                Some(response.bytes().await?)
+            } else {
+                None
+            })
+        })
+        .await
+    }
+
+    pub async fn count(&self, table: &str) -> anyhow::Result<i64> {
+        count(&self.db_pool, table).await
+    }
+
+    /// Waits until `table` holds `expected` rows.
+    pub async fn wait_for_rows(&self, table: &str, expected: i64) -> anyhow::Result<()> {
+        eventually(WAIT, &format!("{expected} rows in {table}"), || async {
+            Ok((self.count(table).await? == expected).then_some(()))
+        })
+        .await
+    }
+
+    /// Waits until the service has acked `expected` messages.
+    pub async fn wait_for_acks(&self, expected: u64) -> anyhow::Result<()> {
+        eventually(WAIT, &format!("{expected} acks"), || async {
+            Ok((self.acked() >= expected).then_some(()))
+        })
+        .await
+    }
+
+    pub fn acked(&self) -> u64 {
+        self.status.acked.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn delivered(&self) -> u64 {
+        self.status
+            .delivered
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn not_acked(&self) -> u64 {
+        self.status
+            .not_acked
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Runs SQL on the test database as its owner.
+    pub async fn execute(&self, sql: &str) -> anyhow::Result<()> {
+        let conn = self.db_pool.get().await?;
+        conn.batch_execute(sql).await?;
+        Ok(())
+    }
+}
+
+pub async fn count(pool: &Pool, table: &str) -> anyhow::Result<i64> {
+    let conn = pool.get().await?;
+    Ok(conn
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await?
+        .get(0))
+}
+
+/// Polls `check` until it returns `Some`, failing after `timeout`: waiting on a condition, not sleeping.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<Option<T>>>,
 {
     let deadline = Instant::now() + timeout;
+    let mut last_error = None;
     loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
+        match check().await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(error) => last_error = Some(error),
         }
         if Instant::now() > deadline {
-            anyhow::bail!("timed out after {timeout:?} waiting for {what}");
+            match last_error {
+                Some(error) => anyhow::bail!(
+                    "timed out after {timeout:?} waiting for {what}; last error: {error:#}"
+                ),
+                None => anyhow::bail!("timed out after {timeout:?} waiting for {what}"),
+            }
         }
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Asserts that `check` stays true for `window`: for claims that something does *not* happen (no redelivery),
+/// which no condition can signal.
+pub async fn holds_for<F>(window: Duration, what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> bool,
+{
+    let until = Instant::now() + window;
+    while Instant::now() < until {
+        anyhow::ensure!(check(), "{what} stopped holding");
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+    Ok(())
 }

@@ -1,5 +1,8 @@
 //! Integration tests over real connections: PostgreSQL (a fresh database per test), nats-server, the project's STAN
-//! broker (in-process, own cluster id per test) and the real ratsio client inside the service.
+//! broker (in-process, its own cluster id per test) and the real ratsio client inside the service.
 
+mod binary;
+mod health_check;
 mod helpers;
 mod orders;
+mod pipeline;

@@ -1,0 +1,276 @@
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use order_service::generator::{self, InvalidKind};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde_json::Value;
+
+use crate::helpers::{eventually, holds_for, prepare, spawn_app, SAMPLE, SAMPLE_UID, WAIT};
+
+fn uid_of(message: &[u8]) -> String {
+    serde_json::from_slice::<Value>(message)
+        .ok()
+        .and_then(|v| v["order_uid"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[actix_web::test]
+async fn a_thousand_random_orders_are_all_stored_and_served() -> anyhow::Result<()> {
+    // Arrange
+    let app = spawn_app().await?;
+    let mut rng = StdRng::seed_from_u64(1);
+    let orders: Vec<Vec<u8>> = (0..1000)
+        .map(|_| generator::valid_order_json(&mut rng))
+        .collect();
+
+    // Act
+    app.publish_all(orders.clone()).await?;
+    app.wait_for_rows("orders", 1000).await?;
+
+    // Assert
+    for order in &orders {
+        let uid = uid_of(order);
+        let served: Value = serde_json::from_slice(&app.served(&uid).await?)?;
+        assert_eq!(
+            served,
+            serde_json::from_slice::<Value>(order)?,
+            "order {uid}"
+        );
+    }
+    app.wait_for_acks(1000).await?;
+    Ok(())
+}
+
+#[actix_web::test]
+async fn messages_published_while_the_service_is_down_are_served_after_it_starts(
+) -> anyhow::Result<()> {
+    // Arrange: the durable exists (the service ran once), then the service stops.
+    let app = spawn_app().await?;
+    app.publish(SAMPLE).await?;
+    app.served(SAMPLE_UID).await?;
+    let stopped = app.stop().await?;
+    let mut rng = StdRng::seed_from_u64(2);
+    let while_down: Vec<Vec<u8>> = (0..20)
+        .map(|_| generator::valid_order_json(&mut rng))
+        .collect();
+    for message in &while_down {
+        stopped.publish(message.clone()).await?;
+    }
+
+    // Act
+    let app = stopped.start().await?;
+
+    // Assert
+    for message in &while_down {
+        app.served(&uid_of(message)).await?;
+    }
+    app.wait_for_rows("orders", 21).await?;
+    Ok(())
+}
+
+#[actix_web::test]
+async fn the_first_start_takes_what_was_published_before_the_durable_existed() -> anyhow::Result<()>
+{
+    // Arrange
+    let stopped = prepare().await?;
+    stopped.publish(SAMPLE).await?;
+
+    // Act
+    let app = stopped.start().await?;
+
+    // Assert
+    app.served(SAMPLE_UID).await?;
+    Ok(())
+}
+
+#[actix_web::test]
+async fn the_same_order_twice_is_stored_once_and_both_deliveries_are_acked() -> anyhow::Result<()> {
+    // Arrange
+    let app = spawn_app().await?;
+
+    // Act
+    app.publish(SAMPLE).await?;
+    app.served(SAMPLE_UID).await?;
+    app.publish(SAMPLE).await?;
+    app.wait_for_acks(2).await?;
+
+    // Assert: one row, and nothing comes back (a message not acked would be redelivered after the 1 s ack wait).
+    assert_eq!(app.count("orders").await?, 1);
+    assert_eq!(app.count("rejected_messages").await?, 0);
+    let delivered = app.delivered();
+    holds_for(Duration::from_secs(3), "no redelivery", || {
+        app.delivered() == delivered
+    })
+    .await?;
+    assert_eq!(app.acked(), 2);
+    Ok(())
+}
+
+#[actix_web::test]
+async fn another_order_under_a_stored_order_uid_is_a_conflict_and_the_first_version_stays(
+) -> anyhow::Result<()> {
+    // Arrange
+    let app = spawn_app().await?;
+    let mut changed: Value = serde_json::from_str(SAMPLE)?;
+    changed["delivery"]["city"] = "Elsewhere".into();
+    app.publish(SAMPLE).await?;
+    let first = app.served(SAMPLE_UID).await?;
+
+    // Act
+    app.publish(changed.to_string()).await?;
+    app.wait_for_rows("rejected_messages", 1).await?;
+
+    // Assert
+    let conn = app.db_pool.get().await?;
+    let row = conn
+        .query_one(
+            "SELECT reason_class, order_uid, reasons, payload FROM rejected_messages",
+            &[],
+        )
+        .await?;
+    assert_eq!(row.get::<_, String>(0), "conflict");
+    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some(SAMPLE_UID));
+    let reasons: Value = row.get(2);
+    assert_eq!(reasons[0]["pointer"], "/delivery/city", "{reasons}");
+    assert_eq!(
+        row.get::<_, Vec<u8>>(3),
+        changed.to_string().into_bytes(),
+        "the raw message is kept"
+    );
+    assert_eq!(app.count("orders").await?, 1);
+    assert_eq!(
+        app.get_order(SAMPLE_UID).await?.bytes().await?,
+        first,
+        "the first version stays"
+    );
+    app.wait_for_acks(2).await?;
+    Ok(())
+}
+
+#[actix_web::test]
+async fn invalid_messages_become_acked_dead_letters_and_never_reach_the_cache() -> anyhow::Result<()>
+{
+    // Arrange
+    let app = spawn_app().await?;
+    let mut rng = StdRng::seed_from_u64(3);
+    let messages: Vec<(InvalidKind, Vec<u8>)> = InvalidKind::ALL
+        .iter()
+        .map(|kind| (*kind, generator::invalid_message_of(*kind, &mut rng)))
+        .collect();
+
+    // Act
+    app.publish_all(messages.iter().map(|(_, m)| m.clone()).collect())
+        .await?;
+    app.wait_for_rows("rejected_messages", messages.len() as i64)
+        .await?;
+    app.wait_for_acks(messages.len() as u64).await?;
+
+    // Assert
+    let conn = app.db_pool.get().await?;
+    for (kind, message) in &messages {
+        let row = conn
+            .query_opt(
+                "SELECT reason_class, reasons FROM rejected_messages WHERE payload = $1",
+                &[message],
+            )
+            .await?;
+        let row = row.ok_or_else(|| anyhow::anyhow!("no dead letter for {kind:?}"))?;
+        let reasons: Value = row.get(1);
+        assert!(
+            reasons.as_array().is_some_and(|r| !r.is_empty()),
+            "{kind:?} has its reasons: {reasons}"
+        );
+        let uid = uid_of(message);
+        if !uid.is_empty() && uid != "dup" {
+            assert_eq!(
+                app.get_order(&uid).await?.status().as_u16(),
+                404,
+                "{kind:?} is not served"
+            );
+        }
+    }
+    assert_eq!(app.count("orders").await?, 0);
+    Ok(())
+}
+
+#[actix_web::test]
+async fn while_the_orders_table_is_missing_nothing_is_acked_and_the_order_lands_once_it_is_back(
+) -> anyhow::Result<()> {
+    // Arrange
+    let app = spawn_app().await?;
+    app.execute("ALTER TABLE orders RENAME TO orders_sabotaged")
+        .await?;
+
+    // Act
+    app.publish(SAMPLE).await?;
+    eventually(WAIT, "a failed commit and a redelivery", || async {
+        Ok((app.not_acked() >= 1 && app.delivered() >= 2).then_some(()))
+    })
+    .await?;
+    let acked_while_broken = app.acked();
+    app.execute("ALTER TABLE orders_sabotaged RENAME TO orders")
+        .await?;
+
+    // Assert
+    assert_eq!(
+        acked_while_broken, 0,
+        "nothing is acked while the table is missing"
+    );
+    app.served(SAMPLE_UID).await?;
+    assert_eq!(app.count("orders").await?, 1);
+    app.wait_for_acks(1).await?;
+    Ok(())
+}
+
+#[actix_web::test]
+async fn when_the_broker_forgets_the_client_the_subscription_is_renewed() -> anyhow::Result<()> {
+    // Arrange
+    let mut app = spawn_app().await?;
+    app.publish(SAMPLE).await?;
+    app.served(SAMPLE_UID).await?;
+    let reconnects = app.status.reconnects.load(Ordering::Relaxed);
+
+    // Act: a memory broker restarted on the same cluster id knows no client and no subscription.
+    let publisher = app.restart_broker().await?;
+    eventually(WAIT, "a new subscription", || async {
+        Ok((app.status.reconnects.load(Ordering::Relaxed) > reconnects
+            && app.status.check().is_ok())
+        .then_some(()))
+    })
+    .await?;
+    let mut rng = StdRng::seed_from_u64(4);
+    let after = generator::valid_order_json(&mut rng);
+    publisher
+        .publish(&app.settings.stan.channel, after.clone().into())
+        .await?;
+
+    // Assert
+    app.served(&uid_of(&after)).await?;
+    Ok(())
+}
+
+#[actix_web::test]
+async fn a_second_instance_with_the_same_client_id_fails_to_start_with_a_clear_error(
+) -> anyhow::Result<()> {
+    // Arrange
+    let app = spawn_app().await?;
+
+    // Act
+    let second = order_service::startup::Application::build(app.settings.clone()).await;
+
+    // Assert
+    let error = match second {
+        Ok(_) => anyhow::bail!("a second instance with the same client id started"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(
+        error.contains("another instance") && error.contains("order-service-test"),
+        "{error}"
+    );
+    assert!(
+        app.status.check().is_ok(),
+        "the first instance is still subscribed"
+    );
+    Ok(())
+}
