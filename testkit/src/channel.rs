@@ -38,15 +38,32 @@ impl Channel {
         }
     }
 
-    /// Appends a message and drops the oldest ones beyond the limits (0 = unlimited). Returns its sequence.
-    pub fn append(&mut self, data: Bytes, max_msgs: u64, max_bytes: u64) -> u64 {
-        self.last_seq += 1;
-        self.bytes += data.len() as u64;
-        self.msgs.push_back(StoredMsg {
-            seq: self.last_seq,
+    /// The message `data` becomes when appended now: the next sequence, stamped with the time.
+    pub fn next_message(&self, data: Bytes) -> StoredMsg {
+        StoredMsg {
+            seq: self.last_seq + 1,
             timestamp_ns: now_ns(),
             data,
-        });
+        }
+    }
+
+    /// Appends a message and drops the oldest ones beyond the limits (0 = unlimited). Returns its sequence.
+    #[cfg(test)]
+    pub fn append(&mut self, data: Bytes, max_msgs: u64, max_bytes: u64) -> u64 {
+        let msg = self.next_message(data);
+        self.push(msg, max_msgs, max_bytes);
+        self.last_seq
+    }
+
+    /// Stores `msg`, whose sequence must be above `last_seq` (a restored log may start anywhere),
+    /// then drops the oldest messages beyond the limits (0 = unlimited), always keeping the newest.
+    pub fn push(&mut self, msg: StoredMsg, max_msgs: u64, max_bytes: u64) {
+        if self.msgs.is_empty() {
+            self.first_seq = msg.seq;
+        }
+        self.last_seq = msg.seq;
+        self.bytes += msg.data.len() as u64;
+        self.msgs.push_back(msg);
         while self.msgs.len() > 1
             && ((max_msgs > 0 && self.msgs.len() as u64 > max_msgs)
                 || (max_bytes > 0 && self.bytes > max_bytes))
@@ -56,7 +73,11 @@ impl Channel {
                 self.first_seq = dropped.seq + 1;
             }
         }
-        self.last_seq
+    }
+
+    /// The stored messages, oldest first.
+    pub fn messages(&self) -> impl ExactSizeIterator<Item = &StoredMsg> {
+        self.msgs.iter()
     }
 
     pub fn get(&self, seq: u64) -> Option<&StoredMsg> {

@@ -7,7 +7,12 @@ use stan_testkit::{Broker, BrokerConfig, StoreKind};
 
 /// A NATS Streaming (STAN) broker on top of a running nats-server (development and tests).
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to change the level. \
+                  SIGTERM or SIGINT stops the broker after it has saved its store."
+)]
 struct Cli {
     /// Cluster ID clients connect to.
     #[arg(
@@ -25,12 +30,26 @@ struct Cli {
         default_value = "nats://127.0.0.1:4222"
     )]
     nats_server: String,
-    /// Store type: memory (file is not implemented yet).
-    #[arg(long, default_value = "memory", value_parser = ["memory", "file"])]
+    /// Store type: memory (lost on exit) or file (kept in --dir and restored on the next start).
+    #[arg(
+        long,
+        visible_alias = "st",
+        default_value = "memory",
+        value_parser = ["memory", "file"]
+    )]
     store: String,
-    /// Directory for the file store.
-    #[arg(long)]
+    /// Directory for the file store (created if missing; one broker at a time).
+    #[arg(long, visible_alias = "dir_path")]
     dir: Option<std::path::PathBuf>,
+    /// File store: fsync before every PubAck, not only write to the OS (survives a machine crash, slower).
+    #[arg(
+        long = "file_sync",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    file_sync: bool,
     /// Maximum messages per channel, 0 for unlimited; the oldest are dropped.
     #[arg(long = "max_msgs", default_value_t = 0)]
     max_msgs: u64,
@@ -59,23 +78,28 @@ async fn main() {
     let store = match (cli.store.as_str(), cli.dir) {
         ("file", Some(dir)) => StoreKind::File(dir),
         ("file", None) => fail("--store file needs --dir"),
+        (_, Some(_)) => fail("--dir is only used with --store file"),
         _ => StoreKind::Memory,
     };
     let config = BrokerConfig {
         cluster_id: cli.cluster_id,
         nats_url: cli.nats_server,
         store,
+        file_sync: cli.file_sync,
         max_msgs: cli.max_msgs,
         max_bytes: cli.max_bytes,
         hb_interval: Duration::from_secs(cli.hb_interval.max(1)),
         hb_timeout: Duration::from_secs(cli.hb_timeout.max(1)),
         hb_fail_count: cli.hb_fail_count.max(1),
     };
-    let broker = match Broker::start(config).await {
+    let mut broker = match Broker::start(config).await {
         Ok(broker) => broker,
         Err(error) => fail(&format!("{error:#}")),
     };
-    wait_for_signal().await;
+    tokio::select! {
+        () = wait_for_signal() => {}
+        error = broker.failed() => fail(&error),
+    }
     tracing::info!("Shutting down.");
     broker.shutdown().await;
 }

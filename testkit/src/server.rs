@@ -1,23 +1,35 @@
 //! The NATS side of the broker: subscribes to the protocol subjects, feeds every request to the one `State` in
 //! arrival order, and publishes what the state decides. Heartbeats and duplicate-client probes are requests with
 //! timeouts, so they run as tasks that report back instead of blocking the loop.
+//!
+//! Requests that are already waiting are handled as one batch, then the store commits once (one write, one fsync
+//! with `file_sync`) before any reply of the batch is published: a PubAck never promises more than the disk has.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
 use futures::stream::{select_all, StreamExt};
+use futures::FutureExt;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, StoreKind};
 use crate::proto;
 use crate::state::{State, Subjects};
+use crate::store::{FileStore, MemoryStore, Recovered, Store};
 
 /// How often ack deadlines are checked: the precision of redelivery timing.
 const TICK: Duration = Duration::from_millis(50);
 /// The real server gives a registered client this long to answer before a duplicate connect replaces it.
 const DUPLICATE_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How often positions moved by deliveries and acks are saved; a crash loses at most this much of them, which
+/// only causes redeliveries.
+const PROGRESS_SAVE_INTERVAL: Duration = Duration::from_millis(200);
+/// Most requests handled before one store commit and the replies it releases.
+const MAX_BATCH: usize = 512;
+/// How long a starting broker waits for a previous one to release the store directory.
+const STORE_LOCK_WAIT: Duration = Duration::from_secs(5);
 
 enum Event {
     ConnectProbed {
@@ -44,15 +56,22 @@ enum Kind {
     Ack,
 }
 
-/// Runs until `stop` fires. `ready` is told once every subscription is in place on the server.
+/// Runs until `stop` fires or something fails. `ready` is told once every subscription is in place on the server.
 pub(crate) async fn run(
     config: BrokerConfig,
     ready: oneshot::Sender<anyhow::Result<()>>,
     stop: oneshot::Receiver<()>,
-) {
+) -> Result<(), String> {
     match serve(config, ready, stop).await {
-        Ok(()) => tracing::info!("Broker stopped."),
-        Err(error) => tracing::error!(error = %format!("{error:#}"), "Broker failed."),
+        Ok(()) => {
+            tracing::info!("Broker stopped.");
+            Ok(())
+        }
+        Err(error) => {
+            let error = format!("{error:#}");
+            tracing::error!(%error, "Broker failed.");
+            Err(error)
+        }
     }
 }
 
@@ -62,11 +81,31 @@ async fn serve(
     mut stop: oneshot::Receiver<()>,
 ) -> anyhow::Result<()> {
     let setup = async {
+        let (store, recovered) = open_store(&config).await?;
+        if let Some(stored) = recovered.snapshot.as_ref().map(|s| &s.cluster_id) {
+            anyhow::ensure!(
+                stored.is_empty() || *stored == config.cluster_id,
+                "The store belongs to cluster id {stored:?}, not {:?}",
+                config.cluster_id
+            );
+        }
         let client = async_nats::connect(&config.nats_url)
             .await
             .with_context(|| format!("Failed to connect to nats-server at {}", config.nats_url))?;
-        let instance = format!("{:016x}", rand::random::<u64>());
-        let subjects = Subjects::new(&instance);
+        // Restored clients keep publishing, acking and pinging on the subjects they were given.
+        let instance = recovered
+            .snapshot
+            .as_ref()
+            .map(|s| s.instance.clone())
+            .filter(|instance| !instance.is_empty())
+            .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+        let subjects = Subjects::new(&config.cluster_id, &instance);
+        let mut state = State::new(subjects.clone(), config.max_msgs, config.max_bytes, store);
+        state.restore(recovered.snapshot, recovered.channels);
+        // Saves the instance on first use and a compacted snapshot on every start.
+        state
+            .save_snapshot()
+            .context("Failed to write the store snapshot")?;
         let plan = [
             (
                 format!("_STAN.discover.{}", config.cluster_id),
@@ -92,9 +131,9 @@ async fn serve(
             .flush()
             .await
             .context("Failed to flush subscriptions to nats-server")?;
-        anyhow::Ok((client, subjects, select_all(streams)))
+        anyhow::Ok((client, state, select_all(streams)))
     };
-    let (client, subjects, mut requests) = match setup.await {
+    let (client, mut state, mut requests) = match setup.await {
         Ok(parts) => parts,
         Err(error) => {
             let message = format!("{error:#}");
@@ -106,9 +145,9 @@ async fn serve(
     tracing::info!(cluster_id = %config.cluster_id, "Broker ready.");
 
     let hb_secs = i32::try_from(config.hb_interval.as_secs()).unwrap_or(30);
-    let mut state = State::new(subjects, config.max_msgs, config.max_bytes);
     let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
     let mut tick = tokio::time::interval(TICK);
+    let mut save_progress = tokio::time::interval(PROGRESS_SAVE_INTERVAL);
     let mut heartbeat = tokio::time::interval(config.hb_interval);
     heartbeat.tick().await;
 
@@ -124,6 +163,7 @@ async fn serve(
                 Event::Heartbeat { client_id, alive } => state.heartbeat_result(&client_id, alive, config.hb_fail_count),
             },
             _ = tick.tick() => state.redeliver_expired(Instant::now()),
+            _ = save_progress.tick() => state.save_progress().context("Failed to write the store snapshot")?,
             _ = heartbeat.tick() => {
                 for (client_id, inbox) in state.heartbeat_targets() {
                     let (client, events_tx, timeout) = (client.clone(), events_tx.clone(), config.hb_timeout);
@@ -134,14 +174,65 @@ async fn serve(
                 }
             }
         }
+        for _ in 1..MAX_BATCH {
+            let Some(Some((kind, msg))) = requests.next().now_or_never() else {
+                break;
+            };
+            handle(&mut state, &client, &events_tx, kind, msg, hb_secs);
+        }
+        // On failure the batch's replies are never sent: clients retry or time out, none is told a lie.
+        state.commit().context("Failed to write to the store")?;
         for out in state.out.drain(..) {
             if let Err(error) = client.publish(out.subject, out.payload).await {
                 tracing::warn!(%error, "Failed to publish a protocol message.");
             }
         }
     }
-    let _ = client.flush().await;
+    state
+        .save_progress()
+        .context("Failed to write the store snapshot")?;
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
     Ok(())
+}
+
+/// Opens the configured store, waiting a little for a broker that is still releasing the directory.
+async fn open_store(config: &BrokerConfig) -> anyhow::Result<(Box<dyn Store>, Recovered)> {
+    let StoreKind::File(dir) = &config.store else {
+        let empty = Recovered {
+            snapshot: None,
+            channels: Vec::new(),
+        };
+        return Ok((Box::new(MemoryStore), empty));
+    };
+    let deadline = Instant::now() + STORE_LOCK_WAIT;
+    loop {
+        let (path, sync, max_msgs, max_bytes) = (
+            dir.clone(),
+            config.file_sync,
+            config.max_msgs,
+            config.max_bytes,
+        );
+        let opened =
+            tokio::task::spawn_blocking(move || FileStore::open(&path, sync, max_msgs, max_bytes))
+                .await
+                .context("The store loader panicked")??;
+        if let Some((store, recovered)) = opened {
+            tracing::info!(
+                dir = %dir.display(),
+                channels = recovered.channels.len(),
+                restored = recovered.snapshot.is_some(),
+                "Opened the file store."
+            );
+            return Ok((Box::new(store), recovered));
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "The store directory {} is in use by another broker",
+                dir.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Does anybody answer on `inbox` within `timeout`?

@@ -1,7 +1,12 @@
 //! The broker's state and every protocol decision, free of I/O: each call takes a decoded request and queues the
 //! NATS publishes it causes in `out`, which the server loop sends in order (reply first, then deliveries).
+//! New messages go to the store at once; clients and subscriptions reach it as snapshots (`snapshot.rs`), which
+//! the server loop asks for through `commit` and `save_progress`.
+
+mod snapshot;
 
 use std::collections::{BTreeMap, HashMap};
+use std::io;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -9,6 +14,7 @@ use prost::Message;
 
 use crate::channel::{now_ns, Channel};
 use crate::proto;
+use crate::store::Store;
 
 pub(crate) const ERR_DUPLICATE_CLIENT: &str = "stan: clientID already registered";
 pub(crate) const ERR_INVALID_PUBLISH: &str = "stan: invalid publish request";
@@ -16,6 +22,7 @@ pub(crate) const ERR_INVALID_SUB: &str = "stan: invalid subscription request";
 pub(crate) const ERR_DUPLICATE_DURABLE: &str = "stan: duplicate durable registration";
 pub(crate) const ERR_UNKNOWN_CLIENT: &str = "stan: unknown clientID";
 pub(crate) const ERR_INVALID_UNSUB: &str = "stan: invalid unsubscribe request";
+pub(crate) const ERR_STORE: &str = "stan: unable to store message";
 
 /// One NATS publish the server loop must send.
 pub(crate) struct Out {
@@ -23,9 +30,13 @@ pub(crate) struct Out {
     pub payload: Bytes,
 }
 
-/// The subjects this broker instance listens on, unique per start.
+/// The subjects this broker instance listens on: new ones on each start, unless a file store kept the instance.
 #[derive(Debug, Clone)]
 pub(crate) struct Subjects {
+    /// Not a subject itself: clients find the others through `_STAN.discover.<cluster_id>`.
+    pub cluster_id: String,
+    /// Names this broker; the file store keeps it so restored clients keep their subjects.
+    pub instance: String,
     pub pub_prefix: String,
     pub sub_requests: String,
     pub unsub_requests: String,
@@ -36,8 +47,10 @@ pub(crate) struct Subjects {
 }
 
 impl Subjects {
-    pub fn new(instance: &str) -> Subjects {
+    pub fn new(cluster_id: &str, instance: &str) -> Subjects {
         Subjects {
+            cluster_id: cluster_id.to_owned(),
+            instance: instance.to_owned(),
             pub_prefix: format!("_STAN.pub.{instance}"),
             sub_requests: format!("_STAN.sub.{instance}"),
             unsub_requests: format!("_STAN.unsub.{instance}"),
@@ -96,6 +109,11 @@ pub(crate) struct State {
     by_ack_inbox: HashMap<String, u64>,
     next_sub_id: u64,
     pub out: Vec<Out>,
+    store: Box<dyn Store>,
+    /// Clients or subscriptions came or went: the snapshot must be saved before replies go out.
+    structure_changed: bool,
+    /// Deliveries or acks moved positions: the snapshot may be saved later.
+    progress_changed: bool,
 }
 
 fn encode(msg: &impl Message) -> Bytes {
@@ -103,7 +121,7 @@ fn encode(msg: &impl Message) -> Bytes {
 }
 
 impl State {
-    pub fn new(subjects: Subjects, max_msgs: u64, max_bytes: u64) -> State {
+    pub fn new(subjects: Subjects, max_msgs: u64, max_bytes: u64, store: Box<dyn Store>) -> State {
         State {
             subjects,
             max_msgs,
@@ -116,7 +134,38 @@ impl State {
             by_ack_inbox: HashMap::new(),
             next_sub_id: 1,
             out: Vec::new(),
+            store,
+            structure_changed: false,
+            progress_changed: false,
         }
+    }
+
+    /// Makes everything decided so far durable; the server loop calls it before sending `out`.
+    pub fn commit(&mut self) -> io::Result<()> {
+        self.store.commit()?;
+        if self.structure_changed {
+            self.save_snapshot()?;
+        }
+        Ok(())
+    }
+
+    /// Saves positions moved by deliveries and acks; losing them in a crash only means redeliveries.
+    pub fn save_progress(&mut self) -> io::Result<()> {
+        if self.structure_changed || self.progress_changed {
+            self.save_snapshot()?;
+        }
+        Ok(())
+    }
+
+    /// Saves the snapshot whether or not anything changed.
+    pub fn save_snapshot(&mut self) -> io::Result<()> {
+        if self.store.keeps_state() {
+            let snapshot = self.snapshot();
+            self.store.save_snapshot(&snapshot)?;
+        }
+        self.structure_changed = false;
+        self.progress_changed = false;
+        Ok(())
     }
 
     fn send(&mut self, subject: &str, msg: &impl Message) {
@@ -154,6 +203,7 @@ impl State {
             response.error = ERR_DUPLICATE_CLIENT.into();
         } else {
             self.remove_client(&req.client_id);
+            self.structure_changed = true;
             self.clients.insert(
                 req.client_id.clone(),
                 Client {
@@ -190,6 +240,7 @@ impl State {
     /// Removes a client: its durables are suspended, everything else it had is deleted.
     pub fn remove_client(&mut self, client_id: &str) -> bool {
         let existed = self.clients.remove(client_id).is_some();
+        self.structure_changed |= existed;
         let ids: Vec<u64> = self
             .subs
             .iter()
@@ -255,12 +306,30 @@ impl State {
             .channels
             .entry(msg.subject.clone())
             .or_insert_with(Channel::new);
-        channel.append(Bytes::from(msg.data), max_msgs, max_bytes);
+        let stored = channel.next_message(Bytes::from(msg.data));
+        // The store sees the message before the channel does, so a failed write changes nothing.
+        let error = match self.store.append(&msg.subject, &stored) {
+            Ok(()) => {
+                channel.push(stored, max_msgs, max_bytes);
+                let live = channel.messages().len();
+                if self.store.wants_compaction(&msg.subject, live) {
+                    // A failed compaction leaves the old log in place, still complete: nothing is lost.
+                    if let Err(error) = self.store.compact(&msg.subject, &mut channel.messages()) {
+                        tracing::warn!(%error, channel = %msg.subject, "Failed to compact a channel log.");
+                    }
+                }
+                String::new()
+            }
+            Err(error) => {
+                tracing::error!(%error, channel = %msg.subject, "Failed to store a message.");
+                ERR_STORE.into()
+            }
+        };
         self.send(
             reply,
             &proto::PubAck {
                 guid: msg.guid,
-                error: String::new(),
+                error,
             },
         );
         self.pump_channel(&msg.subject);
@@ -339,12 +408,14 @@ impl State {
                 sub.inbox = Some(req.inbox);
                 sub.max_in_flight = max_in_flight;
                 sub.ack_wait = ack_wait;
+                self.structure_changed = true;
                 return Ok(id);
             }
         }
 
         let id = self.next_sub_id;
         self.next_sub_id += 1;
+        self.structure_changed = true;
         let ack_inbox = format!("{}.{id}", self.subjects.ack_prefix);
         let group = (!req.q_group.is_empty()).then(|| {
             let name = durable
@@ -414,6 +485,7 @@ impl State {
         let Some(sub) = self.subs.get_mut(&id) else {
             return;
         };
+        self.structure_changed = true;
         if let Some(key) = sub.group.clone() {
             let pending = std::mem::take(&mut sub.pending);
             let ack_inbox = sub.ack_inbox.clone();
@@ -450,7 +522,9 @@ impl State {
         let Some(sub) = self.subs.get_mut(&id) else {
             return;
         };
-        sub.pending.remove(&ack.sequence);
+        if sub.pending.remove(&ack.sequence).is_some() {
+            self.progress_changed = true;
+        }
         self.pump_sub(id);
     }
 
@@ -495,7 +569,8 @@ impl State {
     }
 
     /// A resumed durable gets its unacked messages again at once; their ack deadlines stay as they were, so a new
-    /// ack wait applies to new deliveries only.
+    /// ack wait applies to new deliveries only. A deadline that passed while the durable was away (or that a
+    /// restart reset) moves one ack wait ahead, so the message is not sent twice in a row.
     fn resend_pending(&mut self, id: u64) {
         let pending: Vec<(u64, Instant)> = self
             .subs
@@ -511,7 +586,9 @@ impl State {
         for (seq, deadline) in pending {
             self.deliver(id, seq, true, now);
             if let Some(entry) = self.subs.get_mut(&id).and_then(|s| s.pending.get_mut(&seq)) {
-                *entry = deadline;
+                if deadline > now {
+                    *entry = deadline;
+                }
             }
         }
     }
@@ -623,6 +700,7 @@ impl State {
             return;
         };
         sub.pending.insert(seq, now + sub.ack_wait);
+        self.progress_changed = true;
         let msg = proto::MsgProto {
             sequence: seq,
             subject: sub.channel.clone(),

@@ -112,8 +112,10 @@ impl ChildClient {
                 .context("The child client reported nothing in time")?
                 .context("Failed to read the child client's output")?
                 .context("The child client exited")?;
-            if line.starts_with("CHILD ") {
-                return Ok(line);
+            // libtest prints "test <name> ... " without a newline before the test runs, so the
+            // child's first report shares a line with it.
+            if let Some(start) = line.find("CHILD ") {
+                return Ok(line[start..].to_string());
             }
         }
     }

@@ -97,7 +97,6 @@ async fn acks_sent_right_before_closing_are_kept() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-#[ignore = "the ratsio child process never reports ready against the dev broker; under investigation"]
 async fn durable_resumes_after_the_client_process_is_killed() -> anyhow::Result<()> {
     // Arrange
     let cluster = TestCluster::start().await?;

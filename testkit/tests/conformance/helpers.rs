@@ -82,6 +82,14 @@ impl TestCluster {
 
     /// An in-process broker with a file store in a fresh directory; `None` when external.
     pub async fn start_with_file_store(test: &str) -> anyhow::Result<Option<TestCluster>> {
+        Self::start_with_file_store_configured(test, |_: &mut BrokerConfig| {}).await
+    }
+
+    /// Like [`TestCluster::start_with_file_store`], with test-specific settings.
+    pub async fn start_with_file_store_configured(
+        test: &str,
+        configure: impl Fn(&mut BrokerConfig) + Send + Sync + 'static,
+    ) -> anyhow::Result<Option<TestCluster>> {
         if external_server().is_some() {
             eprintln!(
                 "Skipping {test}: it restarts the broker, which an external server does not allow."
@@ -89,7 +97,7 @@ impl TestCluster {
             return Ok(None);
         }
         let store_dir = tempfile::tempdir().context("Failed to create a store directory")?;
-        Self::start_in_process(Arc::new(|_: &mut BrokerConfig| {}), Some(store_dir))
+        Self::start_in_process(Arc::new(configure), Some(store_dir))
             .await
             .map(Some)
     }
@@ -250,7 +258,7 @@ impl TestCluster {
 }
 
 /// `(nats_url, cluster_id)` of the external server, if the suite targets one.
-fn external_server() -> Option<(String, String)> {
+pub fn external_server() -> Option<(String, String)> {
     let url = env::var("STAN_URL").ok().filter(|url| !url.is_empty())?;
     let cluster_id = env::var("STAN_CLUSTER_ID")
         .ok()

@@ -9,6 +9,9 @@
 //! cargo test -p stan-testkit --test conformance
 //! ```
 //!
+//! The file store tests restart the in-process broker on the same directory; `broker_process`
+//! runs the `stan-broker` binary and kills it (SIGKILL) or stops it (SIGTERM).
+//!
 //! Run the same suite unchanged against a real nats-streaming-server to check the broker
 //! against the reference (tests that must configure or restart the broker are skipped, with a
 //! note on stderr):
@@ -25,6 +28,7 @@
 //! messages are lost until their ack wait expires), reports a refused connect as success, and
 //! has no timeouts.
 
+mod broker_process;
 mod child_process;
 mod connect;
 mod durable;

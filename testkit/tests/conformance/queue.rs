@@ -113,7 +113,6 @@ async fn first_arrivals(
 }
 
 #[tokio::test]
-#[ignore = "the ratsio child process never reports ready against the dev broker; under investigation"]
 async fn killed_queue_members_unacked_messages_go_to_a_live_member_after_ack_wait(
 ) -> anyhow::Result<()> {
     // Arrange
@@ -180,7 +179,6 @@ async fn killed_queue_members_unacked_messages_go_to_a_live_member_after_ack_wai
 }
 
 #[tokio::test]
-#[ignore = "the ratsio child process never reports ready against the dev broker; under investigation"]
 async fn reconnecting_a_killed_members_client_id_hands_its_pending_messages_over_at_once(
 ) -> anyhow::Result<()> {
     // Arrange
