@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The run command README gives: starts everything order-service needs on a machine without Docker
-# (PostgreSQL, nats-server, the project's dev STAN broker, memory store), builds the service and runs it in the
-# foreground on http://127.0.0.1:8081. Ctrl-C stops the service and the broker.
+# (PostgreSQL, nats-server, the project's dev STAN broker with its file store in .data/stan), builds the service
+# and runs it in the foreground on http://127.0.0.1:8081. Ctrl-C stops the service and the broker.
 #   scripts/run.sh            # just the service and its dependencies
 #   scripts/run.sh --demo     # also publish the sample order and 1,000 random ones (10 % invalid)
 set -euo pipefail
@@ -21,8 +21,9 @@ export DATABASE_URL=${DATABASE_URL:-postgres://order_service:order_service@127.0
 export RUST_LOG=${RUST_LOG:-info}
 
 mkdir -p .data
+# The file store keeps channels, messages and the service's durable position across restarts of run.sh.
 ./target/release/stan-broker --cluster_id "$STAN_CLUSTER_ID" --nats_server "$STAN_URL" \
-    >.data/stan-broker.log 2>&1 &
+    --store file --dir .data/stan >.data/stan-broker.log 2>&1 &
 broker=$!
 trap 'kill "$broker" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do

@@ -20,12 +20,20 @@ pub struct Cli {
     pub settings: Settings,
 }
 
-#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Run the service (the default).
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Ask the running service to replay one dead letter through its pipeline and print the outcome.
+    Replay {
+        /// The dead letter's id, as listed by `GET /rejected`.
+        id: i64,
+        /// Base URL of the running service.
+        #[arg(long, env = "SERVICE_URL", default_value = "http://127.0.0.1:8081")]
+        service_url: String,
+    },
 }
 
 /// Everything the service needs to run.

@@ -53,10 +53,16 @@ impl PersistError {
 }
 
 /// Migrations in the order they apply; a unit test checks this list against `migrations/`.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "20240101000000_create_orders",
-    include_str!("../migrations/20240101000000_create_orders.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "20240101000000_create_orders",
+        include_str!("../migrations/20240101000000_create_orders.sql"),
+    ),
+    (
+        "20240102000000_record_dead_letter_replays",
+        include_str!("../migrations/20240102000000_record_dead_letter_replays.sql"),
+    ),
+];
 
 /// Serializes concurrent `migrate` runs (several instances starting at once).
 const MIGRATION_LOCK: i64 = 0x6f72_6465_7273; // "orders"
@@ -503,6 +509,12 @@ pub struct RejectedMessage {
     pub payload_bytes: usize,
     /// The start of the payload as text (invalid UTF-8 replaced by U+FFFD).
     pub payload_excerpt: String,
+    /// How often an operator replayed it, and what the latest replay gave.
+    pub replay_count: i32,
+    pub replayed_at: Option<DateTime<Utc>>,
+    pub replay_outcome: Option<String>,
+    pub replay_reason_class: Option<String>,
+    pub replay_reasons: Option<Value>,
 }
 
 /// Newest first; `before` is the `id` of the last row of the previous page.
@@ -515,7 +527,8 @@ pub async fn list_rejected(
     let rows = conn
         .query(
             "SELECT id, channel, stan_sequence, reason_class, reasons, order_uid, received_at,
-                    length(payload), substring(payload FROM 1 FOR $3)
+                    length(payload), substring(payload FROM 1 FOR $3),
+                    replay_count, replayed_at, replay_outcome, replay_reason_class, replay_reasons
              FROM rejected_messages WHERE ($2::int8 IS NULL OR id < $2) ORDER BY id DESC LIMIT $1",
             &[&limit, &before, &(PAYLOAD_EXCERPT_BYTES as i32)],
         )
@@ -534,9 +547,69 @@ pub async fn list_rejected(
                 received_at: row.try_get(6)?,
                 payload_bytes: usize::try_from(length).unwrap_or(0),
                 payload_excerpt: String::from_utf8_lossy(excerpt).into_owned(),
+                replay_count: row.try_get(9)?,
+                replayed_at: row.try_get(10)?,
+                replay_outcome: row.try_get(11)?,
+                replay_reason_class: row.try_get(12)?,
+                replay_reasons: row.try_get(13)?,
             })
         })
         .collect()
+}
+
+/// A dead letter as it arrived, for a replay.
+#[derive(Debug)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub channel: String,
+    pub stan_sequence: i64,
+    pub payload: Vec<u8>,
+}
+
+pub async fn get_dead_letter(pool: &Pool, id: i64) -> Result<Option<DeadLetter>, PersistError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            "SELECT id, channel, stan_sequence, payload FROM rejected_messages WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    row.map(|row| {
+        Ok(DeadLetter {
+            id: row.try_get(0)?,
+            channel: row.try_get(1)?,
+            stan_sequence: row.try_get(2)?,
+            payload: row.try_get(3)?,
+        })
+    })
+    .transpose()
+}
+
+/// What a replay gave: `persisted`, `duplicate` or `rejected` with the class and reasons.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayRecord<'a> {
+    pub outcome: &'a str,
+    pub reason_class: Option<&'a str>,
+    pub reasons: &'a [RejectReason],
+}
+
+/// Notes a replay on its dead letter (after the pipeline committed its outcome).
+pub async fn record_replay(
+    pool: &Pool,
+    id: i64,
+    record: ReplayRecord<'_>,
+) -> Result<(), PersistError> {
+    let conn = pool.get().await?;
+    let reasons = record.reason_class.map(|_| Json(record.reasons));
+    conn.execute(
+        "UPDATE rejected_messages
+         SET replay_count = replay_count + 1, replayed_at = now(), replay_outcome = $2,
+             replay_reason_class = $3, replay_reasons = $4
+         WHERE id = $1",
+        &[&id, &record.outcome, &record.reason_class, &reasons],
+    )
+    .await?;
+    Ok(())
 }
 
 /// An error and its causes on one line ("a: b: c"): tokio-postgres puts the server's message in the source.

@@ -1,7 +1,7 @@
 use clap::Parser;
 use order_service::configuration::{Cli, Command};
 use order_service::startup::Application;
-use order_service::{db, telemetry};
+use order_service::{db, replay_client, telemetry};
 
 /// Log filter unless RUST_LOG says otherwise. A 404 or 400 is an answer, not a fault: the HTTP middleware's
 /// per-request warnings for them would flood the log under load, so only its errors (5xx) are shown.
@@ -30,6 +30,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = db::build_pool(&settings.database).await?;
             let applied = db::migrate(&pool).await?;
             tracing::info!(?applied, database = %settings.database.redacted_url(), "Migrations are up to date.");
+            Ok(())
+        }
+        Command::Replay { id, service_url } => {
+            println!("{}", replay_client::replay(&service_url, id).await?);
             Ok(())
         }
         Command::Serve => {

@@ -20,6 +20,8 @@ use crate::actors::{
 use crate::configuration::Settings;
 use crate::db::{self, Pool};
 use crate::domain::OrderSchema;
+use crate::http_metrics::HttpMetrics;
+use crate::metrics::Metrics;
 use crate::routes;
 
 /// How long a graceful stop waits for messages in flight to commit and be acked.
@@ -85,7 +87,11 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let schema = OrderSchema::new(settings.application.max_message_bytes)
             .context("Failed to compile the order schema")?;
+        let metrics = Arc::new(Metrics::new().context("Failed to register the metrics")?);
         let pool = db::build_pool(&settings.database).await?;
+        metrics
+            .watch_pool(pool.clone())
+            .context("Failed to register the pool metrics")?;
         for version in db::migrate(&pool).await? {
             tracing::info!(version, "Applied a migration.");
         }
@@ -93,13 +99,17 @@ impl Application {
         let started = Instant::now();
         let snapshot = restore_orders(&pool).await?;
         tracing::info!(orders = snapshot.len(), elapsed = ?started.elapsed(), "Restored the orders from PostgreSQL.");
+        metrics
+            .cache_restore_duration
+            .set(started.elapsed().as_secs_f64());
+        metrics.cache_restored_orders.set(snapshot.len() as i64);
 
         let workers = settings
             .application
             .http_workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
             .max(1);
-        let caches = CacheGroup::new(snapshot, workers);
+        let caches = CacheGroup::new(snapshot, workers, &metrics);
         let in_flight = usize::try_from(settings.stan.max_in_flight).unwrap_or(1024);
         let persister = OrderPersister::new(
             pool.clone(),
@@ -107,14 +117,23 @@ impl Application {
             caches.clone(),
             settings.database.batch_size,
             in_flight,
+            metrics.clone(),
         )
         .start();
         let validator_arbiter = Arbiter::new();
+        let validator_metrics = metrics.clone();
         let validator = OrderValidator::start_in_arbiter(&validator_arbiter.handle(), move |_| {
-            OrderValidator::new(schema, persister, in_flight)
+            OrderValidator::new(schema, persister, in_flight, validator_metrics)
         });
+        let replay = routes::ReplayPipeline {
+            validator: validator.clone(),
+            channel: settings.stan.channel.clone(),
+        };
 
         let status = Arc::new(SubscriberStatus::default());
+        metrics
+            .watch_subscriber(status.clone())
+            .context("Failed to register the subscriber metrics")?;
         let readiness = Arc::new(Readiness {
             cache_restored: AtomicBool::new(false),
             subscriber: status.clone(),
@@ -123,7 +142,15 @@ impl Application {
         let listener = TcpListener::bind(&settings.application.http_addr)
             .with_context(|| format!("Failed to bind {}", settings.application.http_addr))?;
         let port = listener.local_addr()?.port();
-        let server = run_http(listener, workers, caches.clone(), pool, readiness.clone())?;
+        let server = run_http(
+            listener,
+            workers,
+            caches.clone(),
+            pool,
+            readiness.clone(),
+            replay,
+            metrics.clone(),
+        )?;
         let server_handle = server.handle();
         let server_task = actix_web::rt::spawn(server);
 
@@ -141,7 +168,8 @@ impl Application {
         }
         readiness.cache_restored.store(true, Ordering::Release);
 
-        let subscriber = NatsSubscriber::new(settings.stan.clone(), validator, status).start();
+        let subscriber =
+            NatsSubscriber::new(settings.stan.clone(), validator, status, &metrics).start();
         match subscriber.send(StartSubscription).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
@@ -237,17 +265,24 @@ fn run_http(
     caches: CacheGroup,
     pool: Pool,
     readiness: Arc<Readiness>,
+    replay: routes::ReplayPipeline,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<actix_web::dev::Server> {
     let pool = web::Data::new(pool);
     let readiness = web::Data::from(readiness);
+    let replay = web::Data::new(replay);
+    let http_metrics = web::Data::from(metrics);
     let server = HttpServer::new(move || {
         // Runs once on each worker thread: this worker's own cache actor (see actors/cache.rs for why).
         let cache = web::Data::new(caches.start_local_member());
         App::new()
             .wrap(TracingLogger::default())
+            .wrap(HttpMetrics::new(&http_metrics))
             .app_data(cache)
             .app_data(pool.clone())
             .app_data(readiness.clone())
+            .app_data(replay.clone())
+            .app_data(http_metrics.clone())
             .configure(routes::configure)
     })
     .workers(workers)

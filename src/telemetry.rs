@@ -42,3 +42,58 @@ where
 pub fn init_subscriber(subscriber: Box<dyn Subscriber + Send + Sync>) {
     let _ = subscriber.try_init();
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::Value;
+    use tracing::field;
+
+    use super::*;
+
+    /// A sink the test can read back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("not poisoned").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn json_lines_carry_the_message_span_with_its_later_recorded_order_uid() {
+        // Arrange
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = get_subscriber("info", LogFormat::Json, move || sink.clone());
+
+        // Act: the span as the subscriber opens it; the validator records order_uid later.
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(parent: None, "Process order", channel = %"orders", seq = 7u64,
+                order_uid = field::Empty);
+            span.record("order_uid", "b563feb7b2b84b6test");
+            span.in_scope(|| tracing::warn!(reason = "schema", "Rejected a message."));
+        });
+
+        // Assert
+        let output =
+            String::from_utf8(captured.0.lock().expect("not poisoned").clone()).expect("UTF-8");
+        let line: Value =
+            serde_json::from_str(output.lines().next().expect("one line")).expect("a JSON line");
+        assert_eq!(line["level"], "WARN");
+        assert_eq!(line["fields"]["message"], "Rejected a message.");
+        assert_eq!(line["fields"]["reason"], "schema");
+        assert_eq!(line["span"]["name"], "Process order");
+        assert_eq!(line["span"]["channel"], "orders");
+        assert_eq!(line["span"]["seq"], 7);
+        assert_eq!(line["span"]["order_uid"], "b563feb7b2b84b6test");
+    }
+}

@@ -10,15 +10,18 @@
 //! order (about 50 bytes), not a copy of the documents. All members see every commit, because the persister
 //! broadcasts to the `CacheGroup` registry and the subscriber starts only after every member is warm.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
+use prometheus::{IntCounter, IntGauge};
 use tokio::sync::Notify;
 
 use crate::domain::OrderUid;
+use crate::metrics::Metrics;
 
 /// Look up one order's JSON.
 #[derive(Message)]
@@ -55,6 +58,12 @@ pub struct CachedOrder {
 pub struct OrderCache {
     orders: HashMap<Arc<str>, Bytes>,
     group: Option<CacheGroup>,
+    /// Bytes of the documents in `orders`.
+    document_bytes: i64,
+    hits: IntCounter,
+    misses: IntCounter,
+    entries: IntGauge,
+    bytes: IntGauge,
 }
 
 impl OrderCache {
@@ -62,10 +71,14 @@ impl OrderCache {
         self.orders.reserve(orders.len());
         for order in orders {
             // Orders are static: a uid already cached keeps its first document.
-            self.orders
-                .entry(order.uid.clone())
-                .or_insert_with(|| order.document.clone());
+            if let Entry::Vacant(entry) = self.orders.entry(order.uid.clone()) {
+                entry.insert(order.document.clone());
+                self.document_bytes += order.document.len() as i64;
+            }
         }
+        // Every member holds the same orders, so each may report them; they agree once a broadcast reached all.
+        self.entries.set(self.orders.len() as i64);
+        self.bytes.set(self.document_bytes);
     }
 }
 
@@ -78,7 +91,13 @@ impl Handler<GetOrder> for OrderCache {
 
     /// A reference-count increment: no copy, no serialization.
     fn handle(&mut self, msg: GetOrder, _: &mut Self::Context) -> Option<Bytes> {
-        self.orders.get(msg.0.as_str()).cloned()
+        let found = self.orders.get(msg.0.as_str()).cloned();
+        if found.is_some() {
+            self.hits.inc();
+        } else {
+            self.misses.inc();
+        }
+        found
     }
 }
 
@@ -142,11 +161,19 @@ struct GroupInner {
     expected_members: usize,
     warmed: AtomicUsize,
     warm_changed: Notify,
+    hits: IntCounter,
+    misses: IntCounter,
+    entries: IntGauge,
+    bytes: IntGauge,
 }
 
 impl CacheGroup {
     /// A group of `expected_members` caches, each warmed with `snapshot`.
-    pub fn new(snapshot: Arc<[CachedOrder]>, expected_members: usize) -> CacheGroup {
+    pub fn new(
+        snapshot: Arc<[CachedOrder]>,
+        expected_members: usize,
+        metrics: &Metrics,
+    ) -> CacheGroup {
         CacheGroup {
             inner: Arc::new(GroupInner {
                 members: Mutex::new(Vec::new()),
@@ -154,6 +181,10 @@ impl CacheGroup {
                 expected_members,
                 warmed: AtomicUsize::new(0),
                 warm_changed: Notify::new(),
+                hits: metrics.cache_hits.clone(),
+                misses: metrics.cache_misses.clone(),
+                entries: metrics.cache_entries.clone(),
+                bytes: metrics.cache_bytes.clone(),
             }),
         }
     }
@@ -171,6 +202,11 @@ impl CacheGroup {
         let addr = OrderCache {
             orders: HashMap::with_capacity(snapshot.as_ref().map_or(0, |s| s.len())),
             group: Some(self.clone()),
+            document_bytes: 0,
+            hits: self.inner.hits.clone(),
+            misses: self.inner.misses.clone(),
+            entries: self.inner.entries.clone(),
+            bytes: self.inner.bytes.clone(),
         }
         .start();
         let donor = self.any_member();
@@ -304,10 +340,35 @@ mod tests {
         OrderUid::parse(s).expect("valid uid")
     }
 
+    fn metrics() -> Metrics {
+        Metrics::new().expect("valid metric names")
+    }
+
+    #[actix::test]
+    async fn size_and_lookups_are_counted() {
+        // Arrange
+        let metrics = metrics();
+        let group = CacheGroup::new(vec![order("a", b"{}")].into(), 1, &metrics);
+        let member = group.start_local_member();
+        group.wait_until_warm(1).await;
+
+        // Act: "a" again is not a new entry.
+        group.broadcast(vec![order("b", b"[1]"), order("a", b"{ }")].into());
+        member.get(uid("a")).await.expect("alive");
+        member.get(uid("b")).await.expect("alive");
+        member.get(uid("c")).await.expect("alive");
+
+        // Assert
+        assert_eq!(metrics.cache_entries.get(), 2);
+        assert_eq!(metrics.cache_bytes.get(), 5);
+        assert_eq!(metrics.cache_hits.get(), 2);
+        assert_eq!(metrics.cache_misses.get(), 1);
+    }
+
     #[actix::test]
     async fn members_are_warmed_and_see_every_broadcast() {
         // Arrange
-        let group = CacheGroup::new(vec![order("a", b"{}")].into(), 2);
+        let group = CacheGroup::new(vec![order("a", b"{}")].into(), 2, &metrics());
         let first = group.start_local_member();
         let second = group.start_local_member();
 
@@ -331,7 +392,7 @@ mod tests {
 
     #[actix::test]
     async fn a_cached_order_keeps_its_first_document() {
-        let group = CacheGroup::new(vec![order("a", b"1")].into(), 1);
+        let group = CacheGroup::new(vec![order("a", b"1")].into(), 1, &metrics());
         let member = group.start_local_member();
         group.wait_until_warm(1).await;
         group.broadcast(vec![order("a", b"2")].into());
@@ -344,7 +405,7 @@ mod tests {
     #[actix::test]
     async fn a_late_member_is_warmed_from_a_live_one_with_later_commits() {
         // Arrange: the expected member is warm, so the snapshot is gone; an order was committed since.
-        let group = CacheGroup::new(vec![order("a", b"1")].into(), 1);
+        let group = CacheGroup::new(vec![order("a", b"1")].into(), 1, &metrics());
         let _first = group.start_local_member();
         group.wait_until_warm(1).await;
         group.broadcast(vec![order("b", b"2")].into());

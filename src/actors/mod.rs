@@ -19,4 +19,4 @@ pub mod validator;
 pub use cache::{CacheGroup, CachedOrder, DocumentArena, LocalCache, OrderCache};
 pub use persister::{OrderPersister, Outcome, PipelineError};
 pub use subscriber::{Drain, NatsSubscriber, StartSubscription, SubscriberStatus};
-pub use validator::{OrderValidator, ValidateOrder};
+pub use validator::{OrderValidator, ReplayMessage, Replayed, ValidateOrder};

@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -21,6 +21,7 @@ use tracing::Span;
 use crate::actors::cache::{CacheGroup, CachedOrder};
 use crate::db::{self, error_chain, DeadLetterRow, OrderRow, PersistError, Pool, Stored};
 use crate::domain::{RejectClass, RejectReason, Rejection, ValidOrder};
+use crate::metrics::Metrics;
 
 /// Store a valid order.
 #[derive(Message)]
@@ -93,6 +94,7 @@ pub struct OrderPersister {
     pool: Pool,
     channel: String,
     caches: CacheGroup,
+    metrics: Arc<Metrics>,
     batch_size: usize,
     mailbox_capacity: usize,
     pending: VecDeque<Pending>,
@@ -106,11 +108,13 @@ impl OrderPersister {
         caches: CacheGroup,
         batch_size: usize,
         mailbox_capacity: usize,
+        metrics: Arc<Metrics>,
     ) -> OrderPersister {
         OrderPersister {
             pool,
             channel,
             caches,
+            metrics,
             batch_size: batch_size.max(1),
             mailbox_capacity,
             pending: VecDeque::new(),
@@ -137,10 +141,12 @@ impl OrderPersister {
         let count = self.pending.len().min(self.batch_size);
         let batch: Vec<Pending> = self.pending.drain(..count).collect();
         self.committing = true;
+        self.metrics.commit_batch_messages.observe(count as f64);
         let (pool, channel) = (self.pool.clone(), self.channel.clone());
+        let metrics = self.metrics.clone();
         let commit = async move {
             let items: Vec<&Item> = batch.iter().map(|p| &p.item).collect();
-            let results = commit_isolating_bad_rows(&pool, &channel, &items).await;
+            let results = commit_isolating_bad_rows(&pool, &channel, &items, &metrics).await;
             (batch, results)
         };
         // One future at a time in this context: the batch, not each message.
@@ -151,21 +157,34 @@ impl OrderPersister {
         }));
     }
 
-    /// Caches the new orders, then answers every message of the batch.
+    /// Caches the stored orders, then answers every message of the batch.
     fn answer(&self, batch: Vec<Pending>, results: Vec<Result<Outcome, PipelineError>>) {
+        // Duplicates too: a commit whose answer was lost (the connection dropped after COMMIT reached the server)
+        // counts as failed, and the redelivery then finds the order stored; without this it would never be
+        // cached. The cache keeps the first document of an order_uid, so a duplicate it holds already is a no-op.
         let new_orders: Vec<CachedOrder> = batch
             .iter()
             .zip(&results)
             .filter_map(|(pending, result)| match (&pending.item, result) {
-                (Item::Order(o), Ok(Outcome::Persisted)) => Some(CachedOrder {
-                    uid: Arc::from(o.order.uid.as_str()),
-                    document: o.order.document.clone(),
-                }),
+                (Item::Order(o), Ok(Outcome::Persisted | Outcome::Duplicate)) => {
+                    Some(CachedOrder {
+                        uid: Arc::from(o.order.uid.as_str()),
+                        document: o.order.document.clone(),
+                    })
+                }
                 _ => None,
             })
             .collect();
         if !new_orders.is_empty() {
             self.caches.broadcast(new_orders.into());
+        }
+        for result in &results {
+            match result {
+                Ok(Outcome::Persisted) => self.metrics.orders_persisted.inc(),
+                Ok(Outcome::Duplicate) => self.metrics.orders_duplicate.inc(),
+                Ok(Outcome::Rejected(class)) => self.metrics.rejected(*class).inc(),
+                Err(_) => {}
+            }
         }
         for (pending, result) in batch.into_iter().zip(results) {
             // The subscriber may be gone (shutdown): then the message is simply redelivered.
@@ -207,19 +226,22 @@ async fn commit_isolating_bad_rows(
     pool: &Pool,
     channel: &str,
     items: &[&Item],
+    metrics: &Metrics,
 ) -> Vec<Result<Outcome, PipelineError>> {
-    match commit_with_retry(pool, channel, items).await {
+    match commit_with_retry(pool, channel, items, metrics).await {
         Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
         Err(error) if error.is_data_error() && items.len() > 1 => {
             let mut results = Vec::with_capacity(items.len());
             for item in items {
-                results.push(match commit_with_retry(pool, channel, &[*item]).await {
-                    Ok(mut outcomes) => outcomes.pop().ok_or(PipelineError::Dropped),
-                    Err(error) if error.is_data_error() => {
-                        store_refused(pool, channel, item, &error).await
-                    }
-                    Err(error) => Err(PipelineError::from(Arc::new(error))),
-                });
+                results.push(
+                    match commit_with_retry(pool, channel, &[*item], metrics).await {
+                        Ok(mut outcomes) => outcomes.pop().ok_or(PipelineError::Dropped),
+                        Err(error) if error.is_data_error() => {
+                            store_refused(pool, channel, item, &error).await
+                        }
+                        Err(error) => Err(PipelineError::from(Arc::new(error))),
+                    },
+                );
             }
             results
         }
@@ -274,6 +296,7 @@ async fn commit_with_retry(
     pool: &Pool,
     channel: &str,
     items: &[&Item],
+    metrics: &Metrics,
 ) -> Result<Vec<Outcome>, PersistError> {
     let orders: Vec<OrderRow> = items
         .iter()
@@ -298,9 +321,16 @@ async fn commit_with_retry(
     let mut delay = FIRST_RETRY_DELAY;
     let mut attempt = 1;
     let stored = loop {
+        let started = Instant::now();
         match db::store_batch(pool, channel, &orders, &dead_letters).await {
-            Ok(stored) => break stored,
+            Ok(stored) => {
+                metrics
+                    .commit_duration
+                    .observe(started.elapsed().as_secs_f64());
+                break stored;
+            }
             Err(error) if attempt < MAX_ATTEMPTS && !error.is_data_error() => {
+                metrics.commit_retries.inc();
                 tracing::warn!(error = %error_chain(&error), attempt, messages = items.len(),
                     "Failed to commit a batch; retrying.");
                 tokio::time::sleep(delay).await;
@@ -308,6 +338,7 @@ async fn commit_with_retry(
                 attempt += 1;
             }
             Err(error) => {
+                metrics.commit_failures.inc();
                 tracing::error!(error = %error_chain(&error), attempt, messages = items.len(),
                     "Failed to commit a batch; its messages stay unacknowledged.");
                 return Err(error);

@@ -17,10 +17,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures::stream;
+use prometheus::Histogram;
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{field, Instrument, Span};
@@ -30,6 +31,7 @@ use crate::actors::validator::{OrderValidator, ValidateOrder};
 use crate::broker::{AckHandle, BrokerError, Delivery, StanConnection};
 use crate::configuration::StanSettings;
 use crate::db::error_chain;
+use crate::metrics::Metrics;
 
 /// Connect and subscribe; answers when the first subscription is up, or with why it is not.
 #[derive(Message)]
@@ -53,6 +55,8 @@ struct Settle {
     ack: AckHandle,
     result: Result<Outcome, PipelineError>,
     span: Span,
+    /// When the delivery arrived, for the ack latency.
+    received: Instant,
 }
 
 /// An ack went out, or failed.
@@ -70,15 +74,21 @@ enum Incoming {
     Ended(u64),
 }
 
-/// Shared with readiness, tests and (later) metrics.
+/// Shared with readiness, tests and the metrics (read when scraped; see metrics.rs).
 #[derive(Debug, Default)]
 pub struct SubscriberStatus {
     subscribed: AtomicBool,
     problem: Mutex<Option<String>>,
     /// Deliveries taken from the broker (redeliveries included).
     pub delivered: AtomicU64,
+    /// Deliveries the broker marked as redelivered.
+    pub redelivered: AtomicU64,
+    /// Messages between delivery and ack (or the decision not to ack).
+    pub in_flight: AtomicU64,
     /// Acks sent.
     pub acked: AtomicU64,
+    /// Acks that failed to send.
+    pub ack_failures: AtomicU64,
     /// Messages left unacknowledged because the pipeline failed.
     pub not_acked: AtomicU64,
     /// Redeliveries skipped because the same message was still in flight.
@@ -116,6 +126,7 @@ pub struct NatsSubscriber {
     settings: StanSettings,
     validator: Addr<OrderValidator>,
     status: Arc<SubscriberStatus>,
+    ack_duration: Histogram,
     connection: Option<Arc<StanConnection>>,
     /// Bumped on every new subscription; answers and deliveries of older ones are stale.
     generation: u64,
@@ -133,11 +144,13 @@ impl NatsSubscriber {
         settings: StanSettings,
         validator: Addr<OrderValidator>,
         status: Arc<SubscriberStatus>,
+        metrics: &Metrics,
     ) -> Self {
         NatsSubscriber {
             settings,
             validator,
             status,
+            ack_duration: metrics.ack_duration.clone(),
             connection: None,
             generation: 0,
             stream: None,
@@ -231,6 +244,7 @@ impl NatsSubscriber {
             // Not acked: the broker redelivers it (to this instance after a restart, or to another member).
             return;
         }
+        let received = Instant::now();
         self.status.delivered.fetch_add(1, Ordering::Relaxed);
         let Delivery {
             payload,
@@ -238,6 +252,9 @@ impl NatsSubscriber {
             redelivered,
             ack,
         } = delivery;
+        if redelivered {
+            self.status.redelivered.fetch_add(1, Ordering::Relaxed);
+        }
         if self.in_flight.get(&sequence) == Some(&generation) {
             // Its first delivery is still being processed and will settle it; do not double the work in flight.
             self.status
@@ -246,6 +263,9 @@ impl NatsSubscriber {
             return;
         }
         self.in_flight.insert(sequence, generation);
+        self.status
+            .in_flight
+            .store(self.in_flight.len() as u64, Ordering::Relaxed);
         let span = tracing::info_span!(
             parent: None,
             "Process order",
@@ -271,6 +291,7 @@ impl NatsSubscriber {
                 ack,
                 result,
                 span,
+                received,
             });
         });
     }
@@ -278,6 +299,9 @@ impl NatsSubscriber {
     fn forget(&mut self, sequence: u64, generation: u64) {
         if self.in_flight.get(&sequence) == Some(&generation) {
             self.in_flight.remove(&sequence);
+            self.status
+                .in_flight
+                .store(self.in_flight.len() as u64, Ordering::Relaxed);
         }
         self.notify_if_drained();
     }
@@ -395,15 +419,20 @@ impl Handler<Settle> for NatsSubscriber {
             ack,
             result,
             span,
+            received,
         } = msg;
         let _entered = span.enter();
         match result {
             Ok(outcome) if generation == self.generation => {
                 tracing::debug!(?outcome, "Committed; acknowledging.");
                 let subscriber = ctx.address();
+                let ack_duration = self.ack_duration.clone();
                 actix::spawn(
                     async move {
                         let result = ack.ack().await;
+                        if result.is_ok() {
+                            ack_duration.observe(received.elapsed().as_secs_f64());
+                        }
                         subscriber.do_send(Acked {
                             generation,
                             sequence,
@@ -438,6 +467,7 @@ impl Handler<Acked> for NatsSubscriber {
                 self.status.acked.fetch_add(1, Ordering::Relaxed);
             }
             Err(error) => {
+                self.status.ack_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%error, seq = msg.sequence,
                     "Failed to acknowledge; the message will be redelivered and found stored.");
             }

@@ -4,6 +4,8 @@
 //! message and every reason) to the persister; the persister's answer is the answer to `ValidateOrder`. What fails
 //! validation never reaches the cache. It runs on an arbiter of its own, so parsing never delays the other actors.
 
+use std::sync::Arc;
+
 use actix::prelude::*;
 use bytes::Bytes;
 use tracing::{Instrument, Span};
@@ -11,7 +13,8 @@ use tracing::{Instrument, Span};
 use crate::actors::persister::{
     OrderPersister, Outcome, PersistOrder, PersistRejected, PipelineError,
 };
-use crate::domain::OrderSchema;
+use crate::domain::{OrderSchema, RejectReason};
+use crate::metrics::Metrics;
 
 /// Check one delivered message and see it stored, as an order or as a dead letter.
 #[derive(Message)]
@@ -23,10 +26,33 @@ pub struct ValidateOrder {
     pub span: Span,
 }
 
+/// Run a dead letter through the pipeline again, exactly as a delivery (an operator's replay, from
+/// `POST /rejected/{id}/replay`); answers the outcome and, if it is rejected again, why.
+#[derive(Message)]
+#[rtype(result = "Result<Replayed, PipelineError>")]
+pub struct ReplayMessage {
+    pub payload: Bytes,
+    /// The dead letter's own sequence: a new rejection meets its row instead of adding one.
+    pub sequence: u64,
+    pub span: Span,
+}
+
+/// What a replay gave. `reasons` are the validator's when it rejected the message again, else empty (a conflict's
+/// reasons are found by the persister, which answers only the class).
+#[derive(Debug)]
+pub struct Replayed {
+    pub outcome: Outcome,
+    pub reasons: Vec<RejectReason>,
+}
+
+/// What the pipeline answers for one message, once its outcome is committed.
+type Answer = ResponseFuture<Result<Outcome, PipelineError>>;
+
 pub struct OrderValidator {
     schema: OrderSchema,
     persister: Addr<OrderPersister>,
     mailbox_capacity: usize,
+    metrics: Arc<Metrics>,
 }
 
 impl OrderValidator {
@@ -35,11 +61,13 @@ impl OrderValidator {
         schema: OrderSchema,
         persister: Addr<OrderPersister>,
         mailbox_capacity: usize,
+        metrics: Arc<Metrics>,
     ) -> Self {
         OrderValidator {
             schema,
             persister,
             mailbox_capacity,
+            metrics,
         }
     }
 }
@@ -52,19 +80,18 @@ impl Actor for OrderValidator {
     }
 }
 
-impl Handler<ValidateOrder> for OrderValidator {
-    type Result = ResponseFuture<Result<Outcome, PipelineError>>;
-
-    /// Validates, then hands the message to the persister and answers with its outcome.
-    fn handle(&mut self, msg: ValidateOrder, _: &mut Self::Context) -> Self::Result {
-        let ValidateOrder {
-            payload,
-            sequence,
-            span,
-        } = msg;
-        let answer: Self::Result = span.in_scope(|| match self.schema.validate(&payload) {
+impl OrderValidator {
+    /// Validates, then hands the message to the persister; the future answers with its outcome. Also returns the
+    /// reasons of a rejection.
+    fn dispatch(&self, payload: Bytes, sequence: u64, span: Span) -> (Vec<RejectReason>, Answer) {
+        let mut reasons = Vec::new();
+        let answer: Answer = span.in_scope(|| match self.schema.validate(&payload) {
             Ok(order) => {
                 Span::current().record("order_uid", order.uid.as_str());
+                self.metrics.orders_validated.inc();
+                for rule in &order.flags {
+                    self.metrics.flagged(*rule).inc();
+                }
                 if !order.flags.is_empty() {
                     tracing::debug!(flags = ?order.flags, "Accepted an order with flagged inconsistencies.");
                 }
@@ -74,7 +101,7 @@ impl Handler<ValidateOrder> for OrderValidator {
                     sequence,
                     span: span.clone(),
                 });
-                let answer: Self::Result = Box::pin(async move { request.await? });
+                let answer: Answer = Box::pin(async move { request.await? });
                 answer
             }
             Err(rejection) => {
@@ -82,6 +109,7 @@ impl Handler<ValidateOrder> for OrderValidator {
                     Span::current().record("order_uid", uid.as_str());
                 }
                 tracing::warn!(reason = %rejection, "Rejected a message that is not a valid order.");
+                reasons.clone_from(&rejection.reasons);
                 let request = self.persister.send(PersistRejected {
                     rejection,
                     raw: payload,
@@ -91,6 +119,30 @@ impl Handler<ValidateOrder> for OrderValidator {
                 Box::pin(async move { request.await? })
             }
         });
-        Box::pin(answer.instrument(span))
+        (reasons, Box::pin(answer.instrument(span)))
+    }
+}
+
+impl Handler<ValidateOrder> for OrderValidator {
+    type Result = ResponseFuture<Result<Outcome, PipelineError>>;
+
+    /// Validates, then hands the message to the persister and answers with its outcome.
+    fn handle(&mut self, msg: ValidateOrder, _: &mut Self::Context) -> Self::Result {
+        self.dispatch(msg.payload, msg.sequence, msg.span).1
+    }
+}
+
+impl Handler<ReplayMessage> for OrderValidator {
+    type Result = ResponseFuture<Result<Replayed, PipelineError>>;
+
+    /// The same path as `ValidateOrder`; the answer adds the reasons of a new rejection.
+    fn handle(&mut self, msg: ReplayMessage, _: &mut Self::Context) -> Self::Result {
+        let (reasons, answer) = self.dispatch(msg.payload, msg.sequence, msg.span);
+        Box::pin(async move {
+            Ok(Replayed {
+                outcome: answer.await?,
+                reasons,
+            })
+        })
     }
 }

@@ -2,6 +2,7 @@
 //! (`--count`, `--rate`), and a share of malformed ones (`--invalid-ratio`). Prints progress and a summary; exits
 //! non-zero when a publish fails.
 
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,10 @@ struct Cli {
     /// Publishes awaiting their PubAck, at most.
     #[arg(long, default_value_t = 512)]
     window: usize,
+    /// Write `--count` random valid orders to stdout, one JSON document per line, instead of publishing (bulk
+    /// loads for the benchmarks, e.g. into PostgreSQL with COPY).
+    #[arg(long)]
+    stdout: bool,
 }
 
 fn parse_ratio(s: &str) -> Result<f64, String> {
@@ -72,6 +77,9 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if cli.stdout {
+        return write_documents(&cli);
+    }
     let client_id = cli
         .client_id
         .clone()
@@ -109,6 +117,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .close()
         .await
         .context("Failed to close the connection")?;
+    Ok(())
+}
+
+/// The documents a `--count` run would publish (valid ones only), one per line on stdout.
+fn write_documents(cli: &Cli) -> anyhow::Result<()> {
+    let mut rng = match cli.seed {
+        Some(seed) => StdRng::seed_from_u64(seed),
+        None => StdRng::from_rng(&mut rand::rng()),
+    };
+    let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    for _ in 0..cli.count {
+        out.write_all(&generator::valid_order_json(&mut rng))?;
+        out.write_all(b"\n")?;
+    }
+    out.flush().context("Failed to write to stdout")?;
     Ok(())
 }
 

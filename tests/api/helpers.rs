@@ -10,7 +10,7 @@ use order_service::configuration::{Cli, Settings};
 use order_service::db::{self, Pool};
 use order_service::startup::{Application, ShutdownHandle};
 use order_service::telemetry::{get_subscriber, init_subscriber};
-use stan_testkit::{Broker, BrokerConfig, StanPublisher};
+use stan_testkit::{Broker, BrokerConfig, StanPublisher, StoreKind};
 use uuid::Uuid;
 
 /// The canonical sample order.
@@ -111,12 +111,19 @@ pub async fn spawn_app() -> anyhow::Result<TestApp> {
 
 /// Database, broker and publisher, without the service: for tests that publish before it starts.
 pub async fn prepare() -> anyhow::Result<StoppedApp> {
-    LazyLock::force(&TRACING);
     let nats_url = stan_testkit::nats_server::ensure_nats_server().await?;
+    prepare_on(&nats_url, StoreKind::Memory).await
+}
+
+/// Like `prepare`, against the given nats-server (a test's private one) and with the broker's store.
+pub async fn prepare_on(nats_url: &str, store: StoreKind) -> anyhow::Result<StoppedApp> {
+    LazyLock::force(&TRACING);
+    let nats_url = nats_url.to_owned();
     let cluster_id = format!("test-{}", Uuid::new_v4().simple());
     let broker = Broker::start(BrokerConfig {
         cluster_id: cluster_id.clone(),
         nats_url: nats_url.clone(),
+        store,
         ..Default::default()
     })
     .await?;
@@ -182,6 +189,12 @@ impl TestApp {
     /// Restarts the (memory) broker on the same cluster id: it comes back knowing no client, subscription or
     /// message. Returns a publisher connected to the new broker.
     pub async fn restart_broker(&mut self) -> anyhow::Result<StanPublisher> {
+        self.restart_broker_on(StoreKind::Memory).await
+    }
+
+    /// Stops the broker and starts another on the same cluster id with `store` (with a file store: the same
+    /// directory, to resume what the first one kept). Returns a publisher connected to the new broker.
+    pub async fn restart_broker_on(&mut self, store: StoreKind) -> anyhow::Result<StanPublisher> {
         let old = self
             .broker
             .take()
@@ -192,6 +205,7 @@ impl TestApp {
             Broker::start(BrokerConfig {
                 cluster_id: cluster_id.clone(),
                 nats_url: nats_url.clone(),
+                store,
                 ..Default::default()
             })
             .await?,

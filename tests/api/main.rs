@@ -2,7 +2,12 @@
 //! broker (in-process, its own cluster id per test) and the real ratsio client inside the service.
 
 mod binary;
+mod fault_harness;
+mod faults;
 mod health_check;
 mod helpers;
+mod metrics;
+mod openapi;
 mod orders;
 mod pipeline;
+mod replay;

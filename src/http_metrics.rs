@@ -1,0 +1,166 @@
+//! Middleware that times every HTTP request into `order_service_http_request_duration_seconds{route, status}`.
+//!
+//! `GET /order/{id}` is benchmarked, so the per-request work is kept small: no allocation and no shared lock for
+//! a named route. Each worker keeps its own table from route to the histogram handles already resolved for its
+//! statuses; the registry's label lookup (a hash and a lock) runs once per route and status per worker. Routes
+//! are found by their name (`#[get]` names each after its function; actix requires names to be unique for
+//! `url_for`), which actix resolves by index after routing; the template string is built only the first time.
+
+use std::cell::RefCell;
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::StatusCode;
+use actix_web::{Error, HttpRequest};
+use prometheus::{Histogram, HistogramVec};
+
+use crate::metrics::{Metrics, UNMATCHED_ROUTE};
+
+/// The middleware factory: `App::new().wrap(HttpMetrics::new(&metrics))`.
+pub struct HttpMetrics {
+    durations: HistogramVec,
+}
+
+impl HttpMetrics {
+    pub fn new(metrics: &Metrics) -> HttpMetrics {
+        HttpMetrics {
+            durations: metrics.http_request_duration.clone(),
+        }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for HttpMetrics
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Transform = HttpMetricsService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(HttpMetricsService {
+            service,
+            routes: Rc::new(RouteTable {
+                durations: self.durations.clone(),
+                routes: RefCell::new(Vec::new()),
+            }),
+        }))
+    }
+}
+
+pub struct HttpMetricsService<S> {
+    service: S,
+    routes: Rc<RouteTable>,
+}
+
+impl<S, B> Service<ServiceRequest> for HttpMetricsService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = Timed<S::Future>;
+
+    forward_ready!(service);
+
+    fn call(&self, request: ServiceRequest) -> Self::Future {
+        Timed {
+            inner: self.service.call(request),
+            started: Instant::now(),
+            routes: self.routes.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner service's future, observed when it completes.
+    pub struct Timed<F> {
+        #[pin]
+        inner: F,
+        started: Instant,
+        routes: Rc<RouteTable>,
+    }
+}
+
+impl<F, B> Future for Timed<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, Error>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        let seconds = this.started.elapsed().as_secs_f64();
+        match &result {
+            Ok(response) => {
+                this.routes
+                    .observe(Some(response.request()), response.status(), seconds)
+            }
+            // Handlers' errors are already responses here; this is an inner middleware failing.
+            Err(error) => {
+                this.routes
+                    .observe(None, error.as_response_error().status_code(), seconds)
+            }
+        }
+        Poll::Ready(result)
+    }
+}
+
+/// One worker's resolved histogram handles.
+struct RouteTable {
+    durations: HistogramVec,
+    routes: RefCell<Vec<Route>>,
+}
+
+struct Route {
+    /// The route's name, or `None` for an unnamed route (found by its template instead).
+    name: Option<Box<str>>,
+    template: Box<str>,
+    by_status: Vec<(StatusCode, Histogram)>,
+}
+
+impl RouteTable {
+    fn observe(&self, request: Option<&HttpRequest>, status: StatusCode, seconds: f64) {
+        let mut routes = self.routes.borrow_mut();
+        let name = request.and_then(HttpRequest::match_name);
+        let known =
+            name.and_then(|name| routes.iter().position(|r| r.name.as_deref() == Some(name)));
+        let index = match known {
+            Some(index) => index,
+            None => {
+                // An unnamed route, or the first request of a named one: find it by its template.
+                let template = request.and_then(HttpRequest::match_pattern);
+                let template = template.as_deref().unwrap_or(UNMATCHED_ROUTE);
+                match routes.iter().position(|r| &*r.template == template) {
+                    Some(index) => index,
+                    None => {
+                        routes.push(Route {
+                            name: name.map(Box::from),
+                            template: template.into(),
+                            by_status: Vec::new(),
+                        });
+                        routes.len() - 1
+                    }
+                }
+            }
+        };
+        let route = &mut routes[index];
+        match route.by_status.iter().find(|(s, _)| *s == status) {
+            Some((_, histogram)) => histogram.observe(seconds),
+            None => {
+                let histogram = self
+                    .durations
+                    .with_label_values(&[&*route.template, status.as_str()]);
+                histogram.observe(seconds);
+                route.by_status.push((status, histogram));
+            }
+        }
+    }
+}

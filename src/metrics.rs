@@ -1,0 +1,428 @@
+//! The service's Prometheus metrics: one `Registry` per `Application`, so that several instances in one process
+//! (the integration tests) count apart, rendered by `GET /metrics` with the text encoder.
+//!
+//! Most collectors are counted where the event happens, through handles resolved once here (an increment is one
+//! atomic add). What another part of the service already keeps (the subscriber's counters, the pool's state) is
+//! read when scraped instead of being counted twice: see `Sampled`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{self, MetricFamily, MetricType};
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::actors::SubscriberStatus;
+use crate::db::Pool;
+use crate::domain::{FlagRule, RejectClass};
+
+/// The content type of `render`'s output.
+pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
+
+/// Label value of requests that no route matched; keeps the `route` label bounded.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// Seconds, from half a millisecond (a commit of one row on a local database) to the ack wait.
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Seconds, from 50 µs (a cache hit) to a slow database query.
+const HTTP_BUCKETS: [f64; 14] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+/// Every collector of one service instance.
+pub struct Metrics {
+    registry: Registry,
+    /// Messages that passed validation (replays included).
+    pub orders_validated: IntCounter,
+    orders_flagged: Vec<IntCounter>,
+    orders_rejected: Vec<IntCounter>,
+    /// New orders committed.
+    pub orders_persisted: IntCounter,
+    /// Orders committed before (a redelivery or a re-publish).
+    pub orders_duplicate: IntCounter,
+    /// Messages per transaction.
+    pub commit_batch_messages: Histogram,
+    /// Time of each committed transaction.
+    pub commit_duration: Histogram,
+    pub commit_retries: IntCounter,
+    /// Transactions given up after their retries; their messages stay unacknowledged.
+    pub commit_failures: IntCounter,
+    /// From a delivery's arrival to its ack being sent.
+    pub ack_duration: Histogram,
+    pub cache_entries: IntGauge,
+    pub cache_bytes: IntGauge,
+    pub cache_hits: IntCounter,
+    pub cache_misses: IntCounter,
+    pub cache_restore_duration: Gauge,
+    pub cache_restored_orders: IntGauge,
+    /// Labels `route` (the template, or `UNMATCHED_ROUTE`) and `status`.
+    pub http_request_duration: HistogramVec,
+    /// Set when scraped, from the same check as `/readyz`.
+    pub ready: IntGauge,
+}
+
+impl Metrics {
+    /// A fresh registry holding every collector. Fails only on a programming error (a bad or duplicate name).
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let r = &registry;
+        let orders_flagged = register(
+            r,
+            IntCounterVec::new(
+                opts(
+                    "orders_flagged_total",
+                    "Orders stored with an accepted inconsistency, by rule.",
+                ),
+                &["rule"],
+            )?,
+        )?;
+        let orders_rejected = register(
+            r,
+            IntCounterVec::new(
+                opts(
+                    "orders_rejected_total",
+                    "Messages committed as dead letters, by reason class.",
+                ),
+                &["reason"],
+            )?,
+        )?;
+        let cache_lookups = register(
+            r,
+            IntCounterVec::new(
+                opts(
+                    "cache_lookups_total",
+                    "Cache lookups by result (hit or miss).",
+                ),
+                &["result"],
+            )?,
+        )?;
+        let http_request_duration = register(
+            r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    name("http_request_duration_seconds"),
+                    "HTTP requests by route template and status, with their latency.",
+                )
+                .buckets(HTTP_BUCKETS.to_vec()),
+                &["route", "status"],
+            )?,
+        )?;
+        Ok(Metrics {
+            orders_validated: register(
+                r,
+                IntCounter::with_opts(opts(
+                    "orders_validated_total",
+                    "Messages that passed validation.",
+                ))?,
+            )?,
+            // Every label value is created up front, so that a rate over it exists before the first event.
+            orders_flagged: FlagRule::ALL
+                .iter()
+                .map(|rule| orders_flagged.with_label_values(&[rule.as_str()]))
+                .collect(),
+            orders_rejected: RejectClass::ALL
+                .iter()
+                .map(|class| orders_rejected.with_label_values(&[class.as_str()]))
+                .collect(),
+            orders_persisted: register(
+                r,
+                IntCounter::with_opts(opts("orders_persisted_total", "New orders committed."))?,
+            )?,
+            orders_duplicate: register(
+                r,
+                IntCounter::with_opts(opts(
+                    "orders_duplicate_total",
+                    "Orders that were stored before (redeliveries, re-publishes), acked without a write.",
+                ))?,
+            )?,
+            commit_batch_messages: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        name("commit_batch_messages"),
+                        "Messages per committed transaction.",
+                    )
+                    .buckets(prometheus::exponential_buckets(1.0, 2.0, 12)?),
+                )?,
+            )?,
+            commit_duration: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        name("commit_duration_seconds"),
+                        "Time of each committed transaction.",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                )?,
+            )?,
+            commit_retries: register(
+                r,
+                IntCounter::with_opts(opts(
+                    "commit_retries_total",
+                    "Transactions that failed and were tried again.",
+                ))?,
+            )?,
+            commit_failures: register(
+                r,
+                IntCounter::with_opts(opts(
+                    "commit_failures_total",
+                    "Transactions given up after their retries; their messages are not acknowledged.",
+                ))?,
+            )?,
+            ack_duration: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        name("ack_duration_seconds"),
+                        "From a delivery's arrival to its ack being sent.",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                )?,
+            )?,
+            cache_entries: register(
+                r,
+                IntGauge::with_opts(opts(
+                    "cache_entries",
+                    "Orders in the cache (every HTTP worker's cache holds all of them).",
+                ))?,
+            )?,
+            cache_bytes: register(
+                r,
+                IntGauge::with_opts(opts(
+                    "cache_bytes",
+                    "Bytes of order JSON in the cache, shared by every worker's cache.",
+                ))?,
+            )?,
+            cache_hits: cache_lookups.with_label_values(&["hit"]),
+            cache_misses: cache_lookups.with_label_values(&["miss"]),
+            cache_restore_duration: register(
+                r,
+                Gauge::with_opts(opts(
+                    "cache_restore_duration_seconds",
+                    "Time taken at start to load the stored orders from PostgreSQL.",
+                ))?,
+            )?,
+            cache_restored_orders: register(
+                r,
+                IntGauge::with_opts(opts(
+                    "cache_restored_orders",
+                    "Orders loaded from PostgreSQL at start.",
+                ))?,
+            )?,
+            http_request_duration,
+            ready: register(
+                r,
+                IntGauge::with_opts(opts(
+                    "ready",
+                    "1 when the service is ready (cache restored, database reachable, subscribed), else 0.",
+                ))?,
+            )?,
+            registry,
+        })
+    }
+
+    /// The counter of one flag rule.
+    pub fn flagged(&self, rule: FlagRule) -> &IntCounter {
+        // `ALL` lists every rule, so the fallback is never taken.
+        let index = FlagRule::ALL.iter().position(|r| *r == rule).unwrap_or(0);
+        &self.orders_flagged[index]
+    }
+
+    /// The counter of one reject class.
+    pub fn rejected(&self, class: RejectClass) -> &IntCounter {
+        let index = RejectClass::ALL
+            .iter()
+            .position(|c| *c == class)
+            .unwrap_or(0);
+        &self.orders_rejected[index]
+    }
+
+    /// Exposes the subscriber's own counters and connection state.
+    pub fn watch_subscriber(&self, status: Arc<SubscriberStatus>) -> Result<(), prometheus::Error> {
+        type Field = fn(&SubscriberStatus) -> &AtomicU64;
+        let fields: [(&str, MetricType, &str, Field); 8] = [
+            (
+                "messages_received_total",
+                MetricType::COUNTER,
+                "Deliveries taken from the broker, redeliveries included.",
+                |s| &s.delivered,
+            ),
+            (
+                "messages_redelivered_total",
+                MetricType::COUNTER,
+                "Deliveries the broker marked as redelivered.",
+                |s| &s.redelivered,
+            ),
+            (
+                "messages_skipped_total",
+                MetricType::COUNTER,
+                "Redeliveries dropped because the first delivery was still in flight.",
+                |s| &s.skipped_in_flight,
+            ),
+            (
+                "messages_in_flight",
+                MetricType::GAUGE,
+                "Messages between delivery and ack.",
+                |s| &s.in_flight,
+            ),
+            (
+                "acks_total",
+                MetricType::COUNTER,
+                "Acks sent to the broker.",
+                |s| &s.acked,
+            ),
+            (
+                "ack_failures_total",
+                MetricType::COUNTER,
+                "Acks that failed to send; the broker redelivers those messages.",
+                |s| &s.ack_failures,
+            ),
+            (
+                "messages_not_acked_total",
+                MetricType::COUNTER,
+                "Messages left unacknowledged because they could not be stored.",
+                |s| &s.not_acked,
+            ),
+            (
+                "broker_reconnects_total",
+                MetricType::COUNTER,
+                "Broker connections replaced after a loss.",
+                |s| &s.reconnects,
+            ),
+        ];
+        let mut metrics = Vec::new();
+        for (base, kind, help, field) in fields {
+            let status = status.clone();
+            metrics.push(SampledMetric::new(base, kind, help, move || {
+                field(&status).load(Ordering::Relaxed) as f64
+            })?);
+        }
+        metrics.push(SampledMetric::new(
+            "broker_connected",
+            MetricType::GAUGE,
+            "1 while subscribed to the broker, else 0.",
+            move || f64::from(u8::from(status.check().is_ok())),
+        )?);
+        self.registry.register(Box::new(Sampled(metrics)))
+    }
+
+    /// Exposes the database pool's state.
+    pub fn watch_pool(&self, pool: Pool) -> Result<(), prometheus::Error> {
+        type Read = fn(&bb8::State) -> f64;
+        let fields: [(&str, MetricType, &str, Read); 4] = [
+            (
+                "db_pool_connections",
+                MetricType::GAUGE,
+                "Open database connections.",
+                |s| f64::from(s.connections),
+            ),
+            (
+                "db_pool_idle_connections",
+                MetricType::GAUGE,
+                "Open database connections not in use.",
+                |s| f64::from(s.idle_connections),
+            ),
+            (
+                "db_pool_pending_gets",
+                MetricType::GAUGE,
+                "Tasks waiting for a database connection.",
+                |s| s.statistics.pending_gets() as f64,
+            ),
+            (
+                "db_pool_get_timeouts_total",
+                MetricType::COUNTER,
+                "Waits for a database connection that timed out.",
+                |s| s.statistics.get_timed_out as f64,
+            ),
+        ];
+        let mut metrics = Vec::new();
+        for (base, kind, help, read) in fields {
+            let pool = pool.clone();
+            metrics.push(SampledMetric::new(base, kind, help, move || {
+                read(&pool.state())
+            })?);
+        }
+        self.registry.register(Box::new(Sampled(metrics)))
+    }
+
+    /// The text exposition of every collector.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        TextEncoder::new().encode_to_string(&self.registry.gather())
+    }
+}
+
+fn name(base: &str) -> String {
+    format!("order_service_{base}")
+}
+
+fn opts(base: &str, help: &str) -> Opts {
+    Opts::new(name(base), help)
+}
+
+fn register<C: Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: C,
+) -> Result<C, prometheus::Error> {
+    registry.register(Box::new(collector.clone()))?;
+    Ok(collector)
+}
+
+/// Metrics whose values are read from state owned elsewhere each time they are scraped.
+struct Sampled(Vec<SampledMetric>);
+
+struct SampledMetric {
+    desc: Desc,
+    kind: MetricType,
+    read: Box<dyn Fn() -> f64 + Send + Sync>,
+}
+
+impl SampledMetric {
+    fn new(
+        base: &str,
+        kind: MetricType,
+        help: &str,
+        read: impl Fn() -> f64 + Send + Sync + 'static,
+    ) -> Result<SampledMetric, prometheus::Error> {
+        Ok(SampledMetric {
+            desc: Desc::new(name(base), help.to_owned(), Vec::new(), HashMap::new())?,
+            kind,
+            read: Box::new(read),
+        })
+    }
+
+    fn family(&self) -> MetricFamily {
+        let value = (self.read)();
+        let mut metric = proto::Metric::default();
+        if self.kind == MetricType::COUNTER {
+            let mut counter = proto::Counter::default();
+            counter.set_value(value);
+            metric.set_counter(counter);
+        } else {
+            let mut gauge = proto::Gauge::default();
+            gauge.set_value(value);
+            metric.set_gauge(gauge);
+        }
+        let mut family = MetricFamily::default();
+        family.set_name(self.desc.fq_name.clone());
+        family.set_help(self.desc.help.clone());
+        family.set_field_type(self.kind);
+        family.set_metric(vec![metric]);
+        family
+    }
+}
+
+impl Collector for Sampled {
+    fn desc(&self) -> Vec<&Desc> {
+        self.0.iter().map(|m| &m.desc).collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.0.iter().map(SampledMetric::family).collect()
+    }
+}

@@ -1,0 +1,551 @@
+//! What the fault tests need besides the usual helpers: the service as a child process (to SIGKILL it), a private
+//! PostgreSQL cluster and a private nats-server (to stop and start them without touching the shared ones), a
+//! corpus of mixed messages, and the check that every message is accounted for exactly once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use order_service::configuration::Settings;
+use order_service::db::Pool;
+use order_service::generator;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde_json::Value;
+use stan_testkit::StanPublisher;
+
+use crate::helpers::{count, eventually, WAIT};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_order-service");
+
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A unique path under the temp dir.
+fn temp_path(what: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "order-service-{what}-{}",
+        uuid::Uuid::new_v4().simple()
+    ))
+}
+
+/// A directory under the temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(what: &str) -> TempDir {
+        TempDir(temp_path(what))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `command`, failing with its output if it fails.
+fn run(command: &mut Command) -> anyhow::Result<()> {
+    let output = command
+        .output()
+        .with_context(|| format!("Failed to run {command:?}"))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+/// The `order-service` binary as a child process, killed (SIGKILL) on drop.
+pub struct ServiceProcess {
+    child: Child,
+    pub address: String,
+    log: PathBuf,
+}
+
+impl ServiceProcess {
+    /// Starts the binary with the test's settings on a free port.
+    pub fn spawn(settings: &Settings) -> anyhow::Result<ServiceProcess> {
+        let (port, log) = (free_port()?, temp_path("log"));
+        let child = Command::new(BINARY)
+            .env("DATABASE_URL", &settings.database.url)
+            .env("STAN_URL", &settings.stan.url)
+            .env("STAN_CLUSTER_ID", &settings.stan.cluster_id)
+            .env("STAN_CHANNEL", &settings.stan.channel)
+            .env("STAN_CLIENT_ID", &settings.stan.client_id)
+            .env("STAN_ACK_WAIT", "1")
+            .env("STAN_PROBE_INTERVAL", "1")
+            .env("STAN_TIMEOUT", "2")
+            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("HTTP_WORKERS", "2")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?;
+        Ok(ServiceProcess {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+            log,
+        })
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let url = format!("{}/readyz", self.address);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::bail!(
+                    "the service exited with {status}; its log:\n{}",
+                    self.log_tail()
+                );
+            }
+            if matches!(reqwest::get(&url).await, Ok(response) if response.status() == 200) {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the service was not ready within {WAIT:?}; its log:\n{}",
+                self.log_tail()
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// SIGKILL, as the kernel's OOM killer or a power cut would: no drain, no close.
+    pub fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// The end of the service's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// A PostgreSQL cluster of the test's own (initdb under a temp dir, a free port), so it can be stopped and started
+/// without touching the shared one. Stopped and removed on drop.
+pub struct ThrowawayPostgres {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    /// initdb and postgres refuse to run as root: as root, they run as the `postgres` user.
+    as_postgres: bool,
+}
+
+impl ThrowawayPostgres {
+    /// Creates the cluster and starts it.
+    pub fn start() -> anyhow::Result<ThrowawayPostgres> {
+        let bin = postgres_bin_dir()?;
+        let dir = temp_path("pg");
+        std::fs::create_dir_all(&dir)?;
+        let as_postgres = running_as_root()?;
+        if as_postgres {
+            run(Command::new("chown").arg("postgres:postgres").arg(&dir))?;
+        }
+        let cluster = ThrowawayPostgres {
+            bin,
+            dir,
+            port: free_port()?,
+            as_postgres,
+        };
+        cluster.run_tool(
+            "initdb",
+            &[
+                "-D",
+                &cluster.data_dir(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        )?;
+        cluster.resume()?;
+        Ok(cluster)
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the stopped cluster on the same port and data.
+    pub fn resume(&self) -> anyhow::Result<()> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("postgres.log").display().to_string();
+        self.run_tool(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data_dir(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
+        )
+    }
+
+    /// Stops at once, as a crash would (`immediate`: no checkpoint, clients cut off mid-transaction).
+    pub fn crash(&self) -> anyhow::Result<()> {
+        self.run_tool(
+            "pg_ctl",
+            &["-D", &self.data_dir(), "-m", "immediate", "-w", "stop"],
+        )
+    }
+
+    fn data_dir(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn run_tool(&self, tool: &str, args: &[&str]) -> anyhow::Result<()> {
+        let program = self.bin.join(tool);
+        if self.as_postgres {
+            run(Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(program)
+                .args(args))
+        } else {
+            run(Command::new(program).args(args))
+        }
+    }
+}
+
+impl Drop for ThrowawayPostgres {
+    fn drop(&mut self) {
+        let _ = self.crash();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The newest `/usr/lib/postgresql/<version>/bin` (Debian's layout), or `$PG_BIN`.
+fn postgres_bin_dir() -> anyhow::Result<PathBuf> {
+    if let Ok(dir) = std::env::var("PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .context("No /usr/lib/postgresql: install PostgreSQL or set PG_BIN")?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .context("No initdb under /usr/lib/postgresql/*/bin")
+}
+
+fn running_as_root() -> anyhow::Result<bool> {
+    let output = Command::new("id").arg("-u").output()?;
+    Ok(String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
+
+/// A nats-server of the test's own on a fixed free port, so it can be stopped and started again at the same
+/// address. Runs under a shell that kills it when our end of its stdin closes, so it never outlives the tests.
+pub struct PrivateNats {
+    port: u16,
+    running: Option<(Child, ChildStdin)>,
+}
+
+impl PrivateNats {
+    pub async fn start() -> anyhow::Result<PrivateNats> {
+        let mut nats = PrivateNats {
+            port: free_port()?,
+            running: None,
+        };
+        nats.resume().await?;
+        Ok(nats)
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (again) on its port and waits until it greets.
+    pub async fn resume(&mut self) -> anyhow::Result<()> {
+        let binary = ["/usr/sbin/nats-server", "/usr/local/bin/nats-server"]
+            .into_iter()
+            .find(|path| Path::new(path).is_file())
+            .unwrap_or("nats-server");
+        let script = r#""$0" -a 127.0.0.1 -p "$1" & server=$!; read -r _; kill -9 "$server""#;
+        let mut wrapper = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg(binary)
+            .arg(self.port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let lifeline = wrapper.stdin.take().context("no stdin pipe")?;
+        self.running = Some((wrapper, lifeline));
+        let addr = format!("127.0.0.1:{}", self.port);
+        eventually(WAIT, "nats-server to greet", || async {
+            Ok(greets_like_nats(&addr).then_some(()))
+        })
+        .await
+    }
+
+    /// Kills the server (SIGKILL) and waits until it no longer accepts connections.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some((mut wrapper, mut lifeline)) = self.running.take() {
+            let _ = lifeline.write_all(b"stop\n");
+            drop(lifeline);
+            wrapper.wait()?;
+        }
+        let addr = format!("127.0.0.1:{}", self.port);
+        eventually(WAIT, "nats-server to stop", || async {
+            Ok((!greets_like_nats(&addr)).then_some(()))
+        })
+        .await
+    }
+}
+
+fn greets_like_nats(addr: &str) -> bool {
+    let Ok(stream) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("INFO ")
+}
+
+/// Messages to publish, and what they must become.
+#[derive(Default)]
+pub struct Corpus {
+    pub messages: Vec<Vec<u8>>,
+    /// Distinct order_uids of the valid orders: the rows `orders` must end with.
+    pub valid_uids: BTreeSet<String>,
+    /// Invalid messages: each publication is one dead letter (its own sequence), not a conflict.
+    pub invalid: Vec<Vec<u8>>,
+    /// Per order_uid with two versions, both versions: one is stored, the other is a `conflict` dead letter
+    /// (which one depends on the order they are processed in).
+    pub conflicts: BTreeMap<String, [Vec<u8>; 2]>,
+}
+
+impl Corpus {
+    /// `valid` new orders, `invalid` malformed messages, `duplicates` re-publications of valid orders (no new row)
+    /// and `conflicts` other versions of valid orders (one dead letter each), shuffled.
+    pub fn new(
+        seed: u64,
+        valid: usize,
+        invalid: usize,
+        duplicates: usize,
+        conflicts: usize,
+    ) -> anyhow::Result<Corpus> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut corpus = Corpus::default();
+        let originals: Vec<Vec<u8>> = (0..valid)
+            .map(|_| generator::valid_order_json(&mut rng))
+            .collect();
+        for original in &originals {
+            corpus.valid_uids.insert(uid_of(original)?);
+        }
+        for original in originals.iter().take(duplicates) {
+            corpus.messages.push(original.clone());
+        }
+        for original in originals.iter().rev().take(conflicts) {
+            let mut other: Value = serde_json::from_slice(original)?;
+            other["delivery"]["city"] = "Somewhere else".into();
+            let other = serde_json::to_vec(&other)?;
+            corpus.messages.push(other.clone());
+            corpus
+                .conflicts
+                .insert(uid_of(original)?, [original.clone(), other]);
+        }
+        corpus.invalid = (0..invalid)
+            .map(|_| generator::invalid_message(&mut rng).1)
+            .collect();
+        corpus.messages.extend(originals);
+        corpus.messages.extend(corpus.invalid.iter().cloned());
+        corpus.messages.shuffle(&mut rng);
+        anyhow::ensure!(
+            corpus.valid_uids.len() == valid,
+            "the generator repeated an order_uid"
+        );
+        Ok(corpus)
+    }
+
+    /// Rows `orders` and `rejected_messages` must end with.
+    pub fn expected_rows(&self) -> (i64, i64) {
+        (
+            self.valid_uids.len() as i64,
+            (self.invalid.len() + self.conflicts.len()) as i64,
+        )
+    }
+
+    /// Adds another corpus (published separately) to what must be found.
+    pub fn extend(&mut self, other: &Corpus) {
+        self.messages.extend(other.messages.iter().cloned());
+        self.valid_uids.extend(other.valid_uids.iter().cloned());
+        self.invalid.extend(other.invalid.iter().cloned());
+        self.conflicts.extend(other.conflicts.clone());
+    }
+}
+
+fn uid_of(message: &[u8]) -> anyhow::Result<String> {
+    let value: Value = serde_json::from_slice(message)?;
+    value["order_uid"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no order_uid")
+}
+
+/// Publishes every message, many PubAcks in flight at a time; returns once the broker confirmed them all.
+pub async fn publish_all(
+    publisher: &StanPublisher,
+    channel: &str,
+    messages: &[Vec<u8>],
+) -> anyhow::Result<()> {
+    for chunk in messages.chunks(256) {
+        let pending = chunk
+            .iter()
+            .map(|m| publisher.publish_pipelined(channel, Bytes::from(m.clone())));
+        futures::future::try_join_all(pending).await?;
+    }
+    Ok(())
+}
+
+/// Rows in `orders` plus rows in `rejected_messages`.
+pub async fn stored_rows(pool: &Pool) -> anyhow::Result<i64> {
+    Ok(count(pool, "orders").await? + count(pool, "rejected_messages").await?)
+}
+
+/// How long counts must stay put once reached: two ack waits, so a redelivery would have shown.
+const SETTLE: Duration = Duration::from_millis(2500);
+
+/// Waits until every message of `corpus` is accounted for, then asserts it exactly: the valid orders are the rows
+/// of `orders`, each invalid publication and each conflict is one dead letter, nothing else arrives, no message is
+/// stored twice, and the service at `address` serves every stored order byte for byte as stored.
+pub async fn assert_accounted_for(
+    pool: &Pool,
+    address: &str,
+    corpus: &Corpus,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let (orders, rejected) = corpus.expected_rows();
+    let counts = || async {
+        Ok::<_, anyhow::Error>((
+            count(pool, "orders").await?,
+            count(pool, "rejected_messages").await?,
+        ))
+    };
+    eventually(
+        timeout,
+        &format!("{orders} orders and {rejected} dead letters"),
+        || async {
+            let (o, r) = counts().await?;
+            anyhow::ensure!(
+                o <= orders && r <= rejected,
+                "too many rows: {o} orders, {r} dead letters"
+            );
+            Ok((o == orders && r == rejected).then_some(()))
+        },
+    )
+    .await?;
+    let settled = Instant::now() + SETTLE;
+    while Instant::now() < settled {
+        assert_eq!(
+            counts().await?,
+            (orders, rejected),
+            "rows arrived after all were accounted for"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let conn = pool.get().await?;
+    let stored: BTreeMap<String, String> = conn
+        .query("SELECT order_uid, document::text FROM orders", &[])
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert!(
+        stored.keys().eq(corpus.valid_uids.iter()),
+        "the stored order_uids are not the published ones"
+    );
+
+    let mut invalid_stored: Vec<Vec<u8>> = Vec::new();
+    let mut conflicts_stored: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for row in conn
+        .query(
+            "SELECT reason_class, order_uid, payload FROM rejected_messages",
+            &[],
+        )
+        .await?
+    {
+        let (class, uid, payload): (String, Option<String>, Vec<u8>) =
+            (row.get(0), row.get(1), row.get(2));
+        if class == "conflict" {
+            let uid = uid.context("a conflict without order_uid")?;
+            let versions = corpus
+                .conflicts
+                .get(&uid)
+                .with_context(|| format!("an unexpected conflict for {uid}"))?;
+            assert!(
+                versions.contains(&payload),
+                "conflict {uid}: the payload is neither version"
+            );
+            assert!(
+                conflicts_stored.insert(uid.clone(), payload).is_none(),
+                "two conflict dead letters for {uid}"
+            );
+        } else {
+            invalid_stored.push(payload);
+        }
+    }
+    let mut invalid_published = corpus.invalid.clone();
+    invalid_published.sort();
+    invalid_stored.sort();
+    assert!(
+        invalid_stored == invalid_published,
+        "the dead letters are not the invalid messages published ({} stored, {} published)",
+        invalid_stored.len(),
+        invalid_published.len()
+    );
+    assert_eq!(conflicts_stored.len(), corpus.conflicts.len());
+
+    // The cache equals the table.
+    let client = reqwest::Client::new();
+    for (uid, document) in &stored {
+        let response = client.get(format!("{address}/order/{uid}")).send().await?;
+        assert_eq!(response.status(), 200, "order {uid} is not served");
+        assert!(
+            response.bytes().await? == document.as_bytes(),
+            "order {uid} is served with other bytes than stored"
+        );
+    }
+    Ok(())
+}

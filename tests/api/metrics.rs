@@ -1,0 +1,341 @@
+//! `GET /metrics`: the counters move with the right labels, and every metric the Grafana dashboard queries exists.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::helpers::{eventually, spawn_app, TestApp, SAMPLE, SAMPLE_UID, WAIT};
+
+const DASHBOARD: &str = include_str!("../../dashboards/grafana/orders.json");
+
+/// One sample of the text exposition: `name{label="value",...} value`.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+/// Parses the text format (comments skipped). Label values may hold braces (`route="/order/{order_uid}"`).
+fn parse_exposition(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            let name_end = line.find(['{', ' ']).expect("a metric name");
+            let name = line[..name_end].to_owned();
+            let mut labels = Vec::new();
+            let mut rest = &line[name_end..];
+            if let Some(mut body) = rest.strip_prefix('{') {
+                while let Some((key, after)) = body.split_once("=\"") {
+                    let end = after.find('"').expect("a closing quote");
+                    labels.push((
+                        key.trim_start_matches(',').to_owned(),
+                        after[..end].to_owned(),
+                    ));
+                    body = &after[end + 1..];
+                    if let Some(after_labels) = body.strip_prefix('}') {
+                        body = after_labels;
+                        break;
+                    }
+                }
+                rest = body;
+            }
+            let value = rest.trim().parse().expect("a numeric value");
+            Sample {
+                name,
+                labels,
+                value,
+            }
+        })
+        .collect()
+}
+
+/// The value of the one sample named `name` whose labels include `labels`.
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let matching: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.name == name)
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.iter().any(|(sk, sv)| sk == k && sv == v))
+        })
+        .map(|s| s.value)
+        .collect();
+    assert!(
+        matching.len() <= 1,
+        "{name} {labels:?} matches {} samples",
+        matching.len()
+    );
+    matching.first().copied()
+}
+
+async fn scrape(app: &TestApp) -> anyhow::Result<Vec<Sample>> {
+    let response = app.get("/metrics").await?;
+    anyhow::ensure!(
+        response.status() == 200,
+        "GET /metrics: {}",
+        response.status()
+    );
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "content type {content_type}"
+    );
+    Ok(parse_exposition(&response.text().await?))
+}
+
+fn get(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    value(samples, name, labels).unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
+}
+
+#[actix_web::test]
+async fn pipeline_cache_and_http_metrics_count_what_happened() -> anyhow::Result<()> {
+    // Arrange
+    let app = spawn_app().await?;
+
+    // Act: one valid order, one message that is not JSON, one cache hit, one miss, one unknown path.
+    app.publish(SAMPLE).await?;
+    app.publish("this is not an order").await?;
+    let served = app.served(SAMPLE_UID).await?;
+    assert_eq!(app.get_order("nosuchorder").await?.status(), 404);
+    assert_eq!(app.get("/no/such/path").await?.status(), 404);
+    app.wait_for_acks(2).await?;
+    // Each counter below is written before the answer that leads to the ack, so all have moved by now; the
+    // readiness gauge needs the subscription up, which the acks also show.
+    let m = scrape(&app).await?;
+
+    // Assert
+    let s = |name: &str| get(&m, &format!("order_service_{name}"), &[]);
+    let with =
+        |name: &str, labels: &[(&str, &str)]| get(&m, &format!("order_service_{name}"), labels);
+    assert!(s("messages_received_total") >= 2.0);
+    assert!(s("acks_total") >= 2.0);
+    assert!(s("ack_duration_seconds_count") >= 2.0);
+    assert_eq!(s("messages_not_acked_total"), 0.0);
+    assert_eq!(s("orders_persisted_total"), 1.0);
+    assert!(s("orders_validated_total") >= 1.0);
+    assert!(with("orders_rejected_total", &[("reason", "malformed_json")]) >= 1.0);
+    // Every reason class is exported before it first happens.
+    assert_eq!(with("orders_rejected_total", &[("reason", "schema")]), 0.0);
+    assert_eq!(
+        with("orders_rejected_total", &[("reason", "conflict")]),
+        0.0
+    );
+    assert!(
+        s("commit_batch_messages_sum") >= 2.0,
+        "both messages committed"
+    );
+    assert!(s("commit_duration_seconds_count") >= 1.0);
+    assert_eq!(s("commit_failures_total"), 0.0);
+    assert_eq!(s("cache_entries"), 1.0);
+    assert_eq!(s("cache_bytes"), served.len() as f64);
+    // `served` polls until the order is there, so it may have missed first; the 404 request missed once.
+    let hits = with("cache_lookups_total", &[("result", "hit")]);
+    let misses = with("cache_lookups_total", &[("result", "miss")]);
+    assert_eq!(hits, 1.0);
+    assert!(misses >= 1.0);
+    assert_eq!(s("cache_restored_orders"), 0.0);
+    assert_eq!(s("broker_connected"), 1.0);
+    assert_eq!(s("ready"), 1.0);
+    assert!(s("db_pool_connections") >= 1.0);
+    let requests = |route: &str, status: &str| {
+        with(
+            "http_request_duration_seconds_count",
+            &[("route", route), ("status", status)],
+        )
+    };
+    assert_eq!(requests("/order/{order_uid}", "200"), 1.0);
+    assert_eq!(requests("/order/{order_uid}", "404"), misses);
+    assert_eq!(
+        requests(order_service::metrics::UNMATCHED_ROUTE, "404"),
+        1.0
+    );
+    Ok(())
+}
+
+#[actix_web::test]
+async fn a_restart_reports_the_orders_it_restored() -> anyhow::Result<()> {
+    // Arrange
+    let app = spawn_app().await?;
+    app.publish(SAMPLE).await?;
+    app.served(SAMPLE_UID).await?;
+    app.wait_for_acks(1).await?;
+
+    // Act
+    let app = app.stop().await?.start().await?;
+    let m = scrape(&app).await?;
+
+    // Assert: the new instance has its own registry, restored one order, and counts from zero.
+    assert_eq!(get(&m, "order_service_cache_restored_orders", &[]), 1.0);
+    assert_eq!(get(&m, "order_service_cache_entries", &[]), 1.0);
+    assert!(get(&m, "order_service_cache_restore_duration_seconds", &[]) > 0.0);
+    assert_eq!(get(&m, "order_service_orders_persisted_total", &[]), 0.0);
+    Ok(())
+}
+
+#[actix_web::test]
+async fn a_missing_table_shows_as_retries_failures_redeliveries_and_unacked_messages(
+) -> anyhow::Result<()> {
+    // Arrange
+    let app = spawn_app().await?;
+    app.execute("ALTER TABLE orders RENAME TO orders_sabotaged")
+        .await?;
+
+    // Act: the commit fails through its retries, the message is not acked and comes back after the ack wait.
+    app.publish(SAMPLE).await?;
+    let m = eventually(WAIT, "a failed commit and a redelivery", || async {
+        let m = scrape(&app).await?;
+        let n = |name: &str| value(&m, &format!("order_service_{name}"), &[]).unwrap_or(0.0);
+        Ok(
+            (n("messages_not_acked_total") >= 1.0 && n("messages_redelivered_total") >= 1.0)
+                .then_some(m),
+        )
+    })
+    .await?;
+    app.execute("ALTER TABLE orders_sabotaged RENAME TO orders")
+        .await?;
+
+    // Assert
+    let n = |name: &str| get(&m, &format!("order_service_{name}"), &[]);
+    assert!(n("commit_retries_total") >= 1.0);
+    assert!(n("commit_failures_total") >= 1.0);
+    assert_eq!(n("orders_persisted_total"), 0.0);
+    app.served(SAMPLE_UID).await?;
+    Ok(())
+}
+
+/// Metric names in a PromQL expression: identifiers outside label matchers, ranges, strings and numbers that are
+/// neither functions (followed by `(`), operators or aggregations, nor the labels of a `by`/`without`/`on`/`ignoring` list.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    const LABEL_LISTS: [&str; 6] = [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
+    // Aggregations may be followed by `by (...)` rather than `(`.
+    const OPERATORS: [&str; 16] = [
+        "bool", "and", "or", "unless", "offset", "sum", "min", "max", "avg", "count", "group",
+        "stddev", "stdvar", "topk", "bottomk", "quantile",
+    ];
+    let chars: Vec<char> = expr.chars().collect();
+    let word_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    let mut names = BTreeSet::new();
+    let (mut i, mut braces, mut brackets) = (0, 0, 0);
+    let (mut in_string, mut label_list_next) = (false, false);
+    while i < chars.len() {
+        let c = chars[i];
+        if in_string {
+            in_string = c != '"';
+        } else if c == '"' {
+            in_string = true;
+        } else if c == '{' || c == '}' {
+            braces += if c == '{' { 1 } else { -1 };
+        } else if c == '[' || c == ']' {
+            brackets += if c == '[' { 1 } else { -1 };
+        } else if c == '(' && label_list_next {
+            while i < chars.len() && chars[i] != ')' {
+                i += 1;
+            }
+            label_list_next = false;
+        } else if c.is_ascii_digit() {
+            // A number or a duration (`5m`): not a name.
+            while i + 1 < chars.len() && (word_char(chars[i + 1]) || chars[i + 1] == '.') {
+                i += 1;
+            }
+        } else if (c.is_ascii_alphabetic() || c == '_') && braces == 0 && brackets == 0 {
+            let start = i;
+            while i + 1 < chars.len() && word_char(chars[i + 1]) {
+                i += 1;
+            }
+            let word: String = chars[start..=i].iter().collect();
+            let next = chars[i + 1..].iter().find(|c| !c.is_whitespace());
+            if LABEL_LISTS.contains(&word.as_str()) {
+                label_list_next = true;
+            } else if next != Some(&'(') && !OPERATORS.contains(&word.as_str()) {
+                names.insert(word);
+            }
+        }
+        i += 1;
+    }
+    names
+}
+
+#[test]
+fn metric_names_are_found_in_promql() {
+    let names = metric_names(
+        r#"histogram_quantile(0.99, sum by (le, route) (rate(a_bucket{route="/x/{id}"}[1m]))) / on(x) b_total offset 5m > 1e3"#,
+    );
+    assert_eq!(
+        names,
+        BTreeSet::from(["a_bucket".to_owned(), "b_total".to_owned()])
+    );
+}
+
+/// Every `expr` in the dashboard, with its panel title.
+fn dashboard_queries() -> Vec<(String, String)> {
+    let dashboard: Value = serde_json::from_str(DASHBOARD).expect("the dashboard is JSON");
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        let title = panel["title"].as_str().unwrap_or_default().to_owned();
+        let targets = panel["targets"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        assert!(!targets.is_empty(), "panel {title:?} queries nothing");
+        for target in targets {
+            let expr = target["expr"].as_str().expect("a PromQL expr");
+            queries.push((title.clone(), expr.to_owned()));
+        }
+    }
+    queries
+}
+
+#[actix_web::test]
+async fn every_metric_the_dashboard_queries_exists() -> anyhow::Result<()> {
+    // Arrange: a valid order, a rejected one and a lookup, so that every labelled family has a child.
+    let app = spawn_app().await?;
+    app.publish(SAMPLE).await?;
+    app.publish("{").await?;
+    app.served(SAMPLE_UID).await?;
+    app.wait_for_acks(2).await?;
+
+    // Act
+    let exported: BTreeSet<String> = eventually(WAIT, "a scrape", || async {
+        Ok(Some(
+            scrape(&app)
+                .await?
+                .into_iter()
+                .map(|s| s.name)
+                .collect::<BTreeSet<_>>(),
+        ))
+    })
+    .await?;
+
+    // Assert
+    let queries = dashboard_queries();
+    assert!(
+        queries.len() >= 10,
+        "the dashboard has {} queries",
+        queries.len()
+    );
+    for (title, expr) in queries {
+        let names = metric_names(&expr);
+        assert!(!names.is_empty(), "panel {title:?}: no metric in {expr}");
+        for name in names {
+            assert!(
+                exported.contains(&name),
+                "panel {title:?} queries {name}, which /metrics does not export"
+            );
+        }
+    }
+    Ok(())
+}

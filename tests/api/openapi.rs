@@ -1,0 +1,356 @@
+//! The OpenAPI document (`GET /openapi.json`) against the running service: every registered route is documented
+//! and every documented operation answers; each answer's status is one the document lists for it, its content type
+//! one it names, and its body valid against the document's schema for that status.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use jsonschema::{Registry, Validator};
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, TestApp, SAMPLE, SAMPLE_UID};
+
+/// Where the validators find the document; `$ref`s inside it resolve against this.
+const DOCUMENT_URI: &str = "https://order-service.local/openapi.json";
+/// The attribute macros actix-web registers routes with, lower case as in OpenAPI.
+const METHODS: [&str; 8] = [
+    "get", "post", "put", "delete", "patch", "head", "options", "trace",
+];
+
+/// One request and the status the test expects it to get.
+struct Case {
+    method: &'static str,
+    /// The documented path template it exercises.
+    template: &'static str,
+    path: String,
+    if_none_match: Option<String>,
+    status: u16,
+}
+
+impl Case {
+    fn get(template: &'static str, path: impl Into<String>, status: u16) -> Case {
+        Case {
+            method: "get",
+            template,
+            path: path.into(),
+            if_none_match: None,
+            status,
+        }
+    }
+}
+
+/// `(method, path template)` of every operation in the document.
+fn documented_operations(document: &Value) -> anyhow::Result<BTreeSet<(String, String)>> {
+    let paths = document["paths"]
+        .as_object()
+        .ok_or_else(|| anyhow::anyhow!("the document has no paths"))?;
+    let mut operations = BTreeSet::new();
+    for (path, item) in paths {
+        for method in METHODS {
+            if item.get(method).is_some() {
+                operations.insert((method.to_owned(), path.clone()));
+            }
+        }
+    }
+    Ok(operations)
+}
+
+/// `(method, path template)` of every route declared in `src/` with actix-web's method macros (`#[get("/x")]`).
+/// Fails on any other way of registering a route, which this scan could not see.
+fn registered_routes() -> anyhow::Result<BTreeSet<(String, String)>> {
+    let mut routes = BTreeSet::new();
+    let mut files = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                files.push(entry?.path());
+            }
+            continue;
+        }
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path)?;
+        for (number, line) in source.lines().enumerate() {
+            let line = line.trim();
+            if line.starts_with("//") {
+                continue;
+            }
+            let place = format!("{}:{}", path.display(), number + 1);
+            for other in [".route(\"", "web::resource(", "web::scope(", "#[route("] {
+                anyhow::ensure!(
+                    !line.contains(other),
+                    "{place} registers a route with {other}: teach this test to read it"
+                );
+            }
+            let Some(rest) = line.strip_prefix("#[") else {
+                continue;
+            };
+            let Some((method, rest)) = rest.split_once("(\"") else {
+                continue;
+            };
+            if !METHODS.contains(&method) {
+                continue;
+            }
+            let (route, _) = rest
+                .split_once('"')
+                .ok_or_else(|| anyhow::anyhow!("{place}: cannot read the route"))?;
+            routes.insert((method.to_owned(), route.to_owned()));
+        }
+    }
+    Ok(routes)
+}
+
+/// Follows a `$ref` inside the document (`#/components/...`); other values come back as they are.
+fn resolve<'a>(document: &'a Value, value: &'a Value) -> anyhow::Result<&'a Value> {
+    match value.get("$ref").and_then(Value::as_str) {
+        Some(reference) => {
+            let pointer = reference
+                .strip_prefix('#')
+                .ok_or_else(|| anyhow::anyhow!("{reference} points outside the document"))?;
+            document
+                .pointer(pointer)
+                .ok_or_else(|| anyhow::anyhow!("{reference} does not resolve"))
+        }
+        None => Ok(value),
+    }
+}
+
+/// Escapes one JSON pointer segment (RFC 6901).
+fn pointer_segment(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
+
+/// A validator for the schema at `pointer` inside the document, formats checked.
+fn validator_at(registry: &Registry<'_>, pointer: &str) -> anyhow::Result<Validator> {
+    // Path templates hold braces, which a URI fragment may not.
+    let fragment = pointer.replace('{', "%7B").replace('}', "%7D");
+    jsonschema::options()
+        .with_registry(registry)
+        .should_validate_formats(true)
+        .build(&json!({ "$ref": format!("{DOCUMENT_URI}#{fragment}") }))
+        .map_err(|e| anyhow::anyhow!("the schema at {pointer} does not compile: {e}"))
+}
+
+/// Every `$ref` in the document points at something in it.
+fn assert_every_reference_resolves(document: &Value, value: &Value) -> anyhow::Result<()> {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(reference)) = map.get("$ref") {
+                if reference.starts_with('#') {
+                    resolve(document, value)?;
+                }
+            }
+            map.values()
+                .try_for_each(|v| assert_every_reference_resolves(document, v))
+        }
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|v| assert_every_reference_resolves(document, v)),
+        _ => Ok(()),
+    }
+}
+
+/// A service with the sample order and one dead letter, so every documented route has something to answer.
+async fn app_with_an_order_and_a_dead_letter() -> anyhow::Result<(TestApp, i64)> {
+    let app = spawn_app().await?;
+    app.publish(SAMPLE).await?;
+    app.publish(&b"{not json"[..]).await?;
+    app.served(SAMPLE_UID).await?;
+    app.wait_for_rows("rejected_messages", 1).await?;
+    let dead_letters: Vec<Value> = app.get("/rejected").await?.json().await?;
+    let dead_letter = dead_letters
+        .first()
+        .and_then(|d| d["id"].as_i64())
+        .ok_or_else(|| anyhow::anyhow!("no dead letter listed"))?;
+    Ok((app, dead_letter))
+}
+
+#[actix_web::test]
+async fn every_registered_route_is_documented_and_every_documented_one_is_registered(
+) -> anyhow::Result<()> {
+    // Arrange
+    let app = spawn_app().await?;
+
+    // Act
+    let document: Value = app.get("/openapi.json").await?.json().await?;
+
+    // Assert
+    let documented = documented_operations(&document)?;
+    let registered = registered_routes()?;
+    let undocumented: Vec<_> = registered.difference(&documented).collect();
+    let unregistered: Vec<_> = documented.difference(&registered).collect();
+    assert!(
+        undocumented.is_empty() && unregistered.is_empty(),
+        "routes missing from schema/openapi.json: {undocumented:?}; documented but not in src/: {unregistered:?}"
+    );
+    assert_eq!(document["openapi"], "3.1.0");
+    assert_every_reference_resolves(&document, &document)?;
+    Ok(())
+}
+
+#[actix_web::test]
+async fn every_documented_operation_answers_as_documented() -> anyhow::Result<()> {
+    // Arrange
+    let (app, dead_letter) = app_with_an_order_and_a_dead_letter().await?;
+    let document: Value = app.get("/openapi.json").await?.json().await?;
+    let registry = Registry::new()
+        .add(DOCUMENT_URI, document.clone())?
+        .prepare()?;
+    let page_etag = app
+        .get("/")
+        .await?
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("GET / answered no ETag"))?;
+    let cases = vec![
+        Case::get("/order/{order_uid}", format!("/order/{SAMPLE_UID}"), 200),
+        Case::get("/order/{order_uid}", "/order/nosuchorder", 404),
+        Case::get("/order/{order_uid}", "/order/bad%20id", 400),
+        Case::get("/orders", "/orders?limit=1", 200),
+        Case::get("/orders", "/orders?limit=many", 400),
+        Case::get("/rejected", "/rejected", 200),
+        Case::get("/rejected", "/rejected?before=last", 400),
+        Case {
+            method: "post",
+            template: "/rejected/{id}/replay",
+            path: format!("/rejected/{dead_letter}/replay"),
+            if_none_match: None,
+            status: 200,
+        },
+        Case {
+            method: "post",
+            template: "/rejected/{id}/replay",
+            path: format!("/rejected/{}/replay", dead_letter + 1_000_000),
+            if_none_match: None,
+            status: 404,
+        },
+        // Again, now that the dead letter records a replay.
+        Case::get("/rejected", "/rejected", 200),
+        Case::get("/healthz", "/healthz", 200),
+        Case::get("/readyz", "/readyz", 200),
+        Case::get("/metrics", "/metrics", 200),
+        Case::get("/", "/", 200),
+        Case::get("/", format!("/?id={SAMPLE_UID}"), 200),
+        Case {
+            if_none_match: Some(page_etag),
+            ..Case::get("/", "/", 304)
+        },
+        Case::get("/ui/app.js", "/ui/app.js", 200),
+        Case::get("/ui/app.css", "/ui/app.css", 200),
+        Case::get("/openapi.json", "/openapi.json", 200),
+    ];
+    let exercised: BTreeSet<(String, String)> = cases
+        .iter()
+        .map(|c| (c.method.to_owned(), c.template.to_owned()))
+        .collect();
+    assert_eq!(
+        exercised,
+        documented_operations(&document)?,
+        "each documented operation needs a request in this test"
+    );
+    let client = reqwest::Client::new();
+
+    for case in cases {
+        let what = format!("{} {}", case.method.to_uppercase(), case.path);
+
+        // Act
+        let mut request = client.request(
+            case.method.to_uppercase().parse()?,
+            format!("{}{}", app.address, case.path),
+        );
+        if let Some(tag) = &case.if_none_match {
+            request = request.header("if-none-match", tag);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or_default().trim().to_owned());
+        let body = response.bytes().await?;
+
+        // Assert: the status expected, and documented for the operation.
+        assert_eq!(
+            status,
+            case.status,
+            "{what}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let status_key = status.to_string();
+        let response_pointer = match document["paths"][case.template][case.method]["responses"]
+            [&status_key]["$ref"]
+            .as_str()
+        {
+            Some(reference) => reference.trim_start_matches('#').to_owned(),
+            None => format!(
+                "/paths/{}/{}/responses/{status_key}",
+                pointer_segment(case.template),
+                case.method
+            ),
+        };
+        let documented = document
+            .pointer(&response_pointer)
+            .ok_or_else(|| anyhow::anyhow!("{what}: status {status} is not documented"))?;
+
+        // Assert: a documented content type, and a body valid against its schema.
+        let Some(contents) = documented.get("content").and_then(Value::as_object) else {
+            assert!(body.is_empty(), "{what}: a body where none is documented");
+            continue;
+        };
+        let media_type = content_type.ok_or_else(|| anyhow::anyhow!("{what}: no content-type"))?;
+        anyhow::ensure!(
+            contents.contains_key(&media_type),
+            "{what}: content-type {media_type} is not among {:?}",
+            contents.keys().collect::<Vec<_>>()
+        );
+        let instance = if media_type == "application/json" {
+            serde_json::from_slice(&body)?
+        } else {
+            Value::String(String::from_utf8(body.to_vec())?)
+        };
+        let pointer = format!(
+            "{response_pointer}/content/{}/schema",
+            pointer_segment(&media_type)
+        );
+        let validator = validator_at(&registry, &pointer)?;
+        let errors: Vec<String> = validator
+            .iter_errors(&instance)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{what}: {errors:?}\n{instance}");
+    }
+    Ok(())
+}
+
+#[actix_web::test]
+async fn the_schemas_refuse_what_the_service_never_sends() -> anyhow::Result<()> {
+    // Arrange: the validators must be able to fail, or the test above proves nothing.
+    let app = spawn_app().await?;
+    let document: Value = app.get("/openapi.json").await?.json().await?;
+    let registry = Registry::new().add(DOCUMENT_URI, document)?.prepare()?;
+    let order = validator_at(&registry, "/components/schemas/Order")?;
+    let error = validator_at(&registry, "/components/schemas/Error")?;
+    let summary = validator_at(&registry, "/components/schemas/OrderSummary")?;
+    let mut sample: Value = serde_json::from_str(SAMPLE)?;
+
+    // Act + Assert
+    assert!(order.is_valid(&sample), "the sample is an order");
+    sample["payment"]["currency"] = json!("dollars");
+    assert!(!order.is_valid(&sample), "a currency that is no ISO code");
+    assert!(
+        !error.is_valid(&json!({ "error": "not_found" })),
+        "an error without its message"
+    );
+    assert!(
+        !summary.is_valid(&json!({
+            "id": 1, "order_uid": "x", "track_number": "t", "customer_id": "c",
+            "date_created": "yesterday", "stan_sequence": 1, "ingested_at": "2024-01-01T00:00:00Z"
+        })),
+        "a date that is no date-time"
+    );
+    Ok(())
+}

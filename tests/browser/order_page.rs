@@ -1,0 +1,416 @@
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, TestApp, SAMPLE, SAMPLE_UID};
+use crate::webdriver::{Browser, ENTER};
+
+/// Set to write `docs/order-page.png` from the order view.
+const SAVE_SCREENSHOTS: &str = "SAVE_SCREENSHOTS";
+
+/// The text of every `[data-field]` in the order view (the first of each name), and the page's state.
+const READ_ORDER: &str = r##"
+    const fields = {};
+    for (const node of document.querySelectorAll("#order [data-field]")) {
+        if (!(node.dataset.field in fields)) fields[node.dataset.field] = node.textContent;
+    }
+    const message = document.getElementById("message");
+    return {
+        visible: !document.getElementById("order").hidden,
+        title: document.getElementById("order-title").textContent,
+        amount: document.getElementById("order-amount").textContent,
+        items: document.querySelectorAll("#items tbody tr").length,
+        message: message.hidden ? null : message.dataset.kind,
+        fields,
+    };
+"##;
+
+/// Waits until the order view shows `uid`.
+async fn wait_for_order(browser: &Browser, uid: &str) -> anyhow::Result<Value> {
+    let script = format!(
+        "const view = document.getElementById('order');
+         return !view.hidden && document.getElementById('order-title').textContent === {uid} && true;",
+        uid = json!(uid)
+    );
+    browser
+        .wait_for(&format!("order {uid} to be shown"), &script)
+        .await?;
+    browser.execute(READ_ORDER, vec![]).await
+}
+
+/// Waits until the message of the given kind (`not-found`, `invalid`, `unavailable`) is shown; returns its text.
+async fn wait_for_message(browser: &Browser, kind: &str) -> anyhow::Result<String> {
+    let script = format!(
+        "const m = document.getElementById('message');
+         return !m.hidden && m.dataset.kind === {kind} && document.getElementById('order').hidden && m.textContent;",
+        kind = json!(kind)
+    );
+    let text = browser
+        .wait_for(&format!("the {kind} message"), &script)
+        .await?;
+    Ok(text.as_str().unwrap_or_default().to_owned())
+}
+
+/// Waits until the recent-orders list shows exactly these order uids, in this order.
+async fn wait_for_listed(browser: &Browser, what: &str, uids: &[String]) -> anyhow::Result<()> {
+    let script = format!(
+        "const listed = [...document.querySelectorAll('#recent-list a')].map(a => a.dataset.uid);
+         return JSON.stringify(listed) === {expected};",
+        expected = json!(json!(uids).to_string())
+    );
+    browser.wait_for(what, &script).await?;
+    Ok(())
+}
+
+/// Types an id into the lookup field and presses Enter.
+async fn look_up(browser: &Browser, id: &str) -> anyhow::Result<()> {
+    let field = browser.find("#order-id").await?;
+    field.clear().await?;
+    field.send_keys(&format!("{id}{ENTER}")).await
+}
+
+/// Opens the page and waits until its script has loaded the recent orders.
+async fn open_page(browser: &Browser, app: &TestApp, query: &str) -> anyhow::Result<()> {
+    browser.goto(&format!("{}/{query}", app.address)).await?;
+    browser
+        .wait_for(
+            "the recent orders to load",
+            // The script runs before `complete` and marks the list busy until its first answer.
+            "return document.readyState === 'complete'
+                    && document.getElementById('recent-list').getAttribute('aria-busy') === null;",
+        )
+        .await?;
+    Ok(())
+}
+
+#[actix_web::test]
+async fn the_sample_is_looked_up_by_id_and_shown_as_a_person_reads_an_order() -> anyhow::Result<()>
+{
+    // Arrange
+    let app = spawn_app().await?;
+    app.publish(SAMPLE).await?;
+    app.served(SAMPLE_UID).await?;
+    let browser = Browser::start(1280, 1100).await?;
+    open_page(&browser, &app, "").await?;
+
+    // Act: type the id and press Enter, as a person would.
+    look_up(&browser, SAMPLE_UID).await?;
+    let shown = wait_for_order(&browser, SAMPLE_UID).await?;
+
+    // Assert: the fields a person reads.
+    let expected = [
+        ("order_uid", SAMPLE_UID),
+        ("track_number", "WBILMTESTTRACK"),
+        ("customer_id", "test"),
+        ("date_created", "2021-11-26 06:22:19 UTC"),
+        ("status", "202"),
+        ("delivery.name", "Test Testov"),
+        ("delivery.city", "Kiryat Mozkin"),
+        ("payment.currency", "USD"),
+        ("payment.goods_total", "317 USD"),
+        ("payment.delivery_cost", "1,500 USD"),
+        ("payment.amount", "1,817 USD"),
+        ("name", "Mascaras"),
+        ("brand", "Vivienne Sabo"),
+        ("price", "453 USD"),
+        ("sale", "\u{2212}30%"),
+        ("total_price", "317 USD"),
+    ];
+    for (field, value) in expected {
+        assert_eq!(shown["fields"][field], value, "field {field}: {shown}");
+    }
+    assert_eq!(shown["amount"], "1,817 USD", "the amount in the header");
+    assert_eq!(shown["items"], 1, "one item row");
+    assert_eq!(shown["message"], Value::Null, "no message with an order");
+    let url = browser.current_url().await?;
+    assert!(
+        url.ends_with(&format!("/?id={SAMPLE_UID}")),
+        "a deep link: {url}"
+    );
+    if std::env::var_os(SAVE_SCREENSHOTS).is_some() {
+        // Without the caret and focus ring of the field just typed in.
+        browser
+            .execute("document.activeElement.blur();", vec![])
+            .await?;
+        let png = browser.screenshot().await?;
+        std::fs::write(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/docs/order-page.png"),
+            png,
+        )?;
+    }
+
+    // Assert: the raw JSON is one click away and is the order as published.
+    browser.find("#raw summary").await?.click().await?;
+    let raw = browser
+        .wait_for(
+            "the raw JSON to open",
+            "const pre = document.getElementById('raw-json');
+             return pre.offsetHeight > 0 && pre.textContent;",
+        )
+        .await?;
+    let raw: Value = serde_json::from_str(raw.as_str().unwrap_or_default())?;
+    assert_eq!(raw, serde_json::from_str::<Value>(SAMPLE)?);
+
+    // Assert: the copy button copies it.
+    browser.find("#copy-json").await?.click().await?;
+    let copied = browser
+        .wait_for(
+            "the copy to be confirmed",
+            "return document.getElementById('copy-result').textContent;",
+        )
+        .await?;
+    assert_eq!(copied, "Copied to the clipboard.");
+
+    // Assert: the deep link survives a reload.
+    browser.refresh().await?;
+    let reloaded = wait_for_order(&browser, SAMPLE_UID).await?;
+    assert_eq!(reloaded["fields"]["track_number"], "WBILMTESTTRACK");
+
+    browser.quit().await
+}
+
+#[actix_web::test]
+async fn markup_in_an_order_is_shown_as_text_and_never_becomes_elements() -> anyhow::Result<()> {
+    // Arrange: a valid, consistent order whose text fields hold markup and script.
+    let app = spawn_app().await?;
+    let image = "<img src=x onerror=alert(1)>";
+    let bold = "<b>bold</b>";
+    let script = "<script>window.injected = true</script>";
+    let italic = "<i>x</i>";
+    let mut order: Value = serde_json::from_str(SAMPLE)?;
+    order["order_uid"] = json!("markup-order");
+    order["customer_id"] = json!(italic);
+    order["delivery"]["name"] = json!(image);
+    order["delivery"]["city"] = json!("\"><svg onload=alert(2)>");
+    order["items"][0]["name"] = json!(bold);
+    order["items"][0]["brand"] = json!(script);
+    app.publish(serde_json::to_vec(&order)?).await?;
+    app.served("markup-order").await?;
+    let browser = Browser::start(1280, 900).await?;
+    open_page(&browser, &app, "").await?;
+    // Any alert would also fail every later WebDriver command ("unexpected alert open").
+    browser
+        .execute("window.alert = () => { window.injected = true; };", vec![])
+        .await?;
+
+    // Act
+    look_up(&browser, "markup-order").await?;
+    let shown = wait_for_order(&browser, "markup-order").await?;
+
+    // Assert: the text, literally.
+    for (field, value) in [
+        ("customer_id", italic),
+        ("delivery.name", image),
+        ("delivery.city", "\"><svg onload=alert(2)>"),
+        ("name", bold),
+        ("brand", script),
+    ] {
+        assert_eq!(shown["fields"][field], value, "field {field}");
+    }
+    let recent_meta = browser
+        .execute(
+            "return document.querySelector('#recent-list .r-meta').textContent;",
+            vec![],
+        )
+        .await?;
+    assert!(
+        recent_meta.as_str().is_some_and(|m| m.starts_with(italic)),
+        "the recent list shows the customer as text: {recent_meta}"
+    );
+
+    // Assert: no element came from the data and nothing ran.
+    let injected = browser
+        .execute(
+            "return {
+                elements: document.body.querySelectorAll('img, b, i, svg, script').length,
+                injected: window.injected === true,
+            };",
+            vec![],
+        )
+        .await?;
+    assert_eq!(injected, json!({ "elements": 0, "injected": false }));
+
+    browser.quit().await
+}
+
+#[actix_web::test]
+async fn unknown_invalid_and_unreachable_lookups_each_say_what_happened() -> anyhow::Result<()> {
+    // Arrange
+    let app = spawn_app().await?;
+    app.publish(SAMPLE).await?;
+    app.served(SAMPLE_UID).await?;
+    let browser = Browser::start(1280, 900).await?;
+    open_page(&browser, &app, "").await?;
+
+    // Act + Assert: an id nobody has.
+    look_up(&browser, "nosuchorder").await?;
+    let text = wait_for_message(&browser, "not-found").await?;
+    assert!(text.contains("nosuchorder"), "{text}");
+
+    // Act + Assert: the back button walks the history: the not-found id, then the empty page.
+    look_up(&browser, SAMPLE_UID).await?;
+    wait_for_order(&browser, SAMPLE_UID).await?;
+    browser.back().await?;
+    wait_for_message(&browser, "not-found").await?;
+    browser.back().await?;
+    browser
+        .wait_for(
+            "the welcome view",
+            "return !document.getElementById('welcome').hidden && document.getElementById('order').hidden
+                    && document.getElementById('message').hidden;",
+        )
+        .await?;
+
+    // Act + Assert: an id that can never exist is refused in the page, without asking the server.
+    look_up(&browser, "not an id!").await?;
+    let text = wait_for_message(&browser, "invalid").await?;
+    assert!(text.contains("not an id!"), "{text}");
+    let asked = browser
+        .execute(
+            "return performance.getEntriesByType('resource').some(e => e.name.includes('/order/not'));",
+            vec![],
+        )
+        .await?;
+    assert_eq!(asked, false, "the page checks the id itself");
+    let invalid = browser
+        .execute(
+            "return document.getElementById('order-id').getAttribute('aria-invalid');",
+            vec![],
+        )
+        .await?;
+    assert_eq!(invalid, "true", "the field is marked invalid");
+
+    // Act + Assert: a deep link with markup in it shows the invalid state, the markup as text.
+    open_page(&browser, &app, "?id=%3Cb%3Ex%3C%2Fb%3E").await?;
+    let text = wait_for_message(&browser, "invalid").await?;
+    assert!(text.contains("<b>x</b>"), "{text}");
+    let bold = browser
+        .execute("return document.body.querySelectorAll('b').length;", vec![])
+        .await?;
+    assert_eq!(bold, 0, "the id stays text");
+
+    // Act + Assert: the service is down.
+    app.stop().await?;
+    look_up(&browser, SAMPLE_UID).await?;
+    let text = wait_for_message(&browser, "unavailable").await?;
+    assert!(text.contains("Service unavailable"), "{text}");
+    browser.find("#message button").await?;
+
+    browser.quit().await
+}
+
+#[actix_web::test]
+async fn recent_orders_are_listed_newest_first_paged_and_open_on_click() -> anyhow::Result<()> {
+    // Arrange: more orders than one page of the list (10).
+    let app = spawn_app().await?;
+    let mut rng = rand::rng();
+    let orders: Vec<Vec<u8>> = (0..12)
+        .map(|_| order_service::generator::valid_order_json(&mut rng))
+        .collect();
+    app.publish_all(orders).await?;
+    app.wait_for_rows("orders", 12).await?;
+    let newest_first: Vec<String> = app
+        .get("/orders?limit=12")
+        .await?
+        .json::<Vec<Value>>()
+        .await?
+        .iter()
+        .map(|o| o["order_uid"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let browser = Browser::start(1280, 900).await?;
+
+    // Act + Assert: the first page.
+    open_page(&browser, &app, "").await?;
+    wait_for_listed(&browser, "the newest ten", &newest_first[..10]).await?;
+
+    // Act + Assert: older, then newer again.
+    browser.find("#recent-older").await?.click().await?;
+    wait_for_listed(&browser, "the older page", &newest_first[10..]).await?;
+    let buttons = browser
+        .execute(
+            "return [document.getElementById('recent-newer').disabled,
+                     document.getElementById('recent-older').disabled];",
+            vec![],
+        )
+        .await?;
+    assert_eq!(
+        buttons,
+        json!([false, true]),
+        "newer enabled, older disabled on the last page"
+    );
+    browser.find("#recent-newer").await?.click().await?;
+    wait_for_listed(&browser, "the first page again", &newest_first[..10]).await?;
+
+    // Act + Assert: a click opens the order and marks it in the list.
+    let third = &newest_first[2];
+    browser
+        .find(&format!("#recent-list a[data-uid={}]", json!(third)))
+        .await?
+        .click()
+        .await?;
+    wait_for_order(&browser, third).await?;
+    let current = browser
+        .execute(
+            "return document.querySelector('#recent-list a[aria-current=page]').dataset.uid;",
+            vec![],
+        )
+        .await?;
+    assert_eq!(current, json!(third));
+    let url = browser.current_url().await?;
+    assert!(url.ends_with(&format!("/?id={third}")), "{url}");
+
+    browser.quit().await
+}
+
+#[actix_web::test]
+async fn the_page_and_its_files_are_served_with_strict_headers() -> anyhow::Result<()> {
+    // Arrange
+    let app = spawn_app().await?;
+    let header = |response: &reqwest::Response, name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+
+    // Act
+    let page = app.get("/").await?;
+
+    // Assert
+    assert_eq!(page.status().as_u16(), 200);
+    assert_eq!(
+        header(&page, "content-type").as_deref(),
+        Some("text/html; charset=utf-8")
+    );
+    let policy = header(&page, "content-security-policy").unwrap_or_default();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+    ] {
+        assert!(policy.contains(directive), "{directive} in {policy}");
+    }
+    assert!(!policy.contains("unsafe"), "nothing unsafe in {policy}");
+    assert_eq!(
+        header(&page, "x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    for (path, content_type) in [
+        ("/ui/app.js", "text/javascript; charset=utf-8"),
+        ("/ui/app.css", "text/css; charset=utf-8"),
+    ] {
+        let response = app.get(path).await?;
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        assert_eq!(
+            header(&response, "content-type").as_deref(),
+            Some(content_type),
+            "{path}"
+        );
+        assert_eq!(
+            header(&response, "x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{path}"
+        );
+    }
+    Ok(())
+}
