@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 
 ./scripts/services.sh
 ./scripts/browser.sh
+./scripts/interop.sh
 cargo test --workspace --locked "$@"

@@ -86,6 +86,8 @@ struct Sub {
     pending: BTreeMap<u64, Instant>,
     /// Last sequence sent (unused by queue members: their group keeps it).
     last_sent: u64,
+    /// Redeliveries so far per unacked sequence (unused by queue members: their group keeps them).
+    redeliveries: HashMap<u64, u32>,
 }
 
 struct Group {
@@ -95,6 +97,8 @@ struct Group {
     durable: bool,
     /// Unacked messages of members that left, waiting for a member with room.
     orphans: BTreeMap<u64, ()>,
+    /// Redeliveries so far per unacked sequence, shared by the members.
+    redeliveries: HashMap<u64, u32>,
 }
 
 pub(crate) struct State {
@@ -430,6 +434,7 @@ impl State {
                 last_sent: start_after,
                 durable: durable.is_some(),
                 orphans: BTreeMap::new(),
+                redeliveries: HashMap::new(),
             });
             entry.members.push(id);
         } else if let Some(key) = &durable {
@@ -449,6 +454,7 @@ impl State {
                 ack_wait,
                 pending: BTreeMap::new(),
                 last_sent: start_after,
+                redeliveries: HashMap::new(),
             },
         );
         Ok(id)
@@ -524,6 +530,10 @@ impl State {
         };
         if sub.pending.remove(&ack.sequence).is_some() {
             self.progress_changed = true;
+            sub.redeliveries.remove(&ack.sequence);
+            if let Some(group) = sub.group.as_ref().and_then(|key| self.groups.get_mut(key)) {
+                group.redeliveries.remove(&ack.sequence);
+            }
         }
         self.pump_sub(id);
     }
@@ -697,16 +707,35 @@ impl State {
         };
         let Some(stored) = self.channels.get(&sub.channel).and_then(|c| c.get(seq)) else {
             sub.pending.remove(&seq);
+            sub.redeliveries.remove(&seq);
+            if let Some(group) = sub.group.as_ref().and_then(|key| self.groups.get_mut(key)) {
+                group.redeliveries.remove(&seq);
+            }
             return;
         };
         sub.pending.insert(seq, now + sub.ack_wait);
         self.progress_changed = true;
+        // Counted per sequence like nats-streaming-server 0.17+ does (clients expose it, e.g. getRedeliveryCount()),
+        // on the group for queue members so a message handed to another member keeps counting.
+        let redelivery_count = if redelivered {
+            let counts = match sub.group.as_ref().and_then(|key| self.groups.get_mut(key)) {
+                Some(group) => &mut group.redeliveries,
+                None => &mut sub.redeliveries,
+            };
+            let count = counts.entry(seq).or_insert(0);
+            // Skips 0 if it ever wraps, as the real server does.
+            *count = count.wrapping_add(1).max(1);
+            *count
+        } else {
+            0
+        };
         let msg = proto::MsgProto {
             sequence: seq,
             subject: sub.channel.clone(),
             data: stored.data.to_vec(),
             timestamp: stored.timestamp_ns,
             redelivered,
+            redelivery_count,
             ..Default::default()
         };
         self.out.push(Out {

@@ -4,7 +4,7 @@
 //! active subscriptions get it again at once (flagged redelivered), as the real server does on
 //! recovery; a suspended durable gets it when it resumes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use super::{Client, Group, State, Sub};
@@ -116,6 +116,8 @@ impl State {
                     ack_wait: Duration::from_millis(s.ack_wait_ms.max(1)),
                     pending: s.pending.into_iter().map(|seq| (seq, now)).collect(),
                     last_sent: s.last_sent,
+                    // Counts are not stored: like the real server's, they start again after a restart.
+                    redeliveries: HashMap::new(),
                 },
             );
         }
@@ -142,6 +144,7 @@ impl State {
                         .into_iter()
                         .map(|seq| (seq, ()))
                         .collect::<BTreeMap<_, _>>(),
+                    redeliveries: HashMap::new(),
                 },
             );
         }

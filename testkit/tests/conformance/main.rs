@@ -11,6 +11,8 @@
 //!
 //! The file store tests restart the in-process broker on the same directory; `broker_process`
 //! runs the `stan-broker` binary and kills it (SIGKILL) or stops it (SIGTERM).
+//! `node_client` drives the broker with the official Node.js client (node-nats-streaming); it needs
+//! `scripts/interop.sh` to have installed node and the client, and fails saying so otherwise.
 //!
 //! Run the same suite unchanged against a real nats-streaming-server to check the broker
 //! against the reference (tests that must configure or restart the broker are skipped, with a
@@ -35,6 +37,7 @@ mod durable;
 mod file_store;
 mod helpers;
 mod limits;
+mod node_client;
 mod publish;
 mod queue;
 mod raw_client;

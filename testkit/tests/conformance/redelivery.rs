@@ -1,4 +1,5 @@
-//! Manual acks, ack wait, redelivery and max in flight, seen through ratsio.
+//! Manual acks, ack wait, redelivery and max in flight, seen through ratsio (the redelivery count, which
+//! ratsio does not expose, through raw protocol requests).
 //!
 //! Messages are published after subscribing, so ratsio's lost-first-delivery race does not
 //! apply; timings are measured from message arrival with a tolerance.
@@ -10,6 +11,7 @@ use tokio::time::Instant;
 use crate::helpers::{
     assert_close_to, close_ratsio, distinct_sequences, publish_all, unique, SubOptions, TestCluster,
 };
+use crate::raw_client::RawSubOptions;
 
 const TOLERANCE: Duration = Duration::from_millis(400);
 const ONE_SECOND: Duration = Duration::from_secs(1);
@@ -239,5 +241,67 @@ async fn new_ack_wait_on_resume_applies_to_new_deliveries_while_pending_keep_the
         resumed_at - pending.at
     );
     close_ratsio(&after).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn redelivery_count_grows_with_each_redelivery_and_a_queue_group_keeps_counting(
+) -> anyhow::Result<()> {
+    // Arrange
+    let cluster = TestCluster::start().await?;
+    let channel = cluster.channel("redelivery-count");
+    let single = cluster.raw_client(&unique("single")).await?;
+    let mut alone = single
+        .subscribe(&channel, RawSubOptions::new_only().ack_wait_secs(1))
+        .await?;
+    let group = RawSubOptions::new_only()
+        .queue(&unique("group"))
+        .ack_wait_secs(1);
+    let first = cluster.raw_client(&unique("member")).await?;
+    let second = cluster.raw_client(&unique("member")).await?;
+    let mut members = [
+        first.subscribe(&channel, group.clone()).await?,
+        second.subscribe(&channel, group).await?,
+    ];
+    let publisher = cluster.publisher().await?;
+
+    // Act
+    publisher.publish_confirmed(&channel, b"counted").await?;
+    let mut alone_seen = Vec::new();
+    for _ in 0..3 {
+        let message = alone.next_within(Duration::from_secs(3)).await?;
+        alone_seen.push((
+            message.sequence,
+            message.redelivered,
+            message.redelivery_count,
+        ));
+    }
+    // Each expiry hands the message to the other member; whoever has it, the group's count goes on.
+    let mut group_seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while group_seen.len() < 3 && Instant::now() < deadline {
+        for (member, subscription) in members.iter_mut().enumerate() {
+            if let Some(message) = subscription.next_if_any(Duration::from_millis(50)).await? {
+                group_seen.push((member, message.redelivered, message.redelivery_count));
+            }
+        }
+    }
+
+    // Assert
+    assert_eq!(
+        alone_seen,
+        vec![(1, false, 0), (1, true, 1), (1, true, 2)],
+        "(sequence, redelivered, redelivery count) of a plain subscription"
+    );
+    let counts: Vec<(bool, u32)> = group_seen.iter().map(|s| (s.1, s.2)).collect();
+    assert_eq!(
+        counts,
+        vec![(false, 0), (true, 1), (true, 2)],
+        "(redelivered, redelivery count) across the queue group: {group_seen:?}"
+    );
+    assert_ne!(
+        group_seen[0].0, group_seen[1].0,
+        "the first redelivery goes to the other member: {group_seen:?}"
+    );
     Ok(())
 }
