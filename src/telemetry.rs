@@ -3,6 +3,8 @@
 //! Each delivery gets a root span ("Process order", with channel, seq and order_uid) that the pipeline messages
 //! carry from actor to actor, so every line about one message can be found by its sequence number.
 
+use std::io::IsTerminal;
+
 use tracing::Subscriber;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -24,7 +26,14 @@ where
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(env_filter));
     let registry = Registry::default().with(filter);
     match format {
-        LogFormat::Human => Box::new(registry.with(fmt::layer().with_writer(sink))),
+        // Colours only for a person at a terminal: a log file or a collector gets plain text.
+        LogFormat::Human => Box::new(
+            registry.with(
+                fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(sink),
+            ),
+        ),
         LogFormat::Json => Box::new(
             registry.with(
                 fmt::layer()
