@@ -1,4 +1,7 @@
-//! Middleware that times every HTTP request into `order_service_http_request_duration_seconds{route, status}`.
+//! Middleware that times every HTTP request into `order_service_http_request_duration_seconds{route, status}` and
+//! logs the requests that failed on our side (5xx) with their cause. There is no per-request log line or span: under
+//! load they cost more CPU than the lookup itself (a request id and a span per request were 7 % of the service's
+//! CPU under wrk), and the histogram already counts every request by route and status.
 //!
 //! `GET /order/{id}` is benchmarked, so the per-request work is kept small: no allocation and no shared lock for
 //! a named route. Each worker keeps its own table from route to the histogram handles already resolved for its
@@ -100,8 +103,14 @@ where
         let seconds = this.started.elapsed().as_secs_f64();
         match &result {
             Ok(response) => {
+                let status = response.status();
+                if status.is_server_error() {
+                    let request = response.request();
+                    tracing::error!(method = %request.method(), path = request.path(), status = status.as_u16(),
+                        error = ?response.response().error(), "Request failed.");
+                }
                 this.routes
-                    .observe(Some(response.request()), response.status(), seconds)
+                    .observe(Some(response.request()), status, seconds)
             }
             // Handlers' errors are already responses here; this is an inner middleware failing.
             Err(error) => {

@@ -11,7 +11,6 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use tokio::sync::watch;
-use tracing_actix_web::TracingLogger;
 
 use crate::actors::{
     CacheGroup, CachedOrder, DocumentArena, Drain, NatsSubscriber, OrderPersister, OrderValidator,
@@ -276,7 +275,6 @@ fn run_http(
         // Runs once on each worker thread: this worker's own cache actor (see actors/cache.rs for why).
         let cache = web::Data::new(caches.start_local_member());
         App::new()
-            .wrap(TracingLogger::default())
             .wrap(HttpMetrics::new(&http_metrics))
             .app_data(cache)
             .app_data(pool.clone())

@@ -1,13 +1,18 @@
-//! The hot paths of the service: validating a sample-sized order, serializing one, and a cache lookup.
-//! Run with `cargo bench --bench hot_paths`.
+//! The hot paths of the service: validating a sample-sized order, serializing one, and a cache lookup, both as a
+//! plain map read and as the HTTP route does it (a `GetOrder` round trip to the worker's own `OrderCache` actor).
+//! Run with `cargo bench --bench hot_paths` (or `bench/run.sh criterion`).
 
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
-use order_service::domain::{OrderSchema, DEFAULT_MAX_BYTES};
+use order_service::actors::{CacheGroup, CachedOrder};
+use order_service::domain::{OrderSchema, OrderUid, DEFAULT_MAX_BYTES};
 use order_service::generator;
+use order_service::metrics::Metrics;
 
 const SAMPLE: &[u8] = include_bytes!("../../tests/fixtures/model.json");
 
@@ -44,5 +49,45 @@ fn cache_lookup(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, validation, cache_lookup);
+/// The lookup the HTTP route makes: parse the id, send `GetOrder` to a cache actor on the same thread, await the
+/// answer. The difference to `cache_lookup/hashmap_100k` is the price of the mailbox hop.
+fn cache_actor_lookup(c: &mut Criterion) {
+    let mut rng = rand::rng();
+    let orders: Vec<CachedOrder> = (0..100_000)
+        .map(|_| {
+            let order = generator::valid_order(&mut rng);
+            CachedOrder {
+                uid: Arc::from(order.order_uid.as_str()),
+                document: Bytes::from(serde_json::to_vec(&order).unwrap_or_default()),
+            }
+        })
+        .collect();
+    let keys: Vec<String> = orders
+        .iter()
+        .take(1024)
+        .map(|o| o.uid.to_string())
+        .collect();
+    let system = actix::System::new();
+    let cache = system.block_on(async {
+        let metrics = Metrics::new().expect("the metrics register");
+        let group = CacheGroup::new(orders.into(), 1, &metrics);
+        let member = group.start_local_member();
+        group.wait_until_warm(1).await;
+        member
+    });
+    c.bench_function("cache_lookup/actor_round_trip_100k", |b| {
+        b.iter_custom(|iters| {
+            system.block_on(async {
+                let started = Instant::now();
+                for i in 0..iters {
+                    let uid = OrderUid::parse(&keys[i as usize % keys.len()]).expect("a valid uid");
+                    black_box(cache.get(uid).await.expect("the cache is alive"));
+                }
+                started.elapsed()
+            })
+        })
+    });
+}
+
+criterion_group!(benches, validation, cache_lookup, cache_actor_lookup);
 criterion_main!(benches);

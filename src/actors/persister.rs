@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 use tracing::Span;
 
-use crate::actors::cache::{CacheGroup, CachedOrder};
+use crate::actors::cache::{CacheGroup, CachedOrder, DocumentArena};
 use crate::db::{self, error_chain, DeadLetterRow, OrderRow, PersistError, Pool, Stored};
 use crate::domain::{RejectClass, RejectReason, Rejection, ValidOrder};
 use crate::metrics::Metrics;
@@ -99,6 +99,9 @@ pub struct OrderPersister {
     mailbox_capacity: usize,
     pending: VecDeque<Pending>,
     committing: bool,
+    /// The cached copies of committed documents, packed into shared chunks. The validator's document is a `Vec`
+    /// grown by doubling (about 2 KiB held for a 1.3 KiB order); caching it as-is held that slack for ever.
+    documents: DocumentArena,
 }
 
 impl OrderPersister {
@@ -119,6 +122,7 @@ impl OrderPersister {
             mailbox_capacity,
             pending: VecDeque::new(),
             committing: false,
+            documents: DocumentArena::new(),
         }
     }
 
@@ -158,7 +162,7 @@ impl OrderPersister {
     }
 
     /// Caches the stored orders, then answers every message of the batch.
-    fn answer(&self, batch: Vec<Pending>, results: Vec<Result<Outcome, PipelineError>>) {
+    fn answer(&mut self, batch: Vec<Pending>, results: Vec<Result<Outcome, PipelineError>>) {
         // Duplicates too: a commit whose answer was lost (the connection dropped after COMMIT reached the server)
         // counts as failed, and the redelivery then finds the order stored; without this it would never be
         // cached. The cache keeps the first document of an order_uid, so a duplicate it holds already is a no-op.
@@ -169,7 +173,7 @@ impl OrderPersister {
                 (Item::Order(o), Ok(Outcome::Persisted | Outcome::Duplicate)) => {
                     Some(CachedOrder {
                         uid: Arc::from(o.order.uid.as_str()),
-                        document: o.order.document.clone(),
+                        document: self.documents.copy(&o.order.document),
                     })
                 }
                 _ => None,

@@ -1,0 +1,179 @@
+# Shared by the bench scripts (sourced, not run). Starts what a benchmark needs on 127.0.0.1 only, each run on its
+# own database, STAN cluster id and HTTP port, and stops and removes all of it on exit.
+#
+#   bench_setup NAME        # cd to the repo, make bench/results, install traps
+#   need_apt CMD PKG        # apt-get install PKG unless CMD exists
+#   build_release           # order-service, order-generator, stan-broker (release)
+#   start_deps              # PostgreSQL + nats-server (scripts/services.sh), a fresh database, a dev STAN broker
+#   start_service           # order-service on $BENCH_HTTP_PORT, waits for /readyz
+#   seed_orders N           # N orders through the pipeline (generator -> STAN -> service), waits until stored
+#   bulk_load N             # N generator documents straight into PostgreSQL with COPY (no pipeline)
+#   write_results FILE      # stdin -> FILE and stdout
+
+set -euo pipefail
+
+PG="psql -h 127.0.0.1 -p 5432 -U postgres -v ON_ERROR_STOP=1 -qtA"
+BIN=target/release
+BENCH_PIDS=()
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+bench_setup() {
+    BENCH_NAME=$1
+    cd "$(dirname "${BASH_SOURCE[0]}")/.."
+    mkdir -p bench/results
+    BENCH_ID="${BENCH_NAME}_$$_$(date +%s)"
+    BENCH_TMP=$(mktemp -d "/tmp/bench-${BENCH_NAME}.XXXXXX")
+    LOAD_BEFORE=$(load_now)
+    # Ports of our own, so a run never meets another service on a fixed port.
+    BENCH_HTTP_PORT=${BENCH_HTTP_PORT:-$(free_port)}
+    BENCH_NGINX_PORT=${BENCH_NGINX_PORT:-$(free_port)}
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+bench_cleanup() {
+    local status=$?
+    local pid
+    for pid in "${BENCH_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${BENCH_PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [ -n "${BENCH_DB:-}" ] && [ -z "${BENCH_KEEP_DB:-}" ]; then
+        $PG -c "DROP DATABASE IF EXISTS \"$BENCH_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
+    fi
+    if [ "$status" != 0 ] && [ -d "${BENCH_TMP:-}" ]; then
+        log "failed; logs kept in $BENCH_TMP"
+        tail -n 20 "$BENCH_TMP"/*.log >&2 2>/dev/null || true
+    elif [ -d "${BENCH_TMP:-}" ]; then
+        rm -rf "$BENCH_TMP"
+    fi
+}
+
+need_apt() {
+    local cmd=$1 pkg=$2
+    command -v "$cmd" >/dev/null && return 0
+    [ "$(id -u)" = 0 ] || die "$cmd is missing: install $pkg and re-run"
+    log "installing $pkg"
+    if [ -z "${BENCH_APT_UPDATED:-}" ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        BENCH_APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
+}
+
+build_release() {
+    # BENCH_NO_BUILD=1 reuses the binaries in target/release (several runs in a row).
+    [ -z "${BENCH_NO_BUILD:-}" ] || return 0
+    log "building release binaries"
+    cargo build --release --locked --bin order-service --bin order-generator -p order-service
+    cargo build --release --locked --bin stan-broker -p stan-testkit
+}
+
+# The machine as the results tables name it.
+machine() {
+    local cpu
+    cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+    printf '%s cores (%s), %s GiB RAM, %s' "$(nproc)" "$cpu" \
+        "$(awk '/MemTotal/ {printf "%d", $2 / 1048576 + 0.5}' /proc/meminfo)" "$(uname -sr)"
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+load_now() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# Kilobytes resident, or 0 once the process is gone.
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+start_deps() {
+    ./scripts/services.sh
+    BENCH_DB="bench_${BENCH_ID}"
+    $PG -c "CREATE DATABASE \"$BENCH_DB\"" >/dev/null
+    export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$BENCH_DB"
+    export STAN_URL=nats://127.0.0.1:4222
+    export STAN_CLUSTER_ID="bench-${BENCH_ID//_/-}"
+    export STAN_CHANNEL=orders-bench
+    "$BIN/stan-broker" --cluster_id "$STAN_CLUSTER_ID" --nats_server "$STAN_URL" >"$BENCH_TMP/broker.log" 2>&1 &
+    BROKER_PID=$!
+    BENCH_PIDS+=("$BROKER_PID")
+    wait_for "the STAN broker" 10 grep -q "Broker ready" "$BENCH_TMP/broker.log"
+}
+
+# wait_for WHAT SECONDS CMD...: polls CMD every 50 ms until it succeeds or the deadline passes.
+wait_for() {
+    local what=$1 seconds=$2
+    shift 2
+    local deadline=$((SECONDS + seconds))
+    until "$@" >/dev/null 2>&1; do
+        [ $SECONDS -lt $deadline ] || die "$what not ready within ${seconds} s"
+        sleep 0.05
+    done
+}
+
+# Our service answers /readyz 200; exits the script if it died (the cleanup prints its log).
+ready() {
+    kill -0 "$SERVICE_PID" 2>/dev/null || die "order-service exited"
+    curl -fsS "http://127.0.0.1:$BENCH_HTTP_PORT/readyz" >/dev/null
+}
+
+# Starts the service in the background; SERVICE_PID, SERVICE_STARTED_NS. Does not wait.
+launch_service() {
+    HTTP_ADDR="127.0.0.1:$BENCH_HTTP_PORT" RUST_LOG=${BENCH_RUST_LOG:-warn} \
+        "$BIN/order-service" >"$BENCH_TMP/service.log" 2>&1 &
+    SERVICE_PID=$!
+    SERVICE_STARTED_NS=$(date +%s%N)
+    BENCH_PIDS+=("$SERVICE_PID")
+}
+
+start_service() {
+    launch_service
+    wait_for "order-service" "${1:-120}" ready
+}
+
+stop_service() {
+    kill "$SERVICE_PID" 2>/dev/null || true
+    wait "$SERVICE_PID" 2>/dev/null || true
+}
+
+# 0 until the migrations created the table.
+orders_stored() { $PG -d "$BENCH_DB" -c "SELECT count(*) FROM orders" 2>/dev/null || echo 0; }
+
+# Publishes N random valid orders through the pipeline and waits until all are stored.
+seed_orders() {
+    local n=$1 before
+    before=$(orders_stored)
+    "$BIN/order-generator" --count "$n" >"$BENCH_TMP/generator.log" 2>&1
+    local deadline=$((SECONDS + 600))
+    until [ "$(orders_stored)" -ge $((before + n)) ]; do
+        [ $SECONDS -lt $deadline ] || die "only $(orders_stored) of $((before + n)) orders stored after 600 s"
+        sleep 0.2
+    done
+}
+
+# N generator documents straight into `orders` with COPY, for a restore benchmark. The database must be migrated.
+bulk_load() {
+    local n=$1
+    $PG -d "$BENCH_DB" -c "CREATE UNLOGGED TABLE bench_documents (document json NOT NULL)"
+    # CSV with a quote and delimiter that never occur in the generator's JSON: every line is one value, verbatim.
+    "$BIN/order-generator" --stdout --count "$n" |
+        $PG -d "$BENCH_DB" -c "COPY bench_documents FROM STDIN WITH (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')"
+    $PG -d "$BENCH_DB" -c "
+        INSERT INTO orders (order_uid, document, track_number, customer_id, date_created, stan_sequence)
+        SELECT document->>'order_uid', document, document->>'track_number', document->>'customer_id',
+               (document->>'date_created')::timestamptz, row_number() OVER ()
+        FROM bench_documents;
+        DROP TABLE bench_documents;"
+    # The service reads the table right after: set its hint bits and statistics now, as a settled database has them.
+    $PG -d "$BENCH_DB" -c "VACUUM ANALYZE orders"
+}
+
+# Writes stdin to bench/results/FILE and prints it.
+write_results() {
+    tee "bench/results/$1"
+    log "results written to bench/results/$1"
+}
