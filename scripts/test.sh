@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test command README gives: starts what the tests need (PostgreSQL, nats-server, and Chromium with chromedriver
-# for tests/browser; installs them on a fresh machine), then runs the whole suite over real connections. The STAN
-# broker the tests talk to is started in-process by each test (testkit), on its own cluster id.
+# The test command README gives: starts what the tests need (PostgreSQL, nats-server, Chromium with chromedriver for
+# tests/browser, Node.js with the official STAN client for the interop check; installs them on a fresh machine),
+# then runs the whole suite over real connections. The STAN broker the tests talk to is started in-process by each
+# test (testkit), on its own cluster id.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
