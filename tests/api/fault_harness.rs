@@ -1,4 +1,5 @@
-//! What the fault tests need besides the usual helpers: the service as a child process (to SIGKILL it), a private
+//! What the fault and binary tests need besides the usual helpers: the service as a child process (to SIGKILL or
+//! SIGTERM it), a private
 //! PostgreSQL cluster and a private nats-server (to stop and start them without touching the shared ones), a
 //! corpus of mixed messages, and the check that every message is accounted for exactly once.
 
@@ -6,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -29,7 +30,7 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 /// A unique path under the temp dir.
-fn temp_path(what: &str) -> PathBuf {
+pub fn temp_path(what: &str) -> PathBuf {
     std::env::temp_dir().join(format!(
         "order-service-{what}-{}",
         uuid::Uuid::new_v4().simple()
@@ -48,6 +49,21 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Waits for `child` to exit, at most `WAIT`.
+pub async fn wait_for_exit(child: &mut Child) -> anyhow::Result<ExitStatus> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the process did not exit within {WAIT:?}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
@@ -125,6 +141,18 @@ impl ServiceProcess {
         self.child.kill()?;
         self.child.wait()?;
         Ok(())
+    }
+
+    /// SIGTERM, as an orchestrator stops a service; answers the exit status and the whole log.
+    pub async fn terminate(mut self) -> anyhow::Result<(ExitStatus, String)> {
+        let pid = libc::pid_t::try_from(self.child.id())?;
+        // SAFETY: kill(2) with a pid we own and a valid signal number has no memory effects.
+        anyhow::ensure!(
+            unsafe { libc::kill(pid, libc::SIGTERM) } == 0,
+            "Failed to send SIGTERM to the service"
+        );
+        let status = wait_for_exit(&mut self.child).await?;
+        Ok((status, std::fs::read_to_string(&self.log)?))
     }
 
     /// The end of the service's log, for failure messages.
