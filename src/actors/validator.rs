@@ -81,9 +81,16 @@ impl Actor for OrderValidator {
 }
 
 impl OrderValidator {
-    /// Validates, then hands the message to the persister; the future answers with its outcome. Also returns the
-    /// reasons of a rejection.
-    fn dispatch(&self, payload: Bytes, sequence: u64, span: Span) -> (Vec<RejectReason>, Answer) {
+    /// Validates, then hands the message to the persister; the future answers with its outcome. With
+    /// `keep_reasons` (a replay, whose caller shows them) it also returns a copy of a rejection's reasons; a STAN
+    /// delivery does not pay for that copy.
+    fn dispatch(
+        &self,
+        payload: Bytes,
+        sequence: u64,
+        span: Span,
+        keep_reasons: bool,
+    ) -> (Vec<RejectReason>, Answer) {
         let mut reasons = Vec::new();
         let answer: Answer = span.in_scope(|| match self.schema.validate(&payload) {
             Ok(order) => {
@@ -109,7 +116,9 @@ impl OrderValidator {
                     Span::current().record("order_uid", uid.as_str());
                 }
                 tracing::warn!(reason = %rejection, "Rejected a message that is not a valid order.");
-                reasons.clone_from(&rejection.reasons);
+                if keep_reasons {
+                    reasons.clone_from(&rejection.reasons);
+                }
                 let request = self.persister.send(PersistRejected {
                     rejection,
                     raw: payload,
@@ -128,7 +137,7 @@ impl Handler<ValidateOrder> for OrderValidator {
 
     /// Validates, then hands the message to the persister and answers with its outcome.
     fn handle(&mut self, msg: ValidateOrder, _: &mut Self::Context) -> Self::Result {
-        self.dispatch(msg.payload, msg.sequence, msg.span).1
+        self.dispatch(msg.payload, msg.sequence, msg.span, false).1
     }
 }
 
@@ -137,7 +146,7 @@ impl Handler<ReplayMessage> for OrderValidator {
 
     /// The same path as `ValidateOrder`; the answer adds the reasons of a new rejection.
     fn handle(&mut self, msg: ReplayMessage, _: &mut Self::Context) -> Self::Result {
-        let (reasons, answer) = self.dispatch(msg.payload, msg.sequence, msg.span);
+        let (reasons, answer) = self.dispatch(msg.payload, msg.sequence, msg.span, true);
         Box::pin(async move {
             Ok(Replayed {
                 outcome: answer.await?,
