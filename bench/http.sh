@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# GET /order/{id} under load, against nginx answering the same path with `return 200` of the same document from
-# memory (the ceiling of this machine), alternated A B A B so a noisy machine hits both alike; then constant-rate runs
-# with oha (latency percentiles, corrected for coordinated omission) and a latency plot.
+# GET /order/{id} under load, against two references answering the same path with the same document from memory:
+# nginx `return 200` (the ceiling of this machine) and actix-web with a fixed body (bench/reference: the ceiling of the
+# framework, with no cache, actor or middleware). Runs alternate service, nginx, actix-web, so a noisy machine hits all
+# alike, once per worker count. Then constant-rate runs with oha (latency percentiles, corrected for coordinated
+# omission) and a latency plot.
 #
 #   bench/http.sh [ORDERS]      # default 20000 orders, seeded through the pipeline
 #
 # Environment: BENCH_DURATION (wrk seconds per run, 10), BENCH_ROUNDS (A B pairs, 3), BENCH_CONNECTIONS (64),
-# BENCH_RATES ("5000 10000 20000"), BENCH_RATE_DURATION (oha seconds per rate, 10), HTTP_WORKERS (service, and nginx
-# worker_processes; default: the number of CPUs). Results: bench/results/http.md and bench/results/latency.png.
+# BENCH_RATES ("5000 10000 20000"), BENCH_RATE_DURATION (oha seconds per rate, 10), BENCH_WORKERS (worker counts to
+# compare, the same for all three servers; default: the number of CPUs, then one less, as wrk takes a core).
+# Results: bench/results/http.md and bench/results/latency.png.
 source "$(dirname "$0")/lib.sh"
 bench_setup http
 
@@ -17,8 +20,9 @@ ROUNDS=${BENCH_ROUNDS:-3}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 RATES=${BENCH_RATES:-5000 10000 20000}
 RATE_DURATION=${BENCH_RATE_DURATION:-10}
-WORKERS=${HTTP_WORKERS:-$(nproc)}
-export HTTP_WORKERS=$WORKERS
+WORKER_COUNTS=${BENCH_WORKERS:-$(nproc)}
+[ -n "${BENCH_WORKERS:-}" ] || [ "$(nproc)" -lt 2 ] || WORKER_COUNTS="$WORKER_COUNTS $(($(nproc) - 1))"
+export HTTP_WORKERS=${WORKER_COUNTS%% *}
 CARGO_TOOLS="${CARGO_HOME:-$HOME/.cargo}/bench-tools"
 
 need_apt wrk wrk
@@ -35,6 +39,7 @@ if ! python3 -c 'import matplotlib' 2>/dev/null; then
 fi
 
 build_release
+[ -n "${BENCH_NO_BUILD:-}" ] || cargo build --release --locked --example actix_return_200
 start_deps
 start_service
 log "seeding $ORDERS orders through the pipeline"
@@ -51,9 +56,11 @@ sample_id=$($PG -d "$BENCH_DB" -c "
     SELECT order_uid FROM orders
     ORDER BY abs(octet_length(document::text) - (SELECT avg(octet_length(document::text)) FROM orders)) LIMIT 1")
 curl -fsS "$SERVICE_URL/order/$sample_id" -o "$BENCH_TMP/document.json"
-mkdir -p "$BENCH_TMP/nginx"
-python3 - "$BENCH_TMP/document.json" bench/nginx/nginx.conf.template "$BENCH_TMP/nginx/nginx.conf" \
-    "$BENCH_TMP/nginx" "$BENCH_NGINX_PORT" "$WORKERS" <<'EOF'
+# start_nginx WORKERS: nginx answering the document on $BENCH_NGINX_PORT.
+start_nginx() {
+    mkdir -p "$BENCH_TMP/nginx"
+    python3 - "$BENCH_TMP/document.json" bench/nginx/nginx.conf.template "$BENCH_TMP/nginx/nginx.conf" \
+        "$BENCH_TMP/nginx" "$BENCH_NGINX_PORT" "$1" <<'EOF'
 import sys
 document_path, template_path, out_path, prefix, port, workers = sys.argv[1:]
 document = open(document_path, encoding="utf-8").read()
@@ -65,11 +72,31 @@ for key, value in (("PREFIX", prefix), ("PORT", port), ("WORKERS", workers), ("D
     conf = conf.replace(f"@{key}@", value)
 open(out_path, "w", encoding="utf-8").write(conf)
 EOF
-nginx -p "$BENCH_TMP/nginx" -c "$BENCH_TMP/nginx/nginx.conf" >"$BENCH_TMP/nginx.log" 2>&1 &
-BENCH_PIDS+=($!)
-wait_for nginx 10 curl -fsS "$NGINX_URL/order/$sample_id"
-cmp -s <(curl -fsS "$NGINX_URL/order/$sample_id") "$BENCH_TMP/document.json" ||
-    die "nginx does not answer the same document as the service"
+    nginx -p "$BENCH_TMP/nginx" -c "$BENCH_TMP/nginx/nginx.conf" >"$BENCH_TMP/nginx.log" 2>&1 &
+    NGINX_PID=$!
+    BENCH_PIDS+=("$NGINX_PID")
+    wait_for nginx 10 curl -fsS "$NGINX_URL/order/$sample_id"
+}
+
+# start_actix WORKERS: the actix-web reference answering the document on $BENCH_ACTIX_PORT.
+start_actix() {
+    "$BIN/examples/actix_return_200" --port "$BENCH_ACTIX_PORT" --workers "$1" --document "$BENCH_TMP/document.json" \
+        >"$BENCH_TMP/actix.log" 2>&1 &
+    ACTIX_PID=$!
+    BENCH_PIDS+=("$ACTIX_PID")
+    wait_for "the actix-web reference" 10 curl -fsS "$ACTIX_URL/order/$sample_id"
+}
+
+stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+BENCH_ACTIX_PORT=$(free_port)
+ACTIX_URL="http://127.0.0.1:$BENCH_ACTIX_PORT"
+start_nginx "$HTTP_WORKERS"
+start_actix "$HTTP_WORKERS"
+for url in "$NGINX_URL" "$ACTIX_URL"; do
+    cmp -s <(curl -fsS "$url/order/$sample_id") "$BENCH_TMP/document.json" ||
+        die "$url does not answer the same document as the service"
+done
 
 # run_wrk NAME URL SCRIPT: one wrk run; appends "name rps p50 p99 non2xx" to $BENCH_TMP/wrk.txt.
 run_wrk() {
@@ -85,13 +112,27 @@ run_wrk() {
     tail -n 1 "$BENCH_TMP/wrk.txt" >&2
 }
 
-log "wrk -t1 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds of service then nginx"
-for round in $(seq 1 "$ROUNDS"); do
-    run_wrk service "$SERVICE_URL" bench/wrk/get_order.lua
-    run_wrk nginx "$NGINX_URL" bench/wrk/get_order.lua
+for workers in $WORKER_COUNTS; do
+    if [ "$workers" != "$HTTP_WORKERS" ]; then
+        export HTTP_WORKERS=$workers
+        stop_service && start_service
+        stop_pid "$NGINX_PID" && start_nginx "$workers"
+        stop_pid "$ACTIX_PID" && start_actix "$workers"
+    fi
+    log "wrk -t1 -c$CONNECTIONS -d${DURATION}s, $workers workers each, $ROUNDS rounds of service, nginx, actix-web"
+    for round in $(seq 1 "$ROUNDS"); do
+        run_wrk "service-w$workers" "$SERVICE_URL" bench/wrk/get_order.lua
+        run_wrk "nginx-w$workers" "$NGINX_URL" bench/wrk/get_order.lua
+        run_wrk "actix-web-w$workers" "$ACTIX_URL" bench/wrk/get_order.lua
+    done
 done
+# The mixed and constant-rate runs use the service's default worker count.
+if [ "$HTTP_WORKERS" != "${WORKER_COUNTS%% *}" ]; then
+    export HTTP_WORKERS=${WORKER_COUNTS%% *}
+    stop_service && start_service
+fi
 for round in $(seq 1 "$ROUNDS"); do
-    run_wrk service-mixed "$SERVICE_URL" bench/wrk/get_order_mixed.lua
+    run_wrk "service-mixed-w$HTTP_WORKERS" "$SERVICE_URL" bench/wrk/get_order_mixed.lua
 done
 
 log "oha at constant rates: $RATES req/s, ${RATE_DURATION}s each"
@@ -104,14 +145,16 @@ done
 
 service_rss=$(rss_kib "$SERVICE_PID")
 {
-    echo "## GET /order/{id}: order-service vs nginx \`return 200\`"
+    echo "## GET /order/{id}: order-service vs nginx \`return 200\` vs actix-web with a fixed body"
     echo
-    echo "- command: \`bench/http.sh $ORDERS\` (wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS rounds A B)"
+    echo "- command: \`bench/http.sh $ORDERS\` (wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS rounds of" \
+        "service, nginx, actix-web per worker count)"
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); load average before/after: $LOAD_BEFORE / $(load_now)"
     echo "- machine: $(machine); load generator on the same machine"
-    echo "- service: $WORKERS HTTP workers, $ORDERS orders cached, RUST_LOG=warn, RSS $((service_rss / 1024)) MiB;" \
-        "nginx $(nginx -v 2>&1 | cut -d/ -f2), $WORKERS workers; nginx's document $(stat -c %s "$BENCH_TMP/document.json") bytes" \
-        "(the average of the cached ones)"
+    echo "- service: $ORDERS orders cached, RUST_LOG=warn, RSS $((service_rss / 1024)) MiB; nginx" \
+        "$(nginx -v 2>&1 | cut -d/ -f2); actix-web reference: bench/reference/actix_return_200.rs; all three answer the" \
+        "same $(stat -c %s "$BENCH_TMP/document.json")-byte document (the average size of the cached ones); -wN: N" \
+        "workers each (HTTP_WORKERS, worker_processes, --workers)"
     echo
     python3 - "$BENCH_TMP/wrk.txt" "$BENCH_TMP" "$RATES" <<'EOF'
 import json, statistics, sys
@@ -129,11 +172,17 @@ for name in order:
     rs = runs[name]
     print(f"| {name} | {', '.join(f'{r[0]:,.0f}' for r in rs)} | {statistics.mean(r[0] for r in rs):,.0f} "
           f"| {rs[-1][1]} / {rs[-1][2]} | {sum(r[3] for r in rs)} |")
-if "service" in runs and "nginx" in runs:
-    pairs = [s[0] / n[0] for s, n in zip(runs["service"], runs["nginx"])]
-    ratio = statistics.mean(r[0] for r in runs["service"]) / statistics.mean(r[0] for r in runs["nginx"])
-    print()
-    print(f"**Ratio service / nginx: {ratio:.2f}x** (per pair: {', '.join(f'{p:.2f}' for p in pairs)})")
+def mean(name):
+    return statistics.mean(r[0] for r in runs[name])
+print()
+print("| workers | service / nginx | actix-web / nginx (the framework's ceiling) | service / actix-web |")
+print("|---|---|---|---|")
+for workers in sorted({n.rsplit("-w", 1)[1] for n in runs if n.startswith("service-w")}, reverse=True):
+    service, nginx, actix = (f"{t}-w{workers}" for t in ("service", "nginx", "actix-web"))
+    if all(n in runs for n in (service, nginx, actix)):
+        pairs = ", ".join(f"{s[0] / n[0]:.2f}" for s, n in zip(runs[service], runs[nginx]))
+        print(f"| {workers} | **{mean(service) / mean(nginx):.2f}x** (runs: {pairs}) "
+              f"| {mean(actix) / mean(nginx):.2f}x | {mean(service) / mean(actix):.2f}x |")
 print()
 print("### Constant rate (oha, latency corrected for coordinated omission)")
 print()

@@ -90,11 +90,12 @@ pub struct DatabaseSettings {
         global = true
     )]
     pub pool_size: u32,
-    /// Most messages committed in one transaction (group commit).
+    /// Most messages committed in one transaction (group commit). Half of STAN_MAX_IN_FLIGHT by default, so one
+    /// batch commits while the next is delivered and validated.
     #[arg(
         long = "batch-size",
         env = "BATCH_SIZE",
-        default_value_t = 1000,
+        default_value_t = 1024,
         global = true
     )]
     pub batch_size: usize,
@@ -176,8 +177,9 @@ pub struct StanSettings {
     #[arg(long = "stan-ack-wait", env = "STAN_ACK_WAIT", default_value_t = 2,
           value_parser = clap::value_parser!(i32).range(1..=3600), global = true)]
     pub ack_wait_secs: i32,
-    /// Messages delivered and not yet acknowledged, at most: bounds memory under any backlog.
-    #[arg(long = "stan-max-in-flight", env = "STAN_MAX_IN_FLIGHT", default_value_t = 1024,
+    /// Messages delivered and not yet acknowledged, at most: bounds memory under any backlog (to this many times
+    /// MAX_MESSAGE_BYTES).
+    #[arg(long = "stan-max-in-flight", env = "STAN_MAX_IN_FLIGHT", default_value_t = 2048,
           value_parser = clap::value_parser!(i32).range(1..=65536), global = true)]
     pub max_in_flight: i32,
     /// Seconds any single broker call may take (ratsio has no timeouts of its own).

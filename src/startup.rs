@@ -284,6 +284,8 @@ fn run_http(
             .configure(routes::configure)
     })
     .workers(workers)
+    // Each response is one write: never hold one back for Nagle's algorithm (nginx sets the same on keep-alive).
+    .tcp_nodelay(true)
     // We handle the signals: HTTP stops last, after the subscriber drained.
     .disable_signals()
     .listen(listener)?

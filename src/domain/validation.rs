@@ -53,6 +53,17 @@ impl OrderSchema {
         })
     }
 
+    /// Every schema violation of `value`, each with its JSON pointer.
+    fn schema_reasons(&self, value: &Value) -> Vec<RejectReason> {
+        self.validator
+            .iter_errors(value)
+            .map(|e| RejectReason {
+                pointer: e.instance_path().to_string(),
+                message: e.to_string(),
+            })
+            .collect()
+    }
+
     /// Turns raw bytes from the channel into an order, or into every reason it is not one. Never panics; time and
     /// memory are bounded by the size limit and the nesting limit.
     pub fn validate(&self, raw: &[u8]) -> Result<ValidOrder, Rejection> {
@@ -83,18 +94,11 @@ impl OrderSchema {
             .and_then(Value::as_str)
             .map(|s| s.chars().take(128).collect::<String>());
 
-        let reasons: Vec<RejectReason> = self
-            .validator
-            .iter_errors(&value)
-            .map(|e| RejectReason {
-                pointer: e.instance_path().to_string(),
-                message: e.to_string(),
-            })
-            .collect();
-        if !reasons.is_empty() {
+        // `is_valid` stops at the first failure and builds no error: the cheap check for what is almost always valid.
+        if !self.validator.is_valid(&value) {
             return Err(Rejection {
                 class: RejectClass::Schema,
-                reasons,
+                reasons: self.schema_reasons(&value),
                 order_uid,
             });
         }
