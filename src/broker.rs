@@ -7,7 +7,10 @@
 //! - its reconnect logic is broken (mnetship/ratsio #10, #16): the subscriber drops the connection and connects
 //!   afresh instead, and `probe` tells it when the broker no longer knows this client;
 //! - it decodes deliveries with `unwrap()`: the stream is drained in a task of its own, so a malformed frame ends
-//!   that task (and the subscription, which is then renewed), not the service.
+//!   that task (and the subscription, which is then renewed), not the service;
+//! - it writes every publish to the socket on its own (a lock and a `send` per message): acks go through a second,
+//!   async-nats connection instead, which coalesces everything queued into one write. STAN accepts an ack from any
+//!   connection: it is a plain NATS publish to the subscription's ack inbox.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use prost::Message as _;
-use ratsio::{RatsioError, StanClient, StanMessage, StanOptions, StartPosition};
+use ratsio::{RatsioError, StanClient, StanOptions, StartPosition};
 use stan_testkit::proto;
 use tokio::sync::mpsc;
 
@@ -51,6 +54,10 @@ pub enum BrokerError {
     Answered(String),
     #[error("malformed answer from the broker: {0}")]
     Malformed(#[from] prost::DecodeError),
+    #[error("the delivery carries no ack inbox")]
+    NoAckInbox,
+    #[error("failed to send an ack: {0}")]
+    Ack(#[from] async_nats::PublishError),
 }
 
 fn ratsio_error(what: &'static str) -> impl FnOnce(RatsioError) -> BrokerError {
@@ -60,9 +67,11 @@ fn ratsio_error(what: &'static str) -> impl FnOnce(RatsioError) -> BrokerError {
     }
 }
 
-/// A connection to the STAN cluster, registered under the configured client id.
+/// A connection to the STAN cluster, registered under the configured client id, and the NATS connection its acks
+/// are sent through.
 pub struct StanConnection {
     client: Arc<StanClient>,
+    acks: async_nats::Client,
     settings: StanSettings,
 }
 
@@ -74,20 +83,22 @@ pub struct Delivery {
     pub ack: AckHandle,
 }
 
-/// What acknowledging one delivery needs: the client it came through and its ack inbox.
+/// What acknowledging one delivery needs: the ack connection, the subscription's ack inbox and the message's place.
 pub struct AckHandle {
-    client: Arc<StanClient>,
-    /// The delivered message with its payload moved out (ratsio acks with the message).
-    message: StanMessage,
+    acks: async_nats::Client,
+    inbox: Option<String>,
+    ack: proto::Ack,
     timeout: Duration,
 }
 
 impl AckHandle {
-    /// Sends the ack. An ack that fails is not retried: the message is redelivered and found stored.
+    /// Queues the ack for the next write of the ack connection. An ack that fails is not retried: the message is
+    /// redelivered and found stored.
     pub async fn ack(self) -> Result<(), BrokerError> {
-        bounded("ack", self.timeout, self.client.acknowledge(self.message))
-            .await?
-            .map_err(ratsio_error("ack"))
+        let inbox = self.inbox.ok_or(BrokerError::NoAckInbox)?;
+        let payload = Bytes::from(self.ack.encode_to_vec());
+        bounded("ack", self.timeout, self.acks.publish(inbox, payload)).await??;
+        Ok(())
     }
 }
 
@@ -117,8 +128,21 @@ impl StanConnection {
         )
         .await?
         .map_err(ratsio_error("connect"))?;
+        let acks = bounded(
+            "connect",
+            settings.timeout(),
+            async_nats::ConnectOptions::new()
+                .name(format!("{} acks", settings.client_id))
+                .connect(settings.url.as_str()),
+        )
+        .await?
+        .map_err(|e| BrokerError::Unreachable {
+            url: settings.url.clone(),
+            message: e.to_string(),
+        })?;
         Ok(StanConnection {
             client,
+            acks,
             settings: settings.clone(),
         })
     }
@@ -148,7 +172,7 @@ impl StanConnection {
             .map_err(ratsio_error("subscribe"))?;
 
         let (sender, receiver) = mpsc::unbounded_channel();
-        let (client, timeout) = (self.client.clone(), s.timeout());
+        let (acks, timeout) = (self.acks.clone(), s.timeout());
         // The broker bounds what is unacknowledged (max in flight), so this channel is bounded in practice.
         tokio::spawn(async move {
             let mut messages = Box::pin(messages);
@@ -158,8 +182,12 @@ impl StanConnection {
                     sequence: message.sequence,
                     redelivered: message.redelivered,
                     ack: AckHandle {
-                        client: client.clone(),
-                        message,
+                        acks: acks.clone(),
+                        inbox: message.ack_inbox.take(),
+                        ack: proto::Ack {
+                            subject: std::mem::take(&mut message.subject),
+                            sequence: message.sequence,
+                        },
                         timeout,
                     },
                 };
@@ -217,6 +245,10 @@ impl StanConnection {
     /// Closes the connection. The durable subscription is not unsubscribed, so the next start resumes it.
     pub async fn close(&self) {
         let timeout = self.settings.timeout();
+        // The acks queued so far leave before the connection they belong to closes.
+        if let Ok(Err(error)) = bounded("flush", timeout, self.acks.flush()).await {
+            tracing::warn!(%error, "Failed to flush the last acks; those messages will be redelivered.");
+        }
         match bounded("close", timeout, self.client.close()).await {
             Ok(Ok(())) => {}
             // ratsio's close stops before closing the NATS connection when the close request fails.

@@ -274,7 +274,7 @@ impl Metrics {
             (
                 "acks_total",
                 MetricType::COUNTER,
-                "Acks sent to the broker.",
+                "Acks queued for the broker (the ack connection writes them in batches).",
                 |s| &s.acked,
             ),
             (

@@ -70,6 +70,8 @@ pub enum PipelineError {
 const MAX_ATTEMPTS: u32 = 5;
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+/// A commit this slow is logged: it is half the default ack wait, so its messages may come back as redeliveries.
+const SLOW_COMMIT: Duration = Duration::from_secs(1);
 
 enum Item {
     Order(Box<PersistOrder>),
@@ -328,9 +330,12 @@ async fn commit_with_retry(
         let started = Instant::now();
         match db::store_batch(pool, channel, &orders, &dead_letters).await {
             Ok(stored) => {
-                metrics
-                    .commit_duration
-                    .observe(started.elapsed().as_secs_f64());
+                let took = started.elapsed();
+                metrics.commit_duration.observe(took.as_secs_f64());
+                if took >= SLOW_COMMIT {
+                    tracing::warn!(seconds = took.as_secs_f64(), messages = items.len(),
+                        "A commit was slow; messages unacknowledged longer than the ack wait are redelivered.");
+                }
                 break stored;
             }
             Err(error) if attempt < MAX_ATTEMPTS && !error.is_data_error() => {
