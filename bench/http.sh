@@ -87,8 +87,6 @@ start_actix() {
     wait_for "the actix-web reference" 10 curl -fsS "$ACTIX_URL/order/$sample_id"
 }
 
-stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
-
 BENCH_ACTIX_PORT=$(free_port)
 ACTIX_URL="http://127.0.0.1:$BENCH_ACTIX_PORT"
 start_nginx "$HTTP_WORKERS"

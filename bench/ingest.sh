@@ -22,8 +22,6 @@ build_release
 start_deps
 SYNC_COMMIT=$($PG -d "$BENCH_DB" -c "SHOW synchronous_commit")
 
-now_ns() { date +%s%N; }
-
 # Samples "ms rss_kib" of PID into FILE every 200 ms while PID lives and FLAG exists.
 sample_rss() {
     local pid=$1 file=$2 flag=$3 start

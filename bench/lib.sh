@@ -7,6 +7,7 @@
 #   start_deps              # PostgreSQL + nats-server (scripts/services.sh), a fresh database, a dev STAN broker
 #   start_service           # order-service on $BENCH_HTTP_PORT, waits for /readyz
 #   seed_orders N           # N orders through the pipeline (generator -> STAN -> service), waits until stored
+#   wait_stored N SECONDS   # waits until the orders table holds N rows, polling through one open psql session
 #   bulk_load N             # N generator documents straight into PostgreSQL with COPY (no pipeline)
 #   write_results FILE      # stdin -> FILE and stdout
 
@@ -87,6 +88,11 @@ free_port() {
 
 load_now() { cut -d' ' -f1-3 /proc/loadavg; }
 
+now_ns() { date +%s%N; }
+
+# Stops a background process and reaps it.
+stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
 # Kilobytes resident, or 0 once the process is gone.
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
@@ -126,7 +132,7 @@ launch_service() {
     HTTP_ADDR="127.0.0.1:$BENCH_HTTP_PORT" RUST_LOG=${BENCH_RUST_LOG:-warn} \
         "$BIN/order-service" >"$BENCH_TMP/service.log" 2>&1 &
     SERVICE_PID=$!
-    SERVICE_STARTED_NS=$(date +%s%N)
+    SERVICE_STARTED_NS=$(now_ns)
     BENCH_PIDS+=("$SERVICE_PID")
 }
 
@@ -135,10 +141,7 @@ start_service() {
     wait_for "order-service" "${1:-120}" ready
 }
 
-stop_service() {
-    kill "$SERVICE_PID" 2>/dev/null || true
-    wait "$SERVICE_PID" 2>/dev/null || true
-}
+stop_service() { stop_pid "$SERVICE_PID"; }
 
 # The polls of a wait go through one open psql session: a psql per poll costs about 20 ms of CPU and `count(*)` reads
 # the whole table, so ten polls a second would take a visible share of the 2 cores from the pipeline being measured.
@@ -183,9 +186,9 @@ wait_stored() {
         [ $SECONDS -lt $deadline ] || die "only $(poll "SELECT count(*) FROM orders") of $target orders stored after $2 s"
         sleep 0.1
         high=$(poll "SELECT coalesce(max(id), 0) FROM orders")
-        [ -n "$FIRST_STORED_NS" ] || [ "$high" = 0 ] || FIRST_STORED_NS=$(date +%s%N)
+        [ -n "$FIRST_STORED_NS" ] || [ "$high" = 0 ] || FIRST_STORED_NS=$(now_ns)
     done
-    FIRST_STORED_NS=${FIRST_STORED_NS:-$(date +%s%N)}
+    FIRST_STORED_NS=${FIRST_STORED_NS:-$(now_ns)}
     poller_close
 }
 

@@ -13,8 +13,6 @@ build_release
 start_deps
 DATABASE_URL=$DATABASE_URL "$BIN/order-service" migrate >"$BENCH_TMP/migrate.log" 2>&1
 
-now_ns() { date +%s%N; }
-
 # Starts the service, waits for /readyz; sets READY_MS, RSS_KIB (after ready) and HWM_KIB (peak), then stops it.
 time_start() {
     launch_service

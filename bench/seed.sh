@@ -12,9 +12,9 @@ BENCH_KEEP_DB=1
 build_release
 start_deps
 start_service
-t0=$(date +%s%N)
+t0=$(now_ns)
 seed_orders "$N"
-ms=$((($(date +%s%N) - t0) / 1000000))
+ms=$((($(now_ns) - t0) / 1000000))
 {
     echo "## Seed through the pipeline"
     echo
