@@ -5,7 +5,8 @@
 //!   subscribe turns that into a clear error;
 //! - `subscribe()` sends an ack wait of 1,800,000 s: we always pass ack wait and max in flight explicitly;
 //! - its reconnect logic is broken (mnetship/ratsio #10, #16): the subscriber drops the connection and connects
-//!   afresh instead, and `probe` tells it when the broker no longer knows this client;
+//!   afresh instead, and `probe` tells it when the broker no longer holds this connection as the registration of
+//!   its client id (replaced by another process, or forgotten; see stan_liveness.rs);
 //! - it decodes deliveries with `unwrap()`: the stream is drained in a task of its own, so a malformed frame ends
 //!   that task (and the subscription, which is then renewed), not the service;
 //! - it writes every publish to the socket on its own (a lock and a `send` per message): acks go through a second,
@@ -23,6 +24,7 @@ use stan_testkit::proto;
 use tokio::sync::mpsc;
 
 use crate::configuration::StanSettings;
+use crate::stan_liveness::{self, ConnectWatch, LivenessError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -48,16 +50,21 @@ pub enum BrokerError {
         url: String,
         after: Duration,
     },
-    #[error("the broker no longer knows client id {0:?}")]
-    NotRegistered(String),
-    #[error("the broker answered with an error: {0}")]
-    Answered(String),
+    #[error(transparent)]
+    Liveness(#[from] LivenessError),
     #[error("malformed answer from the broker: {0}")]
     Malformed(#[from] prost::DecodeError),
     #[error("the delivery carries no ack inbox")]
     NoAckInbox,
     #[error("failed to send an ack: {0}")]
     Ack(#[from] async_nats::PublishError),
+}
+
+impl BrokerError {
+    /// The broker holds another connection (or none) as the registration of our client id.
+    pub fn is_replaced(&self) -> bool {
+        matches!(self, BrokerError::Liveness(LivenessError::Replaced { .. }))
+    }
 }
 
 fn ratsio_error(what: &'static str) -> impl FnOnce(RatsioError) -> BrokerError {
@@ -71,9 +78,13 @@ fn ratsio_error(what: &'static str) -> impl FnOnce(RatsioError) -> BrokerError {
 /// are sent through.
 pub struct StanConnection {
     client: Arc<StanClient>,
-    /// Shared by every delivery's `AckHandle`: an `Arc` clone is one increment, a `Client` clone about eight.
+    /// Shared by every delivery's `AckHandle`: an `Arc` clone is one increment, a `Client` clone about eight. Also
+    /// carries the pings.
     acks: Arc<async_nats::Client>,
     settings: StanSettings,
+    /// The connection id ratsio registered us with, and where the broker answers pings about it.
+    conn_id: Vec<u8>,
+    ping_subject: String,
 }
 
 /// One message delivered by the subscription.
@@ -115,20 +126,10 @@ async fn bounded<F: std::future::Future>(
 }
 
 impl StanConnection {
-    /// Connects (NATS, then the STAN handshake) with the configured, stable client id.
+    /// Connects (NATS, then the STAN handshake) with the configured, stable client id, and checks with a ping that
+    /// the broker took this connection as the id's registration: it refuses the id while another live process
+    /// holds it.
     pub async fn connect(settings: &StanSettings) -> Result<StanConnection, BrokerError> {
-        let options = StanOptions::with_options(
-            settings.url.clone(),
-            settings.cluster_id.clone(),
-            settings.client_id.clone(),
-        );
-        let client = bounded(
-            "connect",
-            settings.timeout(),
-            StanClient::from_options(options),
-        )
-        .await?
-        .map_err(ratsio_error("connect"))?;
         let acks = bounded(
             "connect",
             settings.timeout(),
@@ -141,11 +142,56 @@ impl StanConnection {
             url: settings.url.clone(),
             message: e.to_string(),
         })?;
-        Ok(StanConnection {
-            client,
-            acks: Arc::new(acks),
-            settings: settings.clone(),
-        })
+        let watch = ConnectWatch::open(&acks, &settings.cluster_id, settings.timeout()).await?;
+        let options = StanOptions::with_options(
+            settings.url.clone(),
+            settings.cluster_id.clone(),
+            settings.client_id.clone(),
+        );
+        let client = bounded(
+            "connect",
+            settings.timeout(),
+            StanClient::from_options(options),
+        )
+        .await?
+        .map_err(ratsio_error("connect"))?;
+        let connection = async {
+            let conn_id = watch
+                .conn_id_of(&settings.client_id, settings.timeout())
+                .await?;
+            let ping_subject = stan_liveness::ping_subject(
+                &acks,
+                &settings.cluster_id,
+                &settings.client_id,
+                settings.timeout(),
+            )
+            .await?;
+            Ok::<_, BrokerError>(StanConnection {
+                client: client.clone(),
+                acks: Arc::new(acks),
+                settings: settings.clone(),
+                conn_id,
+                ping_subject,
+            })
+        }
+        .await;
+        let refused = match connection {
+            Ok(connection) => match connection.probe().await {
+                Ok(()) => return Ok(connection),
+                Err(error) if error.is_replaced() => BrokerError::Refused {
+                    cluster_id: settings.cluster_id.clone(),
+                    client_id: settings.client_id.clone(),
+                },
+                Err(error) => {
+                    connection.close().await;
+                    return Err(error);
+                }
+            },
+            Err(error) => error,
+        };
+        // Not registered, or not known to be: a STAN close would remove whoever holds the id.
+        let _ = bounded("close", settings.timeout(), client.nats_client.close()).await;
+        Err(refused)
     }
 
     /// Subscribes to the channel as a member of the durable queue group, with manual acks. Deliveries arrive on the
@@ -200,47 +246,28 @@ impl StanConnection {
         Ok(receiver)
     }
 
-    /// Asks the broker whether it still knows this client, as a new connect request with our client id would: a live
-    /// registration is refused as a duplicate (after the broker pinged our heartbeat inbox, which ratsio answers),
-    /// an unknown id is accepted. The accepted probe is closed again at once, and the caller reconnects.
+    /// Pings the broker with our connection id: an error when the broker no longer holds this connection as the
+    /// registration of our client id (`is_replaced`: another process took the id over, or the broker forgot us),
+    /// or does not answer.
     pub async fn probe(&self) -> Result<(), BrokerError> {
         let s = &self.settings;
-        let request = proto::ConnectRequest {
-            client_id: s.client_id.clone(),
-            heartbeat_inbox: format!("_INBOX.probe.{}", uuid::Uuid::new_v4().simple()),
-            conn_id: uuid::Uuid::new_v4().simple().to_string().into_bytes(),
-            ..Default::default()
-        };
-        let discover = format!("_STAN.discover.{}", s.cluster_id);
-        let reply = bounded(
-            "probe",
+        stan_liveness::ping(
+            &self.acks,
+            &self.ping_subject,
+            &self.conn_id,
+            &s.client_id,
             s.timeout(),
-            self.client
-                .nats_client
-                .request(discover, &request.encode_to_vec()),
         )
-        .await?
-        .map_err(ratsio_error("probe"))?;
-        let response = proto::ConnectResponse::decode(reply.payload.as_slice())?;
-        if response.error.contains("already registered") {
-            return Ok(());
-        }
-        if !response.error.is_empty() {
-            return Err(BrokerError::Answered(response.error));
-        }
-        let close = proto::CloseRequest {
-            client_id: s.client_id.clone(),
-        };
-        // Best effort: if this is lost, the next connect replaces the probe's registration after one heartbeat.
-        let _ = bounded(
-            "close",
-            s.timeout(),
-            self.client
-                .nats_client
-                .publish(response.close_requests, &close.encode_to_vec()),
-        )
-        .await;
-        Err(BrokerError::NotRegistered(s.client_id.clone()))
+        .await?;
+        Ok(())
+    }
+
+    /// Drops the connection without the STAN close request, for a connection the broker no longer holds: the
+    /// close names only the client id, so it would remove the process that holds the id now.
+    pub async fn abandon(&self) {
+        let timeout = self.settings.timeout();
+        let _ = bounded("close", timeout, self.acks.drain()).await;
+        let _ = bounded("close", timeout, self.client.nats_client.close()).await;
     }
 
     /// Closes the connection. The durable subscription is not unsubscribed, so the next start resumes it.

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::client_id;
+
 /// The command line: an optional subcommand (`serve` by default) and the settings.
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -146,12 +148,14 @@ pub struct StanSettings {
         global = true
     )]
     pub channel: String,
-    /// Client id of this instance. Keep it stable across restarts: a restart with the same id replaces a dead
-    /// predecessor at once, a new id leaves the old one holding its messages until its heartbeats fail.
+    /// Client id of this instance: unique among the instances, stable across restarts of one (a restart with the
+    /// same id replaces a dead predecessor at once, a new id leaves the old one holding its messages until its
+    /// heartbeats fail). The default, `order-service-<host name>` (letters, digits, `-` and `_` kept, anything
+    /// else turned into `-`), is both in a container: each replica has a host name of its own.
     #[arg(
         long = "stan-client-id",
         env = "STAN_CLIENT_ID",
-        default_value = "order-service",
+        default_value_t = client_id::default_client_id(),
         global = true
     )]
     pub client_id: String,
@@ -253,6 +257,7 @@ mod tests {
         assert_eq!(cli.command, None);
         assert_eq!(cli.settings.stan.cluster_id, "test-cluster");
         assert_eq!(cli.settings.application.http_addr, "0.0.0.0:8081");
+        assert_eq!(cli.settings.stan.client_id, client_id::default_client_id());
 
         let cli = Cli::try_parse_from([
             "order-service",
@@ -263,6 +268,13 @@ mod tests {
         .expect("options after the subcommand");
         assert_eq!(cli.command, Some(Command::Migrate));
         assert_eq!(cli.settings.database.url, "postgres://x@y/z");
+    }
+
+    #[test]
+    fn an_explicit_client_id_wins_over_the_default() {
+        let cli =
+            Cli::try_parse_from(["order-service", "--stan-client-id", "edge-7"]).expect("parses");
+        assert_eq!(cli.settings.stan.client_id, "edge-7");
     }
 
     #[test]

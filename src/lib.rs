@@ -1,5 +1,6 @@
 pub mod actors;
 pub mod broker;
+pub mod client_id;
 pub mod configuration;
 pub mod db;
 pub mod domain;
@@ -8,5 +9,6 @@ pub mod http_metrics;
 pub mod metrics;
 pub mod replay_client;
 pub mod routes;
+pub mod stan_liveness;
 pub mod startup;
 pub mod telemetry;

@@ -209,9 +209,12 @@ impl Application {
     }
 
     /// Runs until SIGINT, SIGTERM or the shutdown handle, then stops in order: stop taking messages, let those in
-    /// flight commit and be acked, close the STAN connection (the durable stays), stop HTTP.
+    /// flight commit and be acked, close the STAN connection (the durable stays), stop HTTP. When the subscriber
+    /// gives up (another live process holds our client id), it stops the same way and answers why.
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         let mut shutdown = self.shutdown.subscribe();
+        let subscriber = self.readiness.subscriber.clone();
+        let mut gave_up = None;
         let server_ended = tokio::select! {
             result = &mut self.server_task => Some(result),
             signal = shutdown_signal() => {
@@ -220,6 +223,11 @@ impl Application {
             }
             _ = shutdown.wait_for(|stop| *stop) => {
                 tracing::info!("Stopping gracefully.");
+                None
+            }
+            problem = subscriber.failed() => {
+                tracing::error!(%problem, "Stopping: the subscriber gave up.");
+                gave_up = Some(problem);
                 None
             }
         };
@@ -239,7 +247,10 @@ impl Application {
             .context("The HTTP server task failed")?
             .context("The HTTP server failed")?;
         tracing::info!("Stopped.");
-        Ok(())
+        match gave_up {
+            Some(problem) => Err(anyhow::anyhow!(problem)),
+            None => Ok(()),
+        }
     }
 }
 

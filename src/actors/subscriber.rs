@@ -13,6 +13,12 @@
 //! Connection care (see broker.rs for the ratsio defects behind it): a lost connection, an ended subscription or a
 //! failed probe drops the connection and connects afresh with backoff, resubscribing the durable. A redelivery of
 //! a message still in flight is skipped, so a slow database cannot multiply the work in flight.
+//!
+//! A lost client id: when the probe finds that the broker no longer holds this connection as our client id's
+//! registration (another process took the id over while this one stalled, or the broker forgot us), the instance
+//! is not ready, says why, and connects afresh without the STAN close (which would remove the new holder). If the
+//! broker refuses the id because a live process holds it, this instance gives up: `SubscriberStatus::failed`
+//! answers, and the application exits with that reason.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,7 +29,7 @@ use actix::prelude::*;
 use futures::stream;
 use prometheus::Histogram;
 use rand::Rng;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{field, Instrument, Span};
 
 use crate::actors::persister::{Outcome, PipelineError};
@@ -79,6 +85,8 @@ enum Incoming {
 pub struct SubscriberStatus {
     subscribed: AtomicBool,
     problem: Mutex<Option<String>>,
+    /// Why the subscriber gave up for good, once it has.
+    fatal: watch::Sender<Option<String>>,
     /// Deliveries taken from the broker (redeliveries included).
     pub delivered: AtomicU64,
     /// Deliveries the broker marked as redelivered.
@@ -120,6 +128,25 @@ impl SubscriberStatus {
         self.subscribed.store(false, Ordering::Release);
         *self.problem.lock().unwrap_or_else(PoisonError::into_inner) = Some(problem);
     }
+
+    fn give_up(&self, problem: String) {
+        self.set_down(problem.clone());
+        self.fatal.send_replace(Some(problem));
+    }
+
+    /// Answers once the subscriber has given up for good, with why; the application then stops.
+    pub async fn failed(&self) -> String {
+        let mut fatal = self.fatal.subscribe();
+        let problem = fatal
+            .wait_for(Option::is_some)
+            .await
+            .map(|problem| problem.clone());
+        match problem {
+            Ok(Some(problem)) => problem,
+            // The sender lives as long as `self`, so it cannot close while we wait.
+            _ => std::future::pending().await,
+        }
+    }
 }
 
 pub struct NatsSubscriber {
@@ -134,6 +161,8 @@ pub struct NatsSubscriber {
     /// Sequence -> generation of every message between delivery and ack decision (or ack).
     in_flight: HashMap<u64, u64>,
     failed_connects: u32,
+    /// The broker stopped holding our connection as our client id's registration; cleared by the next subscription.
+    replaced: bool,
     probing: bool,
     draining: bool,
     drained: Vec<oneshot::Sender<()>>,
@@ -156,6 +185,7 @@ impl NatsSubscriber {
             stream: None,
             in_flight: HashMap::new(),
             failed_connects: 0,
+            replaced: false,
             probing: false,
             draining: false,
             drained: Vec::new(),
@@ -183,6 +213,7 @@ impl NatsSubscriber {
         self.stream = Some(ctx.add_stream(incoming));
         self.connection = Some(Arc::new(connection));
         self.failed_connects = 0;
+        self.replaced = false;
         self.status.set_up();
         tracing::info!(
             channel = %self.settings.channel,
@@ -203,12 +234,16 @@ impl NatsSubscriber {
         }
         self.generation += 1;
         let old = self.connection.take();
+        let replaced = self.replaced;
         let delay = backoff(self.failed_connects);
         self.failed_connects = self.failed_connects.saturating_add(1);
-        // The old registration goes first, or the broker would refuse the new one as a duplicate.
+        // The old registration goes first, or the broker would refuse the new one as a duplicate; unless it is no
+        // longer ours, and a close would remove the process that holds our id now.
         let close_then_wait = async move {
-            if let Some(old) = old {
-                old.close().await;
+            match old {
+                Some(old) if replaced => old.abandon().await,
+                Some(old) => old.close().await,
+                None => {}
             }
             tokio::time::sleep(delay).await;
         };
@@ -234,9 +269,29 @@ impl NatsSubscriber {
                     Ok((connection, _)) => {
                         actix::spawn(async move { connection.close().await });
                     }
+                    Err(error @ BrokerError::Refused { .. }) if act.replaced => act.give_up(&error),
                     Err(error) => act.reconnect(error.to_string(), ctx),
                 }),
         );
+    }
+
+    /// The broker holds our client id for another connection: reconnect, and find out whether that one is alive.
+    fn replaced(&mut self, error: &BrokerError, ctx: &mut Context<Self>) {
+        tracing::error!(client_id = %self.settings.client_id, error = %error,
+            "Lost the client id; connecting afresh, and stopping if a live process holds it.");
+        self.replaced = true;
+        self.reconnect(format!("{error}; connecting afresh"), ctx);
+    }
+
+    /// Another live process holds our client id: this instance is the stale one and stops.
+    fn give_up(&mut self, refused: &BrokerError) {
+        let problem = format!(
+            "client id {:?} was taken over by another process while this one did not answer the broker, and that \
+             process is alive: {refused}",
+            self.settings.client_id
+        );
+        tracing::error!(client_id = %self.settings.client_id, %problem, "Giving up the subscription.");
+        self.status.give_up(problem);
     }
 
     fn take(&mut self, generation: u64, delivery: Delivery, ctx: &mut Context<Self>) {
@@ -328,10 +383,13 @@ impl NatsSubscriber {
                 .into_actor(self)
                 .map(move |result, act, ctx| {
                     act.probing = false;
-                    if let Err(error) = result {
-                        if generation == act.generation && !act.draining {
-                            act.reconnect(error.to_string(), ctx);
+                    match result {
+                        Err(error) if generation != act.generation || act.draining => {
+                            tracing::debug!(%error, "A probe of a replaced connection failed.");
                         }
+                        Err(error) if error.is_replaced() => act.replaced(&error, ctx),
+                        Err(error) => act.reconnect(error.to_string(), ctx),
+                        Ok(()) => {}
                     }
                 }),
         );
