@@ -31,8 +31,8 @@ pub enum BrokerError {
     #[error("{what} got no answer from the broker within {after:?}")]
     Timeout { what: &'static str, after: Duration },
     #[error(
-        "broker refused or did not answer the subscription on cluster {cluster_id:?}: \
-         is another instance running with client id {client_id:?}?"
+        "the broker on cluster {cluster_id:?} refused client id {client_id:?} or did not answer: \
+         is another instance running with that client id?"
     )]
     Refused {
         cluster_id: String,

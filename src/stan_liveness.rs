@@ -83,14 +83,24 @@ impl ConnectWatch {
         cluster_id: &str,
         timeout: Duration,
     ) -> Result<ConnectWatch, LivenessError> {
-        let requests = bounded("watching connect requests", timeout, async {
+        let what = "watching connect requests";
+        let requests = bounded(what, timeout, async {
             let requests = nats
                 .subscribe(discover_subject(cluster_id))
                 .await
-                .map_err(nats_error("watching connect requests"))?;
-            nats.flush()
+                .map_err(nats_error(what))?;
+            // A flush only empties our buffer. The server handles one connection's operations in order, so once a
+            // message we publish after the subscription comes back to us, the subscription is in place.
+            let echo_subject = nats.new_inbox();
+            let mut echo = nats
+                .subscribe(echo_subject.clone())
                 .await
-                .map_err(nats_error("watching connect requests"))?;
+                .map_err(nats_error(what))?;
+            nats.publish(echo_subject, Bytes::new())
+                .await
+                .map_err(nats_error(what))?;
+            echo.next().await;
+            let _ = echo.unsubscribe().await;
             Ok::<_, LivenessError>(requests)
         })
         .await??;

@@ -75,3 +75,23 @@ async fn sigterm_stops_gracefully_and_the_durable_survives_for_the_next_start() 
     assert_eq!(app.count("orders").await?, 2);
     Ok(())
 }
+
+#[test]
+fn help_says_the_default_client_id_is_derived_from_the_host_name() -> anyhow::Result<()> {
+    // Act
+    let output = Command::new(BINARY)
+        .arg("--help")
+        .env_remove("STAN_CLIENT_ID")
+        .output()?;
+
+    // Assert
+    let help = String::from_utf8(output.stdout)?;
+    assert!(output.status.success(), "{help}");
+    let expected = order_service::client_id::default_client_id();
+    assert!(
+        help.contains("`order-service-<host name>`")
+            && help.contains(&format!("[default: {expected}]")),
+        "{help}"
+    );
+    Ok(())
+}

@@ -145,14 +145,39 @@ impl ServiceProcess {
 
     /// SIGTERM, as an orchestrator stops a service; answers the exit status and the whole log.
     pub async fn terminate(mut self) -> anyhow::Result<(ExitStatus, String)> {
+        self.signal(libc::SIGTERM)?;
+        self.exit().await
+    }
+
+    /// SIGSTOP: the process stalls (answers nothing, not even the broker's heartbeats) until `resume`.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.signal(libc::SIGSTOP)
+    }
+
+    /// SIGCONT after `pause`.
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal(libc::SIGCONT)
+    }
+
+    /// Waits for the process to exit on its own; answers the exit status and the whole log.
+    pub async fn exit(&mut self) -> anyhow::Result<(ExitStatus, String)> {
+        let status = wait_for_exit(&mut self.child).await?;
+        Ok((status, std::fs::read_to_string(&self.log)?))
+    }
+
+    /// The whole log so far.
+    pub fn log(&self) -> anyhow::Result<String> {
+        Ok(std::fs::read_to_string(&self.log)?)
+    }
+
+    fn signal(&self, signal: libc::c_int) -> anyhow::Result<()> {
         let pid = libc::pid_t::try_from(self.child.id())?;
         // SAFETY: kill(2) with a pid we own and a valid signal number has no memory effects.
         anyhow::ensure!(
-            unsafe { libc::kill(pid, libc::SIGTERM) } == 0,
-            "Failed to send SIGTERM to the service"
+            unsafe { libc::kill(pid, signal) } == 0,
+            "Failed to send signal {signal} to the service"
         );
-        let status = wait_for_exit(&mut self.child).await?;
-        Ok((status, std::fs::read_to_string(&self.log)?))
+        Ok(())
     }
 
     /// The end of the service's log, for failure messages.
@@ -566,13 +591,29 @@ pub async fn assert_accounted_for(
     assert_eq!(conflicts_stored.len(), corpus.conflicts.len());
 
     // The cache equals the table.
+    assert_serves_every_stored_order(pool, address).await
+}
+
+/// The service at `address` serves every order of the table, byte for byte as stored.
+pub async fn assert_serves_every_stored_order(pool: &Pool, address: &str) -> anyhow::Result<()> {
+    let conn = pool.get().await?;
+    let stored: Vec<(String, String)> = conn
+        .query("SELECT order_uid, document::text FROM orders", &[])
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
     let client = reqwest::Client::new();
     for (uid, document) in &stored {
         let response = client.get(format!("{address}/order/{uid}")).send().await?;
-        assert_eq!(response.status(), 200, "order {uid} is not served");
+        assert_eq!(
+            response.status(),
+            200,
+            "order {uid} is not served by {address}"
+        );
         assert!(
             response.bytes().await? == document.as_bytes(),
-            "order {uid} is served with other bytes than stored"
+            "order {uid} is served by {address} with other bytes than stored"
         );
     }
     Ok(())
