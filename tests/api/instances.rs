@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use order_service::configuration::Settings;
-use order_service::db::Pool;
+use order_service::storage::Pool;
 use serde_json::Value;
 
 use crate::fault_harness::{
