@@ -1,8 +1,8 @@
 //! The ratsio adapter: the only code that calls ratsio. It works around the ratsio 0.4.1 defects verified against
 //! the real server, without forking it:
 //! - no request has a timeout: every call here is bounded by `STAN_TIMEOUT`;
-//! - a connect the server refuses (duplicate client id) still returns Ok and later calls hang: the bounded
-//!   subscribe turns that into a clear error;
+//! - a connect the server refuses (duplicate client id) still returns Ok and later calls hang: a ping with our
+//!   connection id right after the connect (and the bounded subscribe) turns that into a clear error;
 //! - `subscribe()` sends an ack wait of 1,800,000 s: we always pass ack wait and max in flight explicitly;
 //! - its reconnect logic is broken (mnetship/ratsio #10, #16): the subscriber drops the connection and connects
 //!   afresh instead, and `probe` tells it when the broker no longer holds this connection as the registration of
@@ -175,7 +175,7 @@ impl StanConnection {
             })
         }
         .await;
-        let refused = match connection {
+        let failure = match connection {
             Ok(connection) => match connection.probe().await {
                 Ok(()) => return Ok(connection),
                 Err(error) if error.is_replaced() => BrokerError::Refused {
@@ -191,7 +191,7 @@ impl StanConnection {
         };
         // Not registered, or not known to be: a STAN close would remove whoever holds the id.
         let _ = bounded("close", settings.timeout(), client.nats_client.close()).await;
-        Err(refused)
+        Err(failure)
     }
 
     /// Subscribes to the channel as a member of the durable queue group, with manual acks. Deliveries arrive on the
