@@ -58,17 +58,22 @@ async fn assert_every_instance_serves_the_table(
     Ok(())
 }
 
-/// `order_service_messages_received_total` of one instance.
+/// `order_service_messages_received_total` of one instance, summed over its sources.
 async fn messages_received(instance: &ServiceProcess) -> anyhow::Result<f64> {
+    let name = "order_service_messages_received_total";
     let text = reqwest::get(format!("{}/metrics", instance.address))
         .await?
         .text()
         .await?;
-    let line = text
-        .lines()
-        .find(|line| line.starts_with("order_service_messages_received_total "))
-        .ok_or_else(|| anyhow::anyhow!("no order_service_messages_received_total"))?;
-    Ok(line.rsplit(' ').next().unwrap_or_default().parse()?)
+    let mut total = None;
+    for line in text.lines().filter(|line| {
+        line.strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with([' ', '{']))
+    }) {
+        let value: f64 = line.rsplit(' ').next().unwrap_or_default().parse()?;
+        total = Some(total.unwrap_or(0.0) + value);
+    }
+    total.ok_or_else(|| anyhow::anyhow!("no {name} in the metrics"))
 }
 
 #[actix_web::test]
