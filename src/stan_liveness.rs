@@ -22,7 +22,7 @@ use async_nats::Subscriber;
 use bytes::Bytes;
 use futures::StreamExt;
 use prost::Message as _;
-use stan_testkit::proto;
+use stan_proto::proto;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LivenessError {
