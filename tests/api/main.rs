@@ -7,6 +7,7 @@ mod faults;
 mod health_check;
 mod helpers;
 mod metrics;
+mod migrations;
 mod openapi;
 mod orders;
 mod pipeline;
