@@ -190,3 +190,33 @@ async fn an_applied_migration_whose_file_changed_is_refused_with_its_name() -> a
     );
     Ok(())
 }
+
+#[actix_web::test]
+async fn the_migrate_command_prints_each_migration_it_applies_then_that_none_is_left(
+) -> anyhow::Result<()> {
+    // Arrange
+    let database = empty_database().await?;
+    let run = || {
+        let url = database.url.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_order-service"))
+                .arg("migrate")
+                .env("DATABASE_URL", url)
+                .output()
+        })
+    };
+
+    // Act
+    let first = run().await??;
+    let second = run().await??;
+
+    // Assert
+    assert!(first.status.success() && second.status.success());
+    let expected: String = migration_files()
+        .into_iter()
+        .map(|(_, name)| format!("applied {name}\n"))
+        .collect();
+    assert_eq!(String::from_utf8(first.stdout)?, expected);
+    assert_eq!(String::from_utf8(second.stdout)?, "no migration to apply\n");
+    Ok(())
+}
