@@ -7,7 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/services.sh
+# services.sh prints the TEST_DATABASE_URL the tests are to use (yours, if set).
+services_env=$(./scripts/services.sh)
+eval "$services_env"
+export TEST_DATABASE_URL
 ./scripts/browser.sh
 ./scripts/prometheus.sh
 ./scripts/interop.sh
