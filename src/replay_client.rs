@@ -109,9 +109,15 @@ mod tests {
     #[test]
     fn replay_urls_keep_the_services_path_prefix() {
         let cases = [
-            ("http://127.0.0.1:8081", "http://127.0.0.1:8081/rejected/7/replay"),
+            (
+                "http://127.0.0.1:8081",
+                "http://127.0.0.1:8081/rejected/7/replay",
+            ),
             ("http://svc:80/", "http://svc/rejected/7/replay"),
-            ("http://svc:8081/api/", "http://svc:8081/api/rejected/7/replay"),
+            (
+                "http://svc:8081/api/",
+                "http://svc:8081/api/rejected/7/replay",
+            ),
         ];
         for (service_url, expected) in cases {
             assert_eq!(

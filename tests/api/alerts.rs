@@ -14,7 +14,10 @@ fn the_alert_rules_and_the_prometheus_config_pass_promtools_checks() -> anyhow::
         &Path::new(DASHBOARDS).join("prometheus"),
         &["check", "rules", "alerts.yml"],
     )?;
-    let config = promtool(Path::new(DASHBOARDS), &["check", "config", "prometheus.yml"])?;
+    let config = promtool(
+        Path::new(DASHBOARDS),
+        &["check", "config", "prometheus.yml"],
+    )?;
 
     // Assert: promtool exits non-zero on an error, which `promtool` turns into Err; the counts show the rules
     // file was the one read.

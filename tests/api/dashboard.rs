@@ -56,7 +56,11 @@ fn grafana_interval_variables_become_the_fixed_window() {
         ("sum(x)", "sum(x)"),
     ];
     for (expr, expected) in cases {
-        assert_eq!(with_fixed_intervals(expr).expect("known"), expected, "{expr}");
+        assert_eq!(
+            with_fixed_intervals(expr).expect("known"),
+            expected,
+            "{expr}"
+        );
     }
     assert!(with_fixed_intervals("x{instance=~\"$instance\"}").is_err());
 }
@@ -66,7 +70,10 @@ async fn every_dashboard_panel_returns_data_from_a_real_prometheus() -> anyhow::
     // Arrange: Prometheus scrapes the service once before the traffic, so every rate has samples on both sides.
     let dashboard: Value = serde_json::from_str(DASHBOARD).context("the dashboard is JSON")?;
     let queries = panel_queries(&dashboard);
-    assert!(queries.len() >= 10, "the dashboard has its queries: {queries:?}");
+    assert!(
+        queries.len() >= 10,
+        "the dashboard has its queries: {queries:?}"
+    );
     let app = spawn_app().await?;
     let prometheus = Prometheus::scraping(app.address.trim_start_matches("http://")).await?;
     prometheus.wait_for_scrapes(1.0).await?;
