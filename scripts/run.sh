@@ -36,7 +36,11 @@ for _ in $(seq 1 300); do
     sleep 0.1
 done
 if ! $broker_ready; then
-    echo "run.sh: the STAN broker did not come up within 30 s; its log (.data/stan-broker.log):" >&2
+    if kill -0 "$broker" 2>/dev/null; then
+        echo "run.sh: the STAN broker did not say it was ready within 30 s; its log (.data/stan-broker.log):" >&2
+    else
+        echo "run.sh: the STAN broker exited before it was ready; its log (.data/stan-broker.log):" >&2
+    fi
     cat .data/stan-broker.log >&2
     exit 1
 fi
