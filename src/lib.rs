@@ -1,5 +1,6 @@
 pub mod actors;
 pub mod broker;
+pub mod cache;
 pub mod configuration;
 pub mod db;
 pub mod domain;
