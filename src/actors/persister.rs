@@ -115,6 +115,7 @@ impl OrderPersister {
         mailbox_capacity: usize,
         metrics: Arc<Metrics>,
     ) -> OrderPersister {
+        let documents = caches.document_arena();
         OrderPersister {
             pool,
             channel,
@@ -124,7 +125,7 @@ impl OrderPersister {
             mailbox_capacity,
             pending: VecDeque::new(),
             committing: false,
-            documents: DocumentArena::new(),
+            documents,
         }
     }
 

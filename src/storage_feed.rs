@@ -1,0 +1,159 @@
+//! The queries behind the change feed, the read-through of missed orders and the restore the feed starts from.
+//!
+//! The cursor is (xid, id): the inserting transaction's id (column `xid`, migration V3) and the row id. A read
+//! takes only rows whose transaction is below the xmin of the statement's own snapshot (`pg_current_snapshot()` in
+//! a READ COMMITTED statement is the snapshot the statement reads with): every transaction below it has ended, so
+//! all of its rows are visible to the read, and any row committed later has an xid at or above that xmin, which is
+//! above the cursor. So no row can ever land behind the cursor, whatever order transactions commit in.
+
+use bytes::Bytes;
+use futures::{pin_mut, TryStreamExt};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, IsolationLevel};
+
+use crate::db::{PersistError, Pool, RawJson};
+
+/// A position in the feed: every row at or before it was delivered. Ordered as the rows are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FeedCursor {
+    /// A transaction id (xid8 as i64: xid8 counts from 0 and will not reach 2^63).
+    pub xid: i64,
+    pub id: i64,
+}
+
+/// One order read by the feed.
+#[derive(Debug, Clone)]
+pub struct FeedRow {
+    pub cursor: FeedCursor,
+    pub uid: String,
+    pub document: Bytes,
+    /// Seconds from the start of its transaction (`ingested_at`) to this read, by the database's clock.
+    pub lag_seconds: f64,
+}
+
+/// The next rows after `after` whose transactions have ended, in cursor order, at most `limit`.
+pub async fn read_after(
+    client: &Client,
+    after: FeedCursor,
+    limit: i64,
+) -> Result<Vec<FeedRow>, PersistError> {
+    let rows = client
+        .query(
+            "SELECT o.xid::text::int8, o.id, o.order_uid, o.document,
+                    extract(epoch FROM clock_timestamp() - o.ingested_at)::float8
+             FROM orders o
+             WHERE (o.xid, o.id) > ($1::int8::text::xid8, $2::int8)
+               AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
+             ORDER BY o.xid, o.id
+             LIMIT $3",
+            &[&after.xid, &after.id, &limit],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let document: RawJson = row.try_get(3)?;
+            Ok(FeedRow {
+                cursor: FeedCursor {
+                    xid: row.try_get(0)?,
+                    id: row.try_get(1)?,
+                },
+                uid: row.try_get(2)?,
+                document: Bytes::copy_from_slice(document.0),
+                lag_seconds: row.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+/// True when committed rows lie after `after` (some may be held back by an older transaction still running).
+pub async fn has_rows_after(client: &Client, after: FeedCursor) -> Result<bool, PersistError> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM orders WHERE (xid, id) > ($1::int8::text::xid8, $2::int8))",
+            &[&after.xid, &after.id],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// The stored orders among `uids` (for misses of the cache): (order_uid, document).
+pub async fn find_orders(pool: &Pool, uids: &[&str]) -> Result<Vec<(String, Bytes)>, PersistError> {
+    let conn = pool.get().await?;
+    let rows = conn
+        .query(
+            "SELECT order_uid, document FROM orders WHERE order_uid = ANY($1)",
+            &[&uids],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let document: RawJson = row.try_get(1)?;
+            Ok((row.try_get(0)?, Bytes::copy_from_slice(document.0)))
+        })
+        .collect()
+}
+
+/// Rows per page of a bounded restore.
+const RESTORE_PAGE: i64 = 1000;
+
+/// Streams the stored orders to `each(order_uid, document)` from one REPEATABLE READ snapshot and returns where
+/// the feed starts: at that snapshot's xmin. Every row of a transaction below it is in the snapshot, so the feed
+/// misses nothing; rows at or above it may be read twice, which the cache ignores. With `max_bytes`, the newest
+/// orders first, until `each` returns false (the caller's bound is full); without, every order in table order.
+pub async fn restore(
+    pool: &Pool,
+    bounded: bool,
+    mut each: impl FnMut(&str, &[u8]) -> bool,
+) -> Result<FeedCursor, PersistError> {
+    let mut conn = pool.get().await?;
+    let tx = conn
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    // The first statement takes the snapshot that every later one in this transaction reads.
+    let xmin: i64 = tx
+        .query_one(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    if bounded {
+        let mut before = i64::MAX;
+        'pages: loop {
+            let rows = tx
+                .query(
+                    "SELECT id, order_uid, document FROM orders WHERE id < $1 ORDER BY id DESC LIMIT $2",
+                    &[&before, &RESTORE_PAGE],
+                )
+                .await?;
+            for row in &rows {
+                before = row.try_get(0)?;
+                let document: RawJson = row.try_get(2)?;
+                if !each(row.try_get(1)?, document.0) {
+                    break 'pages;
+                }
+            }
+            if (rows.len() as i64) < RESTORE_PAGE {
+                break;
+            }
+        }
+    } else {
+        // Row by row: no result set held in memory.
+        let rows = tx
+            .query_raw(
+                "SELECT order_uid, document FROM orders",
+                std::iter::empty::<&(dyn ToSql + Sync)>(),
+            )
+            .await?;
+        pin_mut!(rows);
+        while let Some(row) = rows.try_next().await? {
+            let document: RawJson = row.try_get(1)?;
+            each(row.try_get(0)?, document.0);
+        }
+    }
+    tx.commit().await?;
+    Ok(FeedCursor { xid: xmin, id: 0 })
+}
