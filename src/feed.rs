@@ -145,8 +145,7 @@ impl Follower {
         let driver = tokio::task::spawn_local({
             let wake = wake.clone();
             async move {
-                let mut messages =
-                    futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+                let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
                 while let Some(message) = messages.next().await {
                     match message {
                         Ok(AsyncMessage::Notification(_)) => wake.notify_one(),

@@ -21,12 +21,12 @@ use crate::actors::{
 use crate::cache::store::charge;
 use crate::configuration::Settings;
 use crate::db::{self, Pool};
-use crate::feed::{ChangeFeed, FeedSettings};
-use crate::storage_feed::{self, FeedCursor};
 use crate::domain::OrderSchema;
+use crate::feed::{ChangeFeed, FeedSettings};
 use crate::http_metrics::HttpMetrics;
 use crate::metrics::Metrics;
 use crate::routes;
+use crate::storage_feed::{self, FeedCursor};
 
 /// How long a graceful stop waits for messages in flight to commit and be acked.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);

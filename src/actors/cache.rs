@@ -76,14 +76,20 @@ pub enum LookupError {
 /// Where misses are read from: PostgreSQL in the service, a map in unit tests.
 pub trait OrderSource: Send + Sync + 'static {
     /// The stored orders among `uids`; an id not returned is not stored.
-    fn find(&self, uids: Vec<Arc<str>>) -> BoxFuture<'static, Result<Vec<CachedOrder>, PersistError>>;
+    fn find(
+        &self,
+        uids: Vec<Arc<str>>,
+    ) -> BoxFuture<'static, Result<Vec<CachedOrder>, PersistError>>;
 }
 
 /// PostgreSQL as the source of misses.
 pub struct PostgresOrders(pub Pool);
 
 impl OrderSource for PostgresOrders {
-    fn find(&self, uids: Vec<Arc<str>>) -> BoxFuture<'static, Result<Vec<CachedOrder>, PersistError>> {
+    fn find(
+        &self,
+        uids: Vec<Arc<str>>,
+    ) -> BoxFuture<'static, Result<Vec<CachedOrder>, PersistError>> {
         let pool = self.0.clone();
         Box::pin(async move {
             let ids: Vec<&str> = uids.iter().map(|uid| &**uid).collect();
@@ -183,9 +189,7 @@ impl OrderCache {
         // Without a bound every member holds the same orders, so each may report them; with one, the gauges show
         // the member that changed last.
         self.counters.entries.set(self.store.len() as i64);
-        self.counters
-            .bytes
-            .set(self.store.document_bytes() as i64);
+        self.counters.bytes.set(self.store.document_bytes() as i64);
     }
 
     /// Starts the lookup queries the miss queue allows; each answers its waiters when it ends.
@@ -769,7 +773,8 @@ mod tests {
     }
 
     #[actix::test]
-    async fn an_id_not_stored_is_asked_once_then_answered_from_the_negative_cache_until_it_arrives() {
+    async fn an_id_not_stored_is_asked_once_then_answered_from_the_negative_cache_until_it_arrives()
+    {
         // Arrange
         let metrics = metrics();
         let source = Arc::new(MapSource::default());
@@ -876,7 +881,10 @@ mod tests {
         let second = member.get(uid("x")).await;
 
         assert!(matches!(first, Err(LookupError::Database(_))), "{first:?}");
-        assert!(matches!(second, Err(LookupError::Database(_))), "{second:?}");
+        assert!(
+            matches!(second, Err(LookupError::Database(_))),
+            "{second:?}"
+        );
         assert_eq!(source.0.load(Ordering::SeqCst), 2);
         assert_eq!(metrics.cache_read_through_errors.get(), 2);
     }

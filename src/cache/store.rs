@@ -269,7 +269,9 @@ mod tests {
         // Act
         for i in 0..1000 {
             store.get("hot");
-            evicted += store.insert(format!("{i:03}").into(), document(8), false).evicted;
+            evicted += store
+                .insert(format!("{i:03}").into(), document(8), false)
+                .evicted;
         }
 
         // Assert

@@ -4,10 +4,12 @@
 mod binary;
 mod fault_harness;
 mod faults;
+mod feed;
 mod health_check;
 mod helpers;
 mod metrics;
 mod openapi;
 mod orders;
 mod pipeline;
+mod read_through;
 mod replay;
