@@ -11,12 +11,15 @@
 //!   it ends, and an unrelated transaction does not notify), with a delay growing up to the interval.
 //!
 //! The cursor starts at the restore's snapshot (`storage_feed::restore`), so restore and feed meet without a gap.
-//! Every delivered order goes to every cache; the caches ignore the ones they hold (this instance's own commits).
+//! A read takes the ids first; the documents are then read only for the orders the sink wants, which leaves out this
+//! instance's own commits (cached by the persister already), the bulk of what a single instance reads.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -24,7 +27,7 @@ use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use crate::db::{error_chain, PersistError};
 use crate::metrics::Metrics;
-use crate::storage_feed::{self, FeedCursor, FeedRow};
+use crate::storage_feed::{self, FeedCursor};
 
 /// The channel the orders trigger notifies (migration V3).
 pub const CHANNEL: &str = "orders_committed";
@@ -46,6 +49,22 @@ pub struct FeedSettings {
     pub catch_up_interval: Duration,
 }
 
+/// Where the feed's orders go.
+pub trait FeedSink: 'static {
+    /// False for an order cached here already (this instance's own commit): its document is not read.
+    fn wants(&mut self, uid: &str) -> bool;
+    /// The orders wanted from one read, in cursor order.
+    fn deliver(&mut self, orders: Vec<FeedOrder>);
+}
+
+/// One order the feed delivers.
+#[derive(Debug, Clone)]
+pub struct FeedOrder {
+    pub cursor: FeedCursor,
+    pub uid: String,
+    pub document: Bytes,
+}
+
 /// Counters the tests and the metrics read.
 #[derive(Debug, Default)]
 pub struct FeedStatus {
@@ -62,13 +81,13 @@ pub struct ChangeFeed {
 }
 
 impl ChangeFeed {
-    /// Starts following the orders committed after `start`, calling `deliver` with each batch read, in cursor
-    /// order. Runs on the current thread's runtime (the actix system's).
+    /// Starts following the orders committed after `start`, handing each batch read to `sink`, in cursor order.
+    /// Runs on the current thread's runtime (the actix system's).
     pub fn start(
         settings: FeedSettings,
         start: FeedCursor,
         metrics: Arc<Metrics>,
-        deliver: impl FnMut(Vec<FeedRow>) + 'static,
+        sink: impl FeedSink,
     ) -> ChangeFeed {
         let status = Arc::new(FeedStatus::default());
         let follower = Follower {
@@ -76,7 +95,7 @@ impl ChangeFeed {
             cursor: start,
             metrics,
             status: status.clone(),
-            deliver: Box::new(deliver),
+            sink: Box::new(sink),
         };
         ChangeFeed {
             task: tokio::task::spawn_local(follower.run()),
@@ -100,7 +119,7 @@ struct Follower {
     cursor: FeedCursor,
     metrics: Arc<Metrics>,
     status: Arc<FeedStatus>,
-    deliver: Box<dyn FnMut(Vec<FeedRow>)>,
+    sink: Box<dyn FeedSink>,
 }
 
 /// Why a connection was given up.
@@ -207,14 +226,36 @@ impl Follower {
             self.status.reads.fetch_add(1, Ordering::Relaxed);
             let full = rows.len() as i64 == READ_BATCH;
             if let Some(last) = rows.last() {
-                self.cursor = last.cursor;
+                let wanted: Vec<&str> = rows
+                    .iter()
+                    .filter(|row| self.sink.wants(&row.uid))
+                    .map(|row| row.uid.as_str())
+                    .collect();
+                let mut documents: HashMap<String, Bytes> =
+                    storage_feed::find_orders(client, &wanted)
+                        .await?
+                        .into_iter()
+                        .collect();
+                let orders: Vec<FeedOrder> = rows
+                    .iter()
+                    .filter_map(|row| {
+                        Some(FeedOrder {
+                            cursor: row.cursor,
+                            uid: row.uid.clone(),
+                            document: documents.remove(&row.uid)?,
+                        })
+                    })
+                    .collect();
                 let oldest = rows.iter().map(|r| r.lag_seconds).fold(0.0, f64::max);
                 self.metrics.feed_lag.observe(oldest);
                 self.metrics.feed_orders.inc_by(rows.len() as u64);
                 self.status
                     .delivered
                     .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                (self.deliver)(rows);
+                self.cursor = last.cursor;
+                if !orders.is_empty() {
+                    self.sink.deliver(orders);
+                }
             }
             if !full {
                 break;

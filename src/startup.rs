@@ -22,7 +22,7 @@ use crate::cache::store::charge;
 use crate::configuration::Settings;
 use crate::db::{self, Pool};
 use crate::domain::OrderSchema;
-use crate::feed::{ChangeFeed, FeedSettings};
+use crate::feed::{ChangeFeed, FeedOrder, FeedSettings, FeedSink};
 use crate::http_metrics::HttpMetrics;
 use crate::metrics::Metrics;
 use crate::routes;
@@ -193,19 +193,9 @@ impl Application {
             },
             feed_start,
             metrics.clone(),
-            {
-                let caches = caches.clone();
-                let mut arena = caches.document_arena();
-                move |rows| {
-                    let orders: Vec<CachedOrder> = rows
-                        .into_iter()
-                        .map(|row| CachedOrder {
-                            uid: Arc::from(row.uid),
-                            document: arena.copy(&row.document),
-                        })
-                        .collect();
-                    caches.broadcast(orders.into());
-                }
+            CacheFeedSink {
+                arena: caches.document_arena(),
+                caches: caches.clone(),
             },
         );
 
@@ -284,6 +274,29 @@ impl Application {
             .context("The HTTP server failed")?;
         tracing::info!("Stopped.");
         Ok(())
+    }
+}
+
+/// Hands the change feed's orders to every worker's cache, except this instance's own commits (cached already).
+struct CacheFeedSink {
+    caches: CacheGroup,
+    arena: DocumentArena,
+}
+
+impl FeedSink for CacheFeedSink {
+    fn wants(&mut self, uid: &str) -> bool {
+        !self.caches.take_own_commit(uid)
+    }
+
+    fn deliver(&mut self, orders: Vec<FeedOrder>) {
+        let orders: Vec<CachedOrder> = orders
+            .into_iter()
+            .map(|order| CachedOrder {
+                uid: Arc::from(order.uid),
+                document: self.arena.copy(&order.document),
+            })
+            .collect();
+        self.caches.broadcast(orders.into());
     }
 }
 

@@ -21,12 +21,11 @@ pub struct FeedCursor {
     pub id: i64,
 }
 
-/// One order read by the feed.
+/// One order passed by the feed's cursor (without its document: most are this instance's own, cached already).
 #[derive(Debug, Clone)]
 pub struct FeedRow {
     pub cursor: FeedCursor,
     pub uid: String,
-    pub document: Bytes,
     /// Seconds from the start of its transaction (`ingested_at`) to this read, by the database's clock.
     pub lag_seconds: f64,
 }
@@ -39,7 +38,7 @@ pub async fn read_after(
 ) -> Result<Vec<FeedRow>, PersistError> {
     let rows = client
         .query(
-            "SELECT o.xid::text::int8, o.id, o.order_uid, o.document,
+            "SELECT o.xid::text::int8, o.id, o.order_uid,
                     extract(epoch FROM clock_timestamp() - o.ingested_at)::float8
              FROM orders o
              WHERE (o.xid, o.id) > ($1::int8::text::xid8, $2::int8)
@@ -51,15 +50,13 @@ pub async fn read_after(
         .await?;
     rows.iter()
         .map(|row| {
-            let document: RawJson = row.try_get(3)?;
             Ok(FeedRow {
                 cursor: FeedCursor {
                     xid: row.try_get(0)?,
                     id: row.try_get(1)?,
                 },
                 uid: row.try_get(2)?,
-                document: Bytes::copy_from_slice(document.0),
-                lag_seconds: row.try_get(4)?,
+                lag_seconds: row.try_get(3)?,
             })
         })
         .collect()
@@ -76,10 +73,15 @@ pub async fn has_rows_after(client: &Client, after: FeedCursor) -> Result<bool, 
     Ok(row.try_get(0)?)
 }
 
-/// The stored orders among `uids` (for misses of the cache): (order_uid, document).
-pub async fn find_orders(pool: &Pool, uids: &[&str]) -> Result<Vec<(String, Bytes)>, PersistError> {
-    let conn = pool.get().await?;
-    let rows = conn
+/// The stored orders among `uids`: (order_uid, document). For misses of the cache and for the feed.
+pub async fn find_orders(
+    client: &Client,
+    uids: &[&str],
+) -> Result<Vec<(String, Bytes)>, PersistError> {
+    if uids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = client
         .query(
             "SELECT order_uid, document FROM orders WHERE order_uid = ANY($1)",
             &[&uids],
@@ -91,6 +93,15 @@ pub async fn find_orders(pool: &Pool, uids: &[&str]) -> Result<Vec<(String, Byte
             Ok((row.try_get(0)?, Bytes::copy_from_slice(document.0)))
         })
         .collect()
+}
+
+/// `find_orders` on a connection of the pool.
+pub async fn find_orders_pooled(
+    pool: &Pool,
+    uids: &[&str],
+) -> Result<Vec<(String, Bytes)>, PersistError> {
+    let conn = pool.get().await?;
+    find_orders(&conn, uids).await
 }
 
 /// Rows per page of a bounded restore.

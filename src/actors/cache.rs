@@ -15,8 +15,10 @@
 //! answer comes later, so a miss never blocks the worker's other requests; misses are coalesced (`MissQueue`) and
 //! ids found missing are remembered (`NegativeCache`) until the feed or the persister delivers them.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
@@ -93,7 +95,7 @@ impl OrderSource for PostgresOrders {
         let pool = self.0.clone();
         Box::pin(async move {
             let ids: Vec<&str> = uids.iter().map(|uid| &**uid).collect();
-            let found = storage_feed::find_orders(&pool, &ids).await?;
+            let found = storage_feed::find_orders_pooled(&pool, &ids).await?;
             Ok(found
                 .into_iter()
                 .map(|(uid, document)| CachedOrder {
@@ -347,7 +349,15 @@ struct GroupInner {
     warm_changed: Notify,
     settings: CacheSettings,
     counters: Counters,
+    /// Orders this instance's persister cached, until the change feed passes them: the feed need not read their
+    /// documents again. Entries the feed never meets (a duplicate of an old order) are dropped after a while.
+    own_commits: Mutex<HashMap<Arc<str>, Instant>>,
 }
+
+/// How long an own commit is remembered for the feed; far longer than the feed's lag.
+const OWN_COMMIT_MEMORY: Duration = Duration::from_secs(30);
+/// Own commits remembered before the old ones are dropped (checked on insert).
+const OWN_COMMITS_PRUNE_AT: usize = 200_000;
 
 impl CacheGroup {
     /// A group of `expected_members` caches, each warmed with `snapshot`.
@@ -366,6 +376,7 @@ impl CacheGroup {
                 warm_changed: Notify::new(),
                 settings,
                 counters: Counters::new(metrics),
+                own_commits: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -419,6 +430,34 @@ impl CacheGroup {
     /// Where to copy documents this group will cache (packed into chunks only without a bound).
     pub fn document_arena(&self) -> DocumentArena {
         DocumentArena::for_bound(self.inner.settings.max_bytes)
+    }
+
+    /// Sends orders this instance's persister committed to every member, and remembers them for the feed.
+    pub fn cache_committed(&self, orders: Arc<[CachedOrder]>) {
+        {
+            let mut own = self.lock_own_commits();
+            let now = Instant::now();
+            if own.len() >= OWN_COMMITS_PRUNE_AT {
+                own.retain(|_, at| now.duration_since(*at) < OWN_COMMIT_MEMORY);
+            }
+            for order in orders.iter() {
+                own.insert(order.uid.clone(), now);
+            }
+        }
+        self.broadcast(orders);
+    }
+
+    /// True (once) for an order this instance's persister cached: the feed skips its document.
+    pub fn take_own_commit(&self, uid: &str) -> bool {
+        self.lock_own_commits().remove(uid).is_some()
+    }
+
+    fn lock_own_commits(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Instant>> {
+        // A plain map of hints: a panic mid-update cannot leave it inconsistent in a way that matters.
+        self.inner
+            .own_commits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Sends committed orders to every member. Members of stopped workers are dropped.
@@ -532,8 +571,6 @@ impl Default for DocumentArena {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use tokio::sync::Semaphore;
 
     use super::*;

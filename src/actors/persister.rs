@@ -183,7 +183,7 @@ impl OrderPersister {
             })
             .collect();
         if !new_orders.is_empty() {
-            self.caches.broadcast(new_orders.into());
+            self.caches.cache_committed(new_orders.into());
         }
         for result in &results {
             match result {

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use order_service::feed::{ChangeFeed, FeedSettings, APPLICATION_NAME};
+use order_service::feed::{ChangeFeed, FeedOrder, FeedSettings, FeedSink, APPLICATION_NAME};
 use order_service::metrics::Metrics;
 use order_service::storage_feed::{self, FeedCursor};
 
@@ -14,6 +14,21 @@ use crate::helpers::{connect, eventually, insert_directly, migrated_database, WA
 
 /// A catch-up interval no test waits for: whatever arrives, arrives through a notification or a reconnection.
 const NEVER: Duration = Duration::from_secs(3600);
+
+/// Keeps what the feed delivers, in order.
+struct Collect(Rc<RefCell<Vec<(FeedCursor, String)>>>);
+
+impl FeedSink for Collect {
+    fn wants(&mut self, _: &str) -> bool {
+        true
+    }
+
+    fn deliver(&mut self, orders: Vec<FeedOrder>) {
+        self.0
+            .borrow_mut()
+            .extend(orders.into_iter().map(|order| (order.cursor, order.uid)));
+    }
+}
 
 /// A feed on a fresh database, from its restore, collecting what it delivers as (cursor, order_uid).
 struct FollowedDatabase {
@@ -36,14 +51,7 @@ impl FollowedDatabase {
             },
             start,
             metrics.clone(),
-            {
-                let delivered = delivered.clone();
-                move |rows| {
-                    delivered
-                        .borrow_mut()
-                        .extend(rows.into_iter().map(|row| (row.cursor, row.uid)))
-                }
-            },
+            Collect(delivered.clone()),
         );
         let followed = FollowedDatabase {
             url,
