@@ -27,7 +27,7 @@ use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use crate::db::{error_chain, PersistError};
 use crate::metrics::Metrics;
-use crate::storage_feed::{self, FeedCursor};
+use crate::storage_feed::{self, FeedCursor, FeedStart};
 
 /// The channel the orders trigger notifies (migration V3).
 pub const CHANNEL: &str = "orders_committed";
@@ -85,14 +85,15 @@ impl ChangeFeed {
     /// Runs on the current thread's runtime (the actix system's).
     pub fn start(
         settings: FeedSettings,
-        start: FeedCursor,
+        start: FeedStart,
         metrics: Arc<Metrics>,
         sink: impl FeedSink,
     ) -> ChangeFeed {
         let status = Arc::new(FeedStatus::default());
         let follower = Follower {
             settings,
-            cursor: start,
+            cursor: start.cursor,
+            skip: Some((start.snapshot, start.snapshot_xmax)),
             metrics,
             status: status.clone(),
             sink: Box::new(sink),
@@ -117,6 +118,8 @@ impl Drop for ChangeFeed {
 struct Follower {
     settings: FeedSettings,
     cursor: FeedCursor,
+    /// The restore's snapshot and its xmax, while the cursor is below that xmax.
+    skip: Option<(String, i64)>,
     metrics: Arc<Metrics>,
     status: Arc<FeedStatus>,
     sink: Box<dyn FeedSink>,
@@ -222,7 +225,8 @@ impl Follower {
     /// Reads until nothing more is readable; true when rows are held back by a transaction still running.
     async fn catch_up(&mut self, client: &Client) -> Result<bool, FeedError> {
         loop {
-            let rows = storage_feed::read_after(client, self.cursor, READ_BATCH).await?;
+            let skip = self.skip.as_ref().map(|(snapshot, _)| snapshot.as_str());
+            let rows = storage_feed::read_after(client, self.cursor, skip, READ_BATCH).await?;
             self.status.reads.fetch_add(1, Ordering::Relaxed);
             let full = rows.len() as i64 == READ_BATCH;
             if let Some(last) = rows.last() {
@@ -253,6 +257,13 @@ impl Follower {
                     .delivered
                     .fetch_add(rows.len() as u64, Ordering::Relaxed);
                 self.cursor = last.cursor;
+                if self
+                    .skip
+                    .as_ref()
+                    .is_some_and(|(_, xmax)| self.cursor.xid >= *xmax)
+                {
+                    self.skip = None;
+                }
                 if !orders.is_empty() {
                     self.sink.deliver(orders);
                 }

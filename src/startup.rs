@@ -26,7 +26,7 @@ use crate::feed::{ChangeFeed, FeedOrder, FeedSettings, FeedSink};
 use crate::http_metrics::HttpMetrics;
 use crate::metrics::Metrics;
 use crate::routes;
-use crate::storage_feed::{self, FeedCursor};
+use crate::storage_feed::{self, FeedStart};
 
 /// How long a graceful stop waits for messages in flight to commit and be acked.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -305,7 +305,7 @@ impl FeedSink for CacheFeedSink {
 async fn restore_orders(
     pool: &Pool,
     max_bytes: Option<usize>,
-) -> anyhow::Result<(Arc<[CachedOrder]>, FeedCursor)> {
+) -> anyhow::Result<(Arc<[CachedOrder]>, FeedStart)> {
     let mut arena = DocumentArena::for_bound(max_bytes);
     let mut orders = Vec::new();
     let mut charged = 0;

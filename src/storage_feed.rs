@@ -21,6 +21,18 @@ pub struct FeedCursor {
     pub id: i64,
 }
 
+/// Where a feed starts: at a restore's snapshot.
+#[derive(Debug, Clone)]
+pub struct FeedStart {
+    /// At the snapshot's xmin: every row of a transaction below it was in the snapshot.
+    pub cursor: FeedCursor,
+    /// The snapshot (`pg_snapshot` text). Rows visible in it were restored, or left out by the cache's bound; the
+    /// feed skips them, so a bounded cache is not filled with old orders that the restore chose to leave out.
+    pub snapshot: String,
+    /// The snapshot's xmax: rows of later transactions were all invisible to it, so past it nothing is skipped.
+    pub snapshot_xmax: i64,
+}
+
 /// One order passed by the feed's cursor (without its document: most are this instance's own, cached already).
 #[derive(Debug, Clone)]
 pub struct FeedRow {
@@ -30,10 +42,12 @@ pub struct FeedRow {
     pub lag_seconds: f64,
 }
 
-/// The next rows after `after` whose transactions have ended, in cursor order, at most `limit`.
+/// The next rows after `after` whose transactions have ended, in cursor order, at most `limit`; rows visible in
+/// `skip` (a restore's snapshot) are left out.
 pub async fn read_after(
     client: &Client,
     after: FeedCursor,
+    skip: Option<&str>,
     limit: i64,
 ) -> Result<Vec<FeedRow>, PersistError> {
     let rows = client
@@ -43,9 +57,10 @@ pub async fn read_after(
              FROM orders o
              WHERE (o.xid, o.id) > ($1::int8::text::xid8, $2::int8)
                AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
+               AND ($4::text IS NULL OR NOT pg_visible_in_snapshot(o.xid, $4::text::pg_snapshot))
              ORDER BY o.xid, o.id
              LIMIT $3",
-            &[&after.xid, &after.id, &limit],
+            &[&after.xid, &after.id, &limit, &skip],
         )
         .await?;
     rows.iter()
@@ -108,14 +123,14 @@ pub async fn find_orders_pooled(
 const RESTORE_PAGE: i64 = 1000;
 
 /// Streams the stored orders to `each(order_uid, document)` from one REPEATABLE READ snapshot and returns where
-/// the feed starts: at that snapshot's xmin. Every row of a transaction below it is in the snapshot, so the feed
-/// misses nothing; rows at or above it may be read twice, which the cache ignores. With `max_bytes`, the newest
-/// orders first, until `each` returns false (the caller's bound is full); without, every order in table order.
+/// the feed starts: at that snapshot's xmin, skipping what the snapshot saw. Every row of a transaction below the
+/// xmin is in the snapshot, so the feed misses nothing. `bounded`: the newest orders first, until `each` returns
+/// false (the caller's bound is full); else every order, in table order.
 pub async fn restore(
     pool: &Pool,
     bounded: bool,
     mut each: impl FnMut(&str, &[u8]) -> bool,
-) -> Result<FeedCursor, PersistError> {
+) -> Result<FeedStart, PersistError> {
     let mut conn = pool.get().await?;
     let tx = conn
         .build_transaction()
@@ -124,13 +139,21 @@ pub async fn restore(
         .start()
         .await?;
     // The first statement takes the snapshot that every later one in this transaction reads.
-    let xmin: i64 = tx
+    let snapshot = tx
         .query_one(
-            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8",
+            "SELECT pg_snapshot_xmin(s)::text::int8, pg_snapshot_xmax(s)::text::int8, s::text
+             FROM pg_current_snapshot() AS s",
             &[],
         )
-        .await?
-        .try_get(0)?;
+        .await?;
+    let start = FeedStart {
+        cursor: FeedCursor {
+            xid: snapshot.try_get(0)?,
+            id: 0,
+        },
+        snapshot_xmax: snapshot.try_get(1)?,
+        snapshot: snapshot.try_get(2)?,
+    };
     if bounded {
         let mut before = i64::MAX;
         'pages: loop {
@@ -166,5 +189,5 @@ pub async fn restore(
         }
     }
     tx.commit().await?;
-    Ok(FeedCursor { xid: xmin, id: 0 })
+    Ok(start)
 }
