@@ -3,14 +3,14 @@
 //! A task owns one PostgreSQL connection of its own (not from the pool: a pooled connection is handed to others,
 //! and LISTEN belongs to a session). It LISTENs on `orders_committed`, which a statement trigger notifies on each
 //! insert (migration V3), and each notification wakes a catch-up read by the (xid, id) cursor (see
-//! `storage_feed` for why that cursor cannot skip a row). Notifications carry nothing and may be lost with the
+//! `storage::feed` for why that cursor cannot skip a row). Notifications carry nothing and may be lost with the
 //! connection; they only make the read prompt. The read itself is what guarantees delivery, so it also runs:
 //! - after every (re)connection, which catches up whatever was committed while the connection was down;
 //! - every `catch_up_interval`, a safety net;
 //! - shortly after a read that saw rows held back by an older transaction still running (they become readable when
 //!   it ends, and an unrelated transaction does not notify), with a delay growing up to the interval.
 //!
-//! The cursor starts at the restore's snapshot (`storage_feed::restore`), so restore and feed meet without a gap.
+//! The cursor starts at the restore's snapshot (`storage::restore::restore`), so restore and feed meet without a gap.
 //! A read takes the ids first; the documents are then read only for the orders the sink wants, which leaves out this
 //! instance's own commits (cached by the persister already), the bulk of what a single instance reads.
 
@@ -25,9 +25,10 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
-use crate::db::{error_chain, PersistError};
+use crate::error_chain::error_chain;
 use crate::metrics::Metrics;
-use crate::storage_feed::{self, FeedCursor, FeedStart};
+use crate::storage::feed::{self as storage_feed, FeedCursor, FeedStart};
+use crate::storage::{lookups, PersistError};
 
 /// The channel the orders trigger notifies (migration V3).
 pub const CHANNEL: &str = "orders_committed";
@@ -235,11 +236,10 @@ impl Follower {
                     .filter(|row| self.sink.wants(&row.uid))
                     .map(|row| row.uid.as_str())
                     .collect();
-                let mut documents: HashMap<String, Bytes> =
-                    storage_feed::find_orders(client, &wanted)
-                        .await?
-                        .into_iter()
-                        .collect();
+                let mut documents: HashMap<String, Bytes> = lookups::find_orders(client, &wanted)
+                    .await?
+                    .into_iter()
+                    .collect();
                 let orders: Vec<FeedOrder> = rows
                     .iter()
                     .filter_map(|row| {

@@ -2,7 +2,6 @@
 //! order (caches, persister, validator, subscriber), bind, serve; and the graceful stop.
 
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,50 +19,21 @@ use crate::actors::{
 };
 use crate::cache::store::charge;
 use crate::configuration::Settings;
-use crate::db::{self, Pool};
 use crate::domain::OrderSchema;
+use crate::error_chain::error_chain;
 use crate::feed::{ChangeFeed, FeedOrder, FeedSettings, FeedSink};
 use crate::http_metrics::HttpMetrics;
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
+use crate::replay::ReplayPipeline;
 use crate::routes;
-use crate::storage_feed::{self, FeedStart};
+use crate::storage::feed::FeedStart;
+use crate::storage::{self, Pool};
 
 /// How long a graceful stop waits for messages in flight to commit and be acked.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// How long the HTTP workers may take to start and load the restored orders into their caches.
 const WARM_DEADLINE: Duration = Duration::from_secs(120);
-
-/// What `/readyz` checks: cache restored, database reachable, subscription up.
-pub struct Readiness {
-    cache_restored: AtomicBool,
-    pub subscriber: Arc<SubscriberStatus>,
-    pool: Pool,
-}
-
-impl Readiness {
-    /// `Ok` when ready, else every reason it is not.
-    pub async fn check(&self) -> Result<(), Vec<String>> {
-        let mut reasons = Vec::new();
-        if !self.cache_restored.load(Ordering::Acquire) {
-            reasons.push("the cache is not restored yet".to_owned());
-        }
-        match tokio::time::timeout(Duration::from_secs(2), db::ping(&self.pool)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                reasons.push(format!("database unreachable: {}", db::error_chain(&error)))
-            }
-            Err(_) => reasons.push("database did not answer within 2 s".to_owned()),
-        }
-        if let Err(problem) = self.subscriber.check() {
-            reasons.push(format!("not subscribed to the broker: {problem}"));
-        }
-        if reasons.is_empty() {
-            Ok(())
-        } else {
-            Err(reasons)
-        }
-    }
-}
 
 /// Asks a running application to stop gracefully, as SIGTERM does.
 #[derive(Clone)]
@@ -93,11 +63,11 @@ impl Application {
         let schema = OrderSchema::new(settings.application.max_message_bytes)
             .context("Failed to compile the order schema")?;
         let metrics = Arc::new(Metrics::new().context("Failed to register the metrics")?);
-        let pool = db::build_pool(&settings.database).await?;
+        let pool = storage::build_pool(&settings.database).await?;
         metrics
             .watch_pool(pool.clone())
             .context("Failed to register the pool metrics")?;
-        for version in db::migrate(&pool).await? {
+        for version in storage::migrate(&pool).await? {
             tracing::info!(version, "Applied a migration.");
         }
 
@@ -140,7 +110,7 @@ impl Application {
         let validator = OrderValidator::start_in_arbiter(&validator_arbiter.handle(), move |_| {
             OrderValidator::new(schema, persister, in_flight, validator_metrics)
         });
-        let replay = routes::ReplayPipeline {
+        let replay = ReplayPipeline {
             validator: validator.clone(),
             channel: settings.stan.channel.clone(),
         };
@@ -149,11 +119,7 @@ impl Application {
         metrics
             .watch_subscriber(status.clone())
             .context("Failed to register the subscriber metrics")?;
-        let readiness = Arc::new(Readiness {
-            cache_restored: AtomicBool::new(false),
-            subscriber: status.clone(),
-            pool: pool.clone(),
-        });
+        let readiness = Arc::new(Readiness::new(status.clone(), pool.clone()));
         let listener = TcpListener::bind(&settings.application.http_addr)
             .with_context(|| format!("Failed to bind {}", settings.application.http_addr))?;
         let port = listener.local_addr()?.port();
@@ -181,7 +147,7 @@ impl Application {
                 caches.warmed_members()
             );
         }
-        readiness.cache_restored.store(true, Ordering::Release);
+        readiness.cache_restored();
 
         // After every member is warm, so each sees every batch; from the restore's snapshot, so nothing is missed.
         let feed = ChangeFeed::start(
@@ -309,7 +275,7 @@ async fn restore_orders(
     let mut arena = DocumentArena::for_bound(max_bytes);
     let mut orders = Vec::new();
     let mut charged = 0;
-    let start = storage_feed::restore(pool, max_bytes.is_some(), |uid, document| {
+    let start = storage::restore::restore(pool, max_bytes.is_some(), |uid, document| {
         if let Some(max_bytes) = max_bytes {
             let document = Bytes::copy_from_slice(document);
             charged += charge(uid, &document);
@@ -329,7 +295,7 @@ async fn restore_orders(
         true
     })
     .await
-    .map_err(|e| anyhow::anyhow!("Failed to restore the orders: {}", db::error_chain(&e)))?;
+    .map_err(|e| anyhow::anyhow!("Failed to restore the orders: {}", error_chain(&e)))?;
     Ok((orders.into(), start))
 }
 
@@ -339,7 +305,7 @@ fn run_http(
     caches: CacheGroup,
     pool: Pool,
     readiness: Arc<Readiness>,
-    replay: routes::ReplayPipeline,
+    replay: ReplayPipeline,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<actix_web::dev::Server> {
     let pool = web::Data::new(pool);

@@ -27,10 +27,10 @@ use prometheus::{IntCounter, IntGauge};
 use tokio::sync::{oneshot, Notify};
 
 use crate::cache::{DocumentStore, MissQueue, NegativeCache};
-use crate::db::{PersistError, Pool};
 use crate::domain::OrderUid;
+use crate::error_chain::error_chain;
 use crate::metrics::Metrics;
-use crate::storage_feed;
+use crate::storage::{lookups, PersistError, Pool};
 
 /// Look up one order's JSON: `Ok(None)` when PostgreSQL does not hold it either.
 #[derive(Message)]
@@ -46,11 +46,6 @@ pub struct CacheOrders(pub Arc<[CachedOrder]>);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct WarmCache(pub Arc<[CachedOrder]>);
-
-/// How many orders the cache holds.
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct CountOrders;
 
 /// Every cached order, to warm a member that joins late (an HTTP worker restarted after a panic).
 #[derive(Message)]
@@ -95,7 +90,7 @@ impl OrderSource for PostgresOrders {
         let pool = self.0.clone();
         Box::pin(async move {
             let ids: Vec<&str> = uids.iter().map(|uid| &**uid).collect();
-            let found = storage_feed::find_orders_pooled(&pool, &ids).await?;
+            let found = lookups::find_orders_pooled(&pool, &ids).await?;
             Ok(found
                 .into_iter()
                 .map(|(uid, document)| CachedOrder {
@@ -217,7 +212,7 @@ impl OrderCache {
         let found = match result {
             Ok(found) => found,
             Err(error) => {
-                tracing::warn!(error = %crate::db::error_chain(&error), ids = batch.len(), "Failed to read missed orders from PostgreSQL.");
+                tracing::warn!(error = %error_chain(&error), ids = batch.len(), "Failed to read missed orders from PostgreSQL.");
                 let error = Arc::new(error);
                 for uid in &batch {
                     self.counters.errors.inc();
@@ -306,15 +301,6 @@ impl Handler<WarmCache> for OrderCache {
         if let Some(group) = self.group.take() {
             group.member_warmed();
         }
-    }
-}
-
-impl Handler<CountOrders> for OrderCache {
-    type Result = usize;
-
-    /// The number of cached orders.
-    fn handle(&mut self, _: CountOrders, _: &mut Self::Context) -> usize {
-        self.store.len()
     }
 }
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use order_service::feed::{ChangeFeed, FeedOrder, FeedSettings, FeedSink, APPLICATION_NAME};
 use order_service::metrics::Metrics;
-use order_service::storage_feed::{self, FeedCursor};
+use order_service::storage::feed::{self as storage_feed, FeedCursor};
+use order_service::storage::restore::restore;
 
 use crate::helpers::{connect, eventually, insert_directly, migrated_database, WAIT};
 
@@ -41,7 +42,7 @@ struct FollowedDatabase {
 impl FollowedDatabase {
     async fn start() -> anyhow::Result<FollowedDatabase> {
         let (url, pool) = migrated_database().await?;
-        let start = storage_feed::restore(&pool, false, |_, _| true).await?;
+        let start = restore(&pool, false, |_, _| true).await?;
         let metrics = Arc::new(Metrics::new()?);
         let delivered = Rc::new(RefCell::new(Vec::new()));
         let feed = ChangeFeed::start(
@@ -185,7 +186,7 @@ async fn the_feed_starts_at_the_restore_snapshot_and_neither_misses_nor_repeats_
     let client = connect(&url).await?;
     insert_directly(&client, "storedbeforerestore").await?;
     let mut restored = Vec::new();
-    let start = storage_feed::restore(&pool, false, |uid, _| {
+    let start = restore(&pool, false, |uid, _| {
         restored.push(uid.to_owned());
         true
     })

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use clap::Parser;
 use order_service::actors::SubscriberStatus;
 use order_service::configuration::{Cli, Settings};
-use order_service::db::{self, Pool};
 use order_service::startup::{Application, ShutdownHandle};
+use order_service::storage::{self, Pool};
 use order_service::telemetry::{get_subscriber, init_subscriber};
 use stan_testkit::{Broker, BrokerConfig, StanPublisher, StoreKind};
 use uuid::Uuid;
@@ -78,8 +78,8 @@ pub async fn migrated_database() -> anyhow::Result<(String, Pool)> {
     LazyLock::force(&TRACING);
     let url = create_database().await?;
     let settings = test_settings(&url, "nats://127.0.0.1:4222", "unused")?;
-    let pool = db::build_pool(&settings.database).await?;
-    db::migrate(&pool).await?;
+    let pool = storage::build_pool(&settings.database).await?;
+    storage::migrate(&pool).await?;
     Ok((url, pool))
 }
 
@@ -165,8 +165,8 @@ pub async fn prepare_on(nats_url: &str, store: StoreKind) -> anyhow::Result<Stop
     .await?;
     let database_url = create_database().await?;
     let settings = test_settings(&database_url, &nats_url, &cluster_id)?;
-    let db_pool = db::build_pool(&settings.database).await?;
-    db::migrate(&db_pool).await?;
+    let db_pool = storage::build_pool(&settings.database).await?;
+    storage::migrate(&db_pool).await?;
     let publisher = StanPublisher::connect(
         &nats_url,
         &cluster_id,
