@@ -61,7 +61,7 @@ GENERATOR_PID=$!
 BENCH_PIDS+=("$GENERATOR_PID")
 python3 - "$BENCH_DB" "$B_PORT" "$GENERATOR_PID" >"$BENCH_TMP/staleness.txt" <<'PY'
 # Polls PostgreSQL (one psql session) for the newest committed order and GETs it from B at once, over one kept-alive
-# connection, until the generator ends; prints "count non200 p50_ms p99_ms max_ms".
+# connection, until the generator ends and the commits stop; prints "count non200 p50_ms p99_ms max_ms".
 import http.client, os, subprocess, sys, time
 db, port, generator = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 psql = subprocess.Popen(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-qtA"],
@@ -79,12 +79,15 @@ def generator_running():
 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
 last, samples, bad = int(ask("SELECT coalesce(max(id), 0) FROM orders")), [], 0
 deadline = time.monotonic() + 900
-while generator_running() and time.monotonic() < deadline:
+last_new = time.monotonic()
+# Until the generator is done and no order was committed for two seconds (A commits the last ones after it ends).
+while (generator_running() or time.monotonic() - last_new < 2) and time.monotonic() < deadline:
     row = ask(f"SELECT coalesce((SELECT id || ' ' || order_uid FROM orders WHERE id > {last} "
               "ORDER BY id DESC LIMIT 1), '-')")
     if row == "-":
         time.sleep(0.002)
         continue
+    last_new = time.monotonic()
     seen = time.perf_counter()
     last, uid = int(row.split()[0]), row.split()[1]
     connection.request("GET", f"/order/{uid}")
