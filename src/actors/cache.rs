@@ -225,15 +225,15 @@ impl OrderCache {
         };
         // Found orders are kept: someone asked for them, so they start with their reference bit set.
         self.insert_all(&found, true);
+        let found: HashMap<&str, &Bytes> = found
+            .iter()
+            .map(|order| (&*order.uid, &order.document))
+            .collect();
         for uid in &batch {
-            let document = found
-                .iter()
-                .find(|order| order.uid == *uid)
-                .map(|order| order.document.clone());
-            let answer = match document {
+            let answer = match found.get(&**uid) {
                 Some(document) => {
                     self.counters.found.inc();
-                    Some(document)
+                    Some((*document).clone())
                 }
                 None => {
                     self.counters.not_found.inc();
