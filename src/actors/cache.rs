@@ -912,6 +912,23 @@ mod tests {
         assert_eq!(metrics.cache_read_through_errors.get(), 2);
     }
 
+    #[actix::test]
+    async fn the_feed_skips_each_own_commit_once_and_nothing_else() {
+        let group = CacheGroup::new(Vec::new().into(), 1, unbounded(), &metrics());
+        let member = group.start_local_member();
+        group.wait_until_warm(1).await;
+
+        group.cache_committed(vec![order("own", b"1")].into());
+
+        assert!(group.take_own_commit("own"), "committed here");
+        assert!(!group.take_own_commit("own"), "taken once");
+        assert!(!group.take_own_commit("other"), "committed elsewhere");
+        assert_eq!(
+            member.get(uid("own")).await.expect("answered"),
+            Some(Bytes::from_static(b"1"))
+        );
+    }
+
     #[test]
     fn the_arena_returns_exact_copies() {
         let mut arena = DocumentArena::new();
