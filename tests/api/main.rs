@@ -10,6 +10,7 @@ mod feed;
 mod health_check;
 mod helpers;
 mod metrics;
+mod migrations;
 mod openapi;
 mod orders;
 mod pipeline;
