@@ -1,5 +1,4 @@
 pub mod actors;
-pub mod broker;
 pub mod configuration;
 pub mod db;
 pub mod domain;
@@ -10,3 +9,4 @@ pub mod replay_client;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
+pub mod transport;

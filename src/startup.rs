@@ -16,23 +16,45 @@ use crate::actors::{
     CacheGroup, CachedOrder, DocumentArena, Drain, NatsSubscriber, OrderPersister, OrderValidator,
     StartSubscription, SubscriberStatus,
 };
-use crate::configuration::Settings;
+use crate::configuration::{Settings, SourceKind};
 use crate::db::{self, Pool};
 use crate::domain::OrderSchema;
 use crate::http_metrics::HttpMetrics;
 use crate::metrics::Metrics;
 use crate::routes;
+use crate::transport::jetstream::ConsumerSettings;
+use crate::transport::{Origin, Transport};
 
 /// How long a graceful stop waits for messages in flight to commit and be acked.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// How long the HTTP workers may take to start and load the restored orders into their caches.
 const WARM_DEADLINE: Duration = Duration::from_secs(120);
 
-/// What `/readyz` checks: cache restored, database reachable, subscription up.
+/// What `/readyz` checks: cache restored, database reachable, every source's subscription up.
 pub struct Readiness {
     cache_restored: AtomicBool,
-    pub subscriber: Arc<SubscriberStatus>,
+    /// One per source, with what it consumes (for the reasons).
+    pub subscribers: Vec<SourceStatus>,
     pool: Pool,
+}
+
+/// One source's subscription, as readiness and the tests see it.
+#[derive(Clone)]
+pub struct SourceStatus {
+    pub origin: Origin,
+    /// "JetStream consumer "order-service" on stream "ORDERS" (subject "orders")", or the STAN equivalent.
+    pub subscription: String,
+    pub status: Arc<SubscriberStatus>,
+}
+
+impl Readiness {
+    /// The status of the first source: the only one, unless several run.
+    pub fn subscriber(&self) -> Arc<SubscriberStatus> {
+        self.subscribers
+            .first()
+            .map(|s| s.status.clone())
+            .unwrap_or_default()
+    }
 }
 
 impl Readiness {
@@ -49,8 +71,10 @@ impl Readiness {
             }
             Err(_) => reasons.push("database did not answer within 2 s".to_owned()),
         }
-        if let Err(problem) = self.subscriber.check() {
-            reasons.push(format!("not subscribed to the broker: {problem}"));
+        for source in &self.subscribers {
+            if let Err(problem) = source.status.check() {
+                reasons.push(format!("not consuming {}: {problem}", source.subscription));
+            }
         }
         if reasons.is_empty() {
             Ok(())
@@ -75,7 +99,7 @@ pub struct Application {
     port: u16,
     server: ServerHandle,
     server_task: tokio::task::JoinHandle<std::io::Result<()>>,
-    subscriber: Addr<NatsSubscriber>,
+    subscribers: Vec<Addr<NatsSubscriber>>,
     validator_arbiter: Arbiter,
     readiness: Arc<Readiness>,
     shutdown: watch::Sender<bool>,
@@ -109,10 +133,11 @@ impl Application {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
             .max(1);
         let caches = CacheGroup::new(snapshot, workers, &metrics);
-        let in_flight = usize::try_from(settings.stan.max_in_flight).unwrap_or(1024);
+        // Each source may have this many messages in flight.
+        let in_flight = usize::try_from(settings.stan.max_in_flight).unwrap_or(1024)
+            * settings.distinct_sources().len().max(1);
         let persister = OrderPersister::new(
             pool.clone(),
-            settings.stan.channel.clone(),
             caches.clone(),
             settings.database.batch_size,
             in_flight,
@@ -126,16 +151,24 @@ impl Application {
         });
         let replay = routes::ReplayPipeline {
             validator: validator.clone(),
-            channel: settings.stan.channel.clone(),
         };
 
-        let status = Arc::new(SubscriberStatus::default());
-        metrics
-            .watch_subscriber(status.clone())
-            .context("Failed to register the subscriber metrics")?;
+        let transports = transports(&settings);
+        let mut sources = Vec::with_capacity(transports.len());
+        for transport in &transports {
+            let status = Arc::new(SubscriberStatus::default());
+            metrics
+                .watch_subscriber(transport.origin().source, status.clone())
+                .context("Failed to register the subscriber metrics")?;
+            sources.push(SourceStatus {
+                origin: transport.origin(),
+                subscription: transport.describe(),
+                status,
+            });
+        }
         let readiness = Arc::new(Readiness {
             cache_restored: AtomicBool::new(false),
-            subscriber: status.clone(),
+            subscribers: sources.clone(),
             pool: pool.clone(),
         });
         let listener = TcpListener::bind(&settings.application.http_addr)
@@ -167,19 +200,26 @@ impl Application {
         }
         readiness.cache_restored.store(true, Ordering::Release);
 
-        let subscriber =
-            NatsSubscriber::new(settings.stan.clone(), validator, status, &metrics).start();
-        match subscriber.send(StartSubscription).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
+        // One subscriber per source, all feeding the same validator.
+        let mut subscribers = Vec::with_capacity(transports.len());
+        for (transport, source) in transports.into_iter().zip(sources) {
+            let subscription = source.subscription.clone();
+            let subscriber =
+                NatsSubscriber::new(transport, validator.clone(), source.status, &metrics).start();
+            let failure = match subscriber.send(StartSubscription).await {
+                Ok(Ok(())) => None,
+                Ok(Err(error)) => Some(
+                    anyhow::Error::from(error)
+                        .context(format!("Failed to subscribe to {subscription}")),
+                ),
+                Err(error) => Some(anyhow::Error::from(error).context("The subscriber stopped")),
+            };
+            subscribers.push(subscriber);
+            if let Some(error) = failure {
+                drain_all(&subscribers).await;
                 server_handle.stop(false).await;
                 validator_arbiter.stop();
-                return Err(error).context("Failed to subscribe to the broker");
-            }
-            Err(error) => {
-                server_handle.stop(false).await;
-                validator_arbiter.stop();
-                return Err(error).context("The subscriber stopped");
+                return Err(error);
             }
         }
         tracing::info!(port, workers, "Serving.");
@@ -188,7 +228,7 @@ impl Application {
             port,
             server: server_handle,
             server_task,
-            subscriber,
+            subscribers,
             validator_arbiter,
             readiness,
             shutdown,
@@ -223,12 +263,7 @@ impl Application {
                 None
             }
         };
-        let drain = self.subscriber.send(Drain {
-            deadline: DRAIN_DEADLINE,
-        });
-        if drain.await.is_err() {
-            tracing::warn!("The subscriber was already stopped.");
-        }
+        drain_all(&self.subscribers).await;
         self.server.stop(true).await;
         self.validator_arbiter.stop();
         let result = match server_ended {
@@ -240,6 +275,36 @@ impl Application {
             .context("The HTTP server failed")?;
         tracing::info!("Stopped.");
         Ok(())
+    }
+}
+
+/// One transport per configured source, in the order given.
+fn transports(settings: &Settings) -> Vec<Transport> {
+    settings
+        .distinct_sources()
+        .into_iter()
+        .map(|source| match source {
+            SourceKind::Stan => Transport::Stan(settings.stan.clone()),
+            SourceKind::JetStream => Transport::JetStream(ConsumerSettings {
+                js: settings.jetstream.clone(),
+                ack_wait: settings.stan.ack_wait(),
+                max_ack_pending: i64::from(settings.stan.max_in_flight),
+            }),
+        })
+        .collect()
+}
+
+/// Drains every subscriber at once (each lets its messages in flight commit and be acked, then closes).
+async fn drain_all(subscribers: &[Addr<NatsSubscriber>]) {
+    let drains = subscribers.iter().map(|subscriber| {
+        subscriber.send(Drain {
+            deadline: DRAIN_DEADLINE,
+        })
+    });
+    for result in futures::future::join_all(drains).await {
+        if result.is_err() {
+            tracing::warn!("A subscriber was already stopped.");
+        }
     }
 }
 

@@ -22,6 +22,7 @@ use crate::actors::cache::{CacheGroup, CachedOrder, DocumentArena};
 use crate::db::{self, error_chain, DeadLetterRow, OrderRow, PersistError, Pool, Stored};
 use crate::domain::{RejectClass, RejectReason, Rejection, ValidOrder};
 use crate::metrics::Metrics;
+use crate::transport::Origin;
 
 /// Store a valid order.
 #[derive(Message)]
@@ -30,6 +31,7 @@ pub struct PersistOrder {
     pub order: ValidOrder,
     /// The message as delivered, kept as a dead letter if the order turns out to be a conflict.
     pub raw: Bytes,
+    pub origin: Origin,
     pub sequence: u64,
     pub span: Span,
 }
@@ -40,6 +42,7 @@ pub struct PersistOrder {
 pub struct PersistRejected {
     pub rejection: Rejection,
     pub raw: Bytes,
+    pub origin: Origin,
     pub sequence: u64,
     pub span: Span,
 }
@@ -94,7 +97,6 @@ struct Pending {
 
 pub struct OrderPersister {
     pool: Pool,
-    channel: String,
     caches: CacheGroup,
     metrics: Arc<Metrics>,
     batch_size: usize,
@@ -109,7 +111,6 @@ pub struct OrderPersister {
 impl OrderPersister {
     pub fn new(
         pool: Pool,
-        channel: String,
         caches: CacheGroup,
         batch_size: usize,
         mailbox_capacity: usize,
@@ -117,7 +118,6 @@ impl OrderPersister {
     ) -> OrderPersister {
         OrderPersister {
             pool,
-            channel,
             caches,
             metrics,
             batch_size: batch_size.max(1),
@@ -148,11 +148,11 @@ impl OrderPersister {
         let batch: Vec<Pending> = self.pending.drain(..count).collect();
         self.committing = true;
         self.metrics.commit_batch_messages.observe(count as f64);
-        let (pool, channel) = (self.pool.clone(), self.channel.clone());
+        let pool = self.pool.clone();
         let metrics = self.metrics.clone();
         let commit = async move {
             let items: Vec<&Item> = batch.iter().map(|p| &p.item).collect();
-            let results = commit_isolating_bad_rows(&pool, &channel, &items, &metrics).await;
+            let results = commit_isolating_bad_rows(&pool, &items, &metrics).await;
             (batch, results)
         };
         // One future at a time in this context: the batch, not each message.
@@ -230,29 +230,24 @@ impl Handler<PersistRejected> for OrderPersister {
 /// and one that still fails is kept as a dead letter instead.
 async fn commit_isolating_bad_rows(
     pool: &Pool,
-    channel: &str,
     items: &[&Item],
     metrics: &Metrics,
 ) -> Vec<Result<Outcome, PipelineError>> {
-    match commit_with_retry(pool, channel, items, metrics).await {
+    match commit_with_retry(pool, items, metrics).await {
         Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
         Err(error) if error.is_data_error() && items.len() > 1 => {
             let mut results = Vec::with_capacity(items.len());
             for item in items {
-                results.push(
-                    match commit_with_retry(pool, channel, &[*item], metrics).await {
-                        Ok(mut outcomes) => outcomes.pop().ok_or(PipelineError::Dropped),
-                        Err(error) if error.is_data_error() => {
-                            store_refused(pool, channel, item, &error).await
-                        }
-                        Err(error) => Err(PipelineError::from(Arc::new(error))),
-                    },
-                );
+                results.push(match commit_with_retry(pool, &[*item], metrics).await {
+                    Ok(mut outcomes) => outcomes.pop().ok_or(PipelineError::Dropped),
+                    Err(error) if error.is_data_error() => store_refused(pool, item, &error).await,
+                    Err(error) => Err(PipelineError::from(Arc::new(error))),
+                });
             }
             results
         }
         Err(error) if error.is_data_error() => match items.first() {
-            Some(item) => vec![store_refused(pool, channel, item, &error).await],
+            Some(item) => vec![store_refused(pool, item, &error).await],
             None => Vec::new(),
         },
         Err(error) => {
@@ -268,7 +263,6 @@ async fn commit_isolating_bad_rows(
 /// Keeps an order PostgreSQL refused as a dead letter (class `schema`), with the database's reason.
 async fn store_refused(
     pool: &Pool,
-    channel: &str,
     item: &Item,
     error: &PersistError,
 ) -> Result<Outcome, PipelineError> {
@@ -282,6 +276,8 @@ async fn store_refused(
         message: format!("PostgreSQL refused the order: {}", error_chain(error)),
     }];
     let row = DeadLetterRow {
+        source: order.origin.source.as_str(),
+        channel: &order.origin.name,
         sequence: order.sequence,
         payload: &order.raw,
         class: RejectClass::Schema,
@@ -291,7 +287,7 @@ async fn store_refused(
     order.span.in_scope(
         || tracing::warn!(reason = %reasons[0].message, "Rejected an order the database refused."),
     );
-    db::store_batch(pool, channel, &[], &[row])
+    db::store_batch(pool, &[], &[row])
         .await
         .map(|_| Outcome::Rejected(RejectClass::Schema))
         .map_err(|e| PipelineError::from(Arc::new(e)))
@@ -300,7 +296,6 @@ async fn store_refused(
 /// One transaction, retried with backoff on failure, a bounded number of times.
 async fn commit_with_retry(
     pool: &Pool,
-    channel: &str,
     items: &[&Item],
     metrics: &Metrics,
 ) -> Result<Vec<Outcome>, PersistError> {
@@ -315,6 +310,8 @@ async fn commit_with_retry(
         .iter()
         .filter_map(|item| match item {
             Item::Rejected(r) => Some(DeadLetterRow {
+                source: r.origin.source.as_str(),
+                channel: &r.origin.name,
                 sequence: r.sequence,
                 payload: &r.raw,
                 class: r.rejection.class,
@@ -328,7 +325,7 @@ async fn commit_with_retry(
     let mut attempt = 1;
     let stored = loop {
         let started = Instant::now();
-        match db::store_batch(pool, channel, &orders, &dead_letters).await {
+        match db::store_batch(pool, &orders, &dead_letters).await {
             Ok(stored) => {
                 let took = started.elapsed();
                 metrics.commit_duration.observe(took.as_secs_f64());
@@ -367,6 +364,8 @@ fn order_row(o: &PersistOrder) -> OrderRow<'_> {
         date_created: DateTime::parse_from_rfc3339(&order.date_created)
             .ok()
             .map(|d| d.with_timezone(&Utc)),
+        source: o.origin.source.as_str(),
+        channel: &o.origin.name,
         sequence: o.sequence,
         raw: &o.raw,
     }

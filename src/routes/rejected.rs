@@ -14,6 +14,7 @@ use crate::db::{self, PersistError, Pool, ReplayRecord};
 use crate::domain::{RejectClass, RejectReason};
 use crate::routes::orders::{ListError, Page};
 use crate::routes::{error_chain_fmt, error_response};
+use crate::transport::{Origin, SourceKind};
 
 /// Dead letters with their reasons, newest first.
 #[get("/rejected")]
@@ -25,25 +26,26 @@ pub async fn list_rejected(
     Ok(HttpResponse::Ok().json(rejected))
 }
 
-/// Where a replay enters the pipeline: the running validator, and the channel its persister writes for.
+/// Where a replay enters the pipeline: the running validator.
 #[derive(Clone)]
 pub struct ReplayPipeline {
     pub validator: Addr<OrderValidator>,
-    pub channel: String,
+}
+
+/// The origin a dead letter recorded; `None` for a source this build does not know.
+fn origin_of(source: &str, channel: &str) -> Option<Origin> {
+    let source = [SourceKind::Stan, SourceKind::JetStream]
+        .into_iter()
+        .find(|kind| kind.as_str() == source)?;
+    Some(Origin::new(source, channel))
 }
 
 #[derive(thiserror::Error)]
 pub enum ReplayError {
     #[error("no dead letter with id {0}")]
     NotFound(i64),
-    #[error(
-        "dead letter {id} came from channel {channel:?}; this service consumes {ours:?} and replays only its own"
-    )]
-    OtherChannel {
-        id: i64,
-        channel: String,
-        ours: String,
-    },
+    #[error("dead letter {id} came from source {kind:?}, which this service does not know")]
+    OtherChannel { id: i64, kind: String },
     #[error("the database is unavailable")]
     Database(#[from] Arc<PersistError>),
     #[error("the pipeline is unavailable")]
@@ -98,10 +100,10 @@ pub struct ReplayAnswer {
     pub reasons: Vec<RejectReason>,
 }
 
-/// Sends a dead letter's raw bytes through the pipeline again (validate, persist, cache), as if STAN delivered it
-/// anew, and answers what became of it. The dead letter stays and records the replay. Replaying is idempotent: a
-/// stored order comes back `duplicate`, a message still invalid meets its own row (same channel, sequence and
-/// bytes) and adds none.
+/// Sends a dead letter's raw bytes through the pipeline again (validate, persist, cache), as if its source
+/// delivered it anew, and answers what became of it. The dead letter stays and records the replay. Replaying is
+/// idempotent: a stored order comes back `duplicate`, a message still invalid meets its own row (same source,
+/// channel, sequence and bytes) and adds none.
 #[post("/rejected/{id}/replay")]
 pub async fn replay_rejected(
     id: web::Path<i64>,
@@ -112,14 +114,14 @@ pub async fn replay_rejected(
     let dead_letter = db::get_dead_letter(&pool, id)
         .await?
         .ok_or(ReplayError::NotFound(id))?;
-    if dead_letter.channel != pipeline.channel {
-        // The persister writes for its own channel: a rejection would not meet this row but add another.
+    // The replay carries the dead letter's own origin and sequence, whichever source this instance consumes now
+    // (a STAN dead letter replays after a move to JetStream): a new rejection meets this row instead of adding one.
+    let Some(origin) = origin_of(&dead_letter.source, &dead_letter.channel) else {
         return Err(ReplayError::OtherChannel {
             id,
-            channel: dead_letter.channel,
-            ours: pipeline.channel.clone(),
+            kind: dead_letter.source,
         });
-    }
+    };
     let sequence = u64::try_from(dead_letter.stan_sequence).unwrap_or_default();
     let span = tracing::info_span!(
         parent: None,
@@ -132,6 +134,7 @@ pub async fn replay_rejected(
         .validator
         .send(ReplayMessage {
             payload: Bytes::from(dead_letter.payload),
+            origin,
             sequence,
             span: span.clone(),
         })
