@@ -1,12 +1,15 @@
 pub mod actors;
 pub mod configuration;
-pub mod db;
 pub mod domain;
+pub mod error_chain;
 pub mod generator;
 pub mod http_metrics;
 pub mod metrics;
+pub mod readiness;
+pub mod replay;
 pub mod replay_client;
 pub mod routes;
 pub mod startup;
+pub mod storage;
 pub mod telemetry;
 pub mod transport;

@@ -17,8 +17,8 @@ use prometheus::{
 };
 
 use crate::actors::SubscriberStatus;
-use crate::db::Pool;
 use crate::domain::{FlagRule, RejectClass};
+use crate::storage::Pool;
 use crate::transport::SourceKind;
 
 /// The content type of `render`'s output.

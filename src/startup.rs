@@ -2,7 +2,6 @@
 //! order (caches, persister, validator, subscriber), bind, serve; and the graceful stop.
 
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,72 +16,21 @@ use crate::actors::{
     StartSubscription, SubscriberStatus,
 };
 use crate::configuration::{Settings, SourceKind};
-use crate::db::{self, Pool};
 use crate::domain::OrderSchema;
+use crate::error_chain::error_chain;
 use crate::http_metrics::HttpMetrics;
 use crate::metrics::Metrics;
+use crate::readiness::{Readiness, SourceStatus};
+use crate::replay::ReplayPipeline;
 use crate::routes;
+use crate::storage::{self, Pool};
 use crate::transport::jetstream::ConsumerSettings;
-use crate::transport::{Origin, Transport};
+use crate::transport::Transport;
 
 /// How long a graceful stop waits for messages in flight to commit and be acked.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// How long the HTTP workers may take to start and load the restored orders into their caches.
 const WARM_DEADLINE: Duration = Duration::from_secs(120);
-
-/// What `/readyz` checks: cache restored, database reachable, every source's subscription up.
-pub struct Readiness {
-    cache_restored: AtomicBool,
-    /// One per source, with what it consumes (for the reasons).
-    pub subscribers: Vec<SourceStatus>,
-    pool: Pool,
-}
-
-/// One source's subscription, as readiness and the tests see it.
-#[derive(Clone)]
-pub struct SourceStatus {
-    pub origin: Origin,
-    /// "JetStream consumer "order-service" on stream "ORDERS" (subject "orders")", or the STAN equivalent.
-    pub subscription: String,
-    pub status: Arc<SubscriberStatus>,
-}
-
-impl Readiness {
-    /// The status of the first source: the only one, unless several run.
-    pub fn subscriber(&self) -> Arc<SubscriberStatus> {
-        self.subscribers
-            .first()
-            .map(|s| s.status.clone())
-            .unwrap_or_default()
-    }
-}
-
-impl Readiness {
-    /// `Ok` when ready, else every reason it is not.
-    pub async fn check(&self) -> Result<(), Vec<String>> {
-        let mut reasons = Vec::new();
-        if !self.cache_restored.load(Ordering::Acquire) {
-            reasons.push("the cache is not restored yet".to_owned());
-        }
-        match tokio::time::timeout(Duration::from_secs(2), db::ping(&self.pool)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                reasons.push(format!("database unreachable: {}", db::error_chain(&error)))
-            }
-            Err(_) => reasons.push("database did not answer within 2 s".to_owned()),
-        }
-        for source in &self.subscribers {
-            if let Err(problem) = source.status.check() {
-                reasons.push(format!("not consuming {}: {problem}", source.subscription));
-            }
-        }
-        if reasons.is_empty() {
-            Ok(())
-        } else {
-            Err(reasons)
-        }
-    }
-}
 
 /// Asks a running application to stop gracefully, as SIGTERM does.
 #[derive(Clone)]
@@ -111,11 +59,11 @@ impl Application {
         let schema = OrderSchema::new(settings.application.max_message_bytes)
             .context("Failed to compile the order schema")?;
         let metrics = Arc::new(Metrics::new().context("Failed to register the metrics")?);
-        let pool = db::build_pool(&settings.database).await?;
+        let pool = storage::build_pool(&settings.database).await?;
         metrics
             .watch_pool(pool.clone())
             .context("Failed to register the pool metrics")?;
-        for version in db::migrate(&pool).await? {
+        for version in storage::migrate(&pool).await? {
             tracing::info!(version, "Applied a migration.");
         }
 
@@ -149,7 +97,7 @@ impl Application {
         let validator = OrderValidator::start_in_arbiter(&validator_arbiter.handle(), move |_| {
             OrderValidator::new(schema, persister, in_flight, validator_metrics)
         });
-        let replay = routes::ReplayPipeline {
+        let replay = ReplayPipeline {
             validator: validator.clone(),
         };
 
@@ -166,11 +114,7 @@ impl Application {
                 status,
             });
         }
-        let readiness = Arc::new(Readiness {
-            cache_restored: AtomicBool::new(false),
-            subscribers: sources.clone(),
-            pool: pool.clone(),
-        });
+        let readiness = Arc::new(Readiness::new(sources.clone(), pool.clone()));
         let listener = TcpListener::bind(&settings.application.http_addr)
             .with_context(|| format!("Failed to bind {}", settings.application.http_addr))?;
         let port = listener.local_addr()?.port();
@@ -198,7 +142,7 @@ impl Application {
                 caches.warmed_members()
             );
         }
-        readiness.cache_restored.store(true, Ordering::Release);
+        readiness.cache_restored();
 
         // One subscriber per source, all feeding the same validator.
         let mut subscribers = Vec::with_capacity(transports.len());
@@ -287,7 +231,7 @@ fn transports(settings: &Settings) -> Vec<Transport> {
             SourceKind::Stan => Transport::Stan(settings.stan.clone()),
             SourceKind::JetStream => Transport::JetStream(ConsumerSettings {
                 js: settings.jetstream.clone(),
-                ack_wait: settings.stan.ack_wait(),
+                ack_wait: Duration::from_secs(settings.stan.ack_wait_secs.unsigned_abs().into()),
                 max_ack_pending: i64::from(settings.stan.max_in_flight),
             }),
         })
@@ -312,14 +256,14 @@ async fn drain_all(subscribers: &[Addr<NatsSubscriber>]) {
 async fn restore_orders(pool: &Pool) -> anyhow::Result<Arc<[CachedOrder]>> {
     let mut arena = DocumentArena::new();
     let mut orders = Vec::new();
-    db::for_each_order(pool, |uid, document| {
+    storage::restore::for_each_order(pool, |uid, document| {
         orders.push(CachedOrder {
             uid: Arc::from(uid),
             document: arena.copy(document),
         });
     })
     .await
-    .map_err(|e| anyhow::anyhow!("Failed to restore the orders: {}", db::error_chain(&e)))?;
+    .map_err(|e| anyhow::anyhow!("Failed to restore the orders: {}", error_chain(&e)))?;
     Ok(orders.into())
 }
 
@@ -329,7 +273,7 @@ fn run_http(
     caches: CacheGroup,
     pool: Pool,
     readiness: Arc<Readiness>,
-    replay: routes::ReplayPipeline,
+    replay: ReplayPipeline,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<actix_web::dev::Server> {
     let pool = web::Data::new(pool);

@@ -30,7 +30,7 @@ use tracing::{field, Instrument, Span};
 
 use crate::actors::persister::{Outcome, PipelineError};
 use crate::actors::validator::{OrderValidator, ValidateOrder};
-use crate::db::error_chain;
+use crate::error_chain::error_chain;
 use crate::metrics::Metrics;
 use crate::transport::{
     AckHandle, Connection, ConsumerLag, Delivery, Origin, Transport, TransportError,

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use order_service::configuration::Settings;
-use order_service::db::Pool;
 use order_service::generator;
+use order_service::storage::Pool;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use clap::Parser;
 use order_service::actors::SubscriberStatus;
 use order_service::configuration::{Cli, Settings, SourceKind};
-use order_service::db::{self, Pool};
 use order_service::startup::{Application, ShutdownHandle};
+use order_service::storage::{self, Pool};
 use order_service::telemetry::{get_subscriber, init_subscriber};
 use stan_testkit::{Broker, BrokerConfig, StanPublisher, StoreKind};
 use uuid::Uuid;
@@ -319,8 +319,8 @@ pub async fn prepare_on(
     .await?;
     let database_url = create_database().await?;
     let settings = test_settings(&database_url, &nats_url, &cluster_id, sources)?;
-    let db_pool = db::build_pool(&settings.database).await?;
-    db::migrate(&db_pool).await?;
+    let db_pool = storage::build_pool(&settings.database).await?;
+    storage::migrate(&db_pool).await?;
     let stream = if sources.contains(&SourceKind::JetStream) {
         Some(create_stream(&settings).await?)
     } else {

@@ -1,0 +1,79 @@
+//! What `/readyz` and the `ready` gauge check: cache restored, database reachable, every source's subscription up.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::actors::SubscriberStatus;
+use crate::error_chain::error_chain;
+use crate::storage::{self, Pool};
+use crate::transport::Origin;
+
+/// How long the database may take to answer the readiness ping.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Shared by startup (which reports progress) and the routes (which ask).
+pub struct Readiness {
+    cache_restored: AtomicBool,
+    /// One per source, in the order configured.
+    pub subscribers: Vec<SourceStatus>,
+    pool: Pool,
+}
+
+/// One source's subscription, as readiness and the tests see it.
+#[derive(Clone)]
+pub struct SourceStatus {
+    pub origin: Origin,
+    /// What it consumes, as whom: `JetStream consumer "order-service" on stream "ORDERS" (subject "orders")`.
+    pub subscription: String,
+    pub status: Arc<SubscriberStatus>,
+}
+
+impl Readiness {
+    /// Not ready until the cache is restored.
+    pub fn new(subscribers: Vec<SourceStatus>, pool: Pool) -> Readiness {
+        Readiness {
+            cache_restored: AtomicBool::new(false),
+            subscribers,
+            pool,
+        }
+    }
+
+    /// The status of the first source: the only one, unless several run.
+    pub fn subscriber(&self) -> Arc<SubscriberStatus> {
+        self.subscribers
+            .first()
+            .map(|s| s.status.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every HTTP worker's cache holds the restored orders.
+    pub fn cache_restored(&self) {
+        self.cache_restored.store(true, Ordering::Release);
+    }
+
+    /// `Ok` when ready, else every reason it is not.
+    pub async fn check(&self) -> Result<(), Vec<String>> {
+        let mut reasons = Vec::new();
+        if !self.cache_restored.load(Ordering::Acquire) {
+            reasons.push("the cache is not restored yet".to_owned());
+        }
+        match tokio::time::timeout(PING_TIMEOUT, storage::ping(&self.pool)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                reasons.push(format!("database unreachable: {}", error_chain(&error)))
+            }
+            Err(_) => reasons.push("database did not answer within 2 s".to_owned()),
+        }
+        for source in &self.subscribers {
+            if let Err(problem) = source.status.check() {
+                reasons.push(format!("not consuming {}: {problem}", source.subscription));
+            }
+        }
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons)
+        }
+    }
+}
