@@ -117,9 +117,11 @@ async fn while_the_database_is_down_nothing_is_acked_and_the_cache_serves_and_af
     })
     .await?;
     let (acked, delivered) = (app.acked(), app.delivered());
-    holds_for(Duration::from_secs(4), "no ack while the database is down", || {
-        app.acked() == acked
-    })
+    holds_for(
+        Duration::from_secs(4),
+        "no ack while the database is down",
+        || app.acked() == acked,
+    )
     .await
     .map_err(|e| e.context(format!("acked while the database was down ({reason})")))?;
     assert!(
