@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command README gives: starts what the tests need (PostgreSQL, nats-server, Chromium with chromedriver for
-# tests/browser, Node.js with the official STAN client for the interop check; installs them on a fresh machine),
+# tests/browser, Node.js with the official STAN client for the interop check, the official NATS Python client for the
+# JetStream interop test; installs them on a fresh machine),
 # then runs the whole suite over real connections. The STAN broker the tests talk to is started in-process by each
 # test (testkit), on its own cluster id.
 set -euo pipefail
@@ -9,4 +10,5 @@ cd "$(dirname "$0")/.."
 ./scripts/services.sh
 ./scripts/browser.sh
 ./scripts/interop.sh
+./scripts/nats-py.sh
 cargo test --workspace --locked "$@"

@@ -123,6 +123,16 @@ pub struct StreamGuard {
     stream: String,
 }
 
+impl StreamGuard {
+    /// Deletes `stream` on the server at `url` when dropped (for a stream the service created).
+    pub fn new(url: &str, stream: &str) -> StreamGuard {
+        StreamGuard {
+            url: url.to_owned(),
+            stream: stream.to_owned(),
+        }
+    }
+}
+
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         let (url, stream) = (self.url.clone(), self.stream.clone());

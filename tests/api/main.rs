@@ -29,6 +29,7 @@ mod fault_harness;
 mod faults;
 mod health_check;
 mod helpers;
+mod jetstream;
 mod metrics;
 mod openapi;
 mod orders;
