@@ -83,7 +83,7 @@ enum Publisher {
     },
     JetStream {
         client: async_nats::Client,
-        context: jetstream::Context,
+        context: Box<jetstream::Context>,
         subject: String,
     },
 }
@@ -113,7 +113,7 @@ impl Publisher {
                     .await
                     .with_context(|| format!("Failed to connect to nats-server at {}", cli.url))?;
                 Ok(Publisher::JetStream {
-                    context: jetstream::new(client.clone()),
+                    context: Box::new(jetstream::new(client.clone())),
                     client,
                     subject: cli.subject.clone(),
                 })

@@ -129,7 +129,7 @@ impl Transport {
             Transport::JetStream(settings) => {
                 let connection = JetStreamConnection::connect(settings).await?;
                 let deliveries = connection.subscribe().await?;
-                Ok((Connection::JetStream(connection), deliveries))
+                Ok((Connection::JetStream(Box::new(connection)), deliveries))
             }
         }
     }
@@ -152,7 +152,8 @@ impl Transport {
 /// A live connection to one source.
 pub enum Connection {
     Stan(StanConnection),
-    JetStream(JetStreamConnection),
+    /// Boxed: the consumer's cached info makes it large.
+    JetStream(Box<JetStreamConnection>),
 }
 
 impl Connection {

@@ -71,7 +71,7 @@ pub enum Publisher {
     },
     /// No `Nats-Msg-Id`: a test that publishes the same order twice wants two messages in the stream.
     JetStream {
-        context: jetstream::Context,
+        context: Box<jetstream::Context>,
         subject: String,
     },
 }
@@ -202,7 +202,7 @@ pub async fn publishers(settings: &Settings) -> anyhow::Result<Vec<Publisher>> {
             SourceKind::JetStream => {
                 let client = async_nats::connect(settings.jetstream.url.as_str()).await?;
                 Publisher::JetStream {
-                    context: jetstream::new(client),
+                    context: Box::new(jetstream::new(client)),
                     subject: settings.jetstream.subject.clone(),
                 }
             }
