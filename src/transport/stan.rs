@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use prost::Message as _;
 use ratsio::{RatsioError, StanClient, StanOptions, StartPosition};
-use stan_testkit::proto;
+use stan_proto::proto;
 use tokio::sync::mpsc;
 
 use crate::configuration::StanSettings;

@@ -11,7 +11,8 @@ use order_service::configuration::{Cli, Settings, SourceKind};
 use order_service::startup::{Application, ShutdownHandle};
 use order_service::storage::{self, Pool};
 use order_service::telemetry::{get_subscriber, init_subscriber};
-use stan_testkit::{Broker, BrokerConfig, StanPublisher, StoreKind};
+use stan_proto::StanPublisher;
+use stan_testkit::{Broker, BrokerConfig, StoreKind};
 use uuid::Uuid;
 
 /// The canonical sample order.

@@ -24,7 +24,9 @@ macro_rules! for_each_source {
     };
 }
 
+mod alerts;
 mod binary;
+mod dashboard;
 mod fault_harness;
 mod faults;
 mod health_check;
@@ -34,4 +36,5 @@ mod metrics;
 mod openapi;
 mod orders;
 mod pipeline;
+mod prometheus_harness;
 mod replay;
