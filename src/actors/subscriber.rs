@@ -33,7 +33,7 @@ use crate::actors::validator::{OrderValidator, ValidateOrder};
 use crate::error_chain::error_chain;
 use crate::metrics::Metrics;
 use crate::transport::{
-    AckHandle, Connection, ConsumerLag, Delivery, Origin, Transport, TransportError,
+    AckHandle, Connection, ConsumerLag, Delivery, Origin, SourceKind, Transport, TransportError,
 };
 
 /// Connect and subscribe; answers when the first subscription is up, or with why it is not.
@@ -504,7 +504,10 @@ impl Handler<Drain> for NatsSubscriber {
         Box::pin(
             async move {
                 if tokio::time::timeout(msg.deadline, drained).await.is_err() {
-                    tracing::warn!(in_flight, "Stopped waiting for messages in flight; they will be redelivered.");
+                    tracing::warn!(
+                        in_flight,
+                        "Stopped waiting for messages in flight; they will be redelivered."
+                    );
                 }
             }
             .into_actor(self)
@@ -514,7 +517,12 @@ impl Handler<Drain> for NatsSubscriber {
                 async move {
                     if let Some(connection) = connection {
                         connection.close().await;
-                        tracing::info!(%origin, "Closed the connection; the durable subscription stays.");
+                        match origin.source {
+                            SourceKind::Stan => tracing::info!(%origin,
+                                "Closed the STAN connection; the durable subscription stays."),
+                            SourceKind::JetStream => tracing::info!(%origin,
+                                "Closed the JetStream connection; the durable consumer stays."),
+                        }
                     }
                 }
                 .into_actor(act)
