@@ -7,7 +7,7 @@ use async_nats::jetstream;
 use bytes::Bytes;
 use clap::Parser;
 use order_service::actors::SubscriberStatus;
-use order_service::configuration::{Cli, Settings, SourceKind};
+use order_service::configuration::{Cli, DatabaseSettings, Settings, SourceKind};
 use order_service::startup::{Application, ShutdownHandle};
 use order_service::storage::{self, Pool};
 use order_service::telemetry::{get_subscriber, init_subscriber};
@@ -289,6 +289,14 @@ fn test_settings(
         "4",
     ])?;
     Ok(cli.settings)
+}
+
+/// Settings for a fresh database with no tables: for tests of the migrations themselves.
+pub async fn empty_database() -> anyhow::Result<DatabaseSettings> {
+    LazyLock::force(&TRACING);
+    let database_url = create_database().await?;
+    let cli = Cli::try_parse_from(["order-service", "--database-url", &database_url])?;
+    Ok(cli.settings.database)
 }
 
 /// The service consuming STAN.

@@ -33,6 +33,7 @@ mod health_check;
 mod helpers;
 mod jetstream;
 mod metrics;
+mod migrations;
 mod openapi;
 mod orders;
 mod pipeline;
