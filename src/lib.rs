@@ -1,7 +1,9 @@
 pub mod actors;
+pub mod cache;
 pub mod configuration;
 pub mod domain;
 pub mod error_chain;
+pub mod feed;
 pub mod generator;
 pub mod http_metrics;
 pub mod metrics;

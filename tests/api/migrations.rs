@@ -40,7 +40,7 @@ async fn history(pool: &Pool) -> anyhow::Result<Vec<(i32, String, String, String
         .collect())
 }
 
-/// Every row of `orders` and `rejected_messages` as text, to compare before and after.
+/// Every row of `orders` and `rejected_messages` as JSON keyed by column, to compare before and after.
 async fn table_contents(pool: &Pool) -> anyhow::Result<Vec<Value>> {
     let conn = pool.get().await?;
     let rows = conn
