@@ -1,5 +1,4 @@
 pub mod actors;
-pub mod broker;
 pub mod cache;
 pub mod client_id;
 pub mod configuration;
@@ -13,7 +12,7 @@ pub mod readiness;
 pub mod replay;
 pub mod replay_client;
 pub mod routes;
-pub mod stan_liveness;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod transport;

@@ -1,4 +1,5 @@
-//! `NatsSubscriber` owns the STAN connection, the durable queue subscription and every ack decision.
+//! `NatsSubscriber` owns one source's connection (a STAN durable queue subscription or a JetStream durable pull
+//! consumer, see transport/) and every ack decision for it. One runs per source; they feed the same validator.
 //!
 //! In: deliveries from the broker; `StartSubscription` and `Drain` from startup. Out: `ValidateOrder` to the
 //! validator for each delivery. The answer decides the ack (STYLE.md §4):
@@ -10,11 +11,12 @@
 //! | `Ok(Outcome::Rejected(_))`  | not an order, committed as a dead letter   | yes                        |
 //! | `Err(PipelineError)`        | database or mailbox failure                | no: redelivered after ack wait |
 //!
-//! Connection care (see broker.rs for the ratsio defects behind it): a lost connection, an ended subscription or a
-//! failed probe drops the connection and connects afresh with backoff, resubscribing the durable. A redelivery of
-//! a message still in flight is skipped, so a slow database cannot multiply the work in flight.
+//! Connection care (see transport/stan.rs for the ratsio defects behind it): a lost connection, an ended
+//! subscription or a failed probe drops the connection and connects afresh with backoff, resubscribing the durable.
+//! For JetStream the probe reads the consumer's state, which also gives its backlog. A redelivery of a message still
+//! in flight is skipped, so a slow database cannot multiply the work in flight.
 //!
-//! A lost client id: when the probe finds that the broker no longer holds this connection as our client id's
+//! A lost STAN client id: when the probe finds that the broker no longer holds this connection as our client id's
 //! registration (another process took the id over while this one stalled, or the broker forgot us), the instance
 //! is not ready, says why, and connects afresh without the STAN close (which would remove the new holder). If the
 //! broker refuses the id because a live process holds it, this instance gives up: `SubscriberStatus::failed`
@@ -34,14 +36,15 @@ use tracing::{field, Instrument, Span};
 
 use crate::actors::persister::{Outcome, PipelineError};
 use crate::actors::validator::{OrderValidator, ValidateOrder};
-use crate::broker::{AckHandle, BrokerError, Delivery, StanConnection};
-use crate::configuration::StanSettings;
 use crate::error_chain::error_chain;
 use crate::metrics::Metrics;
+use crate::transport::{
+    AckHandle, Connection, ConsumerLag, Delivery, Origin, SourceKind, Transport, TransportError,
+};
 
 /// Connect and subscribe; answers when the first subscription is up, or with why it is not.
 #[derive(Message)]
-#[rtype(result = "Result<(), BrokerError>")]
+#[rtype(result = "Result<(), TransportError>")]
 pub struct StartSubscription;
 
 /// Stop taking messages, let those in flight commit and be acked (for at most `deadline`), then close the
@@ -71,7 +74,7 @@ struct Settle {
 struct Acked {
     generation: u64,
     sequence: u64,
-    result: Result<(), BrokerError>,
+    result: Result<(), TransportError>,
 }
 
 /// What the subscription stream yields; the generation tells a current subscription from a replaced one.
@@ -103,6 +106,8 @@ pub struct SubscriberStatus {
     pub skipped_in_flight: AtomicU64,
     /// Connections replaced after a loss.
     pub reconnects: AtomicU64,
+    /// The JetStream consumer's backlog at the last probe (STAN tells none).
+    lag: Mutex<Option<ConsumerLag>>,
 }
 
 impl SubscriberStatus {
@@ -147,14 +152,26 @@ impl SubscriberStatus {
             _ => std::future::pending().await,
         }
     }
+
+    /// The consumer's backlog as last read, if the source tells.
+    pub fn lag(&self) -> Option<ConsumerLag> {
+        *self.lag.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_lag(&self, lag: Option<ConsumerLag>) {
+        *self.lag.lock().unwrap_or_else(PoisonError::into_inner) = lag;
+    }
 }
 
 pub struct NatsSubscriber {
-    settings: StanSettings,
+    transport: Transport,
+    origin: Origin,
     validator: Addr<OrderValidator>,
     status: Arc<SubscriberStatus>,
     ack_duration: Histogram,
-    connection: Option<Arc<StanConnection>>,
+    /// Deliveries per message, observed on each delivery when the source counts them.
+    delivery_attempts: Histogram,
+    connection: Option<Arc<Connection>>,
     /// Bumped on every new subscription; answers and deliveries of older ones are stale.
     generation: u64,
     stream: Option<SpawnHandle>,
@@ -170,13 +187,16 @@ pub struct NatsSubscriber {
 
 impl NatsSubscriber {
     pub fn new(
-        settings: StanSettings,
+        transport: Transport,
         validator: Addr<OrderValidator>,
         status: Arc<SubscriberStatus>,
         metrics: &Metrics,
     ) -> Self {
+        let origin = transport.origin();
         NatsSubscriber {
-            settings,
+            delivery_attempts: metrics.delivery_attempts(origin.source),
+            transport,
+            origin,
             validator,
             status,
             ack_duration: metrics.ack_duration.clone(),
@@ -195,7 +215,7 @@ impl NatsSubscriber {
     /// Takes over a fresh subscription.
     fn install(
         &mut self,
-        connection: StanConnection,
+        connection: Connection,
         deliveries: mpsc::UnboundedReceiver<Delivery>,
         ctx: &mut Context<Self>,
     ) {
@@ -215,18 +235,12 @@ impl NatsSubscriber {
         self.failed_connects = 0;
         self.replaced = false;
         self.status.set_up();
-        tracing::info!(
-            channel = %self.settings.channel,
-            client_id = %self.settings.client_id,
-            durable = %self.settings.durable_name,
-            queue_group = %self.settings.queue_group,
-            "Subscribed."
-        );
+        tracing::info!(source = %self.origin.source, subscription = %self.transport.describe(), "Subscribed.");
     }
 
     /// Drops the connection and connects afresh after a backoff (ratsio's own reconnect cannot be trusted).
     fn reconnect(&mut self, reason: String, ctx: &mut Context<Self>) {
-        tracing::warn!(%reason, "Lost the STAN subscription; connecting afresh.");
+        tracing::warn!(source = %self.origin.source, %reason, "Lost the subscription; connecting afresh.");
         self.status.set_down(reason);
         self.status.reconnects.fetch_add(1, Ordering::Relaxed);
         if let Some(handle) = self.stream.take() {
@@ -258,9 +272,9 @@ impl NatsSubscriber {
         if self.draining {
             return;
         }
-        let settings = self.settings.clone();
+        let transport = self.transport.clone();
         ctx.spawn(
-            connect_and_subscribe(settings)
+            async move { transport.connect().await }
                 .into_actor(self)
                 .map(|result, act, ctx| match result {
                     Ok((connection, deliveries)) if !act.draining => {
@@ -269,28 +283,28 @@ impl NatsSubscriber {
                     Ok((connection, _)) => {
                         actix::spawn(async move { connection.close().await });
                     }
-                    Err(error @ BrokerError::Refused { .. }) if act.replaced => act.give_up(&error),
+                    Err(error) if act.replaced && error.is_refused() => act.give_up(&error),
                     Err(error) => act.reconnect(error.to_string(), ctx),
                 }),
         );
     }
 
     /// The broker holds our client id for another connection: reconnect, and find out whether that one is alive.
-    fn replaced(&mut self, error: &BrokerError, ctx: &mut Context<Self>) {
-        tracing::error!(client_id = %self.settings.client_id, error = %error,
+    fn replaced(&mut self, error: &TransportError, ctx: &mut Context<Self>) {
+        tracing::error!(subscription = %self.transport.describe(), error = %error,
             "Lost the client id; connecting afresh, and stopping if a live process holds it.");
         self.replaced = true;
         self.reconnect(format!("{error}; connecting afresh"), ctx);
     }
 
     /// Another live process holds our client id: this instance is the stale one and stops.
-    fn give_up(&mut self, refused: &BrokerError) {
+    fn give_up(&mut self, refused: &TransportError) {
         let problem = format!(
-            "client id {:?} was taken over by another process while this one did not answer the broker, and that \
-             process is alive: {refused}",
-            self.settings.client_id
+            "{}: the client id was taken over by another process while this one did not answer the broker, and \
+             that process is alive: {refused}",
+            self.transport.describe()
         );
-        tracing::error!(client_id = %self.settings.client_id, %problem, "Giving up the subscription.");
+        tracing::error!(%problem, "Giving up the subscription.");
         self.status.give_up(problem);
     }
 
@@ -305,10 +319,14 @@ impl NatsSubscriber {
             payload,
             sequence,
             redelivered,
+            delivery_count,
             ack,
         } = delivery;
         if redelivered {
             self.status.redelivered.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(count) = delivery_count {
+            self.delivery_attempts.observe(count as f64);
         }
         if self.in_flight.get(&sequence) == Some(&generation) {
             // Its first delivery is still being processed and will settle it; do not double the work in flight.
@@ -324,13 +342,15 @@ impl NatsSubscriber {
         let span = tracing::info_span!(
             parent: None,
             "Process order",
-            channel = %self.settings.channel,
+            source = %self.origin.source,
+            channel = %self.origin.name,
             seq = sequence,
             redelivered,
             order_uid = field::Empty
         );
         let request = self.validator.send(ValidateOrder {
             payload,
+            origin: self.origin.clone(),
             sequence,
             span: span.clone(),
         });
@@ -384,29 +404,21 @@ impl NatsSubscriber {
                 .map(move |result, act, ctx| {
                     act.probing = false;
                     match result {
+                        Ok(lag) => act.status.set_lag(lag),
                         Err(error) if generation != act.generation || act.draining => {
                             tracing::debug!(%error, "A probe of a replaced connection failed.");
                         }
-                        Err(error) if error.is_replaced() => act.replaced(&error, ctx),
-                        Err(error) => act.reconnect(error.to_string(), ctx),
-                        Ok(()) => {}
+                        Err(error) if error.is_replaced() => {
+                            act.status.set_lag(None);
+                            act.replaced(&error, ctx);
+                        }
+                        Err(error) => {
+                            act.status.set_lag(None);
+                            act.reconnect(error.to_string(), ctx);
+                        }
                     }
                 }),
         );
-    }
-}
-
-async fn connect_and_subscribe(
-    settings: StanSettings,
-) -> Result<(StanConnection, mpsc::UnboundedReceiver<Delivery>), BrokerError> {
-    let connection = StanConnection::connect(&settings).await?;
-    match connection.subscribe().await {
-        Ok(deliveries) => Ok((connection, deliveries)),
-        Err(error) => {
-            // Leaving it registered would make the broker refuse our next connect as a duplicate.
-            connection.close().await;
-            Err(error)
-        }
     }
 }
 
@@ -422,19 +434,20 @@ impl Actor for NatsSubscriber {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if let Some(interval) = self.settings.probe_interval() {
+        if let Some(interval) = self.transport.probe_interval() {
             ctx.run_interval(interval, |act, ctx| act.probe(ctx));
         }
     }
 }
 
 impl Handler<StartSubscription> for NatsSubscriber {
-    type Result = ResponseActFuture<Self, Result<(), BrokerError>>;
+    type Result = ResponseActFuture<Self, Result<(), TransportError>>;
 
     /// The first connection: its failure is the caller's (a startup error), later ones are retried here.
     fn handle(&mut self, _: StartSubscription, _: &mut Self::Context) -> Self::Result {
+        let transport = self.transport.clone();
         Box::pin(
-            connect_and_subscribe(self.settings.clone())
+            async move { transport.connect().await }
                 .into_actor(self)
                 .map(|result, act, ctx| match result {
                     Ok((connection, deliveries)) => {
@@ -551,16 +564,25 @@ impl Handler<Drain> for NatsSubscriber {
         Box::pin(
             async move {
                 if tokio::time::timeout(msg.deadline, drained).await.is_err() {
-                    tracing::warn!(in_flight, "Stopped waiting for messages in flight; they will be redelivered.");
+                    tracing::warn!(
+                        in_flight,
+                        "Stopped waiting for messages in flight; they will be redelivered."
+                    );
                 }
             }
             .into_actor(self)
             .then(|_, act, _| {
                 let connection = act.connection.take();
+                let origin = act.origin.clone();
                 async move {
                     if let Some(connection) = connection {
                         connection.close().await;
-                        tracing::info!(client_id = %connection.client_id(), "Closed the STAN connection; the durable subscription stays.");
+                        match origin.source {
+                            SourceKind::Stan => tracing::info!(%origin,
+                                "Closed the STAN connection; the durable subscription stays."),
+                            SourceKind::JetStream => tracing::info!(%origin,
+                                "Closed the JetStream connection; the durable consumer stays."),
+                        }
                     }
                 }
                 .into_actor(act)

@@ -4,15 +4,19 @@
 
 use std::time::{Duration, Instant};
 
-use order_service::configuration::Settings;
+use order_service::configuration::{Settings, SourceKind};
 use order_service::storage::Pool;
 use serde_json::Value;
 
 use crate::fault_harness::{
-    assert_accounted_for, assert_serves_every_stored_order, publish_all, stored_rows, Corpus,
-    ServiceProcess,
+    assert_accounted_for, assert_serves_every_stored_order, stored_rows, Corpus, ServiceProcess,
 };
-use crate::helpers::{eventually, prepare, SAMPLE, SAMPLE_UID, WAIT};
+use crate::helpers::{eventually, prepare, prepare_with, SAMPLE, SAMPLE_UID, WAIT};
+
+for_each_source!(
+    three_instances_on_one_channel_each_serve_every_stored_order_with_the_stored_bytes,
+    after_sigkill_of_one_of_three_instances_mid_ingest_the_others_take_its_share_and_the_restarted_one_serves_everything,
+);
 
 /// How long the instances may take to account for everything once the messages are out.
 const RECOVERY: Duration = Duration::from_secs(90);
@@ -76,22 +80,17 @@ async fn messages_received(instance: &ServiceProcess) -> anyhow::Result<f64> {
     total.ok_or_else(|| anyhow::anyhow!("no {name} in the metrics"))
 }
 
-#[actix_web::test]
 async fn three_instances_on_one_channel_each_serve_every_stored_order_with_the_stored_bytes(
+    source: SourceKind,
 ) -> anyhow::Result<()> {
     // Arrange
-    let stopped = prepare().await?;
+    let stopped = prepare_with(&[source]).await?;
     let instances = start_instances(&stopped.settings, 3).await?;
     let corpus = Corpus::new(61, 1500, 300, 150, 100)?;
     let never_published = Corpus::new(62, 50, 0, 0, 0)?;
 
     // Act
-    publish_all(
-        &stopped.publisher,
-        &stopped.settings.stan.channel,
-        &corpus.messages,
-    )
-    .await?;
+    stopped.publisher.publish_all(&corpus.messages).await?;
 
     // Assert: each message once in the table; every instance a view of it.
     assert_accounted_for(&stopped.db_pool, &instances[0].address, &corpus, RECOVERY)
@@ -101,30 +100,25 @@ async fn three_instances_on_one_channel_each_serve_every_stored_order_with_the_s
     for instance in &instances {
         assert!(
             messages_received(instance).await? > 0.0,
-            "{} took no share of the queue group: the test would not show that instances share",
+            "{} took no share of the messages: the test would not show that instances share",
             instance.address
         );
     }
     Ok(())
 }
 
-#[actix_web::test]
 async fn after_sigkill_of_one_of_three_instances_mid_ingest_the_others_take_its_share_and_the_restarted_one_serves_everything(
+    source: SourceKind,
 ) -> anyhow::Result<()> {
     // Arrange
-    let stopped = prepare().await?;
+    let stopped = prepare_with(&[source]).await?;
     let pool = &stopped.db_pool;
     let mut instances = start_instances(&stopped.settings, 3).await?;
     let corpus = Corpus::new(63, 3000, 500, 200, 150)?;
     let (orders, rejected) = corpus.expected_rows();
     let total = orders + rejected;
     let never_published = Corpus::new(64, 50, 0, 0, 0)?;
-    publish_all(
-        &stopped.publisher,
-        &stopped.settings.stan.channel,
-        &corpus.messages,
-    )
-    .await?;
+    stopped.publisher.publish_all(&corpus.messages).await?;
 
     // Act: kill -9 the second instance once a third is stored.
     eventually(
