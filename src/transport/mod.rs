@@ -131,7 +131,7 @@ impl Transport {
             Transport::Stan(settings) => {
                 let connection = StanConnection::connect(settings).await?;
                 match connection.subscribe().await {
-                    Ok(deliveries) => Ok((Connection::Stan(connection), deliveries)),
+                    Ok(deliveries) => Ok((Connection::Stan(Box::new(connection)), deliveries)),
                     Err(error) => {
                         // Leaving it registered would make the broker refuse our next connect as a duplicate.
                         connection.close().await;
@@ -164,7 +164,8 @@ impl Transport {
 
 /// A live connection to one source.
 pub enum Connection {
-    Stan(StanConnection),
+    /// Boxed: the connection id and ping subject it keeps make it large too.
+    Stan(Box<StanConnection>),
     /// Boxed: the consumer's cached info makes it large.
     JetStream(Box<JetStreamConnection>),
 }
