@@ -1,4 +1,5 @@
-//! What `/readyz` and the `ready` gauge check: cache restored, database reachable, subscription up.
+//! What `/readyz` and the `ready` gauge check: cache restored, database reachable, subscription up, the pipeline
+//! moving, no message that cannot be stored.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -6,6 +7,7 @@ use std::time::Duration;
 
 use crate::actors::SubscriberStatus;
 use crate::error_chain::error_chain;
+use crate::stall::PipelineHealth;
 use crate::storage::{self, Pool};
 
 /// How long the database may take to answer the readiness ping.
@@ -15,15 +17,21 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Readiness {
     cache_restored: AtomicBool,
     pub subscriber: Arc<SubscriberStatus>,
+    pub pipeline: Arc<PipelineHealth>,
     pool: Pool,
 }
 
 impl Readiness {
     /// Not ready until the cache is restored.
-    pub fn new(subscriber: Arc<SubscriberStatus>, pool: Pool) -> Readiness {
+    pub fn new(
+        subscriber: Arc<SubscriberStatus>,
+        pipeline: Arc<PipelineHealth>,
+        pool: Pool,
+    ) -> Readiness {
         Readiness {
             cache_restored: AtomicBool::new(false),
             subscriber,
+            pipeline,
             pool,
         }
     }
@@ -48,6 +56,16 @@ impl Readiness {
         }
         if let Err(problem) = self.subscriber.check() {
             reasons.push(format!("not subscribed to the broker: {problem}"));
+        }
+        if let Some(cause) = self.pipeline.stalled() {
+            reasons.push(format!("stalled: {cause}"));
+        }
+        let unstorable = self.pipeline.unstorable_sequences();
+        if !unstorable.is_empty() {
+            reasons.push(format!(
+                "unstorable: {} message(s) refused even as dead letters, unacknowledged (sequences {unstorable:?})",
+                unstorable.len()
+            ));
         }
         if reasons.is_empty() {
             Ok(())

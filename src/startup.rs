@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::actors::{
     CacheGroup, CachedOrder, DocumentArena, Drain, NatsSubscriber, OrderPersister, OrderValidator,
-    StartSubscription, SubscriberStatus,
+    PersisterSettings, StartSubscription, SubscriberStatus,
 };
 use crate::configuration::Settings;
 use crate::domain::OrderSchema;
@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::replay::ReplayPipeline;
 use crate::routes;
+use crate::stall::{self, PipelineHealth};
 use crate::storage::{self, Pool};
 
 /// How long a graceful stop waits for messages in flight to commit and be acked.
@@ -80,13 +81,20 @@ impl Application {
             .max(1);
         let caches = CacheGroup::new(snapshot, workers, &metrics);
         let in_flight = usize::try_from(settings.stan.max_in_flight).unwrap_or(1024);
+        let health = Arc::new(PipelineHealth::default());
         let persister = OrderPersister::new(
             pool.clone(),
             settings.stan.channel.clone(),
             caches.clone(),
-            settings.database.batch_size,
-            in_flight,
+            PersisterSettings {
+                batch_size: settings.database.batch_size,
+                batch_max_bytes: settings.database.batch_max_bytes,
+                commit_deadline: settings.database.commit_deadline(),
+                store_max_attempts: settings.database.store_max_attempts,
+                mailbox_capacity: in_flight,
+            },
             metrics.clone(),
+            health.clone(),
         )
         .start();
         let validator_arbiter = Arbiter::new();
@@ -103,7 +111,13 @@ impl Application {
         metrics
             .watch_subscriber(status.clone())
             .context("Failed to register the subscriber metrics")?;
-        let readiness = Arc::new(Readiness::new(status.clone(), pool.clone()));
+        let readiness = Arc::new(Readiness::new(status.clone(), health.clone(), pool.clone()));
+        actix_web::rt::spawn(stall::watch(
+            health,
+            status.clone(),
+            Duration::from_secs(settings.application.stall_after_secs),
+            metrics.pipeline_stalled.clone(),
+        ));
         let listener = TcpListener::bind(&settings.application.http_addr)
             .with_context(|| format!("Failed to bind {}", settings.application.http_addr))?;
         let port = listener.local_addr()?.port();

@@ -283,6 +283,8 @@ impl LocalCache {
 /// million cached orders cost little more than their JSON.
 pub struct DocumentArena {
     chunk: BytesMut,
+    /// Bytes of every chunk allocated so far: what the arena has cost, for tests and accounting.
+    allocated: usize,
 }
 
 /// Size of one arena chunk.
@@ -292,13 +294,21 @@ impl DocumentArena {
     pub fn new() -> DocumentArena {
         DocumentArena {
             chunk: BytesMut::new(),
+            allocated: 0,
         }
+    }
+
+    /// Bytes of every chunk allocated so far.
+    pub fn allocated_bytes(&self) -> usize {
+        self.allocated
     }
 
     /// A `Bytes` with a copy of `document`, sharing its chunk with its neighbours.
     pub fn copy(&mut self, document: &[u8]) -> Bytes {
         if self.chunk.capacity() - self.chunk.len() < document.len() {
-            self.chunk = BytesMut::with_capacity(ARENA_CHUNK.max(document.len()));
+            let size = ARENA_CHUNK.max(document.len());
+            self.chunk = BytesMut::with_capacity(size);
+            self.allocated += size;
         }
         self.chunk.extend_from_slice(document);
         self.chunk.split().freeze()

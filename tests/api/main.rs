@@ -11,3 +11,4 @@ mod openapi;
 mod orders;
 mod pipeline;
 mod replay;
+mod stalls;
