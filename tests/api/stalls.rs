@@ -1,7 +1,7 @@
 //! Every wait has a deadline and every poison is isolated: a lock held on `orders` stalls the pipeline visibly
 //! (no ack, `/readyz` 503 `stalled`, the gauge) and it recovers by itself; a message PostgreSQL refuses for a reason
 //! of its own (a trigger) becomes a `storage` dead letter while the rest of its batches commits; a message refused
-//! even as a dead letter is reported and the stream flows past it.
+//! even as a dead letter is reported and the stream flows past it; a subscription the broker refuses is reported.
 
 use std::time::Duration;
 
@@ -189,5 +189,27 @@ async fn a_message_refused_even_as_a_dead_letter_is_reported_and_the_stream_flow
     let more = Corpus::new(163, 20, 0, 0, 0)?;
     publish_all(&app.publisher, &app.settings.stan.channel, &more.messages).await?;
     app.wait_for_rows("orders", 119).await?;
+    Ok(())
+}
+
+#[actix_web::test]
+async fn a_subscription_the_broker_refuses_is_reported_with_the_brokers_message(
+) -> anyhow::Result<()> {
+    // Arrange: a durable name the broker refuses (STAN keeps ':' for itself).
+    let mut stopped = prepare().await?;
+    stopped.settings.stan.durable_name = "not:valid".into();
+
+    // Act
+    let error = match stopped.start().await {
+        Ok(_) => anyhow::bail!("the service started on a refused subscription"),
+        Err(error) => format!("{error:#}"),
+    };
+
+    // Assert
+    assert!(error.contains("refused the subscription"), "{error}");
+    assert!(
+        error.contains("stan: invalid subscription request"),
+        "the broker's message is kept: {error}"
+    );
     Ok(())
 }

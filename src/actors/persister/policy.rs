@@ -15,33 +15,34 @@ pub enum Failure {
     Unreachable,
     /// A lock or statement timeout: something else holds what the batch needs.
     LockWait,
-    /// An error of the server's state (resources, shutdown, a serialization conflict), with its SQLSTATE.
+    /// An error of the server or the schema (resources, shutdown, a conflict, a missing table), with its SQLSTATE.
     Transient(String),
     /// PostgreSQL refused the statement with this SQLSTATE: the same rows may be refused again.
     Refused(String),
 }
 
 impl Failure {
-    /// Reads a SQLSTATE; `None` means PostgreSQL gave no answer.
+    /// Reads a SQLSTATE; `None` means PostgreSQL gave no answer. Only the classes a row can cause count as
+    /// refusals; the rest (a missing table, a privilege, a shutdown) are the environment's, and every message would
+    /// meet them: those are retried and left unacked, never blamed on a message.
     pub fn classify(sqlstate: Option<&str>) -> Failure {
         let Some(code) = sqlstate else {
             return Failure::Unreachable;
         };
+        // data exception, integrity constraint, program limit (a statement too large), raised by PL/pgSQL,
+        // triggered action or data change, external routine, WITH CHECK OPTION
+        const ROW_CLASSES: [&str; 9] = ["22", "23", "54", "P0", "09", "27", "38", "39", "44"];
         match code {
             // lock_not_available, query_canceled (what statement_timeout raises)
             "55P03" | "57014" => Failure::LockWait,
-            // connection, insufficient resources, operator intervention, system error, transaction rollback
-            _ if ["08", "53", "57", "58", "40"]
-                .iter()
-                .any(|c| code.starts_with(c)) =>
-            {
-                Failure::Transient(code.to_owned())
+            _ if ROW_CLASSES.iter().any(|class| code.starts_with(class)) => {
+                Failure::Refused(code.to_owned())
             }
-            _ => Failure::Refused(code.to_owned()),
+            _ => Failure::Transient(code.to_owned()),
         }
     }
 
-    /// Refused the same rows again would be refused: isolate the message to blame.
+    /// The same rows would be refused again: isolate the message to blame.
     pub fn is_persistent(&self) -> bool {
         matches!(self, Failure::Refused(_))
     }
