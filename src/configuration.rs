@@ -205,9 +205,8 @@ pub struct StanSettings {
         global = true
     )]
     pub queue_group: String,
-    /// Seconds before an unacknowledged message is redelivered. Short on purpose: ratsio drops the first
-    /// deliveries after subscribing, and they come back only after this; redeliveries of messages still in flight
-    /// are skipped, so a short wait costs little.
+    /// Seconds before an unacknowledged message is redelivered. Short on purpose: a message that could not be stored
+    /// comes back promptly, and redeliveries of messages still in flight are skipped, so a short wait costs little.
     #[arg(long = "stan-ack-wait", env = "STAN_ACK_WAIT", default_value_t = 2,
           value_parser = clap::value_parser!(i32).range(1..=3600), global = true)]
     pub ack_wait_secs: i32,

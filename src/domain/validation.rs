@@ -23,6 +23,24 @@ pub enum SchemaError {
     Invalid(String),
 }
 
+/// Longest reason message kept (longer ones are cut at a character boundary, marked with an ellipsis).
+const REASON_MAX_BYTES: usize = 1024;
+/// Most reasons kept per message.
+const MAX_REASONS: usize = 64;
+
+/// `text` cut to `REASON_MAX_BYTES`.
+fn cut(mut text: String) -> String {
+    if text.len() > REASON_MAX_BYTES {
+        let mut end = REASON_MAX_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 /// A message that passed every check, ready to store and serve.
 #[derive(Debug, Clone)]
 pub struct ValidOrder {
@@ -54,12 +72,16 @@ impl OrderSchema {
     }
 
     /// Every schema violation of `value`, each with its JSON pointer.
+    /// Every schema error, each message cut to `REASON_MAX_BYTES` and at most `MAX_REASONS` of them: the messages
+    /// quote the offending values, so uncut they would hold several copies of a large payload in memory (the payload
+    /// itself is kept with the dead letter).
     fn schema_reasons(&self, value: &Value) -> Vec<RejectReason> {
         self.validator
             .iter_errors(value)
+            .take(MAX_REASONS)
             .map(|e| RejectReason {
-                pointer: e.instance_path().to_string(),
-                message: e.to_string(),
+                pointer: cut(e.instance_path().to_string()),
+                message: cut(e.to_string()),
             })
             .collect()
     }
@@ -144,6 +166,25 @@ mod tests {
     use super::*;
 
     const SAMPLE: &str = include_str!("../../schema/examples/order.valid.json");
+
+    #[test]
+    fn reasons_quoting_a_large_value_are_cut() {
+        // Arrange: a huge order_uid, quoted by every rule it breaks.
+        let schema = OrderSchema::new(DEFAULT_MAX_BYTES).expect("schema compiles");
+        let message = format!(r#"{{"order_uid": "{}"}}"#, "é".repeat(200_000));
+
+        // Act
+        let rejection = schema.validate(message.as_bytes()).expect_err("invalid");
+
+        // Assert
+        let held: usize = rejection.reasons.iter().map(|r| r.message.len()).sum();
+        assert!(!rejection.reasons.is_empty());
+        assert!(rejection.reasons.len() <= MAX_REASONS);
+        assert!(
+            held <= MAX_REASONS * (REASON_MAX_BYTES + '…'.len_utf8()),
+            "{held} bytes of reasons"
+        );
+    }
 
     #[test]
     fn the_sample_is_valid_and_its_document_equals_the_input() {

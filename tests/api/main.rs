@@ -6,6 +6,7 @@ mod fault_harness;
 mod faults;
 mod health_check;
 mod helpers;
+mod memory;
 mod metrics;
 mod openapi;
 mod orders;
