@@ -22,7 +22,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use prost::Message as _;
 use ratsio::{RatsioError, StanClient, StanOptions};
-use stan_testkit::proto;
+use stan_proto::proto;
 use tokio::sync::mpsc;
 
 use crate::configuration::StanSettings;

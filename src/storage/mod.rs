@@ -25,7 +25,7 @@ use tokio_postgres::NoTls;
 use crate::configuration::DatabaseSettings;
 use crate::error_chain::error_chain;
 
-pub use migrations::migrate;
+pub use migrations::{migrate, MigrationReport};
 pub use orders::{store_batch, DeadLetterRow, OrderRow, Stored};
 
 pub type Pool = bb8::Pool<PostgresConnectionManager<NoTls>>;

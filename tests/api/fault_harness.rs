@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde_json::Value;
-use stan_testkit::StanPublisher;
+use stan_proto::StanPublisher;
 
 use crate::helpers::{count, eventually, WAIT};
 

@@ -1,15 +1,19 @@
 //! Integration tests over real connections: PostgreSQL (a fresh database per test), nats-server, the project's STAN
 //! broker (in-process, its own cluster id per test) and the real ratsio client inside the service.
 
+mod alerts;
 mod binary;
+mod dashboard;
 mod fault_harness;
 mod faults;
 mod health_check;
 mod helpers;
 mod memory;
 mod metrics;
+mod migrations;
 mod openapi;
 mod orders;
 mod pipeline;
+mod prometheus_harness;
 mod replay;
 mod stalls;
