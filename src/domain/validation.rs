@@ -23,22 +23,26 @@ pub enum SchemaError {
     Invalid(String),
 }
 
-/// Longest reason message kept (longer ones are cut at a character boundary, marked with an ellipsis).
+/// Longest reason message kept: longer ones keep their start and their end (where the rule is named), with an
+/// ellipsis for the quoted value between.
 const REASON_MAX_BYTES: usize = 1024;
 /// Most reasons kept per message.
 const MAX_REASONS: usize = 64;
 
-/// `text` cut to `REASON_MAX_BYTES`.
-fn cut(mut text: String) -> String {
-    if text.len() > REASON_MAX_BYTES {
-        let mut end = REASON_MAX_BYTES;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
+/// `text` cut to about `REASON_MAX_BYTES`, its start and its end kept.
+fn cut(text: String) -> String {
+    if text.len() <= REASON_MAX_BYTES {
+        return text;
     }
-    text
+    let mut head = REASON_MAX_BYTES / 2;
+    while !text.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = text.len() - REASON_MAX_BYTES / 2;
+    while !text.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}…{}", &text[..head], &text[tail..])
 }
 
 /// A message that passed every check, ready to store and serve.
