@@ -1,9 +1,8 @@
 //! The ratsio adapter: the only code that calls ratsio. It works around the ratsio 0.4.1 defects verified against
 //! the real server, without forking it:
 //! - no request has a timeout: every call here is bounded by `STAN_TIMEOUT`;
-//! - a connect the server refuses (duplicate client id) still returns Ok and later calls hang: the bounded
-//!   subscribe turns that into a clear error;
-//! - `subscribe()` sends an ack wait of 1,800,000 s: we always pass ack wait and max in flight explicitly;
+//! - a connect the server refuses (duplicate client id) still returns Ok: before ratsio connects, `claim_client_id`
+//!   asks the broker with a connect request of its own, which also tells the subject for subscription requests;
 //! - its reconnect logic is broken (mnetship/ratsio #10, #16): the subscriber drops the connection and connects
 //!   afresh instead, and `probe` tells it when the broker no longer knows this client;
 //! - its subscribe ignores the error field of the broker's answer (a refused subscription looks like success), and
@@ -78,6 +77,8 @@ pub struct StanConnection {
     client: Arc<StanClient>,
     /// Shared by every delivery's `AckHandle`: an `Arc` clone is one increment, a `Client` clone about eight.
     acks: Arc<async_nats::Client>,
+    /// The broker's subject for subscription requests (ratsio keeps its own copy to itself).
+    sub_requests: String,
     settings: StanSettings,
 }
 
@@ -110,8 +111,12 @@ impl AckHandle {
 
 /// Fails when a live client holds our client id. ratsio takes the broker's refusal of a duplicate connect for
 /// success, so the question is asked here first, with a connect request of our own: a live holder makes the broker
-/// refuse it, a dead one is replaced. The registration this makes is closed again at once, for ratsio's.
-async fn claim_client_id(nats: &async_nats::Client, s: &StanSettings) -> Result<(), BrokerError> {
+/// refuse it, a dead one is replaced. The registration this makes is closed again at once, for ratsio's; the answer
+/// names the broker's subject for subscription requests, which is returned.
+async fn claim_client_id(
+    nats: &async_nats::Client,
+    s: &StanSettings,
+) -> Result<String, BrokerError> {
     let request = proto::ConnectRequest {
         client_id: s.client_id.clone(),
         heartbeat_inbox: format!("_INBOX.claim.{}", uuid::Uuid::new_v4().simple()),
@@ -158,7 +163,7 @@ async fn claim_client_id(nats: &async_nats::Client, s: &StanSettings) -> Result<
         what: "close",
         message: e.to_string(),
     })?;
-    Ok(())
+    Ok(response.sub_requests)
 }
 
 /// Runs `future` for at most `after`.
@@ -187,7 +192,7 @@ impl StanConnection {
             url: settings.url.clone(),
             message: e.to_string(),
         })?;
-        claim_client_id(&acks, settings).await?;
+        let sub_requests = claim_client_id(&acks, settings).await?;
         let options = StanOptions::with_options(
             settings.url.clone(),
             settings.cluster_id.clone(),
@@ -203,6 +208,7 @@ impl StanConnection {
         Ok(StanConnection {
             client,
             acks: Arc::new(acks),
+            sub_requests,
             settings: settings.clone(),
         })
     }
@@ -211,7 +217,7 @@ impl StanConnection {
     /// returned channel, which closes when the subscription ends. A refusal comes back with the broker's message.
     pub async fn subscribe(&self) -> Result<mpsc::UnboundedReceiver<Delivery>, BrokerError> {
         let s = &self.settings;
-        let sub_requests = self.subscription_subject().await?;
+        let sub_requests = self.sub_requests.clone();
         let nats = &self.client.nats_client;
         let inbox = format!("_INBOX.{}", uuid::Uuid::new_v4().simple());
         // Listening before asking: the broker starts delivering as soon as it has answered.
@@ -293,49 +299,6 @@ impl StanConnection {
             }
         });
         Ok(receiver)
-    }
-
-    /// The broker's subject for subscription requests, which ratsio keeps to itself: learnt from the answer to a
-    /// connect request under a client id of its own, closed again at once.
-    async fn subscription_subject(&self) -> Result<String, BrokerError> {
-        let s = &self.settings;
-        let request = proto::ConnectRequest {
-            client_id: format!(
-                "{}-subscribe-{}",
-                s.client_id,
-                uuid::Uuid::new_v4().simple()
-            ),
-            heartbeat_inbox: format!("_INBOX.subscribe.{}", uuid::Uuid::new_v4().simple()),
-            conn_id: uuid::Uuid::new_v4().simple().to_string().into_bytes(),
-            ..Default::default()
-        };
-        let discover = format!("_STAN.discover.{}", s.cluster_id);
-        let reply = bounded(
-            "subscribe",
-            s.timeout(),
-            self.client
-                .nats_client
-                .request(discover, &request.encode_to_vec()),
-        )
-        .await?
-        .map_err(ratsio_error("subscribe"))?;
-        let response = proto::ConnectResponse::decode(reply.payload.as_slice())?;
-        if !response.error.is_empty() {
-            return Err(BrokerError::Answered(response.error));
-        }
-        let close = proto::CloseRequest {
-            client_id: request.client_id,
-        };
-        // Best effort: a registration left behind ends after its heartbeats go unanswered.
-        let _ = bounded(
-            "close",
-            s.timeout(),
-            self.client
-                .nats_client
-                .publish(response.close_requests, &close.encode_to_vec()),
-        )
-        .await;
-        Ok(response.sub_requests)
     }
 
     /// Asks the broker whether it still knows this client, as a new connect request with our client id would: a live
