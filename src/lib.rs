@@ -1,8 +1,10 @@
 pub mod actors;
 pub mod broker;
+pub mod cache;
 pub mod configuration;
 pub mod domain;
 pub mod error_chain;
+pub mod feed;
 pub mod generator;
 pub mod http_metrics;
 pub mod metrics;

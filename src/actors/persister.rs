@@ -184,6 +184,7 @@ impl OrderPersister {
         metrics: Arc<Metrics>,
         health: Arc<PipelineHealth>,
     ) -> OrderPersister {
+        let documents = caches.document_arena();
         OrderPersister {
             committer: Arc::new(Committer {
                 pool,
@@ -202,7 +203,7 @@ impl OrderPersister {
             pending_sequences: HashSet::new(),
             committing: false,
             unstorable: HashMap::new(),
-            documents: DocumentArena::new(),
+            documents,
         }
     }
 
@@ -290,7 +291,7 @@ impl OrderPersister {
             })
             .collect();
         if !new_orders.is_empty() {
-            self.caches.broadcast(new_orders.into());
+            self.caches.cache_committed(new_orders.into());
         }
         let (metrics, health) = (&self.committer.metrics, &self.committer.health);
         for (pending, result) in batch.iter().zip(&results) {
