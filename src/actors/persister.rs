@@ -46,6 +46,8 @@ pub struct PersistOrder {
     /// The message as delivered, kept as a dead letter if the order turns out to be a conflict.
     pub raw: Bytes,
     pub sequence: u64,
+    /// A dead letter replayed by an operator, not a delivery: never taken for a copy of a delivery.
+    pub replay: bool,
     pub span: Span,
 }
 
@@ -56,6 +58,8 @@ pub struct PersistRejected {
     pub rejection: Rejection,
     pub raw: Bytes,
     pub sequence: u64,
+    /// A dead letter replayed by an operator, not a delivery: never taken for a copy of a delivery.
+    pub replay: bool,
     pub span: Span,
 }
 
@@ -112,6 +116,13 @@ impl Item {
         match self {
             Item::Order(o) => &o.span,
             Item::Rejected(r) => &r.span,
+        }
+    }
+
+    fn is_replay(&self) -> bool {
+        match self {
+            Item::Order(o) => o.replay,
+            Item::Rejected(r) => r.replay,
         }
     }
 
@@ -212,31 +223,39 @@ impl OrderPersister {
         item: Item,
         ctx: &mut Context<Self>,
     ) -> ResponseFuture<Result<Outcome, PipelineError>> {
-        let sequence = item.sequence();
-        if let Some(since) = self.unstorable.get(&sequence) {
-            if since.elapsed() < UNSTORABLE_RETRY {
-                // Do not acknowledge: it is reported, and the messages behind it go on.
-                return Box::pin(async move {
-                    Err(PipelineError::Unstorable {
-                        sequence,
-                        error: "refused before; tried again later".into(),
-                    })
-                });
+        // A replay shares its dead letter's sequence with the original delivery; it is never a copy of one.
+        if !item.is_replay() {
+            if let Err(error) = self.admit(item.sequence()) {
+                return Box::pin(async move { Err(error) });
             }
-            self.unstorable.remove(&sequence);
-        }
-        if !self.pending_sequences.insert(sequence) {
-            // A copy from an older connection waits still: the newer one takes its place, so reconnects cannot
-            // pile up copies. The old copy's answer would go to a subscription that is gone.
-            self.pending.retain(|p| p.item.sequence() != sequence);
-        } else if self.pending.len() >= self.settings.mailbox_capacity.saturating_mul(2).max(1) {
-            self.pending_sequences.remove(&sequence);
-            return Box::pin(async { Err(PipelineError::Overloaded) });
         }
         let (reply, answer) = oneshot::channel();
         self.pending.push_back(Pending { item, reply });
         self.commit_next(ctx);
         Box::pin(async move { answer.await.unwrap_or(Err(PipelineError::Dropped)) })
+    }
+
+    /// Whether a delivery may join the queue. A message that cannot be stored is answered at once for a while; a copy
+    /// from an older connection still waiting is replaced by the newer one, so reconnects cannot pile up copies (the
+    /// old copy's answer would go to a subscription that is gone); a full queue leaves the message unacked.
+    fn admit(&mut self, sequence: u64) -> Result<(), PipelineError> {
+        if let Some(since) = self.unstorable.get(&sequence) {
+            if since.elapsed() < UNSTORABLE_RETRY {
+                return Err(PipelineError::Unstorable {
+                    sequence,
+                    error: "refused before; tried again later".into(),
+                });
+            }
+            self.unstorable.remove(&sequence);
+        }
+        if !self.pending_sequences.insert(sequence) {
+            self.pending
+                .retain(|p| p.item.is_replay() || p.item.sequence() != sequence);
+        } else if self.pending.len() >= self.settings.mailbox_capacity.saturating_mul(2).max(1) {
+            self.pending_sequences.remove(&sequence);
+            return Err(PipelineError::Overloaded);
+        }
+        Ok(())
     }
 
     /// Starts a transaction with what has accumulated, unless one is in flight.
@@ -250,7 +269,7 @@ impl OrderPersister {
             self.settings.batch_max_bytes,
         );
         let batch: Vec<Pending> = self.pending.drain(..count).collect();
-        for pending in &batch {
+        for pending in batch.iter().filter(|p| !p.item.is_replay()) {
             self.pending_sequences.remove(&pending.item.sequence());
         }
         self.committing = true;

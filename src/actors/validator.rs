@@ -106,6 +106,7 @@ impl OrderValidator {
                     order,
                     raw: payload,
                     sequence,
+                    replay: keep_reasons,
                     span: span.clone(),
                 });
                 let answer: Answer = Box::pin(async move { request.await? });
@@ -123,6 +124,7 @@ impl OrderValidator {
                     rejection,
                     raw: payload,
                     sequence,
+                    replay: keep_reasons,
                     span: span.clone(),
                 });
                 Box::pin(async move { request.await? })
