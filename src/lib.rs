@@ -1,5 +1,4 @@
 pub mod actors;
-pub mod broker;
 pub mod cache;
 pub mod configuration;
 pub mod domain;
@@ -16,3 +15,4 @@ pub mod stall;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod transport;

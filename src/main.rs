@@ -53,9 +53,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => {
             tracing::info!(
                 database = %settings.database.redacted_url(),
+                sources = ?settings.distinct_sources(),
                 stan_url = %settings.stan.url,
                 cluster_id = %settings.stan.cluster_id,
                 channel = %settings.stan.channel,
+                nats_url = %settings.jetstream.url,
+                stream = %settings.jetstream.stream,
                 "Starting."
             );
             Application::build(settings)

@@ -1,5 +1,5 @@
-//! What `/readyz` and the `ready` gauge check: cache restored, database reachable, subscription up, the pipeline
-//! moving, no message that cannot be stored.
+//! What `/readyz` and the `ready` gauge check: cache restored, database reachable, every source's subscription up,
+//! the pipeline moving, no message that cannot be stored.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use crate::actors::SubscriberStatus;
 use crate::error_chain::error_chain;
 use crate::stall::PipelineHealth;
 use crate::storage::{self, Pool};
+use crate::transport::Origin;
 
 /// How long the database may take to answer the readiness ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -16,24 +17,42 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// Shared by startup (which reports progress) and the routes (which ask).
 pub struct Readiness {
     cache_restored: AtomicBool,
-    pub subscriber: Arc<SubscriberStatus>,
+    /// One per source, in the order configured.
+    pub subscribers: Vec<SourceStatus>,
     pub pipeline: Arc<PipelineHealth>,
     pool: Pool,
+}
+
+/// One source's subscription, as readiness and the tests see it.
+#[derive(Clone)]
+pub struct SourceStatus {
+    pub origin: Origin,
+    /// What it consumes, as whom: `JetStream consumer "order-service" on stream "ORDERS" (subject "orders")`.
+    pub subscription: String,
+    pub status: Arc<SubscriberStatus>,
 }
 
 impl Readiness {
     /// Not ready until the cache is restored.
     pub fn new(
-        subscriber: Arc<SubscriberStatus>,
+        subscribers: Vec<SourceStatus>,
         pipeline: Arc<PipelineHealth>,
         pool: Pool,
     ) -> Readiness {
         Readiness {
             cache_restored: AtomicBool::new(false),
-            subscriber,
+            subscribers,
             pipeline,
             pool,
         }
+    }
+
+    /// The status of the first source: the only one, unless several run.
+    pub fn subscriber(&self) -> Arc<SubscriberStatus> {
+        self.subscribers
+            .first()
+            .map(|s| s.status.clone())
+            .unwrap_or_default()
     }
 
     /// Every HTTP worker's cache holds the restored orders.
@@ -54,8 +73,10 @@ impl Readiness {
             }
             Err(_) => reasons.push("database did not answer within 2 s".to_owned()),
         }
-        if let Err(problem) = self.subscriber.check() {
-            reasons.push(format!("not subscribed to the broker: {problem}"));
+        for source in &self.subscribers {
+            if let Err(problem) = source.status.check() {
+                reasons.push(format!("not consuming {}: {problem}", source.subscription));
+            }
         }
         if let Some(cause) = self.pipeline.stalled() {
             reasons.push(format!("stalled: {cause}"));

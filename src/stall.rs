@@ -140,11 +140,11 @@ impl StallWatch {
     }
 }
 
-/// Watches the pipeline every `tick` until the process ends: keeps the gauge and the readiness cause current and
+/// Watches the pipeline (and every source's deliveries) every `tick` until the process ends: keeps the gauge and the readiness cause current and
 /// logs each change once.
 pub async fn watch(
     health: Arc<PipelineHealth>,
-    subscriber: Arc<SubscriberStatus>,
+    subscribers: Vec<Arc<SubscriberStatus>>,
     stall_after: Duration,
     gauge: IntGauge,
 ) {
@@ -155,13 +155,17 @@ pub async fn watch(
     loop {
         interval.tick().await;
         let failing = health.failing();
-        let waiting = subscriber.in_flight.load(Ordering::Relaxed) > 0 || failing.is_some();
+        let waiting = failing.is_some()
+            || subscribers
+                .iter()
+                .any(|s| s.in_flight.load(Ordering::Relaxed) > 0);
         let transition = watch.observe(health.since_start(), waiting, health.last_commit());
         if watch.is_stalled() {
-            let cause = match (failing, subscriber.check()) {
+            let silent = subscribers.iter().find_map(|s| s.check().err());
+            let cause = match (failing, silent) {
                 (Some(cause), _) => cause,
-                (None, Err(problem)) => format!("broker silent: {problem}"),
-                (None, Ok(())) => "a commit is taking long".to_owned(),
+                (None, Some(problem)) => format!("broker silent: {problem}"),
+                (None, None) => "a commit is taking long".to_owned(),
             };
             *lock(&health.stalled) = Some(cause.clone());
             if transition == Some(Transition::Stalled) {

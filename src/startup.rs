@@ -18,18 +18,20 @@ use crate::actors::{
     PersisterSettings, StartSubscription, SubscriberStatus,
 };
 use crate::cache::store::charge;
-use crate::configuration::Settings;
+use crate::configuration::{Settings, SourceKind};
 use crate::domain::OrderSchema;
 use crate::error_chain::error_chain;
 use crate::feed::{ChangeFeed, FeedOrder, FeedSettings, FeedSink};
 use crate::http_metrics::HttpMetrics;
 use crate::metrics::Metrics;
-use crate::readiness::Readiness;
+use crate::readiness::{Readiness, SourceStatus};
 use crate::replay::ReplayPipeline;
 use crate::routes;
 use crate::stall::{self, PipelineHealth};
 use crate::storage::feed::FeedStart;
 use crate::storage::{self, Pool};
+use crate::transport::jetstream::ConsumerSettings;
+use crate::transport::Transport;
 
 /// How long a graceful stop waits for messages in flight to commit and be acked.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -51,7 +53,7 @@ pub struct Application {
     port: u16,
     server: ServerHandle,
     server_task: tokio::task::JoinHandle<std::io::Result<()>>,
-    subscriber: Addr<NatsSubscriber>,
+    subscribers: Vec<Addr<NatsSubscriber>>,
     validator_arbiter: Arbiter,
     readiness: Arc<Readiness>,
     shutdown: watch::Sender<bool>,
@@ -100,11 +102,12 @@ impl Application {
             source: Arc::new(PostgresOrders(pool.clone())),
         };
         let caches = CacheGroup::new(snapshot, workers, cache_settings, &metrics);
-        let in_flight = usize::try_from(settings.stan.max_in_flight).unwrap_or(1024);
+        // Each source may have this many messages in flight.
+        let in_flight = usize::try_from(settings.stan.max_in_flight).unwrap_or(1024)
+            * settings.distinct_sources().len().max(1);
         let health = Arc::new(PipelineHealth::default());
         let persister = OrderPersister::new(
             pool.clone(),
-            settings.stan.channel.clone(),
             caches.clone(),
             PersisterSettings {
                 batch_size: settings.database.batch_size,
@@ -124,17 +127,29 @@ impl Application {
         });
         let replay = ReplayPipeline {
             validator: validator.clone(),
-            channel: settings.stan.channel.clone(),
         };
 
-        let status = Arc::new(SubscriberStatus::default());
-        metrics
-            .watch_subscriber(status.clone())
-            .context("Failed to register the subscriber metrics")?;
-        let readiness = Arc::new(Readiness::new(status.clone(), health.clone(), pool.clone()));
+        let transports = transports(&settings);
+        let mut sources = Vec::with_capacity(transports.len());
+        for transport in &transports {
+            let status = Arc::new(SubscriberStatus::default());
+            metrics
+                .watch_subscriber(transport.origin().source, status.clone())
+                .context("Failed to register the subscriber metrics")?;
+            sources.push(SourceStatus {
+                origin: transport.origin(),
+                subscription: transport.describe(),
+                status,
+            });
+        }
+        let readiness = Arc::new(Readiness::new(
+            sources.clone(),
+            health.clone(),
+            pool.clone(),
+        ));
         actix_web::rt::spawn(stall::watch(
             health,
-            status.clone(),
+            sources.iter().map(|source| source.status.clone()).collect(),
             Duration::from_secs(settings.application.stall_after_secs),
             metrics.pipeline_stalled.clone(),
         ));
@@ -183,19 +198,27 @@ impl Application {
             },
         );
 
-        let subscriber =
-            NatsSubscriber::new(settings.stan.clone(), validator, status, &metrics).start();
-        match subscriber.send(StartSubscription).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
+        // One subscriber per source, all feeding the same validator.
+        let mut subscribers = Vec::with_capacity(transports.len());
+        for (transport, source) in transports.into_iter().zip(sources) {
+            let subscription = source.subscription.clone();
+            let subscriber =
+                NatsSubscriber::new(transport, validator.clone(), source.status, &metrics).start();
+            let failure = match subscriber.send(StartSubscription).await {
+                Ok(Ok(())) => None,
+                Ok(Err(error)) => Some(
+                    anyhow::Error::from(error)
+                        .context(format!("Failed to subscribe to {subscription}")),
+                ),
+                Err(error) => Some(anyhow::Error::from(error).context("The subscriber stopped")),
+            };
+            subscribers.push(subscriber);
+            if let Some(error) = failure {
+                drain_all(&subscribers).await;
+                feed.stop();
                 server_handle.stop(false).await;
                 validator_arbiter.stop();
-                return Err(error).context("Failed to subscribe to the broker");
-            }
-            Err(error) => {
-                server_handle.stop(false).await;
-                validator_arbiter.stop();
-                return Err(error).context("The subscriber stopped");
+                return Err(error);
             }
         }
         tracing::info!(port, workers, "Serving.");
@@ -204,7 +227,7 @@ impl Application {
             port,
             server: server_handle,
             server_task,
-            subscriber,
+            subscribers,
             validator_arbiter,
             readiness,
             shutdown,
@@ -240,12 +263,7 @@ impl Application {
                 None
             }
         };
-        let drain = self.subscriber.send(Drain {
-            deadline: DRAIN_DEADLINE,
-        });
-        if drain.await.is_err() {
-            tracing::warn!("The subscriber was already stopped.");
-        }
+        drain_all(&self.subscribers).await;
         self.feed.stop();
         self.server.stop(true).await;
         self.validator_arbiter.stop();
@@ -258,6 +276,36 @@ impl Application {
             .context("The HTTP server failed")?;
         tracing::info!("Stopped.");
         Ok(())
+    }
+}
+
+/// One transport per configured source, in the order given.
+fn transports(settings: &Settings) -> Vec<Transport> {
+    settings
+        .distinct_sources()
+        .into_iter()
+        .map(|source| match source {
+            SourceKind::Stan => Transport::Stan(settings.stan.clone()),
+            SourceKind::JetStream => Transport::JetStream(ConsumerSettings {
+                js: settings.jetstream.clone(),
+                ack_wait: Duration::from_secs(settings.stan.ack_wait_secs.unsigned_abs().into()),
+                max_ack_pending: i64::from(settings.stan.max_in_flight),
+            }),
+        })
+        .collect()
+}
+
+/// Drains every subscriber at once (each lets its messages in flight commit and be acked, then closes).
+async fn drain_all(subscribers: &[Addr<NatsSubscriber>]) {
+    let drains = subscribers.iter().map(|subscriber| {
+        subscriber.send(Drain {
+            deadline: DRAIN_DEADLINE,
+        })
+    });
+    for result in futures::future::join_all(drains).await {
+        if result.is_err() {
+            tracing::warn!("A subscriber was already stopped.");
+        }
     }
 }
 

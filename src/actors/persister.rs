@@ -34,6 +34,7 @@ use crate::error_chain::error_chain;
 use crate::metrics::Metrics;
 use crate::stall::PipelineHealth;
 use crate::storage::{self, DeadLetterRow, OrderRow, PersistError, Pool, Stored};
+use crate::transport::Origin;
 use policy::{
     batch_len, pair_outcomes, plan_after_failure, Failure, FailurePlan, Kind, RetryPolicy, RETRY,
 };
@@ -45,6 +46,7 @@ pub struct PersistOrder {
     pub order: ValidOrder,
     /// The message as delivered, kept as a dead letter if the order turns out to be a conflict.
     pub raw: Bytes,
+    pub origin: Origin,
     pub sequence: u64,
     /// A dead letter replayed by an operator, not a delivery: never taken for a copy of a delivery.
     pub replay: bool,
@@ -57,6 +59,7 @@ pub struct PersistOrder {
 pub struct PersistRejected {
     pub rejection: Rejection,
     pub raw: Bytes,
+    pub origin: Origin,
     pub sequence: u64,
     /// A dead letter replayed by an operator, not a delivery: never taken for a copy of a delivery.
     pub replay: bool,
@@ -126,6 +129,14 @@ impl Item {
         }
     }
 
+    /// The message's place in its source: what a copy delivered again shares with it.
+    fn key(&self) -> (Origin, u64) {
+        match self {
+            Item::Order(o) => (o.origin.clone(), o.sequence),
+            Item::Rejected(r) => (r.origin.clone(), r.sequence),
+        }
+    }
+
     fn sequence(&self) -> u64 {
         match self {
             Item::Order(o) => o.sequence,
@@ -164,7 +175,6 @@ struct Pending {
 /// What one transaction needs, shared by the batch's future.
 struct Committer {
     pool: Pool,
-    channel: String,
     metrics: Arc<Metrics>,
     health: Arc<PipelineHealth>,
     deadline: Duration,
@@ -177,10 +187,10 @@ pub struct OrderPersister {
     settings: PersisterSettings,
     pending: VecDeque<Pending>,
     /// The sequences in `pending`: a copy delivered again (by a newer connection) replaces the queued one.
-    pending_sequences: HashSet<u64>,
+    pending_sequences: HashSet<(Origin, u64)>,
     committing: bool,
     /// Messages that could not be stored even as dead letters, and since when.
-    unstorable: HashMap<u64, Instant>,
+    unstorable: HashMap<(Origin, u64), Instant>,
     /// The cached copies of committed documents, packed into shared chunks. The validator's document is a `Vec`
     /// grown by doubling (about 2 KiB held for a 1.3 KiB order); caching it as-is held that slack for ever.
     documents: DocumentArena,
@@ -189,7 +199,6 @@ pub struct OrderPersister {
 impl OrderPersister {
     pub fn new(
         pool: Pool,
-        channel: String,
         caches: CacheGroup,
         settings: PersisterSettings,
         metrics: Arc<Metrics>,
@@ -199,7 +208,6 @@ impl OrderPersister {
         OrderPersister {
             committer: Arc::new(Committer {
                 pool,
-                channel,
                 metrics,
                 health,
                 deadline: settings.commit_deadline,
@@ -225,7 +233,7 @@ impl OrderPersister {
     ) -> ResponseFuture<Result<Outcome, PipelineError>> {
         // A replay shares its dead letter's sequence with the original delivery; it is never a copy of one.
         if !item.is_replay() {
-            if let Err(error) = self.admit(item.sequence()) {
+            if let Err(error) = self.admit(item.key()) {
                 return Box::pin(async move { Err(error) });
             }
         }
@@ -238,21 +246,21 @@ impl OrderPersister {
     /// Whether a delivery may join the queue. A message that cannot be stored is answered at once for a while; a copy
     /// from an older connection still waiting is replaced by the newer one, so reconnects cannot pile up copies (the
     /// old copy's answer would go to a subscription that is gone); a full queue leaves the message unacked.
-    fn admit(&mut self, sequence: u64) -> Result<(), PipelineError> {
-        if let Some(since) = self.unstorable.get(&sequence) {
+    fn admit(&mut self, key: (Origin, u64)) -> Result<(), PipelineError> {
+        if let Some(since) = self.unstorable.get(&key) {
             if since.elapsed() < UNSTORABLE_RETRY {
                 return Err(PipelineError::Unstorable {
-                    sequence,
+                    sequence: key.1,
                     error: "refused before; tried again later".into(),
                 });
             }
-            self.unstorable.remove(&sequence);
+            self.unstorable.remove(&key);
         }
-        if !self.pending_sequences.insert(sequence) {
+        if !self.pending_sequences.insert(key.clone()) {
             self.pending
-                .retain(|p| p.item.is_replay() || p.item.sequence() != sequence);
+                .retain(|p| p.item.is_replay() || p.item.key() != key);
         } else if self.pending.len() >= self.settings.mailbox_capacity.saturating_mul(2).max(1) {
-            self.pending_sequences.remove(&sequence);
+            self.pending_sequences.remove(&key);
             return Err(PipelineError::Overloaded);
         }
         Ok(())
@@ -270,7 +278,7 @@ impl OrderPersister {
         );
         let batch: Vec<Pending> = self.pending.drain(..count).collect();
         for pending in batch.iter().filter(|p| !p.item.is_replay()) {
-            self.pending_sequences.remove(&pending.item.sequence());
+            self.pending_sequences.remove(&pending.item.key());
         }
         self.committing = true;
         let metrics = &self.committer.metrics;
@@ -314,18 +322,18 @@ impl OrderPersister {
         }
         let (metrics, health) = (&self.committer.metrics, &self.committer.health);
         for (pending, result) in batch.iter().zip(&results) {
-            let sequence = pending.item.sequence();
+            let (key, sequence) = (pending.item.key(), pending.item.sequence());
             match result {
                 Ok(Outcome::Persisted) => metrics.orders_persisted.inc(),
                 Ok(Outcome::Duplicate) => metrics.orders_duplicate.inc(),
                 Ok(Outcome::Rejected(class)) => metrics.rejected(*class).inc(),
                 Err(PipelineError::Unstorable { error, .. }) => {
-                    self.unstorable.insert(sequence, Instant::now());
+                    self.unstorable.insert(key.clone(), Instant::now());
                     health.unstorable(sequence, error.clone());
                 }
                 Err(_) => {}
             }
-            if result.is_ok() && self.unstorable.remove(&sequence).is_some() {
+            if result.is_ok() && self.unstorable.remove(&key).is_some() {
                 health.stored(sequence);
             }
         }
@@ -436,12 +444,14 @@ async fn store_refused(
         pointer: String::new(),
         message: format!("PostgreSQL refused the message: {}", error_chain(error)),
     }];
-    let (payload, order_uid) = match item {
-        Item::Order(o) => (&o.raw, Some(o.order.uid.as_str())),
-        Item::Rejected(r) => (&r.raw, r.rejection.order_uid.as_deref()),
+    let (payload, order_uid, origin) = match item {
+        Item::Order(o) => (&o.raw, Some(o.order.uid.as_str()), &o.origin),
+        Item::Rejected(r) => (&r.raw, r.rejection.order_uid.as_deref(), &r.origin),
     };
     let sequence = item.sequence();
     let row = DeadLetterRow {
+        source: origin.source.as_str(),
+        channel: &origin.name,
         sequence,
         payload,
         class,
@@ -450,7 +460,7 @@ async fn store_refused(
     };
     let stored = tokio::time::timeout(
         committer.deadline,
-        storage::store_batch(&committer.pool, &committer.channel, &[], &[row]),
+        storage::store_batch(&committer.pool, &[], &[row]),
     )
     .await
     .unwrap_or(Err(PersistError::Deadline(committer.deadline)));
@@ -481,7 +491,6 @@ async fn commit_with_retry(
 ) -> Result<Vec<Outcome>, (PersistError, Failure)> {
     let Committer {
         pool,
-        channel,
         metrics,
         health,
         deadline,
@@ -498,6 +507,8 @@ async fn commit_with_retry(
         .iter()
         .filter_map(|item| match item {
             Item::Rejected(r) => Some(DeadLetterRow {
+                source: r.origin.source.as_str(),
+                channel: &r.origin.name,
                 sequence: r.sequence,
                 payload: &r.raw,
                 class: r.rejection.class,
@@ -513,7 +524,7 @@ async fn commit_with_retry(
         let started = Instant::now();
         let attempted = tokio::time::timeout(
             *deadline,
-            storage::store_batch(pool, channel, &orders, &dead_letters),
+            storage::store_batch(pool, &orders, &dead_letters),
         )
         .await
         .unwrap_or(Err(PersistError::Deadline(*deadline)));
@@ -569,6 +580,8 @@ fn order_row(o: &PersistOrder) -> OrderRow<'_> {
         date_created: DateTime::parse_from_rfc3339(&order.date_created)
             .ok()
             .map(|d| d.with_timezone(&Utc)),
+        source: o.origin.source.as_str(),
+        channel: &o.origin.name,
         sequence: o.sequence,
         raw: &o.raw,
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::fault_harness::{publish_all, ServiceProcess};
+use crate::fault_harness::ServiceProcess;
 use crate::helpers::{count, eventually, prepare};
 
 /// Messages in flight for this test (`STAN_MAX_IN_FLIGHT`).
@@ -53,12 +53,7 @@ async fn a_backlog_of_maximum_size_invalid_messages_stays_within_the_documented_
     let published: usize = messages.iter().map(Vec::len).sum();
 
     // Act
-    publish_all(
-        &stopped.publisher,
-        &stopped.settings.stan.channel,
-        &messages,
-    )
-    .await?;
+    stopped.publisher.publish_all(&messages).await?;
     let pool = &stopped.db_pool;
     eventually(Duration::from_secs(120), "every message kept", || async {
         Ok((count(pool, "rejected_messages").await? == MESSAGES as i64).then_some(()))

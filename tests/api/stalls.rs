@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_postgres::NoTls;
 
-use crate::fault_harness::{assert_accounted_for, publish_all, Corpus};
+use crate::fault_harness::{assert_accounted_for, Corpus};
 use crate::helpers::{count, eventually, holds_for, prepare, StoppedApp, TestApp, WAIT};
 
 /// Short deadlines, so the tests see them pass.
@@ -62,7 +62,7 @@ async fn a_lock_on_orders_stalls_the_pipeline_visibly_without_acks_and_it_recove
     let corpus = Corpus::new(160, 30, 0, 0, 0)?;
 
     // Act
-    publish_all(&app.publisher, &app.settings.stan.channel, &corpus.messages).await?;
+    app.publisher.publish_all(&corpus.messages).await?;
     let body = eventually(WAIT, "/readyz to report the stall", || async {
         let (status, body) = readyz(&app).await?;
         Ok((status == 503 && body.contains("stalled")).then_some(body))
@@ -105,12 +105,7 @@ async fn an_order_a_trigger_refuses_becomes_a_storage_dead_letter_and_the_rest_o
         .cloned()
         .expect("300 orders");
     refuse_in(&stopped, "orders", &refused).await?;
-    publish_all(
-        &stopped.publisher,
-        &stopped.settings.stan.channel,
-        &corpus.messages,
-    )
-    .await?;
+    stopped.publisher.publish_all(&corpus.messages).await?;
 
     // Act
     let app = stopped.start().await?;
@@ -169,7 +164,7 @@ async fn a_message_refused_even_as_a_dead_letter_is_reported_and_the_stream_flow
     let app = stopped.start().await?;
 
     // Act
-    publish_all(&app.publisher, &app.settings.stan.channel, &corpus.messages).await?;
+    app.publisher.publish_all(&corpus.messages).await?;
 
     // Assert: the others are stored and acked; the refused one is reported, unacked.
     app.wait_for_rows("orders", 99).await?;
@@ -187,7 +182,7 @@ async fn a_message_refused_even_as_a_dead_letter_is_reported_and_the_stream_flow
     assert_eq!(count(&app.db_pool, "rejected_messages").await?, 0);
     // More messages still flow while the refused one keeps coming back.
     let more = Corpus::new(163, 20, 0, 0, 0)?;
-    publish_all(&app.publisher, &app.settings.stan.channel, &more.messages).await?;
+    app.publisher.publish_all(&more.messages).await?;
     app.wait_for_rows("orders", 119).await?;
     Ok(())
 }
