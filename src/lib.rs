@@ -12,6 +12,7 @@ pub mod readiness;
 pub mod replay;
 pub mod replay_client;
 pub mod routes;
+pub mod stall;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

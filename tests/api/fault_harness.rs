@@ -89,6 +89,14 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Starts the binary with the test's settings on a free port.
     pub fn spawn(settings: &Settings) -> anyhow::Result<ServiceProcess> {
+        ServiceProcess::spawn_with(settings, &[])
+    }
+
+    /// Like `spawn`, with more environment variables.
+    pub fn spawn_with(
+        settings: &Settings,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<ServiceProcess> {
         let (port, log) = (free_port()?, temp_path("log"));
         let sources: Vec<&str> = settings.sources.iter().map(|s| s.as_str()).collect();
         let js = &settings.jetstream;
@@ -110,6 +118,7 @@ impl ServiceProcess {
             .env("STAN_TIMEOUT", "2")
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("HTTP_WORKERS", "2")
+            .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()?;
@@ -141,6 +150,19 @@ impl ServiceProcess {
             );
             actix_web::rt::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// A line of the process's `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in bytes.
+    pub fn memory(&self, field: &str) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|rest| rest.trim().strip_suffix("kB"))
+            .with_context(|| format!("no {field} in /proc/<pid>/status"))?
+            .trim()
+            .parse()?;
+        Ok(kib * 1024)
     }
 
     /// SIGKILL, as the kernel's OOM killer or a power cut would: no drain, no close.
