@@ -6,6 +6,7 @@ pub mod domain;
 pub mod generator;
 pub mod http_metrics;
 pub mod metrics;
+pub mod redact;
 pub mod replay_client;
 pub mod routes;
 pub mod startup;
