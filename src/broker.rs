@@ -11,6 +11,8 @@
 //! - it writes every publish to the socket on its own (a lock and a `send` per message): acks go through a second,
 //!   async-nats connection instead, which coalesces everything queued into one write. STAN accepts an ack from any
 //!   connection: it is a plain NATS publish to the subscription's ack inbox.
+//!
+//! Credentials and TLS come from `nats_auth`: neither client sees a URL with credentials in it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,8 @@ use stan_testkit::proto;
 use tokio::sync::mpsc;
 
 use crate::configuration::StanSettings;
+use crate::nats_auth::{NatsSettingsError, NatsTarget};
+use crate::redact;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -58,12 +62,15 @@ pub enum BrokerError {
     NoAckInbox,
     #[error("failed to send an ack: {0}")]
     Ack(#[from] async_nats::PublishError),
+    #[error("{0}")]
+    Settings(#[from] NatsSettingsError),
 }
 
+/// ratsio's errors, with anything secret-shaped masked (its messages may repeat what it was given).
 fn ratsio_error(what: &'static str) -> impl FnOnce(RatsioError) -> BrokerError {
     move |error| BrokerError::Ratsio {
         what,
-        message: format!("{error:?}"),
+        message: redact::text(&format!("{error:?}")),
     }
 }
 
@@ -117,8 +124,25 @@ async fn bounded<F: std::future::Future>(
 impl StanConnection {
     /// Connects (NATS, then the STAN handshake) with the configured, stable client id.
     pub async fn connect(settings: &StanSettings) -> Result<StanConnection, BrokerError> {
+        let target = NatsTarget::from_settings(settings);
+        let nats_options = target.ratsio_options()?;
+        // The ack connection first: async-nats says plainly when nats-server refuses the credentials, where ratsio
+        // would only time out.
+        let acks = bounded(
+            "connect",
+            settings.timeout(),
+            target
+                .async_nats_options()
+                .name(format!("{} acks", settings.client_id))
+                .connect(target.async_nats_url()),
+        )
+        .await?
+        .map_err(|e| BrokerError::Unreachable {
+            url: target.url.clone(),
+            message: redact::text(&crate::db::error_chain(&e)),
+        })?;
         let options = StanOptions::with_options(
-            settings.url.clone(),
+            nats_options,
             settings.cluster_id.clone(),
             settings.client_id.clone(),
         );
@@ -129,18 +153,6 @@ impl StanConnection {
         )
         .await?
         .map_err(ratsio_error("connect"))?;
-        let acks = bounded(
-            "connect",
-            settings.timeout(),
-            async_nats::ConnectOptions::new()
-                .name(format!("{} acks", settings.client_id))
-                .connect(settings.url.as_str()),
-        )
-        .await?
-        .map_err(|e| BrokerError::Unreachable {
-            url: settings.url.clone(),
-            message: e.to_string(),
-        })?;
         Ok(StanConnection {
             client,
             acks: Arc::new(acks),

@@ -18,12 +18,12 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, Json, ToSql, Type};
-use tokio_postgres::NoTls;
 
 use crate::configuration::DatabaseSettings;
+use crate::db_tls::{self, Tls};
 use crate::domain::{RejectClass, RejectReason, Rejection};
 
-pub type Pool = bb8::Pool<PostgresConnectionManager<NoTls>>;
+pub type Pool = bb8::Pool<PostgresConnectionManager<Tls>>;
 
 /// A database failure. Every variant is treated as transient by the pipeline: the message is not acked.
 #[derive(Debug, thiserror::Error)]
@@ -69,29 +69,31 @@ const MIGRATION_LOCK: i64 = 0x6f72_6465_7273; // "orders"
 
 /// Connects once, to fail at start with the cause (the pool alone would only report a timeout), then builds the pool.
 pub async fn build_pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
-    let config: tokio_postgres::Config = settings.url.parse().with_context(|| {
+    let mut config: tokio_postgres::Config = settings.url.parse().with_context(|| {
         format!(
             "DATABASE_URL {} is not a valid PostgreSQL URL",
             settings.redacted_url()
         )
     })?;
+    let tls = db_tls::configure(settings, &mut config)?;
     let target = settings.redacted_url();
-    let (client, connection) = tokio::time::timeout(Duration::from_secs(10), config.connect(NoTls))
-        .await
-        .map_err(|_| anyhow::anyhow!("PostgreSQL at {target} did not answer within 10 s"))?
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "Failed to connect to PostgreSQL at {target}: {}",
-                error_chain(&e)
-            )
-        })?;
+    let (client, connection) =
+        tokio::time::timeout(Duration::from_secs(10), config.connect(tls.clone()))
+            .await
+            .map_err(|_| anyhow::anyhow!("PostgreSQL at {target} did not answer within 10 s"))?
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "Failed to connect to PostgreSQL at {target}: {}",
+                    error_chain(&e)
+                )
+            })?;
     drop(client);
     let _ = connection.await;
 
     bb8::Pool::builder()
         .max_size(settings.pool_size.max(1))
         .connection_timeout(Duration::from_secs(5))
-        .build(PostgresConnectionManager::new(config, NoTls))
+        .build(PostgresConnectionManager::new(config, tls))
         .await
         .map_err(|e| {
             anyhow::anyhow!(
@@ -533,28 +535,43 @@ pub async fn list_rejected(
             &[&limit, &before, &(PAYLOAD_EXCERPT_BYTES as i32)],
         )
         .await?;
-    rows.iter()
-        .map(|row| {
-            let length: i32 = row.try_get(7)?;
-            let excerpt: &[u8] = row.try_get(8)?;
-            Ok(RejectedMessage {
-                id: row.try_get(0)?,
-                channel: row.try_get(1)?,
-                stan_sequence: row.try_get(2)?,
-                reason_class: row.try_get(3)?,
-                reasons: row.try_get(4)?,
-                order_uid: row.try_get(5)?,
-                received_at: row.try_get(6)?,
-                payload_bytes: usize::try_from(length).unwrap_or(0),
-                payload_excerpt: String::from_utf8_lossy(excerpt).into_owned(),
-                replay_count: row.try_get(9)?,
-                replayed_at: row.try_get(10)?,
-                replay_outcome: row.try_get(11)?,
-                replay_reason_class: row.try_get(12)?,
-                replay_reasons: row.try_get(13)?,
-            })
-        })
-        .collect()
+    rows.iter().map(rejected_message).collect()
+}
+
+/// One dead letter with its whole payload as text.
+pub async fn get_rejected(pool: &Pool, id: i64) -> Result<Option<RejectedMessage>, PersistError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            "SELECT id, channel, stan_sequence, reason_class, reasons, order_uid, received_at,
+                    length(payload), payload,
+                    replay_count, replayed_at, replay_outcome, replay_reason_class, replay_reasons
+             FROM rejected_messages WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    row.as_ref().map(rejected_message).transpose()
+}
+
+fn rejected_message(row: &tokio_postgres::Row) -> Result<RejectedMessage, PersistError> {
+    let length: i32 = row.try_get(7)?;
+    let excerpt: &[u8] = row.try_get(8)?;
+    Ok(RejectedMessage {
+        id: row.try_get(0)?,
+        channel: row.try_get(1)?,
+        stan_sequence: row.try_get(2)?,
+        reason_class: row.try_get(3)?,
+        reasons: row.try_get(4)?,
+        order_uid: row.try_get(5)?,
+        received_at: row.try_get(6)?,
+        payload_bytes: usize::try_from(length).unwrap_or(0),
+        payload_excerpt: String::from_utf8_lossy(excerpt).into_owned(),
+        replay_count: row.try_get(9)?,
+        replayed_at: row.try_get(10)?,
+        replay_outcome: row.try_get(11)?,
+        replay_reason_class: row.try_get(12)?,
+        replay_reasons: row.try_get(13)?,
+    })
 }
 
 /// A dead letter as it arrived, for a replay.
@@ -613,6 +630,7 @@ pub async fn record_replay(
 }
 
 /// An error and its causes on one line ("a: b: c"): tokio-postgres puts the server's message in the source.
+/// Secrets are masked (`redact::text`): a library's error may repeat a URL or a password it was given.
 pub fn error_chain(error: &(dyn StdError + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -621,7 +639,7 @@ pub fn error_chain(error: &(dyn StdError + 'static)) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
+    crate::redact::text(&text)
 }
 
 #[cfg(test)]

@@ -1,11 +1,14 @@
 pub mod actors;
+pub mod admin_auth;
 pub mod broker;
 pub mod configuration;
 pub mod db;
+pub mod db_tls;
 pub mod domain;
 pub mod generator;
 pub mod http_metrics;
 pub mod metrics;
+pub mod nats_auth;
 pub mod redact;
 pub mod replay_client;
 pub mod routes;

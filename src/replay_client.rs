@@ -12,13 +12,17 @@ use anyhow::Context;
 /// How long connecting, sending and reading the answer may each take.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Replays dead letter `id` through the service at `service_url` (`http://host:port`); returns the JSON answer, or
-/// an error with the service's answer when it is not 200.
-pub async fn replay(service_url: &str, id: i64) -> anyhow::Result<String> {
+/// Replays dead letter `id` through the admin listener at `service_url` (`http://host:port`), with the admin token
+/// when there is one; returns the JSON answer, or an error with the service's answer when it is not 200.
+pub async fn replay(service_url: &str, id: i64, token: Option<&str>) -> anyhow::Result<String> {
     let (authority, prefix) = split_url(service_url)?;
+    let authorization = token
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
+    // The admin listener takes state-changing requests only as JSON (see admin_auth.rs).
     let request = format!(
-        "POST {prefix}/rejected/{id}/replay HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\n\
-         Connection: close\r\n\r\n"
+        "POST {prefix}/rejected/{id}/replay HTTP/1.1\r\nHost: {authority}\r\n{authorization}\
+         Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
     );
     let target = authority.clone();
     let response = tokio::task::spawn_blocking(move || exchange(&target, &request))

@@ -289,7 +289,7 @@ async fn store_refused(
         order_uid: Some(order.order.uid.as_str()),
     };
     order.span.in_scope(
-        || tracing::warn!(reason = %reasons[0].message, "Rejected an order the database refused."),
+        || tracing::warn!(reason = %reasons[0].shortened().message, "Rejected an order the database refused."),
     );
     db::store_batch(pool, channel, &[], &[row])
         .await
@@ -385,7 +385,7 @@ fn outcomes(items: &[&Item], stored: Vec<Stored>) -> Result<Vec<Outcome>, Persis
                 Some(Stored::Duplicate) => Outcome::Duplicate,
                 Some(Stored::Conflict(rejection)) => {
                     item.span().in_scope(|| {
-                        tracing::warn!(reason = %rejection,
+                        tracing::warn!(reason = %rejection.summary(),
                             "Rejected an order whose order_uid is stored with other content.")
                     });
                     Outcome::Rejected(RejectClass::Conflict)

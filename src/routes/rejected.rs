@@ -1,4 +1,5 @@
-//! Dead letters: the listing, and the replay of one after its cause was fixed.
+//! Dead letters: the listing (reasons shortened, a short payload excerpt), one in full by id, and the replay of one
+//! after its cause was fixed. All on the admin listener.
 
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpResponse, ResponseError};
 use bytes::Bytes;
 use serde::Serialize;
+use serde_json::{json, Value};
 use tracing::field;
 
 use crate::actors::{OrderValidator, Outcome, PipelineError, ReplayMessage, Replayed};
@@ -15,14 +17,56 @@ use crate::domain::{RejectClass, RejectReason};
 use crate::routes::orders::{ListError, Page};
 use crate::routes::{error_chain_fmt, error_response};
 
-/// Dead letters with their reasons, newest first.
+/// How much of a payload a listing shows: enough to recognise a message, too little to copy a customer's data.
+const LISTED_EXCERPT_CHARS: usize = 64;
+
+/// Dead letters, newest first: every reason shortened to its pointer, its rule and a prefix of the value, and the
+/// first characters of the payload. `GET /rejected/{id}` has the rest.
 #[get("/rejected")]
 pub async fn list_rejected(
     page: web::Query<Page>,
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, ListError> {
-    let rejected = db::list_rejected(&pool, page.limit(), page.before).await?;
+    let mut rejected = db::list_rejected(&pool, page.limit(), page.before).await?;
+    for message in &mut rejected {
+        message.reasons = shortened_reasons(&message.reasons);
+        if let Some(replayed) = &message.replay_reasons {
+            message.replay_reasons = Some(shortened_reasons(replayed));
+        }
+        message.payload_excerpt = excerpt(&message.payload_excerpt);
+    }
     Ok(HttpResponse::Ok().json(rejected))
+}
+
+/// One dead letter in full: every reason as recorded and the whole payload as text.
+#[get("/rejected/{id}")]
+pub async fn get_rejected(
+    id: web::Path<i64>,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, ReplayError> {
+    let id = id.into_inner();
+    let message = db::get_rejected(&pool, id)
+        .await?
+        .ok_or(ReplayError::NotFound(id))?;
+    Ok(HttpResponse::Ok().json(message))
+}
+
+/// The stored reasons (a JSON array of `{pointer, message}`), each shortened; anything else passes unchanged.
+fn shortened_reasons(reasons: &Value) -> Value {
+    match serde_json::from_value::<Vec<RejectReason>>(reasons.clone()) {
+        Ok(parsed) => json!(parsed
+            .iter()
+            .map(RejectReason::shortened)
+            .collect::<Vec<_>>()),
+        Err(_) => reasons.clone(),
+    }
+}
+
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(LISTED_EXCERPT_CHARS) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
 }
 
 /// Where a replay enters the pipeline: the running validator, and the channel its persister writes for.

@@ -71,7 +71,7 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
 }
 
 async fn scrape(app: &TestApp) -> anyhow::Result<Vec<Sample>> {
-    let response = app.get("/metrics").await?;
+    let response = app.admin_get("/metrics").await?;
     anyhow::ensure!(
         response.status() == 200,
         "GET /metrics: {}",
