@@ -89,7 +89,8 @@ fn shorten_quoted(
 ) -> String {
     let mut out = String::new();
     while let Some((start, c)) = chars.next() {
-        if c != '"' && c != '\'' {
+        // Only double quotes: JSON values are quoted with them; an apostrophe is prose.
+        if c != '"' {
             out.push(c);
             continue;
         }
@@ -247,7 +248,7 @@ mod tests {
             ),
             (
                 r#"{"name":"Alice Smith","phone":"+79123456789"} is not of type "string""#,
-                r#"{"name":…"} is not of type "string""#,
+                r#"{"name":… is not of type "string""#,
             ),
             (
                 "goods_total 10 differs from the sum of items' total_price 12",
