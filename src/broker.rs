@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use prost::Message as _;
 use ratsio::{RatsioError, StanClient, StanOptions, StartPosition};
-use stan_testkit::proto;
+use stan_proto::proto;
 use tokio::sync::mpsc;
 
 use crate::configuration::StanSettings;
@@ -139,7 +139,7 @@ impl StanConnection {
         .await?
         .map_err(|e| BrokerError::Unreachable {
             url: target.url.clone(),
-            message: redact::text(&crate::db::error_chain(&e)),
+            message: redact::text(&crate::error_chain::error_chain(&e)),
         })?;
         let options = StanOptions::with_options(
             nats_options,

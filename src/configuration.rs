@@ -373,10 +373,6 @@ fn url_secret(url: &str) -> Option<String> {
 }
 
 impl StanSettings {
-    pub fn ack_wait(&self) -> Duration {
-        Duration::from_secs(self.ack_wait_secs.unsigned_abs().into())
-    }
-
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs)
     }

@@ -1,7 +1,7 @@
 use clap::Parser;
 use order_service::configuration::{Cli, Command};
 use order_service::startup::Application;
-use order_service::{db, redact, replay_client, telemetry};
+use order_service::{redact, replay_client, storage, telemetry};
 
 /// jemalloc instead of glibc malloc in the service. Profiled under ingest, glibc spent about a third
 /// of the service's CPU in malloc/free, most of it consolidating fragments around the ~1.3 KiB documents
@@ -33,8 +33,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = cli.settings;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
-            let pool = db::build_pool(&settings.database).await?;
-            let applied = db::migrate(&pool).await?;
+            let pool = storage::build_pool(&settings.database).await?;
+            let applied = storage::migrate(&pool).await?;
             tracing::info!(?applied, database = %settings.database.redacted_url(), "Migrations are up to date.");
             Ok(())
         }

@@ -17,8 +17,8 @@ use prometheus::{
 };
 
 use crate::actors::SubscriberStatus;
-use crate::db::Pool;
 use crate::domain::{FlagRule, RejectClass};
+use crate::storage::Pool;
 
 /// The content type of `render`'s output.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;

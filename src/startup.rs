@@ -2,7 +2,6 @@
 //! order (caches, persister, validator, subscriber), bind, serve; and the graceful stop.
 
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,11 +18,14 @@ use crate::actors::{
 };
 use crate::admin_auth::{self, AdminToken};
 use crate::configuration::Settings;
-use crate::db::{self, Pool};
 use crate::domain::OrderSchema;
+use crate::error_chain::error_chain;
 use crate::http_metrics::HttpMetrics;
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
+use crate::replay::ReplayPipeline;
 use crate::routes::{self, Listener};
+use crate::storage::{self, Pool};
 
 /// How long a graceful stop waits for messages in flight to commit and be acked.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -31,41 +33,6 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 const WARM_DEADLINE: Duration = Duration::from_secs(120);
 /// Workers of the admin listener: operators and a Prometheus scrape, never the public load.
 const ADMIN_WORKERS: usize = 1;
-
-/// What `/readyz` checks: cache restored, database reachable, subscription up.
-pub struct Readiness {
-    cache_restored: AtomicBool,
-    pub subscriber: Arc<SubscriberStatus>,
-    pool: Pool,
-}
-
-impl Readiness {
-    /// `Ok` when ready, else every reason it is not.
-    pub async fn check(&self) -> Result<(), Vec<String>> {
-        let mut reasons = Vec::new();
-        if !self.cache_restored.load(Ordering::Acquire) {
-            reasons.push("the cache is not restored yet".to_owned());
-        }
-        match tokio::time::timeout(Duration::from_secs(2), db::ping(&self.pool)).await {
-            Ok(Ok(())) => {}
-            // The cause goes to the log; the answer names the dependency only, never its address.
-            Ok(Err(error)) => {
-                tracing::warn!(error = %db::error_chain(&error), "Readiness: the database is unreachable.");
-                reasons.push("database unreachable".to_owned())
-            }
-            Err(_) => reasons.push("database did not answer within 2 s".to_owned()),
-        }
-        if let Err(problem) = self.subscriber.check() {
-            tracing::warn!(problem = %crate::redact::text(&problem), "Readiness: not subscribed.");
-            reasons.push("not subscribed to the broker".to_owned());
-        }
-        if reasons.is_empty() {
-            Ok(())
-        } else {
-            Err(reasons)
-        }
-    }
-}
 
 /// Asks a running application to stop gracefully, as SIGTERM does.
 #[derive(Clone)]
@@ -102,11 +69,11 @@ impl Application {
         let schema = OrderSchema::new(settings.application.max_message_bytes)
             .context("Failed to compile the order schema")?;
         let metrics = Arc::new(Metrics::new().context("Failed to register the metrics")?);
-        let pool = db::build_pool(&settings.database).await?;
+        let pool = storage::build_pool(&settings.database).await?;
         metrics
             .watch_pool(pool.clone())
             .context("Failed to register the pool metrics")?;
-        for version in db::migrate(&pool).await? {
+        for version in storage::migrate(&pool).await? {
             tracing::info!(version, "Applied a migration.");
         }
 
@@ -139,7 +106,7 @@ impl Application {
         let validator = OrderValidator::start_in_arbiter(&validator_arbiter.handle(), move |_| {
             OrderValidator::new(schema, persister, in_flight, validator_metrics)
         });
-        let replay = routes::ReplayPipeline {
+        let replay = ReplayPipeline {
             validator: validator.clone(),
             channel: settings.stan.channel.clone(),
         };
@@ -148,11 +115,7 @@ impl Application {
         metrics
             .watch_subscriber(status.clone())
             .context("Failed to register the subscriber metrics")?;
-        let readiness = Arc::new(Readiness {
-            cache_restored: AtomicBool::new(false),
-            subscriber: status.clone(),
-            pool: pool.clone(),
-        });
+        let readiness = Arc::new(Readiness::new(status.clone(), pool.clone()));
         let listener = TcpListener::bind(&settings.application.http_addr)
             .with_context(|| format!("Failed to bind {}", settings.application.http_addr))?;
         let admin_listener =
@@ -196,7 +159,7 @@ impl Application {
                 caches.warmed_members()
             );
         }
-        readiness.cache_restored.store(true, Ordering::Release);
+        readiness.cache_restored();
 
         let subscriber =
             NatsSubscriber::new(settings.stan.clone(), validator, status, &metrics).start();
@@ -293,14 +256,14 @@ impl Application {
 async fn restore_orders(pool: &Pool) -> anyhow::Result<Arc<[CachedOrder]>> {
     let mut arena = DocumentArena::new();
     let mut orders = Vec::new();
-    db::for_each_order(pool, |uid, document| {
+    storage::restore::for_each_order(pool, |uid, document| {
         orders.push(CachedOrder {
             uid: Arc::from(uid),
             document: arena.copy(document),
         });
     })
     .await
-    .map_err(|e| anyhow::anyhow!("Failed to restore the orders: {}", db::error_chain(&e)))?;
+    .map_err(|e| anyhow::anyhow!("Failed to restore the orders: {}", error_chain(&e)))?;
     Ok(orders.into())
 }
 
@@ -309,7 +272,7 @@ struct HttpShared {
     caches: CacheGroup,
     pool: web::Data<Pool>,
     readiness: web::Data<Readiness>,
-    replay: web::Data<routes::ReplayPipeline>,
+    replay: web::Data<ReplayPipeline>,
     metrics: web::Data<Metrics>,
     admin_token: web::Data<AdminToken>,
 }

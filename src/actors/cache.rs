@@ -38,11 +38,6 @@ pub struct CacheOrders(pub Arc<[CachedOrder]>);
 #[rtype(result = "()")]
 pub struct WarmCache(pub Arc<[CachedOrder]>);
 
-/// How many orders the cache holds.
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct CountOrders;
-
 /// Every cached order, to warm a member that joins late (an HTTP worker restarted after a panic).
 #[derive(Message)]
 #[rtype(result = "Arc<[CachedOrder]>")]
@@ -119,15 +114,6 @@ impl Handler<WarmCache> for OrderCache {
         if let Some(group) = self.group.take() {
             group.member_warmed();
         }
-    }
-}
-
-impl Handler<CountOrders> for OrderCache {
-    type Result = usize;
-
-    /// The number of cached orders.
-    fn handle(&mut self, _: CountOrders, _: &mut Self::Context) -> usize {
-        self.orders.len()
     }
 }
 

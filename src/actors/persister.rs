@@ -19,9 +19,10 @@ use tokio::sync::oneshot;
 use tracing::Span;
 
 use crate::actors::cache::{CacheGroup, CachedOrder, DocumentArena};
-use crate::db::{self, error_chain, DeadLetterRow, OrderRow, PersistError, Pool, Stored};
 use crate::domain::{RejectClass, RejectReason, Rejection, ValidOrder};
+use crate::error_chain::error_chain;
 use crate::metrics::Metrics;
+use crate::storage::{self, DeadLetterRow, OrderRow, PersistError, Pool, Stored};
 
 /// Store a valid order.
 #[derive(Message)]
@@ -291,7 +292,7 @@ async fn store_refused(
     order.span.in_scope(
         || tracing::warn!(reason = %reasons[0].shortened().message, "Rejected an order the database refused."),
     );
-    db::store_batch(pool, channel, &[], &[row])
+    storage::store_batch(pool, channel, &[], &[row])
         .await
         .map(|_| Outcome::Rejected(RejectClass::Schema))
         .map_err(|e| PipelineError::from(Arc::new(e)))
@@ -328,7 +329,7 @@ async fn commit_with_retry(
     let mut attempt = 1;
     let stored = loop {
         let started = Instant::now();
-        match db::store_batch(pool, channel, &orders, &dead_letters).await {
+        match storage::store_batch(pool, channel, &orders, &dead_letters).await {
             Ok(stored) => {
                 let took = started.elapsed();
                 metrics.commit_duration.observe(took.as_secs_f64());

@@ -30,7 +30,7 @@ use crate::actors::persister::{Outcome, PipelineError};
 use crate::actors::validator::{OrderValidator, ValidateOrder};
 use crate::broker::{AckHandle, BrokerError, Delivery, StanConnection};
 use crate::configuration::StanSettings;
-use crate::db::error_chain;
+use crate::error_chain::error_chain;
 use crate::metrics::Metrics;
 
 /// Connect and subscribe; answers when the first subscription is up, or with why it is not.

@@ -13,7 +13,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use order_service::generator;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use stan_testkit::StanPublisher;
+use stan_proto::StanPublisher;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -1,5 +1,6 @@
 //! What an order is, and how raw bytes from the channel become one (or a reasoned rejection).
 
+mod conflict;
 mod consistency;
 mod order;
 mod order_uid;
@@ -7,6 +8,7 @@ mod rejection;
 mod strict_json;
 mod validation;
 
+pub use conflict::compare_documents;
 pub use consistency::FlagRule;
 pub use order::{Delivery, Item, Order, Payment};
 pub use order_uid::{OrderUid, OrderUidError};

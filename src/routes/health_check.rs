@@ -1,8 +1,8 @@
 use actix_web::{get, http::StatusCode, web, HttpResponse};
 use serde_json::json;
 
+use crate::readiness::Readiness;
 use crate::routes::error_response;
-use crate::startup::Readiness;
 
 /// The process is alive.
 #[get("/healthz")]

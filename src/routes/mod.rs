@@ -4,6 +4,7 @@ mod health_check;
 mod metrics;
 mod openapi;
 mod orders;
+mod pagination;
 mod rejected;
 mod ui;
 
@@ -14,8 +15,9 @@ use serde::Serialize;
 pub use health_check::{healthz, readyz};
 pub use metrics::get_metrics;
 pub use openapi::openapi_document;
-pub use orders::{get_order, list_orders, GetOrderError, ListError};
-pub use rejected::{get_rejected, list_rejected, replay_rejected, ReplayPipeline};
+pub use orders::{get_order, list_orders, GetOrderError, OrderSummary};
+pub use pagination::{ListError, Page};
+pub use rejected::{get_rejected, list_rejected, replay_rejected, RejectedMessage, ReplayAnswer};
 pub use ui::{admin_js, app_css, app_js, index, CONTENT_SECURITY_POLICY};
 
 /// Which listener a request came in on (in `app_data`): the page and the OpenAPI document differ between them.
@@ -92,18 +94,4 @@ pub(crate) fn error_response(
         error: code,
         message: message.to_string(),
     })
-}
-
-/// `Debug` for route errors (z2p): the whole cause chain goes to the logs, clients get an opaque message.
-pub fn error_chain_fmt(
-    e: &impl std::error::Error,
-    f: &mut std::fmt::Formatter<'_>,
-) -> std::fmt::Result {
-    writeln!(f, "{e}")?;
-    let mut current = e.source();
-    while let Some(cause) = current {
-        writeln!(f, "Caused by:\n\t{cause}")?;
-        current = cause.source();
-    }
-    Ok(())
 }

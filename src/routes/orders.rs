@@ -1,14 +1,18 @@
-use std::sync::Arc;
+//! One order from the cache, and the listing of stored orders.
 
 use actix::MailboxError;
 use actix_web::http::StatusCode;
 use actix_web::{get, http::header::ContentType, web, HttpResponse, ResponseError};
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use crate::actors::LocalCache;
-use crate::db::{self, PersistError, Pool};
 use crate::domain::{OrderUid, OrderUidError};
-use crate::routes::{error_chain_fmt, error_response};
+use crate::error_chain::error_chain_fmt;
+use crate::routes::error_response;
+use crate::routes::pagination::{ListError, Page};
+use crate::storage::listings::{self, OrderListRow};
+use crate::storage::Pool;
 
 #[derive(thiserror::Error)]
 pub enum GetOrderError {
@@ -60,48 +64,29 @@ pub async fn get_order(
     }
 }
 
-/// `?limit=N&before=ID`: newest first, `before` is the `id` of the last row of the previous page.
-#[derive(Debug, Deserialize)]
-pub struct Page {
-    pub limit: Option<i64>,
-    pub before: Option<i64>,
+/// One stored order, without its document, as `GET /orders` lists it.
+#[derive(Debug, Serialize)]
+pub struct OrderSummary {
+    pub id: i64,
+    pub order_uid: String,
+    pub track_number: String,
+    pub customer_id: String,
+    pub date_created: Option<DateTime<Utc>>,
+    pub stan_sequence: i64,
+    pub ingested_at: DateTime<Utc>,
 }
 
-/// Rows per page unless asked, and at most.
-const DEFAULT_LIMIT: i64 = 50;
-const MAX_LIMIT: i64 = 1000;
-
-impl Page {
-    pub fn limit(&self) -> i64 {
-        self.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
-    }
-}
-
-#[derive(thiserror::Error)]
-pub enum ListError {
-    #[error("the database is unavailable")]
-    Database(#[from] Arc<PersistError>),
-}
-
-impl From<PersistError> for ListError {
-    fn from(error: PersistError) -> Self {
-        ListError::Database(Arc::new(error))
-    }
-}
-
-impl std::fmt::Debug for ListError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        error_chain_fmt(self, f)
-    }
-}
-
-impl ResponseError for ListError {
-    fn status_code(&self) -> StatusCode {
-        StatusCode::SERVICE_UNAVAILABLE
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        error_response(self.status_code(), "unavailable", self)
+impl From<OrderListRow> for OrderSummary {
+    fn from(row: OrderListRow) -> Self {
+        OrderSummary {
+            id: row.id,
+            order_uid: row.order_uid,
+            track_number: row.track_number,
+            customer_id: row.customer_id,
+            date_created: row.date_created,
+            stan_sequence: row.stan_sequence,
+            ingested_at: row.ingested_at,
+        }
     }
 }
 
@@ -111,6 +96,10 @@ pub async fn list_orders(
     page: web::Query<Page>,
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, ListError> {
-    let orders = db::list_orders(&pool, page.limit(), page.before).await?;
+    let orders: Vec<OrderSummary> = listings::list_orders(&pool, page.limit(), page.before)
+        .await?
+        .into_iter()
+        .map(OrderSummary::from)
+        .collect();
     Ok(HttpResponse::Ok().json(orders))
 }

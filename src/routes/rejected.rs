@@ -1,21 +1,60 @@
 //! Dead letters: the listing (reasons shortened, a short payload excerpt), one in full by id, and the replay of one
 //! after its cause was fixed. All on the admin listener.
 
-use std::sync::Arc;
-
-use actix::{Addr, MailboxError};
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpResponse, ResponseError};
-use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
-use tracing::field;
 
-use crate::actors::{OrderValidator, Outcome, PipelineError, ReplayMessage, Replayed};
-use crate::db::{self, PersistError, Pool, ReplayRecord};
-use crate::domain::{RejectClass, RejectReason};
-use crate::routes::orders::{ListError, Page};
-use crate::routes::{error_chain_fmt, error_response};
+use crate::domain::RejectReason;
+use crate::replay::{replay_dead_letter, ReplayError, ReplayPipeline, ReplayResult};
+use crate::routes::error_response;
+use crate::routes::pagination::{ListError, Page};
+use crate::storage::listings::{self, DeadLetterListRow};
+use crate::storage::Pool;
+
+/// One dead letter, as `GET /rejected` lists it.
+#[derive(Debug, Serialize)]
+pub struct RejectedMessage {
+    pub id: i64,
+    pub channel: String,
+    pub stan_sequence: i64,
+    pub reason_class: String,
+    pub reasons: Value,
+    pub order_uid: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub payload_bytes: usize,
+    /// The start of the payload as text (invalid UTF-8 replaced by U+FFFD).
+    pub payload_excerpt: String,
+    /// How often an operator replayed it, and what the latest replay gave.
+    pub replay_count: i32,
+    pub replayed_at: Option<DateTime<Utc>>,
+    pub replay_outcome: Option<String>,
+    pub replay_reason_class: Option<String>,
+    pub replay_reasons: Option<Value>,
+}
+
+impl From<DeadLetterListRow> for RejectedMessage {
+    fn from(row: DeadLetterListRow) -> Self {
+        RejectedMessage {
+            id: row.id,
+            channel: row.channel,
+            stan_sequence: row.stan_sequence,
+            reason_class: row.reason_class,
+            reasons: row.reasons,
+            order_uid: row.order_uid,
+            received_at: row.received_at,
+            payload_bytes: usize::try_from(row.payload_length).unwrap_or(0),
+            payload_excerpt: String::from_utf8_lossy(&row.payload_start).into_owned(),
+            replay_count: row.replay_count,
+            replayed_at: row.replayed_at,
+            replay_outcome: row.replay_outcome,
+            replay_reason_class: row.replay_reason_class,
+            replay_reasons: row.replay_reasons,
+        }
+    }
+}
 
 /// How much of a payload a listing shows: enough to recognise a message, too little to copy a customer's data.
 const LISTED_EXCERPT_CHARS: usize = 64;
@@ -27,14 +66,11 @@ pub async fn list_rejected(
     page: web::Query<Page>,
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, ListError> {
-    let mut rejected = db::list_rejected(&pool, page.limit(), page.before).await?;
-    for message in &mut rejected {
-        message.reasons = shortened_reasons(&message.reasons);
-        if let Some(replayed) = &message.replay_reasons {
-            message.replay_reasons = Some(shortened_reasons(replayed));
-        }
-        message.payload_excerpt = excerpt(&message.payload_excerpt);
-    }
+    let rejected: Vec<RejectedMessage> = listings::list_rejected(&pool, page.limit(), page.before)
+        .await?
+        .into_iter()
+        .map(|row| RejectedMessage::from(row).shortened())
+        .collect();
     Ok(HttpResponse::Ok().json(rejected))
 }
 
@@ -45,10 +81,27 @@ pub async fn get_rejected(
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, ReplayError> {
     let id = id.into_inner();
-    let message = db::get_rejected(&pool, id)
+    let row = listings::get_rejected(&pool, id)
         .await?
         .ok_or(ReplayError::NotFound(id))?;
-    Ok(HttpResponse::Ok().json(message))
+    Ok(HttpResponse::Ok().json(RejectedMessage::from(row)))
+}
+
+impl RejectedMessage {
+    /// The listing's form: reasons shortened (`RejectReason::shortened`), the payload cut to its first characters.
+    fn shortened(mut self) -> RejectedMessage {
+        self.reasons = shortened_reasons(&self.reasons);
+        self.replay_reasons = self.replay_reasons.as_ref().map(shortened_reasons);
+        if let Some((at, _)) = self
+            .payload_excerpt
+            .char_indices()
+            .nth(LISTED_EXCERPT_CHARS)
+        {
+            self.payload_excerpt.truncate(at);
+            self.payload_excerpt.push('…');
+        }
+        self
+    }
 }
 
 /// The stored reasons (a JSON array of `{pointer, message}`), each shortened; anything else passes unchanged.
@@ -59,56 +112,6 @@ fn shortened_reasons(reasons: &Value) -> Value {
             .map(RejectReason::shortened)
             .collect::<Vec<_>>()),
         Err(_) => reasons.clone(),
-    }
-}
-
-fn excerpt(text: &str) -> String {
-    match text.char_indices().nth(LISTED_EXCERPT_CHARS) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
-    }
-}
-
-/// Where a replay enters the pipeline: the running validator, and the channel its persister writes for.
-#[derive(Clone)]
-pub struct ReplayPipeline {
-    pub validator: Addr<OrderValidator>,
-    pub channel: String,
-}
-
-#[derive(thiserror::Error)]
-pub enum ReplayError {
-    #[error("no dead letter with id {0}")]
-    NotFound(i64),
-    #[error(
-        "dead letter {id} came from channel {channel:?}; this service consumes {ours:?} and replays only its own"
-    )]
-    OtherChannel {
-        id: i64,
-        channel: String,
-        ours: String,
-    },
-    #[error("the database is unavailable")]
-    Database(#[from] Arc<PersistError>),
-    #[error("the pipeline is unavailable")]
-    Pipeline(#[from] PipelineError),
-}
-
-impl From<PersistError> for ReplayError {
-    fn from(error: PersistError) -> Self {
-        ReplayError::Database(Arc::new(error))
-    }
-}
-
-impl From<MailboxError> for ReplayError {
-    fn from(error: MailboxError) -> Self {
-        ReplayError::Pipeline(PipelineError::from(error))
-    }
-}
-
-impl std::fmt::Debug for ReplayError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        error_chain_fmt(self, f)
     }
 }
 
@@ -142,80 +145,24 @@ pub struct ReplayAnswer {
     pub reasons: Vec<RejectReason>,
 }
 
-/// Sends a dead letter's raw bytes through the pipeline again (validate, persist, cache), as if STAN delivered it
-/// anew, and answers what became of it. The dead letter stays and records the replay. Replaying is idempotent: a
-/// stored order comes back `duplicate`, a message still invalid meets its own row (same channel, sequence and
-/// bytes) and adds none.
+impl From<ReplayResult> for ReplayAnswer {
+    fn from(result: ReplayResult) -> Self {
+        ReplayAnswer {
+            id: result.id,
+            outcome: result.outcome,
+            reason_class: result.reason_class,
+            reasons: result.reasons,
+        }
+    }
+}
+
+/// Sends a dead letter's raw bytes through the pipeline again and answers what became of it (see `crate::replay`).
 #[post("/rejected/{id}/replay")]
 pub async fn replay_rejected(
     id: web::Path<i64>,
     pool: web::Data<Pool>,
     pipeline: web::Data<ReplayPipeline>,
 ) -> Result<HttpResponse, ReplayError> {
-    let id = id.into_inner();
-    let dead_letter = db::get_dead_letter(&pool, id)
-        .await?
-        .ok_or(ReplayError::NotFound(id))?;
-    if dead_letter.channel != pipeline.channel {
-        // The persister writes for its own channel: a rejection would not meet this row but add another.
-        return Err(ReplayError::OtherChannel {
-            id,
-            channel: dead_letter.channel,
-            ours: pipeline.channel.clone(),
-        });
-    }
-    let sequence = u64::try_from(dead_letter.stan_sequence).unwrap_or_default();
-    let span = tracing::info_span!(
-        parent: None,
-        "Replay dead letter",
-        dead_letter_id = id,
-        seq = sequence,
-        order_uid = field::Empty
-    );
-    let Replayed { outcome, reasons } = pipeline
-        .validator
-        .send(ReplayMessage {
-            payload: Bytes::from(dead_letter.payload),
-            sequence,
-            span: span.clone(),
-        })
-        .await??;
-    let answer = answer(id, outcome, reasons);
-    db::record_replay(
-        &pool,
-        id,
-        ReplayRecord {
-            outcome: answer.outcome,
-            reason_class: answer.reason_class,
-            reasons: &answer.reasons,
-        },
-    )
-    .await?;
-    span.in_scope(|| tracing::info!(outcome = answer.outcome, "Replayed a dead letter."));
-    Ok(HttpResponse::Ok().json(answer))
-}
-
-fn answer(id: i64, outcome: Outcome, mut reasons: Vec<RejectReason>) -> ReplayAnswer {
-    let (outcome, reason_class) = match outcome {
-        Outcome::Persisted => ("persisted", None),
-        Outcome::Duplicate => ("duplicate", None),
-        Outcome::Rejected(class) => {
-            if reasons.is_empty() && class == RejectClass::Conflict {
-                reasons.push(RejectReason {
-                    pointer: "/order_uid".into(),
-                    message:
-                        "an order with this order_uid is stored with other content; the first \
-                              version stays"
-                            .into(),
-                });
-            }
-            ("rejected", Some(class.as_str()))
-        }
-    };
-    ReplayAnswer {
-        id,
-        outcome,
-        reason_class,
-        reasons,
-    }
+    let result = replay_dead_letter(&pool, &pipeline, id.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(ReplayAnswer::from(result)))
 }

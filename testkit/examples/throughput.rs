@@ -16,12 +16,13 @@ use bytes::Bytes;
 use clap::Parser;
 use futures::stream::{FuturesUnordered, StreamExt};
 use prost::Message;
-use stan_testkit::nats_server::ensure_nats_server;
-use stan_testkit::proto::{
+use stan_proto::proto::{
     Ack, ConnectRequest, ConnectResponse, MsgProto, StartPosition, SubscriptionRequest,
     SubscriptionResponse,
 };
-use stan_testkit::{Broker, BrokerConfig, StanPublisher, StoreKind};
+use stan_proto::StanPublisher;
+use stan_testkit::nats_server::ensure_nats_server;
+use stan_testkit::{Broker, BrokerConfig, StoreKind};
 
 #[derive(Parser, Debug)]
 struct Args {

@@ -1,5 +1,5 @@
-//! A NATS Streaming (STAN) broker on top of nats-server, for development and tests, plus the client side the
-//! project needs beyond ratsio (publishing with PubAck confirmation).
+//! A NATS Streaming (STAN) broker on top of nats-server, for development and tests. The protocol messages and
+//! the publisher that waits for PubAcks live in the `stan-proto` crate, which the service uses too.
 //!
 //! # In-process broker
 //!
@@ -36,12 +36,9 @@ mod broker;
 mod channel;
 mod config;
 pub mod nats_server;
-pub mod proto;
-mod publisher;
 mod server;
 mod state;
 mod store;
 
 pub use broker::Broker;
 pub use config::{BrokerConfig, StoreKind};
-pub use publisher::{PublishError, StanPublisher};

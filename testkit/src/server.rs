@@ -12,10 +12,10 @@ use bytes::Bytes;
 use futures::stream::{select_all, StreamExt};
 use futures::FutureExt;
 use prost::Message;
+use stan_proto::proto;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{BrokerConfig, StoreKind};
-use crate::proto;
 use crate::state::{State, Subjects};
 use crate::store::{FileStore, MemoryStore, Recovered, Store};
 

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use prost::Message;
+use stan_proto::proto;
 
 use crate::channel::{now_ns, Channel};
-use crate::proto;
 use crate::store::Store;
 
 pub(crate) const ERR_DUPLICATE_CLIENT: &str = "stan: clientID already registered";

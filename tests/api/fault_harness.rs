@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use order_service::configuration::Settings;
-use order_service::db::Pool;
 use order_service::generator;
+use order_service::storage::Pool;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde_json::Value;
-use stan_testkit::StanPublisher;
+use stan_proto::StanPublisher;
 
 use crate::helpers::{count, eventually, WAIT};
 

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use order_service::db::{self, OrderRow};
 use order_service::domain::{OrderSchema, DEFAULT_MAX_BYTES};
+use order_service::storage::{self, OrderRow};
 use serde_json::Value;
 use stan_testkit::StoreKind;
 
@@ -68,8 +68,8 @@ async fn while_the_database_is_down_nothing_is_acked_and_the_cache_serves_and_af
     let postgres = ThrowawayPostgres::start()?;
     let mut stopped = prepare().await?;
     stopped.settings.database.url = postgres.url();
-    stopped.db_pool = db::build_pool(&stopped.settings.database).await?;
-    db::migrate(&stopped.db_pool).await?;
+    stopped.db_pool = storage::build_pool(&stopped.settings.database).await?;
+    storage::migrate(&stopped.db_pool).await?;
     let app = stopped.start().await?;
     let channel = app.settings.stan.channel.clone();
     let mut corpus = Corpus::new(42, 100, 10, 0, 0)?;
@@ -133,7 +133,7 @@ async fn while_the_database_is_down_nothing_is_acked_and_the_cache_serves_and_af
 }
 
 /// True when the database cannot be counted (it is down).
-async fn stored_rows_unreachable(pool: &db::Pool) -> bool {
+async fn stored_rows_unreachable(pool: &storage::Pool) -> bool {
     tokio::time::timeout(Duration::from_secs(10), stored_rows(pool))
         .await
         .map_or(true, |result| result.is_err())
@@ -210,7 +210,7 @@ async fn an_order_whose_commit_answer_was_lost_is_cached_when_its_redelivery_fin
         sequence: 1,
         raw: SAMPLE.as_bytes(),
     };
-    db::store_batch(&app.db_pool, &app.settings.stan.channel, &[row], &[]).await?;
+    storage::store_batch(&app.db_pool, &app.settings.stan.channel, &[row], &[]).await?;
     assert_eq!(app.get_order(SAMPLE_UID).await?.status(), 404);
 
     // Act

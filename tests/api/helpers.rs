@@ -7,10 +7,11 @@ use bytes::Bytes;
 use clap::Parser;
 use order_service::actors::SubscriberStatus;
 use order_service::configuration::{Cli, Settings};
-use order_service::db::{self, Pool};
 use order_service::startup::{Application, ShutdownHandle};
+use order_service::storage::{self, Pool};
 use order_service::telemetry::{get_subscriber, init_subscriber};
-use stan_testkit::{Broker, BrokerConfig, StanPublisher, StoreKind};
+use stan_proto::StanPublisher;
+use stan_testkit::{Broker, BrokerConfig, StoreKind};
 use uuid::Uuid;
 
 /// The canonical sample order.
@@ -138,8 +139,8 @@ pub async fn prepare_on(nats_url: &str, store: StoreKind) -> anyhow::Result<Stop
     .await?;
     let database_url = create_database().await?;
     let settings = test_settings(&database_url, &nats_url, &cluster_id)?;
-    let db_pool = db::build_pool(&settings.database).await?;
-    db::migrate(&db_pool).await?;
+    let db_pool = storage::build_pool(&settings.database).await?;
+    storage::migrate(&db_pool).await?;
     let publisher = StanPublisher::connect(
         &nats_url,
         &cluster_id,

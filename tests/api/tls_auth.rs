@@ -7,8 +7,8 @@ use std::process::Command;
 
 use anyhow::Context;
 use order_service::configuration::{Secret, SslMode};
-use order_service::db;
 use order_service::nats_auth::NatsTarget;
+use order_service::storage;
 use stan_testkit::StoreKind;
 
 use crate::fault_harness::{PrivateNats, TempDir, ThrowawayPostgres};
@@ -152,8 +152,8 @@ async fn the_service_connects_to_postgres_with_verify_full_and_the_ca() -> anyho
     stopped.settings.database.url = postgres.url();
     stopped.settings.database.ssl_mode = SslMode::VerifyFull;
     stopped.settings.database.ca_file = Some(certificates.ca.clone());
-    stopped.db_pool = db::build_pool(&stopped.settings.database).await?;
-    db::migrate(&stopped.db_pool).await?;
+    stopped.db_pool = storage::build_pool(&stopped.settings.database).await?;
+    storage::migrate(&stopped.db_pool).await?;
 
     // Act
     let app = stopped.start().await?;
@@ -192,11 +192,11 @@ async fn a_wrong_ca_or_a_missing_one_is_refused_with_a_clear_error() -> anyhow::
 
     // Act
     settings.ca_file = Some(certificates.other_ca.clone());
-    let wrong = db::build_pool(&settings).await.map(|_| ());
+    let wrong = storage::build_pool(&settings).await.map(|_| ());
     settings.ca_file = None;
-    let missing = db::build_pool(&settings).await.map(|_| ());
+    let missing = storage::build_pool(&settings).await.map(|_| ());
     settings.ssl_mode = SslMode::Require;
-    let encrypt_only = db::build_pool(&settings).await;
+    let encrypt_only = storage::build_pool(&settings).await;
 
     // Assert
     let wrong = format!("{:#}", wrong.err().context("a wrong CA was accepted")?);

@@ -11,7 +11,7 @@ pub(crate) use file::{FileStore, Recovered};
 
 use crate::channel::StoredMsg;
 
-/// The file store's own protobuf records (package `store`), generated from `proto/store.proto`.
+/// The file store's own protobuf records (package `store`), generated from `store.proto` (next to this file).
 #[allow(clippy::all, missing_docs)]
 pub(crate) mod pb {
     include!(concat!(env!("OUT_DIR"), "/store.rs"));

@@ -11,7 +11,7 @@ use stan_testkit::nats_server::ensure_nats_server;
 use tokio::process::{Child, Command};
 use tokio::time::{sleep, timeout, Instant};
 
-use crate::helpers::{external_server, unique};
+use crate::helpers::{external_server, skip_on_external_server, unique};
 use crate::raw_client::{RawConnection, RawSubOptions};
 
 /// A `stan-broker` process on a file store.
@@ -69,10 +69,10 @@ impl BrokerProcess {
     }
 }
 
-/// The NATS url, or `None` (said on stderr) when the suite targets an external server.
+/// The NATS url, or `None` (and a skip line) when the suite targets an external server.
 async fn local_nats(test: &str) -> anyhow::Result<Option<String>> {
     if external_server().is_some() {
-        eprintln!("Skipping {test}: it kills the broker, which an external server does not allow.");
+        skip_on_external_server(test, "needs to kill and restart the broker process");
         return Ok(None);
     }
     ensure_nats_server().await.map(Some)

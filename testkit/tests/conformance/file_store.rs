@@ -8,7 +8,8 @@ use stan_testkit::{Broker, BrokerConfig, StoreKind};
 use tokio::time::Instant;
 
 use crate::helpers::{
-    close_ratsio, distinct_sequences, external_server, publish_all, unique, SubOptions, TestCluster,
+    close_ratsio, distinct_sequences, external_server, publish_all, skip_on_external_server,
+    unique, SubOptions, TestCluster,
 };
 use crate::raw_client::{send_connect_request, RawConnection, RawSubOptions};
 
@@ -322,7 +323,10 @@ async fn restored_client_that_stops_answering_heartbeats_is_removed() -> anyhow:
 async fn a_broker_started_right_after_dropping_one_takes_over_its_store() -> anyhow::Result<()> {
     // Arrange
     if external_server().is_some() {
-        eprintln!("Skipping a_broker_started_right_after_dropping_one_takes_over_its_store: it starts brokers.");
+        skip_on_external_server(
+            "a_broker_started_right_after_dropping_one_takes_over_its_store",
+            "needs to start brokers of its own",
+        );
         return Ok(());
     }
     let nats_url = ensure_nats_server().await?;
@@ -355,7 +359,10 @@ async fn a_broker_started_right_after_dropping_one_takes_over_its_store() -> any
 async fn a_file_store_refuses_a_different_cluster_id() -> anyhow::Result<()> {
     // Arrange
     if external_server().is_some() {
-        eprintln!("Skipping a_file_store_refuses_a_different_cluster_id: it starts brokers.");
+        skip_on_external_server(
+            "a_file_store_refuses_a_different_cluster_id",
+            "needs to start brokers of its own",
+        );
         return Ok(());
     }
     let dir = tempfile::tempdir()?;

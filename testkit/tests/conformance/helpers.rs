@@ -1,6 +1,7 @@
 //! The broker under test (in-process or external), unique names, and ratsio helpers.
 
 use std::env;
+use std::io::Write;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,8 +38,10 @@ type Configure = dyn Fn(&mut BrokerConfig) + Send + Sync;
 
 /// The STAN server a test talks to.
 ///
-/// With `STAN_URL` and `STAN_CLUSTER_ID` set it is that external server (a real
-/// nats-streaming-server, say); otherwise an in-process [`Broker`] on its own cluster id.
+/// With `STAN_CONFORMANCE_URL` and `STAN_CONFORMANCE_CLUSTER_ID` set it is that external server (a real
+/// nats-streaming-server, say); otherwise an in-process [`Broker`] on its own cluster id. The suite has
+/// variables of its own so that a shell set up for the service (`STAN_URL`, `STAN_CLUSTER_ID`) runs it
+/// in-process as usual.
 pub struct TestCluster {
     pub nats_url: String,
     pub cluster_id: String,
@@ -65,14 +68,14 @@ impl TestCluster {
         Self::start_in_process(Arc::new(|_: &mut BrokerConfig| {}), None).await
     }
 
-    /// An in-process broker with test-specific settings. Returns `None` (and says so) when the
-    /// suite targets an external server, which cannot be reconfigured from here.
+    /// An in-process broker with test-specific settings. Returns `None` (and prints a skip line)
+    /// when the suite targets an external server, which cannot be reconfigured from here.
     pub async fn start_configured(
         test: &str,
         configure: impl Fn(&mut BrokerConfig) + Send + Sync + 'static,
     ) -> anyhow::Result<Option<TestCluster>> {
         if external_server().is_some() {
-            eprintln!("Skipping {test}: it configures the broker, which an external server does not allow.");
+            skip_on_external_server(test, "needs to configure the broker");
             return Ok(None);
         }
         Self::start_in_process(Arc::new(configure), None)
@@ -80,7 +83,7 @@ impl TestCluster {
             .map(Some)
     }
 
-    /// An in-process broker with a file store in a fresh directory; `None` when external.
+    /// An in-process broker with a file store in a fresh directory; `None` (and a skip line) when external.
     pub async fn start_with_file_store(test: &str) -> anyhow::Result<Option<TestCluster>> {
         Self::start_with_file_store_configured(test, |_: &mut BrokerConfig| {}).await
     }
@@ -91,9 +94,7 @@ impl TestCluster {
         configure: impl Fn(&mut BrokerConfig) + Send + Sync + 'static,
     ) -> anyhow::Result<Option<TestCluster>> {
         if external_server().is_some() {
-            eprintln!(
-                "Skipping {test}: it restarts the broker, which an external server does not allow."
-            );
+            skip_on_external_server(test, "needs to restart the broker");
             return Ok(None);
         }
         let store_dir = tempfile::tempdir().context("Failed to create a store directory")?;
@@ -258,12 +259,29 @@ impl TestCluster {
 }
 
 /// `(nats_url, cluster_id)` of the external server, if the suite targets one.
+///
+/// Panics when only one of the two variables is set: the run would otherwise test the in-process
+/// broker while its caller believes it tests the external server.
 pub fn external_server() -> Option<(String, String)> {
-    let url = env::var("STAN_URL").ok().filter(|url| !url.is_empty())?;
-    let cluster_id = env::var("STAN_CLUSTER_ID")
-        .ok()
-        .filter(|id| !id.is_empty())?;
-    Some((url, cluster_id))
+    let var = |name: &str| env::var(name).ok().filter(|value| !value.is_empty());
+    match (var(EXTERNAL_URL_VAR), var(EXTERNAL_CLUSTER_ID_VAR)) {
+        (Some(url), Some(cluster_id)) => Some((url, cluster_id)),
+        (None, None) => None,
+        _ => panic!("set both {EXTERNAL_URL_VAR} and {EXTERNAL_CLUSTER_ID_VAR}, or neither"),
+    }
+}
+
+/// The NATS url of an external STAN server to run the suite against instead of the in-process broker.
+const EXTERNAL_URL_VAR: &str = "STAN_CONFORMANCE_URL";
+/// The cluster id of that server.
+const EXTERNAL_CLUSTER_ID_VAR: &str = "STAN_CONFORMANCE_CLUSTER_ID";
+
+/// Says that `test` did not run against the external server, and why. Written to the process's stderr
+/// directly, not through `eprintln!`, which the test harness captures and shows only for failures.
+pub fn skip_on_external_server(test: &str, reason: &str) {
+    let line = format!("SKIPPED (external server): {test}: {reason}\n");
+    // Nothing useful is left to do if stderr itself is gone.
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 fn broker_config(

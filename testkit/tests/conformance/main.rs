@@ -15,13 +15,14 @@
 //! `scripts/interop.sh` to have installed node and the client, and fails saying so otherwise.
 //!
 //! Run the same suite unchanged against a real nats-streaming-server to check the broker
-//! against the reference (tests that must configure or restart the broker are skipped, with a
-//! note on stderr):
+//! against the reference. The suite reads variables of its own, so the service's `STAN_URL` and
+//! `STAN_CLUSTER_ID` never redirect it. Tests that must configure, restart or kill the broker
+//! cannot run there: each prints `SKIPPED (external server): <test>: <why>` on stderr.
 //!
 //! ```text
 //! docker run -d -p 4223:4222 nats-streaming:0.25.6 -cid test-cluster
-//! STAN_URL=nats://127.0.0.1:4223 STAN_CLUSTER_ID=test-cluster \
-//!     cargo test -p stan-testkit --test conformance -- --nocapture
+//! STAN_CONFORMANCE_URL=nats://127.0.0.1:4223 STAN_CONFORMANCE_CLUSTER_ID=test-cluster \
+//!     cargo test -p stan-testkit --test conformance
 //! ```
 //!
 //! Channels and client ids are unique per test, so tests run concurrently, also against one

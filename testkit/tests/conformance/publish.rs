@@ -1,6 +1,6 @@
 //! Publishing: PubMsg in, PubAck out.
 
-use stan_testkit::proto::PubMsg;
+use stan_proto::proto::PubMsg;
 
 use crate::helpers::{unique, TestCluster};
 

@@ -12,7 +12,7 @@ use async_nats::{Client, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
 use prost::Message;
-use stan_testkit::proto::{
+use stan_proto::proto::{
     Ack, CloseRequest, CloseResponse, ConnectRequest, ConnectResponse, MsgProto, Ping,
     PingResponse, PubAck, PubMsg, StartPosition, SubscriptionRequest, SubscriptionResponse,
     UnsubscribeRequest,

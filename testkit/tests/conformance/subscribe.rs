@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use ratsio::StartPosition;
-use stan_testkit::proto::SubscriptionRequest;
+use stan_proto::proto::SubscriptionRequest;
 use tokio::time::{sleep_until, Instant};
 
 use crate::helpers::{distinct_sequences, publish_all, unique, SubOptions, TestCluster};
