@@ -141,16 +141,19 @@ async fn secrets_in_database_and_nats_urls_reach_no_log_line_answer_or_metric() 
     // Arrange: a nats-server that wants a password, and a database URL with one (the test cluster trusts
     // local connections, so a password it was not asked for does no harm).
     let nats_password = format!("nats-secret-{}", uuid::Uuid::new_v4().simple());
+    // The dev broker and the publisher take no credentials: nats-server lets them in as another user.
     let mut nats = PrivateNats::start_with_config(&format!(
-        "authorization {{ user: order, password: \"{nats_password}\" }}"
+        "authorization {{ users = [
+             {{ user: order, password: \"{nats_password}\" }},
+             {{ user: testkit, password: \"{}\" }}
+         ] }}
+         no_auth_user: testkit",
+        uuid::Uuid::new_v4().simple()
     ))
     .await?;
     let nats_address = nats.host_port();
-    let mut stopped = prepare_on(
-        &format!("nats://order:{nats_password}@{nats_address}"),
-        StoreKind::Memory,
-    )
-    .await?;
+    let mut stopped = prepare_on(&nats.url(), StoreKind::Memory).await?;
+    stopped.settings.stan.url = format!("nats://order:{nats_password}@{nats_address}");
     let configured: tokio_postgres::Config = stopped.settings.database.url.parse()?;
     let database_password = match configured.get_password() {
         Some(password) => String::from_utf8_lossy(password).into_owned(),
