@@ -98,7 +98,7 @@ stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 start_deps() {
-    ./scripts/services.sh
+    ./scripts/services.sh >/dev/null
     BENCH_DB="bench_${BENCH_ID}"
     $PG -c "CREATE DATABASE \"$BENCH_DB\"" >/dev/null
     export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$BENCH_DB"

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 demo=false
 [ "${1:-}" = "--demo" ] && demo=true
 
-./scripts/services.sh
+./scripts/services.sh >/dev/null
 cargo build --release --locked --bin order-service --bin order-generator -p order-service
 cargo build --release --locked --bin stan-broker -p stan-testkit
 
@@ -26,11 +26,24 @@ mkdir -p .data
     --store file --dir .data/stan >.data/stan-broker.log 2>&1 &
 broker=$!
 trap 'kill "$broker" 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-    grep -q "Broker ready" .data/stan-broker.log 2>/dev/null && break
-    kill -0 "$broker" 2>/dev/null || { cat .data/stan-broker.log >&2; exit 1; }
+broker_ready=false
+for _ in $(seq 1 300); do
+    if grep -q "Broker ready" .data/stan-broker.log 2>/dev/null; then
+        broker_ready=true
+        break
+    fi
+    kill -0 "$broker" 2>/dev/null || break
     sleep 0.1
 done
+if ! $broker_ready; then
+    if kill -0 "$broker" 2>/dev/null; then
+        echo "run.sh: the STAN broker did not say it was ready within 30 s; its log (.data/stan-broker.log):" >&2
+    else
+        echo "run.sh: the STAN broker exited before it was ready; its log (.data/stan-broker.log):" >&2
+    fi
+    cat .data/stan-broker.log >&2
+    exit 1
+fi
 
 if $demo; then
     (

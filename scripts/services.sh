@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# Makes sure the services order-service needs run on this machine: PostgreSQL on 127.0.0.1:5432 with trust auth
-# for local TCP, nats-server on 127.0.0.1:4222, and the service's own role and database. Installs them with apt-get
-# where missing (fresh machines), starts them where stopped, and is a no-op when all is already up.
+# Makes sure the services order-service needs run on this machine: PostgreSQL on 127.0.0.1:5432, nats-server on
+# 127.0.0.1:4222, and the service's own role and database. Installs them with apt-get where missing (fresh
+# machines), starts them where stopped, and is a no-op when all is already up.
+#
+# It never edits pg_hba.conf. The tests connect with TEST_DATABASE_URL:
+#   - set by you: used as it is; the local PostgreSQL is not touched;
+#   - else, when the local server already lets `postgres` in over 127.0.0.1 without a password: that;
+#   - else: a role `order_service_test` (LOGIN CREATEDB, password `order_service_test`), created once through the
+#     local socket as the postgres OS user, which the stock password rule for 127.0.0.1 admits. The script says so.
+# The chosen URL is the only thing written to stdout, as `TEST_DATABASE_URL=...`, so callers can
+# `services_env=$(scripts/services.sh) && eval "$services_env"`; everything else goes to stderr.
 set -euo pipefail
 
 PG_HOST=127.0.0.1
-PG_PORT=5432
+PG_PORT=${PG_PORT:-5432}
 NATS_PORT=4222
+TEST_ROLE=order_service_test
 
 log() { printf 'services: %s\n' "$*" >&2; }
 
@@ -41,13 +50,6 @@ ensure_postgres() {
     fi
     local version
     version=$(ls /etc/postgresql | sort -V | tail -n 1)
-    local hba="/etc/postgresql/$version/main/pg_hba.conf"
-    # Tests and the dev setup connect over TCP without a password, like the CI machines do.
-    if ! grep -Eq '^host\s+all\s+all\s+127\.0\.0\.1/32\s+trust' "$hba"; then
-        log "allowing trust auth for 127.0.0.1 in $hba"
-        sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
-        pg_ctlcluster --skip-systemctl-redirect "$version" main reload 2>/dev/null || true
-    fi
     if ! pg_isready -q -h "$PG_HOST" -p "$PG_PORT"; then
         log "starting PostgreSQL $version"
         pg_ctlcluster --skip-systemctl-redirect "$version" main start
@@ -57,6 +59,44 @@ ensure_postgres() {
         done
     fi
     pg_isready -q -h "$PG_HOST" -p "$PG_PORT" || { log "PostgreSQL is not ready on $PG_HOST:$PG_PORT"; exit 1; }
+}
+
+# `postgres` over TCP without a password: what the machine's pg_hba.conf allows already, if it does.
+trusted_tcp() { psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -w -qtA -c 'SELECT 1' postgres >/dev/null 2>&1; }
+
+# psql as the database superuser: over TCP where that is trusted, else through the local socket as the postgres OS
+# user (Debian's peer rule).
+admin_psql() {
+    if trusted_tcp; then
+        psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -w -v ON_ERROR_STOP=1 -qtA "$@"
+    elif [ "$(id -u)" = 0 ]; then
+        runuser -u postgres -- psql -p "$PG_PORT" -v ON_ERROR_STOP=1 -qtA "$@"
+    else
+        log "cannot reach PostgreSQL as postgres (no trusted TCP login, not root for the local socket);"
+        log "set TEST_DATABASE_URL to a role that may create databases, or re-run as root"
+        exit 1
+    fi
+}
+
+# The URL the tests use against the local cluster, creating the password role when nothing else lets them in.
+local_test_url() {
+    if trusted_tcp; then
+        echo "postgres://postgres@$PG_HOST:$PG_PORT/postgres"
+        return
+    fi
+    if [ "$(admin_psql -c "SELECT 1 FROM pg_roles WHERE rolname = '$TEST_ROLE'")" != 1 ]; then
+        log "no password-less login for postgres on $PG_HOST; creating role $TEST_ROLE (LOGIN CREATEDB, password"
+        log "'$TEST_ROLE') for the tests; pg_hba.conf is left as it is"
+        admin_psql -c "CREATE ROLE $TEST_ROLE LOGIN CREATEDB PASSWORD '$TEST_ROLE'"
+    fi
+    local url="postgres://$TEST_ROLE:$TEST_ROLE@$PG_HOST:$PG_PORT/postgres"
+    psql "$url" -w -qtA -c 'SELECT 1' >/dev/null 2>&1 || {
+        log "role $TEST_ROLE cannot log in over $PG_HOST with its password: pg_hba.conf has no password rule"
+        log "for 127.0.0.1; add one yourself (e.g. 'host all $TEST_ROLE 127.0.0.1/32 scram-sha-256') or set"
+        log "TEST_DATABASE_URL"
+        exit 1
+    }
+    echo "$url"
 }
 
 ensure_nats() {
@@ -76,18 +116,30 @@ ensure_nats() {
 
 # The service's own role and database (see README, "Database").
 ensure_database() {
-    local psql=(psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qtA)
-    if [ "$("${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname = 'order_service'")" != 1 ]; then
+    if [ "$(admin_psql -c "SELECT 1 FROM pg_roles WHERE rolname = 'order_service'")" != 1 ]; then
         log "creating role order_service"
-        "${psql[@]}" -c "CREATE ROLE order_service LOGIN PASSWORD 'order_service'"
+        admin_psql -c "CREATE ROLE order_service LOGIN PASSWORD 'order_service'"
     fi
-    if [ "$("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = 'order_service'")" != 1 ]; then
+    if [ "$(admin_psql -c "SELECT 1 FROM pg_database WHERE datname = 'order_service'")" != 1 ]; then
         log "creating database order_service"
-        "${psql[@]}" -c "CREATE DATABASE order_service OWNER order_service"
+        admin_psql -c "CREATE DATABASE order_service OWNER order_service"
     fi
 }
 
-ensure_postgres
-ensure_nats
-ensure_database
-log "PostgreSQL on $PG_HOST:$PG_PORT and nats-server on 127.0.0.1:$NATS_PORT are up"
+if [ -n "${TEST_DATABASE_URL:-}" ]; then
+    command -v psql >/dev/null || apt_install postgresql-client
+    psql "$TEST_DATABASE_URL" -w -qtA -c 'SELECT 1' >/dev/null || {
+        log "TEST_DATABASE_URL does not answer (see the error above)"
+        exit 1
+    }
+    log "using TEST_DATABASE_URL; the local PostgreSQL is left alone (the service's own database is yours to provide)"
+    test_url=$TEST_DATABASE_URL
+else
+    ensure_postgres >&2
+    ensure_database >&2
+    test_url=$(local_test_url)
+fi
+ensure_nats >&2
+shown=$(printf '%s' "$test_url" | sed -E 's#//([^:/@]+):[^@]*@#//\1:***@#')
+log "PostgreSQL for the tests at $shown and nats-server on 127.0.0.1:$NATS_PORT are up"
+printf 'TEST_DATABASE_URL=%q\n' "$test_url"

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # The test command README gives: starts what the tests need (PostgreSQL, nats-server, Chromium with chromedriver for
-# tests/browser, Node.js with the official STAN client for the interop check; installs them on a fresh machine),
+# tests/browser, Node.js with the official STAN client for the interop check, Prometheus with promtool for the
+# dashboard and alert tests; installs them on a fresh machine),
 # then runs the whole suite over real connections. The STAN broker the tests talk to is started in-process by each
 # test (testkit), on its own cluster id.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/services.sh
+# services.sh prints the TEST_DATABASE_URL the tests are to use (yours, if set).
+services_env=$(./scripts/services.sh)
+eval "$services_env"
+export TEST_DATABASE_URL
 ./scripts/browser.sh
+./scripts/prometheus.sh
 ./scripts/interop.sh
 cargo test --workspace --locked "$@"

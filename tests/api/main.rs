@@ -1,7 +1,9 @@
 //! Integration tests over real connections: PostgreSQL (a fresh database per test), nats-server, the project's STAN
 //! broker (in-process, its own cluster id per test) and the real ratsio client inside the service.
 
+mod alerts;
 mod binary;
+mod dashboard;
 mod fault_harness;
 mod faults;
 mod health_check;
@@ -11,5 +13,6 @@ mod metrics;
 mod openapi;
 mod orders;
 mod pipeline;
+mod prometheus_harness;
 mod replay;
 mod tls_auth;
