@@ -34,8 +34,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
             let pool = storage::build_pool(&settings.database).await?;
-            let applied = storage::migrate(&pool).await?;
-            tracing::info!(?applied, database = %settings.database.redacted_url(), "Migrations are up to date.");
+            let report = storage::migrate(&pool).await?;
+            for migration in &report.adopted {
+                println!("recorded {migration} (applied before refinery) in the migration history");
+            }
+            for migration in &report.applied {
+                println!("applied {migration}");
+            }
+            if report.applied.is_empty() {
+                println!("no migration to apply");
+            }
+            tracing::info!(database = %settings.database.redacted_url(), "Migrations are up to date.");
             Ok(())
         }
         Command::Replay { id, service_url } => {

@@ -73,8 +73,12 @@ impl Application {
         metrics
             .watch_pool(pool.clone())
             .context("Failed to register the pool metrics")?;
-        for version in storage::migrate(&pool).await? {
-            tracing::info!(version, "Applied a migration.");
+        let migrations = storage::migrate(&pool).await?;
+        for migration in &migrations.adopted {
+            tracing::info!(%migration, "Recorded a migration applied before refinery in its history.");
+        }
+        for migration in &migrations.applied {
+            tracing::info!(%migration, "Applied a migration.");
         }
 
         let started = Instant::now();

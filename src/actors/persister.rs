@@ -8,6 +8,8 @@
 //! (up to the batch size) goes into the next transaction. One commit per batch instead of one per message, and no
 //! timer: a lone message is committed at once.
 
+mod policy;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +25,7 @@ use crate::domain::{RejectClass, RejectReason, Rejection, ValidOrder};
 use crate::error_chain::error_chain;
 use crate::metrics::Metrics;
 use crate::storage::{self, DeadLetterRow, OrderRow, PersistError, Pool, Stored};
+use policy::{pair_outcomes, plan_after_failure, FailurePlan, Kind, RETRY};
 
 /// Store a valid order.
 #[derive(Message)]
@@ -67,10 +70,6 @@ pub enum PipelineError {
     Dropped,
 }
 
-/// Attempts per transaction before its messages are answered with an error (and so left unacked).
-const MAX_ATTEMPTS: u32 = 5;
-const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
 /// A commit this slow is logged: it is half the default ack wait, so its messages may come back as redeliveries.
 const SLOW_COMMIT: Duration = Duration::from_secs(1);
 
@@ -84,6 +83,13 @@ impl Item {
         match self {
             Item::Order(o) => &o.span,
             Item::Rejected(r) => &r.span,
+        }
+    }
+
+    fn kind(&self) -> Kind {
+        match self {
+            Item::Order(_) => Kind::Order,
+            Item::Rejected(r) => Kind::DeadLetter(r.rejection.class),
         }
     }
 }
@@ -235,34 +241,50 @@ async fn commit_isolating_bad_rows(
     items: &[&Item],
     metrics: &Metrics,
 ) -> Vec<Result<Outcome, PipelineError>> {
-    match commit_with_retry(pool, channel, items, metrics).await {
-        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-        Err(error) if error.is_data_error() && items.len() > 1 => {
+    let error = match commit_with_retry(pool, channel, items, metrics).await {
+        Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+        Err(error) => error,
+    };
+    match plan_after_failure(error.is_data_error(), items.len()) {
+        FailurePlan::CommitEachAlone => {
             let mut results = Vec::with_capacity(items.len());
             for item in items {
-                results.push(
-                    match commit_with_retry(pool, channel, &[*item], metrics).await {
-                        Ok(mut outcomes) => outcomes.pop().ok_or(PipelineError::Dropped),
-                        Err(error) if error.is_data_error() => {
-                            store_refused(pool, channel, item, &error).await
-                        }
-                        Err(error) => Err(PipelineError::from(Arc::new(error))),
-                    },
-                );
+                results.push(commit_alone(pool, channel, item, metrics).await);
             }
             results
         }
-        Err(error) if error.is_data_error() => match items.first() {
-            Some(item) => vec![store_refused(pool, channel, item, &error).await],
-            None => Vec::new(),
-        },
-        Err(error) => {
+        FailurePlan::DeadLetter => {
+            let mut results = Vec::with_capacity(items.len());
+            for item in items {
+                results.push(store_refused(pool, channel, item, &error).await);
+            }
+            results
+        }
+        FailurePlan::FailAll => {
             let error = Arc::new(error);
             items
                 .iter()
                 .map(|_| Err(PipelineError::Persist(error.clone())))
                 .collect()
         }
+    }
+}
+
+/// One message of a refused batch, in a transaction of its own.
+async fn commit_alone(
+    pool: &Pool,
+    channel: &str,
+    item: &Item,
+    metrics: &Metrics,
+) -> Result<Outcome, PipelineError> {
+    match commit_with_retry(pool, channel, &[item], metrics).await {
+        Ok(mut outcomes) => outcomes.pop().ok_or(PipelineError::Dropped),
+        Err(error) => match plan_after_failure(error.is_data_error(), 1) {
+            FailurePlan::DeadLetter => store_refused(pool, channel, item, &error).await,
+            FailurePlan::CommitEachAlone | FailurePlan::FailAll => {
+                Err(PipelineError::from(Arc::new(error)))
+            }
+        },
     }
 }
 
@@ -325,11 +347,10 @@ async fn commit_with_retry(
             Item::Order(_) => None,
         })
         .collect();
-    let mut delay = FIRST_RETRY_DELAY;
     let mut attempt = 1;
     let stored = loop {
         let started = Instant::now();
-        match storage::store_batch(pool, channel, &orders, &dead_letters).await {
+        let error = match storage::store_batch(pool, channel, &orders, &dead_letters).await {
             Ok(stored) => {
                 let took = started.elapsed();
                 metrics.commit_duration.observe(took.as_secs_f64());
@@ -339,15 +360,17 @@ async fn commit_with_retry(
                 }
                 break stored;
             }
-            Err(error) if attempt < MAX_ATTEMPTS && !error.is_data_error() => {
+            Err(error) => error,
+        };
+        match RETRY.after_failure(attempt, error.is_data_error()) {
+            Some(delay) => {
                 metrics.commit_retries.inc();
                 tracing::warn!(error = %error_chain(&error), attempt, messages = items.len(),
                     "Failed to commit a batch; retrying.");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(MAX_RETRY_DELAY);
                 attempt += 1;
             }
-            Err(error) => {
+            None => {
                 metrics.commit_failures.inc();
                 tracing::error!(error = %error_chain(&error), attempt, messages = items.len(),
                     "Failed to commit a batch; its messages stay unacknowledged.");
@@ -355,7 +378,7 @@ async fn commit_with_retry(
             }
         }
     };
-    outcomes(items, stored)
+    outcomes(items, &stored)
 }
 
 fn order_row(o: &PersistOrder) -> OrderRow<'_> {
@@ -373,27 +396,24 @@ fn order_row(o: &PersistOrder) -> OrderRow<'_> {
     }
 }
 
-/// Pairs each item with its result; `stored` has one entry per order, in order. A missing entry is an error, never
-/// an ack.
-fn outcomes(items: &[&Item], stored: Vec<Stored>) -> Result<Vec<Outcome>, PersistError> {
-    let mut stored = stored.into_iter();
-    let mut outcomes = Vec::with_capacity(items.len());
-    for item in items {
-        outcomes.push(match item {
-            Item::Rejected(r) => Outcome::Rejected(r.rejection.class),
-            Item::Order(o) => match stored.next() {
-                Some(Stored::Inserted) => Outcome::Persisted,
-                Some(Stored::Duplicate) => Outcome::Duplicate,
-                Some(Stored::Conflict(rejection)) => {
-                    item.span().in_scope(|| {
-                        tracing::warn!(reason = %rejection.summary(),
-                            "Rejected an order whose order_uid is stored with other content.")
-                    });
-                    Outcome::Rejected(RejectClass::Conflict)
-                }
-                None => return Err(PersistError::Vanished(o.order.uid.to_string())),
-            },
-        });
+/// Each item's outcome (see `policy::pair_outcomes`); conflicts are logged in their message's span.
+fn outcomes(items: &[&Item], stored: &[Stored]) -> Result<Vec<Outcome>, PersistError> {
+    let kinds: Vec<Kind> = items.iter().map(|item| item.kind()).collect();
+    let outcomes = pair_outcomes(&kinds, stored).map_err(|i| match items[i] {
+        Item::Order(o) => PersistError::Vanished(o.order.uid.to_string()),
+        Item::Rejected(_) => PersistError::Vanished("a dead letter".into()),
+    })?;
+    let conflicts = items
+        .iter()
+        .filter(|item| matches!(item, Item::Order(_)))
+        .zip(stored);
+    for (item, result) in conflicts {
+        if let Stored::Conflict(rejection) = result {
+            item.span().in_scope(|| {
+                tracing::warn!(reason = %rejection.summary(),
+                    "Rejected an order whose order_uid is stored with other content.")
+            });
+        }
     }
     Ok(outcomes)
 }

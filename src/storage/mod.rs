@@ -26,7 +26,7 @@ use crate::configuration::DatabaseSettings;
 use crate::error_chain::error_chain;
 use crate::storage::tls::Tls;
 
-pub use migrations::migrate;
+pub use migrations::{migrate, MigrationReport};
 pub use orders::{store_batch, DeadLetterRow, OrderRow, Stored};
 
 pub type Pool = bb8::Pool<PostgresConnectionManager<Tls>>;

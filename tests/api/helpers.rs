@@ -6,7 +6,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use clap::Parser;
 use order_service::actors::SubscriberStatus;
-use order_service::configuration::{Cli, Settings};
+use order_service::configuration::{Cli, DatabaseSettings, Settings};
 use order_service::startup::{Application, ShutdownHandle};
 use order_service::storage::{self, Pool};
 use order_service::telemetry::{get_subscriber, init_subscriber};
@@ -113,6 +113,14 @@ fn test_settings(database_url: &str, nats_url: &str, cluster_id: &str) -> anyhow
         "4",
     ])?;
     Ok(cli.settings)
+}
+
+/// Settings for a fresh database with no tables: for tests of the migrations themselves.
+pub async fn empty_database() -> anyhow::Result<DatabaseSettings> {
+    LazyLock::force(&TRACING);
+    let database_url = create_database().await?;
+    let cli = Cli::try_parse_from(["order-service", "--database-url", &database_url])?;
+    Ok(cli.settings.database)
 }
 
 pub async fn spawn_app() -> anyhow::Result<TestApp> {

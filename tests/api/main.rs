@@ -10,6 +10,7 @@ mod health_check;
 mod helpers;
 mod listeners;
 mod metrics;
+mod migrations;
 mod openapi;
 mod orders;
 mod pipeline;

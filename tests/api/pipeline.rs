@@ -274,3 +274,94 @@ async fn a_second_instance_with_the_same_client_id_fails_to_start_with_a_clear_e
     );
     Ok(())
 }
+
+/// `order_service_commit_failures_total` as `/metrics` reports it.
+async fn commit_failures(app: &crate::helpers::TestApp) -> anyhow::Result<f64> {
+    let text = app.get("/metrics").await?.text().await?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("order_service_commit_failures_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no commit failure counter in /metrics"))
+}
+
+#[actix_web::test]
+async fn a_value_the_database_refuses_dead_letters_only_its_order_while_the_rest_of_the_batch_commits(
+) -> anyhow::Result<()> {
+    // Arrange: track numbers longer than 20 characters now fail with SQLSTATE 22001 (a class 22 data error).
+    let app = spawn_app().await?;
+    app.execute("ALTER TABLE orders ALTER COLUMN track_number TYPE varchar(20)")
+        .await?;
+    let mut rng = StdRng::seed_from_u64(22);
+    let mut orders: Vec<Value> = (0..12)
+        .map(|_| serde_json::from_slice(&generator::valid_order_json(&mut rng)))
+        .collect::<Result<_, _>>()?;
+    let too_long = "WB".repeat(15);
+    let bad = &mut orders[8];
+    bad["track_number"] = Value::from(too_long.as_str());
+    for item in bad["items"].as_array_mut().into_iter().flatten() {
+        item["track_number"] = Value::from(too_long.as_str());
+    }
+    let bad_uid = bad["order_uid"].as_str().unwrap_or_default().to_owned();
+    let messages: Vec<Vec<u8>> = orders
+        .iter()
+        .map(serde_json::to_vec)
+        .collect::<Result<_, _>>()?;
+
+    // The first order's transaction waits on a table lock, so the others accumulate into the next batch together.
+    let mut blocker = app.db_pool.get().await?;
+    let lock = blocker.transaction().await?;
+    lock.batch_execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+        .await?;
+    app.publish(messages[0].clone()).await?;
+    eventually(WAIT, "the first order in flight", || async {
+        Ok((app.status.in_flight.load(Ordering::Relaxed) >= 1).then_some(()))
+    })
+    .await?;
+    app.publish_all(messages[1..].to_vec()).await?;
+    let all = messages.len() as u64;
+    eventually(WAIT, "every order in flight", || async {
+        Ok((app.status.in_flight.load(Ordering::Relaxed) >= all).then_some(()))
+    })
+    .await?;
+
+    // Act
+    lock.commit().await?;
+    app.wait_for_acks(all).await?;
+
+    // Assert
+    assert_eq!(
+        app.count("orders").await?,
+        all as i64 - 1,
+        "the rest of the batch is stored"
+    );
+    let conn = app.db_pool.get().await?;
+    let rows = conn
+        .query(
+            "SELECT order_uid, reason_class, reasons FROM rejected_messages",
+            &[],
+        )
+        .await?;
+    assert_eq!(rows.len(), 1, "one dead letter");
+    let (uid, class, reasons): (Option<String>, String, Value) =
+        (rows[0].get(0), rows[0].get(1), rows[0].get(2));
+    assert_eq!(uid.as_deref(), Some(bad_uid.as_str()));
+    assert_eq!(class, "schema");
+    assert!(
+        reasons
+            .to_string()
+            .contains("value too long for type character varying(20)"),
+        "the database's reason is kept: {reasons}"
+    );
+    for order in orders.iter().filter(|o| o["order_uid"] != bad_uid.as_str()) {
+        let uid = order["order_uid"].as_str().unwrap_or_default();
+        app.served(uid).await?;
+    }
+    assert_eq!(app.get_order(&bad_uid).await?.status().as_u16(), 404);
+    assert_eq!(app.not_acked(), 0, "nothing left for redelivery");
+    assert_eq!(
+        commit_failures(&app).await?,
+        2.0,
+        "the batch failed once, then the bad order alone, and nothing else"
+    );
+    Ok(())
+}

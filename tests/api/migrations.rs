@@ -1,0 +1,222 @@
+//! The schema migrations against a real PostgreSQL: concurrent starts, the upgrade from the hand-written runner's
+//! `schema_migrations`, and an applied migration whose file changed.
+
+use chrono::{DateTime, TimeZone, Utc};
+use order_service::storage::{self, Pool};
+
+use crate::helpers::empty_database;
+
+/// The files in `migrations/`, as refinery names them (`V1__create_orders`), in version order.
+fn migration_files() -> Vec<(i32, String)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+    let mut files: Vec<(i32, String)> = std::fs::read_dir(dir)
+        .expect("migrations directory")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter_map(|name| {
+            let stem = name.strip_suffix(".sql")?;
+            let version = stem.strip_prefix('V')?.split_once("__")?.0.parse().ok()?;
+            Some((version, stem.to_owned()))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// `(version, name, applied_on, checksum)` of every row of refinery's history.
+async fn history(pool: &Pool) -> anyhow::Result<Vec<(i32, String, String, String)>> {
+    let conn = pool.get().await?;
+    let rows = conn
+        .query(
+            "SELECT version, name, applied_on, checksum FROM refinery_schema_history ORDER BY version",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect())
+}
+
+/// Every row of `orders` and `rejected_messages` as text, to compare before and after.
+async fn table_contents(pool: &Pool) -> anyhow::Result<Vec<String>> {
+    let conn = pool.get().await?;
+    let rows = conn
+        .query(
+            "SELECT o::text FROM orders o UNION ALL SELECT r::text FROM rejected_messages r ORDER BY 1",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+#[actix_web::test]
+async fn two_instances_migrating_a_fresh_database_at_once_both_succeed_and_each_migration_runs_once(
+) -> anyhow::Result<()> {
+    // Arrange: two pools, as two instances would have.
+    let database = empty_database().await?;
+    let first = storage::build_pool(&database).await?;
+    let second = storage::build_pool(&database).await?;
+
+    // Act
+    let (a, b) = tokio::join!(storage::migrate(&first), storage::migrate(&second));
+
+    // Assert
+    let (a, b) = (a?, b?);
+    let mut applied: Vec<String> = a.applied.into_iter().chain(b.applied).collect();
+    applied.sort_by_key(|name| migration_files().iter().position(|(_, f)| f == name));
+    let expected: Vec<String> = migration_files().into_iter().map(|(_, f)| f).collect();
+    assert_eq!(
+        applied, expected,
+        "every migration applied once, by one of them"
+    );
+    let recorded: Vec<i32> = history(&first).await?.iter().map(|r| r.0).collect();
+    let versions: Vec<i32> = migration_files().iter().map(|(v, _)| *v).collect();
+    assert_eq!(recorded, versions);
+    Ok(())
+}
+
+#[actix_web::test]
+async fn a_database_made_by_the_old_runner_is_upgraded_without_reapplying_anything_or_touching_data(
+) -> anyhow::Result<()> {
+    // Arrange: what the hand-written runner left: its two migrations, its table and its rows, and some data.
+    let pool = storage::build_pool(&empty_database().await?).await?;
+    let created = Utc
+        .with_ymd_and_hms(2024, 3, 1, 12, 0, 0)
+        .single()
+        .expect("a time");
+    let replays_added = Utc
+        .with_ymd_and_hms(2024, 4, 2, 8, 30, 15)
+        .single()
+        .expect("a time");
+    {
+        let conn = pool.get().await?;
+        conn.batch_execute(include_str!("../../migrations/V1__create_orders.sql"))
+            .await?;
+        conn.batch_execute(include_str!(
+            "../../migrations/V2__record_dead_letter_replays.sql"
+        ))
+        .await?;
+        conn.batch_execute(
+            "CREATE TABLE schema_migrations (
+                 version    text        PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await?;
+        for (version, at) in [
+            ("20240101000000_create_orders", created),
+            ("20240102000000_record_dead_letter_replays", replays_added),
+        ] {
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                &[&version, &at],
+            )
+            .await?;
+        }
+        conn.batch_execute(
+            r#"INSERT INTO orders (order_uid, document, track_number, customer_id, date_created, stan_sequence)
+               VALUES ('old-order-1', '{"order_uid":"old-order-1"}', 'TRACK1', 'c1', '2024-03-01T10:00:00Z', 7),
+                      ('old-order-2', '{"order_uid":"old-order-2"}', 'TRACK2', 'c2', NULL, 8);
+               INSERT INTO rejected_messages (channel, stan_sequence, payload, payload_sha256, reason_class, reasons)
+               VALUES ('orders', 9, '\x7b', sha256('\x7b'), 'malformed_json', '[]');"#,
+        )
+        .await?;
+    }
+    let before = table_contents(&pool).await?;
+
+    // Act
+    let report = storage::migrate(&pool).await?;
+
+    // Assert
+    assert_eq!(
+        report.adopted,
+        ["V1__create_orders", "V2__record_dead_letter_replays"],
+        "the old runner's migrations are recorded, not applied"
+    );
+    let later: Vec<String> = migration_files()
+        .into_iter()
+        .filter(|(version, _)| *version > 2)
+        .map(|(_, name)| name)
+        .collect();
+    assert_eq!(
+        report.applied, later,
+        "only migrations newer than the old runner's run"
+    );
+    assert_eq!(
+        table_contents(&pool).await?,
+        before,
+        "the data is untouched"
+    );
+    let history = history(&pool).await?;
+    let applied_on: Vec<DateTime<Utc>> = history[..2]
+        .iter()
+        .map(|row| DateTime::parse_from_rfc3339(&row.2).map(|t| t.with_timezone(&Utc)))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(
+        applied_on,
+        [created, replays_added],
+        "the original times are kept"
+    );
+
+    let again = storage::migrate(&pool).await?;
+    assert!(
+        again.adopted.is_empty() && again.applied.is_empty(),
+        "a second start does nothing: {again:?}"
+    );
+    Ok(())
+}
+
+#[actix_web::test]
+async fn an_applied_migration_whose_file_changed_is_refused_with_its_name() -> anyhow::Result<()> {
+    // Arrange: a migrated database whose history says V1 had other content.
+    let pool = storage::build_pool(&empty_database().await?).await?;
+    storage::migrate(&pool).await?;
+    pool.get()
+        .await?
+        .execute(
+            "UPDATE refinery_schema_history SET checksum = '1' WHERE version = 1",
+            &[],
+        )
+        .await?;
+
+    // Act
+    let refused = storage::migrate(&pool).await;
+
+    // Assert
+    let error = format!("{:#}", refused.expect_err("an edited migration is refused"));
+    assert!(
+        error.contains("V1__create_orders") && error.contains("changed"),
+        "the error names the migration and says why: {error}"
+    );
+    Ok(())
+}
+
+#[actix_web::test]
+async fn the_migrate_command_prints_each_migration_it_applies_then_that_none_is_left(
+) -> anyhow::Result<()> {
+    // Arrange
+    let database = empty_database().await?;
+    let run = || {
+        let url = database.url.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_order-service"))
+                .arg("migrate")
+                .env("DATABASE_URL", url)
+                .output()
+        })
+    };
+
+    // Act
+    let first = run().await??;
+    let second = run().await??;
+
+    // Assert
+    assert!(first.status.success() && second.status.success());
+    let expected: String = migration_files()
+        .into_iter()
+        .map(|(_, name)| format!("applied {name}\n"))
+        .collect();
+    assert_eq!(String::from_utf8(first.stdout)?, expected);
+    assert_eq!(String::from_utf8(second.stdout)?, "no migration to apply\n");
+    Ok(())
+}
