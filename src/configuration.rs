@@ -338,16 +338,17 @@ impl fmt::Debug for StanSettings {
 }
 
 impl Settings {
-    /// Every secret these settings hold, for `redact::register`: whatever a library repeats of them is masked.
+    /// Every secret these settings hold, for `redact::register`: whatever a library repeats of them is masked. Only
+    /// the secrets themselves: a URL without one stays readable in error messages.
     pub fn secrets(&self) -> Vec<String> {
-        let mut secrets = vec![self.database.url.clone(), self.stan.url.clone()];
+        let mut secrets = Vec::new();
         if let Ok(config) = self.database.url.parse::<tokio_postgres::Config>() {
             if let Some(password) = config.get_password() {
                 secrets.push(String::from_utf8_lossy(password).into_owned());
             }
         }
-        secrets.extend(url_secret(&self.database.url));
-        secrets.extend(url_secret(&self.stan.url));
+        secrets.extend(url_secret(&self.database.url, false));
+        secrets.extend(url_secret(&self.stan.url, true));
         secrets.extend(
             [
                 &self.stan.nats_password,
@@ -362,14 +363,15 @@ impl Settings {
     }
 }
 
-/// The password (or the token) in a URL's user info.
-fn url_secret(url: &str) -> Option<String> {
+/// The password in a URL's user info; with `token_in_user` (NATS) a user info without `:` is a token, else a user
+/// name, which is no secret.
+fn url_secret(url: &str, token_in_user: bool) -> Option<String> {
     let (_, rest) = url.split_once("://")?;
     let (userinfo, _) = rest.rsplit_once('@')?;
-    Some(match userinfo.split_once(':') {
-        Some((_, password)) => password.to_owned(),
-        None => userinfo.to_owned(),
-    })
+    match userinfo.split_once(':') {
+        Some((_, password)) => Some(password.to_owned()),
+        None => token_in_user.then(|| userinfo.to_owned()),
+    }
 }
 
 impl StanSettings {
@@ -458,6 +460,17 @@ mod tests {
         for secret in ["db-pw", "nats-pw", "adm1n"] {
             assert!(secrets.iter().any(|s| s == secret), "{secret}: {secrets:?}");
         }
+        let plain = Cli::try_parse_from([
+            "order-service",
+            "--database-url",
+            "postgres://app@db/orders",
+        ])
+        .expect("parses");
+        assert!(
+            plain.settings.secrets().is_empty(),
+            "a URL without a secret stays readable: {:?}",
+            plain.settings.secrets()
+        );
     }
 
     #[test]
