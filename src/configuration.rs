@@ -75,6 +75,14 @@ pub struct ApplicationSettings {
     /// Messages larger than this are rejected before parsing.
     #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_message_bytes: usize,
+    /// Bytes of orders each HTTP worker's cache may hold (JSON + order_uid + 64 per order); the hottest stay, the rest
+    /// are read from PostgreSQL on demand. Unset: every stored order is cached.
+    #[arg(long, env = "CACHE_MAX_BYTES", global = true)]
+    pub cache_max_bytes: Option<usize>,
+    /// Seconds between the change feed's catch-up reads when no notification woke it (a safety net).
+    #[arg(long, env = "FEED_CATCH_UP_INTERVAL", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub feed_catch_up_interval_secs: u64,
     /// Log lines for people or for machines.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
     pub log_format: LogFormat,

@@ -1,9 +1,11 @@
 pub mod actors;
 pub mod admin_auth;
 pub mod broker;
+pub mod cache;
 pub mod configuration;
 pub mod domain;
 pub mod error_chain;
+pub mod feed;
 pub mod generator;
 pub mod http_metrics;
 pub mod metrics;

@@ -59,6 +59,23 @@ pub struct Metrics {
     pub cache_bytes: IntGauge,
     pub cache_hits: IntCounter,
     pub cache_misses: IntCounter,
+    /// Misses answered from the negative cache, without a query.
+    pub cache_negative_hits: IntCounter,
+    /// Ids read through from PostgreSQL after a miss, by result.
+    pub cache_read_through_found: IntCounter,
+    pub cache_read_through_not_found: IntCounter,
+    pub cache_read_through_errors: IntCounter,
+    /// Lookup queries (each reads a batch of coalesced misses).
+    pub cache_read_through_queries: IntCounter,
+    pub cache_evictions: IntCounter,
+    /// Orders delivered by the change feed (every instance's commits, this one's included).
+    pub feed_orders: IntCounter,
+    /// From an order's transaction start to its delivery by the feed, per delivered batch (its oldest order).
+    pub feed_lag: Histogram,
+    /// LISTEN connections replaced after a loss.
+    pub feed_reconnects: IntCounter,
+    /// 1 while the feed's LISTEN connection is up.
+    pub feed_connected: IntGauge,
     pub cache_restore_duration: Gauge,
     pub cache_restored_orders: IntGauge,
     /// Labels `route` (the template, or `UNMATCHED_ROUTE`) and `status`.
@@ -98,6 +115,16 @@ impl Metrics {
                 opts(
                     "cache_lookups_total",
                     "Cache lookups by result (hit or miss).",
+                ),
+                &["result"],
+            )?,
+        )?;
+        let read_throughs = register(
+            r,
+            IntCounterVec::new(
+                opts(
+                    "cache_read_throughs_total",
+                    "Ids read through from PostgreSQL after a cache miss, by result (found, not_found, error).",
                 ),
                 &["result"],
             )?,
@@ -189,18 +216,74 @@ impl Metrics {
                 r,
                 IntGauge::with_opts(opts(
                     "cache_entries",
-                    "Orders in the cache (every HTTP worker's cache holds all of them).",
+                    "Orders in an HTTP worker's cache (the one that changed last; without a bound all hold the same).",
                 ))?,
             )?,
             cache_bytes: register(
                 r,
                 IntGauge::with_opts(opts(
                     "cache_bytes",
-                    "Bytes of order JSON in the cache, shared by every worker's cache.",
+                    "Bytes of order JSON in an HTTP worker's cache (shared with the other workers' caches).",
                 ))?,
             )?,
             cache_hits: cache_lookups.with_label_values(&["hit"]),
             cache_misses: cache_lookups.with_label_values(&["miss"]),
+            cache_negative_hits: register(
+                r,
+                IntCounter::with_opts(opts(
+                    "cache_negative_hits_total",
+                    "Misses answered 404 from the negative cache (ids recently not found), without a query.",
+                ))?,
+            )?,
+            cache_read_through_found: read_throughs.with_label_values(&["found"]),
+            cache_read_through_not_found: read_throughs.with_label_values(&["not_found"]),
+            cache_read_through_errors: read_throughs.with_label_values(&["error"]),
+            cache_read_through_queries: register(
+                r,
+                IntCounter::with_opts(opts(
+                    "cache_read_through_queries_total",
+                    "Queries reading missed ids from PostgreSQL; each reads a batch of coalesced misses.",
+                ))?,
+            )?,
+            cache_evictions: register(
+                r,
+                IntCounter::with_opts(opts(
+                    "cache_evictions_total",
+                    "Orders evicted from a worker's cache to stay within CACHE_MAX_BYTES.",
+                ))?,
+            )?,
+            feed_orders: register(
+                r,
+                IntCounter::with_opts(opts(
+                    "feed_orders_total",
+                    "Orders delivered by the change feed from PostgreSQL, whoever committed them.",
+                ))?,
+            )?,
+            feed_lag: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        name("feed_lag_seconds"),
+                        "From the start of an order's transaction to its delivery by the change feed \
+                         (the oldest order of each delivered batch).",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                )?,
+            )?,
+            feed_reconnects: register(
+                r,
+                IntCounter::with_opts(opts(
+                    "feed_reconnects_total",
+                    "Change feed (LISTEN) connections replaced after a loss.",
+                ))?,
+            )?,
+            feed_connected: register(
+                r,
+                IntGauge::with_opts(opts(
+                    "feed_connected",
+                    "1 while the change feed's LISTEN connection is up, else 0.",
+                ))?,
+            )?,
             cache_restore_duration: register(
                 r,
                 Gauge::with_opts(opts(

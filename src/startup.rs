@@ -10,21 +10,26 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
+use bytes::Bytes;
 use tokio::sync::watch;
 
+use crate::actors::cache::{CacheSettings, PostgresOrders};
 use crate::actors::{
     CacheGroup, CachedOrder, DocumentArena, Drain, NatsSubscriber, OrderPersister, OrderValidator,
     StartSubscription, SubscriberStatus,
 };
 use crate::admin_auth::{self, AdminToken};
+use crate::cache::store::charge;
 use crate::configuration::Settings;
 use crate::domain::OrderSchema;
 use crate::error_chain::error_chain;
+use crate::feed::{ChangeFeed, FeedOrder, FeedSettings, FeedSink};
 use crate::http_metrics::HttpMetrics;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::replay::ReplayPipeline;
 use crate::routes::{self, Listener};
+use crate::storage::feed::FeedStart;
 use crate::storage::{self, Pool};
 
 /// How long a graceful stop waits for messages in flight to commit and be acked.
@@ -56,6 +61,7 @@ pub struct Application {
     validator_arbiter: Arbiter,
     readiness: Arc<Readiness>,
     shutdown: watch::Sender<bool>,
+    feed: ChangeFeed,
 }
 
 impl Application {
@@ -81,8 +87,14 @@ impl Application {
             tracing::info!(%migration, "Applied a migration.");
         }
 
+        let max_bytes = settings.application.cache_max_bytes;
+        let feed_config: tokio_postgres::Config = settings
+            .database
+            .url
+            .parse()
+            .context("DATABASE_URL is not a valid PostgreSQL URL")?;
         let started = Instant::now();
-        let snapshot = restore_orders(&pool).await?;
+        let (snapshot, feed_start) = restore_orders(&pool, max_bytes).await?;
         tracing::info!(orders = snapshot.len(), elapsed = ?started.elapsed(), "Restored the orders from PostgreSQL.");
         metrics
             .cache_restore_duration
@@ -94,7 +106,11 @@ impl Application {
             .http_workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
             .max(1);
-        let caches = CacheGroup::new(snapshot, workers, &metrics);
+        let cache_settings = CacheSettings {
+            max_bytes,
+            source: Arc::new(PostgresOrders(pool.clone())),
+        };
+        let caches = CacheGroup::new(snapshot, workers, cache_settings, &metrics);
         let in_flight = usize::try_from(settings.stan.max_in_flight).unwrap_or(1024);
         let persister = OrderPersister::new(
             pool.clone(),
@@ -165,6 +181,22 @@ impl Application {
         }
         readiness.cache_restored();
 
+        // After every member is warm, so each sees every batch; from the restore's snapshot, so nothing is missed.
+        let feed = ChangeFeed::start(
+            FeedSettings {
+                config: feed_config,
+                catch_up_interval: Duration::from_secs(
+                    settings.application.feed_catch_up_interval_secs,
+                ),
+            },
+            feed_start,
+            metrics.clone(),
+            CacheFeedSink {
+                arena: caches.document_arena(),
+                caches: caches.clone(),
+            },
+        );
+
         let subscriber =
             NatsSubscriber::new(settings.stan.clone(), validator, status, &metrics).start();
         match subscriber.send(StartSubscription).await {
@@ -193,6 +225,7 @@ impl Application {
             validator_arbiter,
             readiness,
             shutdown,
+            feed,
         })
     }
 
@@ -237,6 +270,7 @@ impl Application {
         if drain.await.is_err() {
             tracing::warn!("The subscriber was already stopped.");
         }
+        self.feed.stop();
         self.server.stop(true).await;
         self.admin_server.stop(true).await;
         self.validator_arbiter.stop();
@@ -256,19 +290,60 @@ impl Application {
     }
 }
 
-/// Streams the stored orders into one snapshot, documents packed into shared chunks.
-async fn restore_orders(pool: &Pool) -> anyhow::Result<Arc<[CachedOrder]>> {
-    let mut arena = DocumentArena::new();
+/// Hands the change feed's orders to every worker's cache, except this instance's own commits (cached already).
+struct CacheFeedSink {
+    caches: CacheGroup,
+    arena: DocumentArena,
+}
+
+impl FeedSink for CacheFeedSink {
+    fn wants(&mut self, uid: &str) -> bool {
+        !self.caches.take_own_commit(uid)
+    }
+
+    fn deliver(&mut self, orders: Vec<FeedOrder>) {
+        let orders: Vec<CachedOrder> = orders
+            .into_iter()
+            .map(|order| CachedOrder {
+                uid: Arc::from(order.uid),
+                document: self.arena.copy(&order.document),
+            })
+            .collect();
+        self.caches.broadcast(orders.into());
+    }
+}
+
+/// Streams the stored orders into one snapshot, documents packed into shared chunks (unless bounded), and returns
+/// where the change feed starts. With a bound, the newest orders that fit in it.
+async fn restore_orders(
+    pool: &Pool,
+    max_bytes: Option<usize>,
+) -> anyhow::Result<(Arc<[CachedOrder]>, FeedStart)> {
+    let mut arena = DocumentArena::for_bound(max_bytes);
     let mut orders = Vec::new();
-    storage::restore::for_each_order(pool, |uid, document| {
+    let mut charged = 0;
+    let start = storage::restore::restore(pool, max_bytes.is_some(), |uid, document| {
+        if let Some(max_bytes) = max_bytes {
+            let document = Bytes::copy_from_slice(document);
+            charged += charge(uid, &document);
+            if charged > max_bytes {
+                return false;
+            }
+            orders.push(CachedOrder {
+                uid: Arc::from(uid),
+                document,
+            });
+            return true;
+        }
         orders.push(CachedOrder {
             uid: Arc::from(uid),
             document: arena.copy(document),
         });
+        true
     })
     .await
     .map_err(|e| anyhow::anyhow!("Failed to restore the orders: {}", error_chain(&e)))?;
-    Ok(orders.into())
+    Ok((orders.into(), start))
 }
 
 /// What both listeners share: the actors and state started once, before either server.

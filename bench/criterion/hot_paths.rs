@@ -9,12 +9,24 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
+use futures::future::BoxFuture;
+use order_service::actors::cache::{CacheSettings, OrderSource};
 use order_service::actors::{CacheGroup, CachedOrder};
 use order_service::domain::{OrderSchema, OrderUid, DEFAULT_MAX_BYTES};
 use order_service::generator;
 use order_service::metrics::Metrics;
+use order_service::storage::PersistError;
 
 const SAMPLE: &[u8] = include_bytes!("../../tests/fixtures/model.json");
+
+/// The lookups below all hit: a miss would find nothing.
+struct NothingStored;
+
+impl OrderSource for NothingStored {
+    fn find(&self, _: Vec<Arc<str>>) -> BoxFuture<'static, Result<Vec<CachedOrder>, PersistError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
 
 fn validation(c: &mut Criterion) {
     let schema = OrderSchema::new(DEFAULT_MAX_BYTES).expect("the schema compiles");
@@ -68,25 +80,44 @@ fn cache_actor_lookup(c: &mut Criterion) {
         .map(|o| o.uid.to_string())
         .collect();
     let system = actix::System::new();
-    let cache = system.block_on(async {
-        let metrics = Metrics::new().expect("the metrics register");
-        let group = CacheGroup::new(orders.into(), 1, &metrics);
-        let member = group.start_local_member();
-        group.wait_until_warm(1).await;
-        member
-    });
-    c.bench_function("cache_lookup/actor_round_trip_100k", |b| {
-        b.iter_custom(|iters| {
-            system.block_on(async {
-                let started = Instant::now();
-                for i in 0..iters {
-                    let uid = OrderUid::parse(&keys[i as usize % keys.len()]).expect("a valid uid");
-                    black_box(cache.get(uid).await.expect("the cache is alive"));
-                }
-                started.elapsed()
+    let total_bytes: usize = orders
+        .iter()
+        .map(|o| o.document.len() + o.uid.len() + 64)
+        .sum();
+    let orders: Arc<[CachedOrder]> = orders.into();
+    // Without a bound (the default) and with one that holds everything (the CLOCK store's hit path).
+    for (name, max_bytes) in [
+        ("cache_lookup/actor_round_trip_100k", None),
+        (
+            "cache_lookup/actor_round_trip_100k_bounded",
+            Some(total_bytes),
+        ),
+    ] {
+        let cache = system.block_on(async {
+            let metrics = Metrics::new().expect("the metrics register");
+            let settings = CacheSettings {
+                max_bytes,
+                source: Arc::new(NothingStored),
+            };
+            let group = CacheGroup::new(orders.clone(), 1, settings, &metrics);
+            let member = group.start_local_member();
+            group.wait_until_warm(1).await;
+            member
+        });
+        c.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                system.block_on(async {
+                    let started = Instant::now();
+                    for i in 0..iters {
+                        let uid =
+                            OrderUid::parse(&keys[i as usize % keys.len()]).expect("a valid uid");
+                        black_box(cache.get(uid).await.expect("the cache answers"));
+                    }
+                    started.elapsed()
+                })
             })
-        })
-    });
+        });
+    }
 }
 
 criterion_group!(benches, validation, cache_lookup, cache_actor_lookup);

@@ -1,5 +1,6 @@
 -- Like get_order.lua, but one request in ten asks for an id that does not exist (a well-formed order_uid that is
--- not stored: the service answers 404 from the cache, without touching PostgreSQL).
+-- not stored, one of a thousand: the first request for each reads PostgreSQL, the later ones are answered by the
+-- negative cache, without touching PostgreSQL).
 --   wrk -t1 -c64 -d10s -s bench/wrk/get_order_mixed.lua http://127.0.0.1:18081 -- ids.txt
 local known, unknown = {}, {}
 local alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"

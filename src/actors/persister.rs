@@ -122,6 +122,7 @@ impl OrderPersister {
         mailbox_capacity: usize,
         metrics: Arc<Metrics>,
     ) -> OrderPersister {
+        let documents = caches.document_arena();
         OrderPersister {
             pool,
             channel,
@@ -131,7 +132,7 @@ impl OrderPersister {
             mailbox_capacity,
             pending: VecDeque::new(),
             committing: false,
-            documents: DocumentArena::new(),
+            documents,
         }
     }
 
@@ -189,7 +190,7 @@ impl OrderPersister {
             })
             .collect();
         if !new_orders.is_empty() {
-            self.caches.broadcast(new_orders.into());
+            self.caches.cache_committed(new_orders.into());
         }
         for result in &results {
             match result {

@@ -1,11 +1,11 @@
 //! One order from the cache, and the listing of stored orders.
 
-use actix::MailboxError;
 use actix_web::http::StatusCode;
 use actix_web::{get, http::header::ContentType, web, HttpResponse, ResponseError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::actors::cache::LookupError;
 use crate::actors::LocalCache;
 use crate::domain::{OrderUid, OrderUidError};
 use crate::error_chain::error_chain_fmt;
@@ -20,8 +20,8 @@ pub enum GetOrderError {
     InvalidUid(#[from] OrderUidError),
     #[error("no order with order_uid {0}")]
     NotFound(OrderUid),
-    #[error("the cache is unavailable")]
-    CacheUnavailable(#[from] MailboxError),
+    #[error("the order could not be looked up")]
+    Unavailable(#[from] LookupError),
 }
 
 impl std::fmt::Debug for GetOrderError {
@@ -35,7 +35,7 @@ impl ResponseError for GetOrderError {
         match self {
             GetOrderError::InvalidUid(_) => StatusCode::BAD_REQUEST,
             GetOrderError::NotFound(_) => StatusCode::NOT_FOUND,
-            GetOrderError::CacheUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GetOrderError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -43,13 +43,14 @@ impl ResponseError for GetOrderError {
         let code = match self {
             GetOrderError::InvalidUid(_) => "invalid_order_uid",
             GetOrderError::NotFound(_) => "not_found",
-            GetOrderError::CacheUnavailable(_) => "unavailable",
+            GetOrderError::Unavailable(_) => "unavailable",
         };
         error_response(self.status_code(), code, self)
     }
 }
 
-/// The order's JSON from this worker's cache, exactly as stored: no serialization per request.
+/// The order's JSON from this worker's cache, exactly as stored: no serialization per request. A miss is read from
+/// PostgreSQL (the cache answers when it has), so an order committed by any instance is served here.
 #[get("/order/{order_uid}")]
 pub async fn get_order(
     path: web::Path<String>,

@@ -1,13 +1,16 @@
 //! PostgreSQL: the pool and what every query shares. Each submodule reads or writes for one caller:
 //! `migrations` (startup and `order-service migrate`), `orders` (the persister's batch write), `restore` (the cache
-//! rebuilt at start), `listings` (the listing routes), `dead_letters` (the replay); `tls` protects the connections.
+//! rebuilt at start), `feed` (the change feed), `lookups` (orders by id for cache misses and the feed), `listings`
+//! (the listing routes), `dead_letters` (the replay); `tls` protects the connections.
 //!
 //! Orders are stored as their canonical document in a `json` column, byte for byte what the cache serves, plus a few
 //! indexed key columns; they are never updated. Documents travel as raw bytes both ways (`RawJson`), so neither
 //! side parses or re-serializes them.
 
 pub mod dead_letters;
+pub mod feed;
 pub mod listings;
+pub mod lookups;
 mod migrations;
 pub mod orders;
 pub mod restore;

@@ -78,6 +78,42 @@ async fn create_database() -> anyhow::Result<String> {
     Ok(format!("{server}/{name}"))
 }
 
+/// A fresh database with the migrations applied, without broker or service: its URL and a pool.
+pub async fn migrated_database() -> anyhow::Result<(String, Pool)> {
+    LazyLock::force(&TRACING);
+    let url = create_database().await?;
+    let settings = test_settings(&url, "nats://127.0.0.1:4222", "unused")?;
+    let pool = storage::build_pool(&settings.database).await?;
+    storage::migrate(&pool).await?;
+    Ok((url, pool))
+}
+
+/// The sample order under another order_uid (the same length keeps the same size).
+pub fn sample_with_uid(uid: &str) -> String {
+    SAMPLE.replace(SAMPLE_UID, uid)
+}
+
+/// Inserts the sample under `uid` with plain SQL, as another instance or a person would, behind the service's back.
+/// Returns the stored document.
+pub async fn insert_directly(client: &tokio_postgres::Client, uid: &str) -> anyhow::Result<String> {
+    let document = sample_with_uid(uid);
+    client
+        .execute(
+            "INSERT INTO orders (order_uid, document, track_number, customer_id, stan_sequence)
+             VALUES ($1, $2::text::json, 'WBILMTESTTRACK', 'test', 0)",
+            &[&uid, &document],
+        )
+        .await?;
+    Ok(document)
+}
+
+/// A connection of its own to the database at `url`, driven in the background.
+pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    actix_web::rt::spawn(connection);
+    Ok(client)
+}
+
 /// Settings for a test: its own database, cluster and channel, port 0, short ack wait and probe interval.
 fn test_settings(database_url: &str, nats_url: &str, cluster_id: &str) -> anyhow::Result<Settings> {
     let channel = format!("orders-{}", Uuid::new_v4().simple());
@@ -323,6 +359,11 @@ impl TestApp {
 
     pub fn acked(&self) -> u64 {
         self.status.acked.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The test database's URL.
+    pub fn database_url(&self) -> &str {
+        &self.settings.database.url
     }
 
     pub fn delivered(&self) -> u64 {

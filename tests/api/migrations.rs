@@ -37,12 +37,16 @@ async fn history(pool: &Pool) -> anyhow::Result<Vec<(i32, String, String, String
         .collect())
 }
 
-/// Every row of `orders` and `rejected_messages` as text, to compare before and after.
+/// Every row of `orders` (its columns from before V3) and `rejected_messages` as text, to compare before and after.
 async fn table_contents(pool: &Pool) -> anyhow::Result<Vec<String>> {
     let conn = pool.get().await?;
     let rows = conn
         .query(
-            "SELECT o::text FROM orders o UNION ALL SELECT r::text FROM rejected_messages r ORDER BY 1",
+            // The columns the old runner's schema had: a later migration may add columns (V3 adds `xid`), which
+            // is not touching the data.
+            "SELECT (o.order_uid, o.document::text, o.track_number, o.customer_id, o.date_created, o.stan_sequence,
+                     o.ingested_at, o.id)::text FROM orders o
+             UNION ALL SELECT r::text FROM rejected_messages r ORDER BY 1",
             &[],
         )
         .await?;
