@@ -88,11 +88,13 @@ impl Application {
         }
 
         let max_bytes = settings.application.cache_max_bytes;
-        let feed_config: tokio_postgres::Config = settings
+        let mut feed_config: tokio_postgres::Config = settings
             .database
             .url
             .parse()
             .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+        // The feed's LISTEN connection is protected as the pool's are.
+        let feed_tls = storage::tls::configure(&settings.database, &mut feed_config)?;
         let started = Instant::now();
         let (snapshot, feed_start) = restore_orders(&pool, max_bytes).await?;
         tracing::info!(orders = snapshot.len(), elapsed = ?started.elapsed(), "Restored the orders from PostgreSQL.");
@@ -185,6 +187,7 @@ impl Application {
         let feed = ChangeFeed::start(
             FeedSettings {
                 config: feed_config,
+                tls: feed_tls,
                 catch_up_interval: Duration::from_secs(
                     settings.application.feed_catch_up_interval_secs,
                 ),

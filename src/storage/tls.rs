@@ -23,12 +23,21 @@ use crate::configuration::{DatabaseSettings, SslMode};
 /// The connector every PostgreSQL connection goes through (unused under `disable`).
 pub type Tls = MakeRustlsConnect;
 
-/// Sets the TLS mode on `config` and builds the matching connector.
+/// Sets the TLS mode of `settings` on `config` and builds the matching connector.
 pub fn configure(
     settings: &DatabaseSettings,
     config: &mut tokio_postgres::Config,
 ) -> anyhow::Result<Tls> {
-    let mode = match settings.ssl_mode {
+    configure_mode(settings.ssl_mode, settings.ca_file.as_deref(), config)
+}
+
+/// `configure` from the mode and the CA file themselves.
+pub fn configure_mode(
+    mode: SslMode,
+    ca_file: Option<&Path>,
+    config: &mut tokio_postgres::Config,
+) -> anyhow::Result<Tls> {
+    let mode = match mode {
         SslMode::Disable if config.get_ssl_mode() == PgSslMode::Require => SslMode::Require,
         mode => mode,
     };
@@ -36,7 +45,7 @@ pub fn configure(
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .context("Failed to set up TLS")?;
-    let client = match (mode, &settings.ca_file) {
+    let client = match (mode, ca_file) {
         (SslMode::Disable, _) => {
             config.ssl_mode(PgSslMode::Disable);
             builder
