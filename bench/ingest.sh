@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # End-to-end ingest: publish -> validate -> commit -> ack -> cached, timed until the last order is committed and
-# served. Two runs, each on a fresh database and its own channel:
+# served, through each source of BENCH_SOURCES (default "stan jetstream": the dev STAN broker, then JetStream on the
+# machine's nats-server, a stream of the run's own, deleted at the end). Two runs per source, each on a fresh
+# database and its own channel or stream:
 #   live     the service runs while order-generator publishes N orders as fast as the broker takes them;
 #   backlog  N orders wait in the broker first, then the service starts and works through them.
-# The service's resident memory is sampled every 200 ms during each run.
+# The service's resident memory is sampled every 200 ms during each run; its CPU time is read at the end.
 #
 #   bench/ingest.sh [N]         # default 200000
 #   BENCH_MODES="live" bench/ingest.sh 20000
+#   BENCH_SOURCES=jetstream BENCH_SETTINGS=2048:1024 bench/ingest.sh 20000
 # Each mode runs with each STAN_MAX_IN_FLIGHT:BATCH_SIZE pair of BENCH_SETTINGS (default "2048:1024 1024:1000", the
 # service's defaults and the shallower pipeline of earlier releases). The time from the first commit is also shown: in the backlog mode the
 # first ack wait (STAN_ACK_WAIT, 2 s) passes before ratsio delivers, a start-up cost of the client (see README).
@@ -15,6 +18,7 @@ bench_setup ingest
 
 N=${1:-200000}
 MODES=${BENCH_MODES:-live backlog}
+SOURCES=${BENCH_SOURCES:-stan jetstream}
 SETTINGS=${BENCH_SETTINGS:-2048:1024 1024:1000}
 DEADLINE=${BENCH_DEADLINE:-900}
 
@@ -46,19 +50,45 @@ fresh_database() {
 }
 
 publish() {
-    "$BIN/order-generator" --count "$N" >"$BENCH_TMP/generator-$1.log" 2>&1 ||
+    local target=(--target stan)
+    [ "$SOURCE" = jetstream ] && target=(--target jetstream --url "$NATS_URL" --subject "$JS_SUBJECT")
+    "$BIN/order-generator" "${target[@]}" --count "$N" >"$BENCH_TMP/generator-$1.log" 2>&1 ||
         die "order-generator failed: $(tail -n 3 "$BENCH_TMP/generator-$1.log")"
     grep -o '[0-9]* msg/s' "$BENCH_TMP/generator-$1.log" | tail -n 1
 }
 
-# One mode; appends "mode in_flight batch publish_rate seconds seconds_from_first_commit rss_start_kib rss_max_kib
-# rss_end_kib redelivered" to results.txt.
+# CPU seconds (user + system) the process used so far.
+cpu_seconds() {
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# Deletes a JetStream stream through the JetStream API, spoken over a plain socket (no NATS CLI here).
+delete_stream() {
+    timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/${NATS_PORT:-4222}
+        printf 'CONNECT {\"verbose\":false}\r\nSUB _INBOX.bench 1\r\nPUB \$JS.API.STREAM.DELETE.$1 _INBOX.bench 0\r\n\r\n' >&3
+        grep -m 1 -a -q success <&3" || log "could not delete the JetStream stream $1"
+}
+BENCH_STREAMS=()
+trap 'for stream in "${BENCH_STREAMS[@]}"; do delete_stream "$stream"; done; bench_cleanup' EXIT
+
+# One mode; appends "source mode in_flight batch publish_rate seconds seconds_from_first_commit rss_start_kib
+# rss_max_kib rss_end_kib redelivered cpu_seconds" to results.txt.
 run_mode() {
     local mode=$1 t0 t1 publish_rate flag="$BENCH_TMP/sampling-$1"
     export STAN_CHANNEL="orders-bench-$mode-$STAN_MAX_IN_FLIGHT"
+    export JS_STREAM="ORDERS_BENCH_${BENCH_ID}_${mode}_$STAN_MAX_IN_FLIGHT" JS_SUBJECT="orders.bench.$BENCH_ID.$mode.$STAN_MAX_IN_FLIGHT"
     fresh_database
     : >"$BENCH_TMP/rss-$mode.txt"
     touch "$flag"
+    if [ "$SOURCE" = jetstream ]; then
+        BENCH_STREAMS+=("$JS_STREAM")
+        if [ "$mode" = backlog ]; then
+            # The stream must exist before the backlog is published: one start of the service creates it and the
+            # durable consumer (at the start of the empty stream).
+            start_service
+            stop_service
+        fi
+    fi
     if [ "$mode" = live ]; then
         start_service
         sample_rss "$SERVICE_PID" "$BENCH_TMP/rss-$mode.txt" "$flag" &
@@ -78,24 +108,34 @@ run_mode() {
     local redelivered
     redelivered=$(curl -fsS "http://127.0.0.1:$BENCH_ADMIN_PORT/metrics" |
         awk '/^order_service_messages_redelivered_total/ { n += $2 } END { printf "%d", n }')
+    local cpu
+    cpu=$(cpu_seconds "$SERVICE_PID")
     # Live, the first commit follows the first publish within milliseconds (and polling starts only after the last
     # publish), so the column applies to the backlog only.
     local steady_ms=0
     [ "$mode" = live ] || steady_ms=$(((t1 - FIRST_STORED_NS) / 1000000))
     rm -f "$flag"
     stop_service
-    awk -v mode="$mode $STAN_MAX_IN_FLIGHT $BATCH_SIZE" -v rate="${publish_rate% msg/s}" \
-        -v ms="$(((t1 - t0) / 1000000))" -v steady_ms="$steady_ms" -v redelivered="$redelivered" '
+    if [ "$SOURCE" = jetstream ]; then
+        delete_stream "$JS_STREAM"
+        BENCH_STREAMS=()
+    fi
+    awk -v mode="$SOURCE $mode $STAN_MAX_IN_FLIGHT $BATCH_SIZE" -v rate="${publish_rate% msg/s}" \
+        -v ms="$(((t1 - t0) / 1000000))" -v steady_ms="$steady_ms" -v redelivered="$redelivered" -v cpu="$cpu" '
         NR == 1 { first = $2 } { last = $2; if ($2 > max) max = $2 }
-        END { print mode, rate, ms / 1000, steady_ms / 1000, first, max, last, redelivered }' "$BENCH_TMP/rss-$mode.txt" >>"$BENCH_TMP/results.txt"
+        END { print mode, rate, ms / 1000, steady_ms / 1000, first, max, last, redelivered, cpu }' "$BENCH_TMP/rss-$mode.txt" >>"$BENCH_TMP/results.txt"
     tail -n 1 "$BENCH_TMP/results.txt" >&2
 }
 
-for setting in $SETTINGS; do
-    export STAN_MAX_IN_FLIGHT=${setting%:*} BATCH_SIZE=${setting#*:}
-    for mode in $MODES; do
-        log "ingest, $mode, STAN_MAX_IN_FLIGHT=$STAN_MAX_IN_FLIGHT BATCH_SIZE=$BATCH_SIZE: $N orders"
-        run_mode "$mode"
+export NATS_URL=$STAN_URL
+for SOURCE in $SOURCES; do
+    export SOURCE
+    for setting in $SETTINGS; do
+        export STAN_MAX_IN_FLIGHT=${setting%:*} BATCH_SIZE=${setting#*:}
+        for mode in $MODES; do
+            log "ingest from $SOURCE, $mode, STAN_MAX_IN_FLIGHT=$STAN_MAX_IN_FLIGHT BATCH_SIZE=$BATCH_SIZE: $N orders"
+            run_mode "$mode"
+        done
     done
 done
 
@@ -105,14 +145,15 @@ done
     echo "- command: \`bench/ingest.sh $N\`; synchronous_commit = $SYNC_COMMIT; service defaults:" \
         "STAN_MAX_IN_FLIGHT 2048, BATCH_SIZE 1024"
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); load average before/after: $LOAD_BEFORE / $(load_now)"
-    echo "- machine: $(machine); generator, dev STAN broker, nats-server, PostgreSQL and the service on the same machine"
+    echo "- machine: $(machine); generator, dev STAN broker, nats-server (JetStream, file storage), PostgreSQL and the" \
+        "service on the same machine"
     echo "- live: the clock starts when the generator starts publishing; backlog: all $N published first, the clock" \
         "starts when the service starts. Both stop when the last order is committed and served (GET 200)."
     echo
-    echo "| mode | max in flight / batch | orders | publish rate (msg/s, PubAck each) | seconds to last served |" \
-        "orders/s | orders/s from first commit | redelivered | service RSS start / max / end (MiB) |"
-    echo "|---|---|---|---|---|---|---|---|---|"
-    awk -v n="$N" '{ steady = $6 > 0 ? sprintf("%.0f", n / $6) : "-"
-        printf "| %s | %s / %s | %d | %s | %.1f | %.0f | %s | %d | %.0f / %.0f / %.0f |\n",
-        $1, $2, $3, n, $4, $5, n / $5, steady, $10, $7 / 1024, $8 / 1024, $9 / 1024 }' "$BENCH_TMP/results.txt"
+    echo "| source | mode | max in flight / batch | orders | publish rate (msg/s, each confirmed) | seconds to last served |" \
+        "orders/s | orders/s from first commit | redelivered | service CPU (s) | CPU per order (µs) | service RSS start / max / end (MiB) |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    awk -v n="$N" '{ steady = $7 > 0 ? sprintf("%.0f", n / $7) : "-"
+        printf "| %s | %s | %s / %s | %d | %s | %.1f | %.0f | %s | %d | %.1f | %.0f | %.0f / %.0f / %.0f |\n",
+        $1, $2, $3, $4, n, $5, $6, n / $6, steady, $11, $12, $12 * 1e6 / n, $8 / 1024, $9 / 1024, $10 / 1024 }' "$BENCH_TMP/results.txt"
 } | write_results ingest.md

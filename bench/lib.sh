@@ -14,7 +14,8 @@
 set -euo pipefail
 
 PG="psql -h 127.0.0.1 -p 5432 -U postgres -v ON_ERROR_STOP=1 -qtA"
-BIN=target/release
+# BENCH_BIN: other binaries (e.g. a debug build, to check a script quickly with BENCH_NO_BUILD=1).
+BIN=${BENCH_BIN:-${CARGO_TARGET_DIR:-target}/release}
 BENCH_PIDS=()
 
 log() { printf 'bench: %s\n' "$*" >&2; }

@@ -101,6 +101,12 @@ local_test_url() {
 
 ensure_nats() {
     if port_open "$NATS_PORT"; then
+        # The JetStream source and its tests need JetStream; the server says so in its INFO greeting.
+        local info
+        info=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$NATS_PORT; head -n 1 <&3" 2>/dev/null || true)
+        if [[ "$info" != *'"jetstream":true'* ]]; then
+            log "warning: the nats-server on 127.0.0.1:$NATS_PORT runs without JetStream; restart it with -js -sd <dir>"
+        fi
         return 0
     fi
     if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; then

@@ -1,5 +1,5 @@
 //! Settings: every one is a flag with an environment variable and a default in code; `--help` lists them all.
-//! The tree (application, database, stan) follows z2p's `Settings`; clap parses it.
+//! The tree (application, database, the sources: stan and jetstream) follows z2p's `Settings`; clap parses it.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -16,7 +16,7 @@ use crate::redact;
 #[command(
     name = "order-service",
     version,
-    about = "Takes orders from a NATS Streaming channel, stores them in PostgreSQL and serves them from memory."
+    about = "Takes orders from NATS Streaming and/or JetStream, stores them in PostgreSQL and serves them from memory."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -44,12 +44,63 @@ pub enum Command {
 /// Everything the service needs to run.
 #[derive(Args, Debug, Clone)]
 pub struct Settings {
+    /// Where orders come from: `stan`, `jetstream`, or both (`stan,jetstream`, for a migration).
+    #[arg(
+        long = "source",
+        env = "SOURCE",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "stan",
+        global = true
+    )]
+    pub sources: Vec<SourceKind>,
     #[command(flatten)]
     pub application: ApplicationSettings,
     #[command(flatten)]
     pub database: DatabaseSettings,
     #[command(flatten)]
     pub stan: StanSettings,
+    #[command(flatten)]
+    pub jetstream: JetStreamSettings,
+}
+
+impl Settings {
+    /// The sources to consume, each once, in the order given.
+    pub fn distinct_sources(&self) -> Vec<SourceKind> {
+        let mut sources = Vec::new();
+        for source in &self.sources {
+            if !sources.contains(source) {
+                sources.push(*source);
+            }
+        }
+        sources
+    }
+}
+
+/// A broker orders can come from.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    /// NATS Streaming (STAN), through ratsio.
+    Stan,
+    /// NATS JetStream, through async-nats.
+    #[value(name = "jetstream")]
+    JetStream,
+}
+
+impl SourceKind {
+    /// The name stored with dead letters and used as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Stan => "stan",
+            SourceKind::JetStream => "jetstream",
+        }
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -393,6 +444,93 @@ impl StanSettings {
     }
 }
 
+/// The JetStream source. Ack wait and max ack pending are the in-flight settings shared with STAN
+/// (`STAN_ACK_WAIT`, `STAN_MAX_IN_FLIGHT`).
+#[derive(Args, Debug, Clone)]
+pub struct JetStreamSettings {
+    /// NATS URL of the JetStream-enabled nats-server.
+    #[arg(
+        id = "nats_url",
+        value_name = "NATS_URL",
+        long = "nats-url",
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        global = true
+    )]
+    pub url: String,
+    /// The stream the orders are stored in.
+    #[arg(
+        id = "js_stream",
+        long = "js-stream",
+        env = "JS_STREAM",
+        default_value = "ORDERS",
+        global = true
+    )]
+    pub stream: String,
+    /// The subject orders are published on (the stream's subject, and the consumer's filter).
+    #[arg(
+        id = "js_subject",
+        long = "js-subject",
+        env = "JS_SUBJECT",
+        default_value = "orders",
+        global = true
+    )]
+    pub subject: String,
+    /// The durable pull consumer, shared by every instance of the service.
+    #[arg(
+        id = "js_consumer",
+        long = "js-consumer",
+        env = "JS_CONSUMER",
+        default_value = "order-service",
+        global = true
+    )]
+    pub consumer: String,
+    /// Create the stream (file storage, the limits below) when it does not exist; with `false` a missing stream
+    /// is a start-up error naming it.
+    #[arg(id = "js_create_stream", long = "js-create-stream", env = "JS_CREATE_STREAM", default_value_t = true,
+          action = clap::ArgAction::Set, global = true)]
+    pub create_stream: bool,
+    /// Limit of a created stream: most messages kept (-1: no limit).
+    #[arg(id = "js_max_msgs", long = "js-max-msgs", env = "JS_MAX_MSGS", default_value_t = -1,
+          allow_negative_numbers = true, global = true)]
+    pub max_msgs: i64,
+    /// Limit of a created stream: most bytes kept (-1: no limit).
+    #[arg(id = "js_max_bytes", long = "js-max-bytes", env = "JS_MAX_BYTES", default_value_t = -1,
+          allow_negative_numbers = true, global = true)]
+    pub max_bytes: i64,
+    /// Limit of a created stream: seconds a message is kept (0: for ever).
+    #[arg(
+        id = "js_max_age",
+        long = "js-max-age",
+        env = "JS_MAX_AGE",
+        default_value_t = 0,
+        global = true
+    )]
+    pub max_age_secs: u64,
+    /// Of a created stream: seconds in which a second publish with the same `Nats-Msg-Id` is dropped.
+    #[arg(id = "js_duplicate_window", long = "js-duplicate-window", env = "JS_DUPLICATE_WINDOW", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub duplicate_window_secs: u64,
+    /// Seconds any single JetStream call may take.
+    #[arg(id = "js_timeout", long = "js-timeout", env = "JS_TIMEOUT", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=600), global = true)]
+    pub timeout_secs: u64,
+    /// Seconds between reads of the consumer's state (pending, ack pending), which also check the connection.
+    #[arg(id = "js_info_interval", long = "js-info-interval", env = "JS_INFO_INTERVAL", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub info_interval_secs: u64,
+}
+
+impl JetStreamSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+
+    pub fn info_interval(&self) -> Duration {
+        Duration::from_secs(self.info_interval_secs)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,6 +551,21 @@ mod tests {
         .expect("options after the subcommand");
         assert_eq!(cli.command, Some(Command::Migrate));
         assert_eq!(cli.settings.database.url, "postgres://x@y/z");
+    }
+
+    #[test]
+    fn sources_default_to_stan_and_take_a_comma_separated_list() {
+        let cli = Cli::try_parse_from(["order-service"]).expect("defaults parse");
+        assert_eq!(cli.settings.distinct_sources(), [SourceKind::Stan]);
+        assert_eq!(cli.settings.jetstream.stream, "ORDERS");
+
+        let cli = Cli::try_parse_from(["order-service", "--source", "stan,jetstream,stan"])
+            .expect("a list parses");
+        assert_eq!(
+            cli.settings.distinct_sources(),
+            [SourceKind::Stan, SourceKind::JetStream]
+        );
+        assert!(Cli::try_parse_from(["order-service", "--source", "kafka"]).is_err());
     }
 
     #[test]

@@ -1,6 +1,5 @@
 pub mod actors;
 pub mod admin_auth;
-pub mod broker;
 pub mod cache;
 pub mod configuration;
 pub mod domain;
@@ -18,3 +17,4 @@ pub mod routes;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod transport;

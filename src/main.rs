@@ -56,11 +56,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => {
             tracing::info!(
                 database = %settings.database.redacted_url(),
+                sources = ?settings.distinct_sources(),
                 stan_url = %redact::connection_string(&settings.stan.url),
                 http_addr = %settings.application.http_addr,
                 admin_addr = %settings.application.admin_addr,
                 cluster_id = %settings.stan.cluster_id,
                 channel = %settings.stan.channel,
+                nats_url = %settings.jetstream.url,
+                stream = %settings.jetstream.stream,
                 "Starting."
             );
             Application::build(settings)

@@ -19,6 +19,7 @@ use prometheus::{
 use crate::actors::SubscriberStatus;
 use crate::domain::{FlagRule, RejectClass};
 use crate::storage::Pool;
+use crate::transport::SourceKind;
 
 /// The content type of `render`'s output.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -55,6 +56,7 @@ pub struct Metrics {
     pub commit_failures: IntCounter,
     /// From a delivery's arrival to its ack being sent.
     pub ack_duration: Histogram,
+    delivery_attempts: HistogramVec,
     pub cache_entries: IntGauge,
     pub cache_bytes: IntGauge,
     pub cache_hits: IntCounter,
@@ -140,7 +142,20 @@ impl Metrics {
                 &["route", "status"],
             )?,
         )?;
+        let delivery_attempts = register(
+            r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    name("message_delivery_attempts"),
+                    "Deliveries of each message so far, observed on every delivery, by source (JetStream counts \
+                     them; STAN does not).",
+                )
+                .buckets(vec![1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0]),
+                &["source"],
+            )?,
+        )?;
         Ok(Metrics {
+            delivery_attempts,
             orders_validated: register(
                 r,
                 IntCounter::with_opts(opts(
@@ -327,7 +342,17 @@ impl Metrics {
     }
 
     /// Exposes the subscriber's own counters and connection state.
-    pub fn watch_subscriber(&self, status: Arc<SubscriberStatus>) -> Result<(), prometheus::Error> {
+    /// The delivery-attempts histogram of one source.
+    pub fn delivery_attempts(&self, source: SourceKind) -> Histogram {
+        self.delivery_attempts.with_label_values(&[source.as_str()])
+    }
+
+    /// Registers one subscriber's counters, labelled with its source.
+    pub fn watch_subscriber(
+        &self,
+        source: SourceKind,
+        status: Arc<SubscriberStatus>,
+    ) -> Result<(), prometheus::Error> {
         type Field = fn(&SubscriberStatus) -> &AtomicU64;
         let fields: [(&str, MetricType, &str, Field); 8] = [
             (
@@ -379,17 +404,48 @@ impl Metrics {
                 |s| &s.reconnects,
             ),
         ];
+        let labels = HashMap::from([("source".to_owned(), source.as_str().to_owned())]);
         let mut metrics = Vec::new();
         for (base, kind, help, field) in fields {
             let status = status.clone();
-            metrics.push(SampledMetric::new(base, kind, help, move || {
-                field(&status).load(Ordering::Relaxed) as f64
-            })?);
+            metrics.push(SampledMetric::labelled(
+                base,
+                kind,
+                help,
+                labels.clone(),
+                move || field(&status).load(Ordering::Relaxed) as f64,
+            )?);
         }
-        metrics.push(SampledMetric::new(
+        if source == SourceKind::JetStream {
+            type Lag = fn(&crate::transport::ConsumerLag) -> u64;
+            let lags: [(&str, &str, Lag); 2] = [
+                (
+                    "consumer_pending_messages",
+                    "Messages in the stream not yet delivered to the consumer, as last read from the server.",
+                    |lag| lag.pending,
+                ),
+                (
+                    "consumer_ack_pending_messages",
+                    "Messages delivered to the consumer and not yet acked, as last read from the server.",
+                    |lag| lag.ack_pending,
+                ),
+            ];
+            for (base, help, read) in lags {
+                let status = status.clone();
+                metrics.push(SampledMetric::labelled(
+                    base,
+                    MetricType::GAUGE,
+                    help,
+                    labels.clone(),
+                    move || status.lag().map_or(0.0, |lag| read(&lag) as f64),
+                )?);
+            }
+        }
+        metrics.push(SampledMetric::labelled(
             "broker_connected",
             MetricType::GAUGE,
             "1 while subscribed to the broker, else 0.",
+            labels,
             move || f64::from(u8::from(status.check().is_ok())),
         )?);
         self.registry.register(Box::new(Sampled(metrics)))
@@ -472,8 +528,19 @@ impl SampledMetric {
         help: &str,
         read: impl Fn() -> f64 + Send + Sync + 'static,
     ) -> Result<SampledMetric, prometheus::Error> {
+        SampledMetric::labelled(base, kind, help, HashMap::new(), read)
+    }
+
+    /// With constant labels (the source of a subscriber's counters).
+    fn labelled(
+        base: &str,
+        kind: MetricType,
+        help: &str,
+        labels: HashMap<String, String>,
+        read: impl Fn() -> f64 + Send + Sync + 'static,
+    ) -> Result<SampledMetric, prometheus::Error> {
         Ok(SampledMetric {
-            desc: Desc::new(name(base), help.to_owned(), Vec::new(), HashMap::new())?,
+            desc: Desc::new(name(base), help.to_owned(), Vec::new(), labels)?,
             kind,
             read: Box::new(read),
         })
@@ -482,6 +549,7 @@ impl SampledMetric {
     fn family(&self) -> MetricFamily {
         let value = (self.read)();
         let mut metric = proto::Metric::default();
+        metric.set_label(self.desc.const_label_pairs.clone());
         if self.kind == MetricType::COUNTER {
             let mut counter = proto::Counter::default();
             counter.set_value(value);

@@ -1,4 +1,4 @@
-//! What `/readyz` and the `ready` gauge check: cache restored, database reachable, subscription up.
+//! What `/readyz` and the `ready` gauge check: cache restored, database reachable, every source's subscription up.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use crate::actors::SubscriberStatus;
 use crate::error_chain::error_chain;
 use crate::redact;
 use crate::storage::{self, Pool};
+use crate::transport::Origin;
 
 /// How long the database may take to answer the readiness ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -15,18 +16,36 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// Shared by startup (which reports progress) and the routes (which ask).
 pub struct Readiness {
     cache_restored: AtomicBool,
-    pub subscriber: Arc<SubscriberStatus>,
+    /// One per source, in the order configured.
+    pub subscribers: Vec<SourceStatus>,
     pool: Pool,
+}
+
+/// One source's subscription, as readiness and the tests see it.
+#[derive(Clone)]
+pub struct SourceStatus {
+    pub origin: Origin,
+    /// What it consumes, as whom: `JetStream consumer "order-service" on stream "ORDERS" (subject "orders")`.
+    pub subscription: String,
+    pub status: Arc<SubscriberStatus>,
 }
 
 impl Readiness {
     /// Not ready until the cache is restored.
-    pub fn new(subscriber: Arc<SubscriberStatus>, pool: Pool) -> Readiness {
+    pub fn new(subscribers: Vec<SourceStatus>, pool: Pool) -> Readiness {
         Readiness {
             cache_restored: AtomicBool::new(false),
-            subscriber,
+            subscribers,
             pool,
         }
+    }
+
+    /// The status of the first source: the only one, unless several run.
+    pub fn subscriber(&self) -> Arc<SubscriberStatus> {
+        self.subscribers
+            .first()
+            .map(|s| s.status.clone())
+            .unwrap_or_default()
     }
 
     /// Every HTTP worker's cache holds the restored orders.
@@ -49,9 +68,16 @@ impl Readiness {
             }
             Err(_) => reasons.push("database did not answer within 2 s".to_owned()),
         }
-        if let Err(problem) = self.subscriber.check() {
-            tracing::warn!(problem = %redact::text(&problem), "Readiness: not subscribed to the broker.");
-            reasons.push("not subscribed to the broker".to_owned());
+        for source in &self.subscribers {
+            if let Err(problem) = source.status.check() {
+                // The cause goes to the log; the answer names the source, never an address.
+                tracing::warn!(problem = %redact::text(&problem), source = %source.subscription,
+                    "Readiness: not consuming.");
+                reasons.push(format!(
+                    "not consuming {} (broker unreachable or subscription down)",
+                    source.subscription
+                ));
+            }
         }
         if reasons.is_empty() {
             Ok(())

@@ -1,5 +1,5 @@
 //! Replaying a dead letter: its raw bytes go through the running pipeline again (validate, persist, cache), as if
-//! STAN delivered them anew, and the dead letter records what became of them. `POST /rejected/{id}/replay` calls
+//! its source (STAN or JetStream) delivered them anew, and the dead letter records what became of them. `POST /rejected/{id}/replay` calls
 //! this; the CLI `order-service replay` calls that route, so the work always happens in the service whose caches
 //! must see a stored order.
 
@@ -14,26 +14,20 @@ use crate::domain::{RejectClass, RejectReason};
 use crate::error_chain::error_chain_fmt;
 use crate::storage::dead_letters::{self, ReplayRecord};
 use crate::storage::{PersistError, Pool};
+use crate::transport::{Origin, SourceKind};
 
-/// Where a replay enters the pipeline: the running validator, and the channel its persister writes for.
+/// Where a replay enters the pipeline: the running validator.
 #[derive(Clone)]
 pub struct ReplayPipeline {
     pub validator: Addr<OrderValidator>,
-    pub channel: String,
 }
 
 #[derive(thiserror::Error)]
 pub enum ReplayError {
     #[error("no dead letter with id {0}")]
     NotFound(i64),
-    #[error(
-        "dead letter {id} came from channel {channel:?}; this service consumes {ours:?} and replays only its own"
-    )]
-    OtherChannel {
-        id: i64,
-        channel: String,
-        ours: String,
-    },
+    #[error("dead letter {id} came from source {kind:?}, which this service does not know")]
+    OtherChannel { id: i64, kind: String },
     #[error("the database is unavailable")]
     Database(#[from] Arc<PersistError>),
     #[error("the pipeline is unavailable")]
@@ -70,8 +64,8 @@ pub struct ReplayResult {
 }
 
 /// Replays dead letter `id` and records the outcome on it. The dead letter stays. Replaying is idempotent: a stored
-/// order comes back `duplicate`, a message still invalid meets its own row (same channel, sequence and bytes) and
-/// adds none.
+/// order comes back `duplicate`, a message still invalid meets its own row (same source, channel, sequence and
+/// bytes) and adds none.
 pub async fn replay_dead_letter(
     pool: &Pool,
     pipeline: &ReplayPipeline,
@@ -80,14 +74,14 @@ pub async fn replay_dead_letter(
     let dead_letter = dead_letters::get_dead_letter(pool, id)
         .await?
         .ok_or(ReplayError::NotFound(id))?;
-    if dead_letter.channel != pipeline.channel {
-        // The persister writes for its own channel: a rejection would not meet this row but add another.
+    // The replay carries the dead letter's own origin and sequence, whichever sources this instance consumes now (a
+    // STAN dead letter replays after a move to JetStream): a new rejection meets this row instead of adding one.
+    let Some(origin) = origin_of(&dead_letter.source, &dead_letter.channel) else {
         return Err(ReplayError::OtherChannel {
             id,
-            channel: dead_letter.channel,
-            ours: pipeline.channel.clone(),
+            kind: dead_letter.source,
         });
-    }
+    };
     let sequence = u64::try_from(dead_letter.stan_sequence).unwrap_or_default();
     let span = tracing::info_span!(
         parent: None,
@@ -100,6 +94,7 @@ pub async fn replay_dead_letter(
         .validator
         .send(ReplayMessage {
             payload: Bytes::from(dead_letter.payload),
+            origin,
             sequence,
             span: span.clone(),
         })
@@ -117,6 +112,14 @@ pub async fn replay_dead_letter(
     .await?;
     span.in_scope(|| tracing::info!(outcome = result.outcome, "Replayed a dead letter."));
     Ok(result)
+}
+
+/// The origin a dead letter recorded; `None` for a source this build does not know.
+fn origin_of(source: &str, channel: &str) -> Option<Origin> {
+    let source = [SourceKind::Stan, SourceKind::JetStream]
+        .into_iter()
+        .find(|kind| kind.as_str() == source)?;
+    Some(Origin::new(source, channel))
 }
 
 fn replay_result(id: i64, outcome: Outcome, mut reasons: Vec<RejectReason>) -> ReplayResult {

@@ -20,17 +20,19 @@ use crate::actors::{
 };
 use crate::admin_auth::{self, AdminToken};
 use crate::cache::store::charge;
-use crate::configuration::Settings;
+use crate::configuration::{Settings, SourceKind};
 use crate::domain::OrderSchema;
 use crate::error_chain::error_chain;
 use crate::feed::{ChangeFeed, FeedOrder, FeedSettings, FeedSink};
 use crate::http_metrics::HttpMetrics;
 use crate::metrics::Metrics;
-use crate::readiness::Readiness;
+use crate::readiness::{Readiness, SourceStatus};
 use crate::replay::ReplayPipeline;
 use crate::routes::{self, Listener};
 use crate::storage::feed::FeedStart;
 use crate::storage::{self, Pool};
+use crate::transport::jetstream::ConsumerSettings;
+use crate::transport::Transport;
 
 /// How long a graceful stop waits for messages in flight to commit and be acked.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -57,7 +59,7 @@ pub struct Application {
     server_task: tokio::task::JoinHandle<std::io::Result<()>>,
     admin_server: ServerHandle,
     admin_task: tokio::task::JoinHandle<std::io::Result<()>>,
-    subscriber: Addr<NatsSubscriber>,
+    subscribers: Vec<Addr<NatsSubscriber>>,
     validator_arbiter: Arbiter,
     readiness: Arc<Readiness>,
     shutdown: watch::Sender<bool>,
@@ -113,10 +115,11 @@ impl Application {
             source: Arc::new(PostgresOrders(pool.clone())),
         };
         let caches = CacheGroup::new(snapshot, workers, cache_settings, &metrics);
-        let in_flight = usize::try_from(settings.stan.max_in_flight).unwrap_or(1024);
+        // Each source may have this many messages in flight.
+        let in_flight = usize::try_from(settings.stan.max_in_flight).unwrap_or(1024)
+            * settings.distinct_sources().len().max(1);
         let persister = OrderPersister::new(
             pool.clone(),
-            settings.stan.channel.clone(),
             caches.clone(),
             settings.database.batch_size,
             in_flight,
@@ -130,14 +133,22 @@ impl Application {
         });
         let replay = ReplayPipeline {
             validator: validator.clone(),
-            channel: settings.stan.channel.clone(),
         };
 
-        let status = Arc::new(SubscriberStatus::default());
-        metrics
-            .watch_subscriber(status.clone())
-            .context("Failed to register the subscriber metrics")?;
-        let readiness = Arc::new(Readiness::new(status.clone(), pool.clone()));
+        let transports = transports(&settings);
+        let mut sources = Vec::with_capacity(transports.len());
+        for transport in &transports {
+            let status = Arc::new(SubscriberStatus::default());
+            metrics
+                .watch_subscriber(transport.origin().source, status.clone())
+                .context("Failed to register the subscriber metrics")?;
+            sources.push(SourceStatus {
+                origin: transport.origin(),
+                subscription: transport.describe(),
+                status,
+            });
+        }
+        let readiness = Arc::new(Readiness::new(sources.clone(), pool.clone()));
         let listener = TcpListener::bind(&settings.application.http_addr)
             .with_context(|| format!("Failed to bind {}", settings.application.http_addr))?;
         let admin_listener =
@@ -200,19 +211,27 @@ impl Application {
             },
         );
 
-        let subscriber =
-            NatsSubscriber::new(settings.stan.clone(), validator, status, &metrics).start();
-        match subscriber.send(StartSubscription).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
+        // One subscriber per source, all feeding the same validator.
+        let mut subscribers = Vec::with_capacity(transports.len());
+        for (transport, source) in transports.into_iter().zip(sources) {
+            let subscription = source.subscription.clone();
+            let subscriber =
+                NatsSubscriber::new(transport, validator.clone(), source.status, &metrics).start();
+            let failure = match subscriber.send(StartSubscription).await {
+                Ok(Ok(())) => None,
+                Ok(Err(error)) => Some(
+                    anyhow::Error::from(error)
+                        .context(format!("Failed to subscribe to {subscription}")),
+                ),
+                Err(error) => Some(anyhow::Error::from(error).context("The subscriber stopped")),
+            };
+            subscribers.push(subscriber);
+            if let Some(error) = failure {
+                drain_all(&subscribers).await;
+                feed.stop();
                 stop_http().await;
                 validator_arbiter.stop();
-                return Err(error).context("Failed to subscribe to the broker");
-            }
-            Err(error) => {
-                stop_http().await;
-                validator_arbiter.stop();
-                return Err(error).context("The subscriber stopped");
+                return Err(error);
             }
         }
         tracing::info!(port, admin_port, workers, "Serving.");
@@ -224,7 +243,7 @@ impl Application {
             server_task,
             admin_server: admin_handle,
             admin_task,
-            subscriber,
+            subscribers,
             validator_arbiter,
             readiness,
             shutdown,
@@ -267,12 +286,7 @@ impl Application {
                 None
             }
         };
-        let drain = self.subscriber.send(Drain {
-            deadline: DRAIN_DEADLINE,
-        });
-        if drain.await.is_err() {
-            tracing::warn!("The subscriber was already stopped.");
-        }
+        drain_all(&self.subscribers).await;
         self.feed.stop();
         self.server.stop(true).await;
         self.admin_server.stop(true).await;
@@ -290,6 +304,36 @@ impl Application {
         }
         tracing::info!("Stopped.");
         Ok(())
+    }
+}
+
+/// One transport per configured source, in the order given.
+fn transports(settings: &Settings) -> Vec<Transport> {
+    settings
+        .distinct_sources()
+        .into_iter()
+        .map(|source| match source {
+            SourceKind::Stan => Transport::Stan(settings.stan.clone()),
+            SourceKind::JetStream => Transport::JetStream(ConsumerSettings {
+                js: settings.jetstream.clone(),
+                ack_wait: Duration::from_secs(settings.stan.ack_wait_secs.unsigned_abs().into()),
+                max_ack_pending: i64::from(settings.stan.max_in_flight),
+            }),
+        })
+        .collect()
+}
+
+/// Drains every subscriber at once (each lets its messages in flight commit and be acked, then closes).
+async fn drain_all(subscribers: &[Addr<NatsSubscriber>]) {
+    let drains = subscribers.iter().map(|subscriber| {
+        subscriber.send(Drain {
+            deadline: DRAIN_DEADLINE,
+        })
+    });
+    for result in futures::future::join_all(drains).await {
+        if result.is_err() {
+            tracing::warn!("A subscriber was already stopped.");
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //!         the broker                                       HTTP worker ──GetOrder──> OrderCache (one per worker)
 //! ```
 //!
+//! One `NatsSubscriber` runs per source (STAN, JetStream: see `crate::transport`); all of them feed the one validator.
 //! Each delivery carries its tracing span ("Process order") through every message.
 
 pub mod cache;

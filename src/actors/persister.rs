@@ -25,6 +25,7 @@ use crate::domain::{RejectClass, RejectReason, Rejection, ValidOrder};
 use crate::error_chain::error_chain;
 use crate::metrics::Metrics;
 use crate::storage::{self, DeadLetterRow, OrderRow, PersistError, Pool, Stored};
+use crate::transport::Origin;
 use policy::{pair_outcomes, plan_after_failure, FailurePlan, Kind, RETRY};
 
 /// Store a valid order.
@@ -34,6 +35,7 @@ pub struct PersistOrder {
     pub order: ValidOrder,
     /// The message as delivered, kept as a dead letter if the order turns out to be a conflict.
     pub raw: Bytes,
+    pub origin: Origin,
     pub sequence: u64,
     pub span: Span,
 }
@@ -44,6 +46,7 @@ pub struct PersistOrder {
 pub struct PersistRejected {
     pub rejection: Rejection,
     pub raw: Bytes,
+    pub origin: Origin,
     pub sequence: u64,
     pub span: Span,
 }
@@ -101,7 +104,6 @@ struct Pending {
 
 pub struct OrderPersister {
     pool: Pool,
-    channel: String,
     caches: CacheGroup,
     metrics: Arc<Metrics>,
     batch_size: usize,
@@ -116,7 +118,6 @@ pub struct OrderPersister {
 impl OrderPersister {
     pub fn new(
         pool: Pool,
-        channel: String,
         caches: CacheGroup,
         batch_size: usize,
         mailbox_capacity: usize,
@@ -125,7 +126,6 @@ impl OrderPersister {
         let documents = caches.document_arena();
         OrderPersister {
             pool,
-            channel,
             caches,
             metrics,
             batch_size: batch_size.max(1),
@@ -156,11 +156,11 @@ impl OrderPersister {
         let batch: Vec<Pending> = self.pending.drain(..count).collect();
         self.committing = true;
         self.metrics.commit_batch_messages.observe(count as f64);
-        let (pool, channel) = (self.pool.clone(), self.channel.clone());
+        let pool = self.pool.clone();
         let metrics = self.metrics.clone();
         let commit = async move {
             let items: Vec<&Item> = batch.iter().map(|p| &p.item).collect();
-            let results = commit_isolating_bad_rows(&pool, &channel, &items, &metrics).await;
+            let results = commit_isolating_bad_rows(&pool, &items, &metrics).await;
             (batch, results)
         };
         // One future at a time in this context: the batch, not each message.
@@ -238,11 +238,10 @@ impl Handler<PersistRejected> for OrderPersister {
 /// and one that still fails is kept as a dead letter instead.
 async fn commit_isolating_bad_rows(
     pool: &Pool,
-    channel: &str,
     items: &[&Item],
     metrics: &Metrics,
 ) -> Vec<Result<Outcome, PipelineError>> {
-    let error = match commit_with_retry(pool, channel, items, metrics).await {
+    let error = match commit_with_retry(pool, items, metrics).await {
         Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
         Err(error) => error,
     };
@@ -250,14 +249,14 @@ async fn commit_isolating_bad_rows(
         FailurePlan::CommitEachAlone => {
             let mut results = Vec::with_capacity(items.len());
             for item in items {
-                results.push(commit_alone(pool, channel, item, metrics).await);
+                results.push(commit_alone(pool, item, metrics).await);
             }
             results
         }
         FailurePlan::DeadLetter => {
             let mut results = Vec::with_capacity(items.len());
             for item in items {
-                results.push(store_refused(pool, channel, item, &error).await);
+                results.push(store_refused(pool, item, &error).await);
             }
             results
         }
@@ -274,14 +273,13 @@ async fn commit_isolating_bad_rows(
 /// One message of a refused batch, in a transaction of its own.
 async fn commit_alone(
     pool: &Pool,
-    channel: &str,
     item: &Item,
     metrics: &Metrics,
 ) -> Result<Outcome, PipelineError> {
-    match commit_with_retry(pool, channel, &[item], metrics).await {
+    match commit_with_retry(pool, &[item], metrics).await {
         Ok(mut outcomes) => outcomes.pop().ok_or(PipelineError::Dropped),
         Err(error) => match plan_after_failure(error.is_data_error(), 1) {
-            FailurePlan::DeadLetter => store_refused(pool, channel, item, &error).await,
+            FailurePlan::DeadLetter => store_refused(pool, item, &error).await,
             FailurePlan::CommitEachAlone | FailurePlan::FailAll => {
                 Err(PipelineError::from(Arc::new(error)))
             }
@@ -292,7 +290,6 @@ async fn commit_alone(
 /// Keeps an order PostgreSQL refused as a dead letter (class `schema`), with the database's reason.
 async fn store_refused(
     pool: &Pool,
-    channel: &str,
     item: &Item,
     error: &PersistError,
 ) -> Result<Outcome, PipelineError> {
@@ -306,6 +303,8 @@ async fn store_refused(
         message: format!("PostgreSQL refused the order: {}", error_chain(error)),
     }];
     let row = DeadLetterRow {
+        source: order.origin.source.as_str(),
+        channel: &order.origin.name,
         sequence: order.sequence,
         payload: &order.raw,
         class: RejectClass::Schema,
@@ -315,7 +314,7 @@ async fn store_refused(
     order.span.in_scope(
         || tracing::warn!(reason = %reasons[0].shortened().message, "Rejected an order the database refused."),
     );
-    storage::store_batch(pool, channel, &[], &[row])
+    storage::store_batch(pool, &[], &[row])
         .await
         .map(|_| Outcome::Rejected(RejectClass::Schema))
         .map_err(|e| PipelineError::from(Arc::new(e)))
@@ -324,7 +323,6 @@ async fn store_refused(
 /// One transaction, retried with backoff on failure, a bounded number of times.
 async fn commit_with_retry(
     pool: &Pool,
-    channel: &str,
     items: &[&Item],
     metrics: &Metrics,
 ) -> Result<Vec<Outcome>, PersistError> {
@@ -339,6 +337,8 @@ async fn commit_with_retry(
         .iter()
         .filter_map(|item| match item {
             Item::Rejected(r) => Some(DeadLetterRow {
+                source: r.origin.source.as_str(),
+                channel: &r.origin.name,
                 sequence: r.sequence,
                 payload: &r.raw,
                 class: r.rejection.class,
@@ -351,7 +351,7 @@ async fn commit_with_retry(
     let mut attempt = 1;
     let stored = loop {
         let started = Instant::now();
-        let error = match storage::store_batch(pool, channel, &orders, &dead_letters).await {
+        let error = match storage::store_batch(pool, &orders, &dead_letters).await {
             Ok(stored) => {
                 let took = started.elapsed();
                 metrics.commit_duration.observe(took.as_secs_f64());
@@ -392,6 +392,8 @@ fn order_row(o: &PersistOrder) -> OrderRow<'_> {
         date_created: DateTime::parse_from_rfc3339(&order.date_created)
             .ok()
             .map(|d| d.with_timezone(&Utc)),
+        source: o.origin.source.as_str(),
+        channel: &o.origin.name,
         sequence: o.sequence,
         raw: &o.raw,
     }

@@ -1,4 +1,5 @@
-//! `NatsSubscriber` owns the STAN connection, the durable queue subscription and every ack decision.
+//! `NatsSubscriber` owns one source's connection (a STAN durable queue subscription or a JetStream durable pull
+//! consumer, see transport/) and every ack decision for it. One runs per source; they feed the same validator.
 //!
 //! In: deliveries from the broker; `StartSubscription` and `Drain` from startup. Out: `ValidateOrder` to the
 //! validator for each delivery. The answer decides the ack (STYLE.md §4):
@@ -10,9 +11,10 @@
 //! | `Ok(Outcome::Rejected(_))`  | not an order, committed as a dead letter   | yes                        |
 //! | `Err(PipelineError)`        | database or mailbox failure                | no: redelivered after ack wait |
 //!
-//! Connection care (see broker.rs for the ratsio defects behind it): a lost connection, an ended subscription or a
-//! failed probe drops the connection and connects afresh with backoff, resubscribing the durable. A redelivery of
-//! a message still in flight is skipped, so a slow database cannot multiply the work in flight.
+//! Connection care (see transport/stan.rs for the ratsio defects behind it): a lost connection, an ended
+//! subscription or a failed probe drops the connection and connects afresh with backoff, resubscribing the durable.
+//! For JetStream the probe reads the consumer's state, which also gives its backlog. A redelivery of a message still
+//! in flight is skipped, so a slow database cannot multiply the work in flight.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,14 +30,15 @@ use tracing::{field, Instrument, Span};
 
 use crate::actors::persister::{Outcome, PipelineError};
 use crate::actors::validator::{OrderValidator, ValidateOrder};
-use crate::broker::{AckHandle, BrokerError, Delivery, StanConnection};
-use crate::configuration::StanSettings;
 use crate::error_chain::error_chain;
 use crate::metrics::Metrics;
+use crate::transport::{
+    AckHandle, Connection, ConsumerLag, Delivery, Origin, SourceKind, Transport, TransportError,
+};
 
 /// Connect and subscribe; answers when the first subscription is up, or with why it is not.
 #[derive(Message)]
-#[rtype(result = "Result<(), BrokerError>")]
+#[rtype(result = "Result<(), TransportError>")]
 pub struct StartSubscription;
 
 /// Stop taking messages, let those in flight commit and be acked (for at most `deadline`), then close the
@@ -65,7 +68,7 @@ struct Settle {
 struct Acked {
     generation: u64,
     sequence: u64,
-    result: Result<(), BrokerError>,
+    result: Result<(), TransportError>,
 }
 
 /// What the subscription stream yields; the generation tells a current subscription from a replaced one.
@@ -95,6 +98,8 @@ pub struct SubscriberStatus {
     pub skipped_in_flight: AtomicU64,
     /// Connections replaced after a loss.
     pub reconnects: AtomicU64,
+    /// The JetStream consumer's backlog at the last probe (STAN tells none).
+    lag: Mutex<Option<ConsumerLag>>,
 }
 
 impl SubscriberStatus {
@@ -120,14 +125,26 @@ impl SubscriberStatus {
         self.subscribed.store(false, Ordering::Release);
         *self.problem.lock().unwrap_or_else(PoisonError::into_inner) = Some(problem);
     }
+
+    /// The consumer's backlog as last read, if the source tells.
+    pub fn lag(&self) -> Option<ConsumerLag> {
+        *self.lag.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_lag(&self, lag: Option<ConsumerLag>) {
+        *self.lag.lock().unwrap_or_else(PoisonError::into_inner) = lag;
+    }
 }
 
 pub struct NatsSubscriber {
-    settings: StanSettings,
+    transport: Transport,
+    origin: Origin,
     validator: Addr<OrderValidator>,
     status: Arc<SubscriberStatus>,
     ack_duration: Histogram,
-    connection: Option<Arc<StanConnection>>,
+    /// Deliveries per message, observed on each delivery when the source counts them.
+    delivery_attempts: Histogram,
+    connection: Option<Arc<Connection>>,
     /// Bumped on every new subscription; answers and deliveries of older ones are stale.
     generation: u64,
     stream: Option<SpawnHandle>,
@@ -141,13 +158,16 @@ pub struct NatsSubscriber {
 
 impl NatsSubscriber {
     pub fn new(
-        settings: StanSettings,
+        transport: Transport,
         validator: Addr<OrderValidator>,
         status: Arc<SubscriberStatus>,
         metrics: &Metrics,
     ) -> Self {
+        let origin = transport.origin();
         NatsSubscriber {
-            settings,
+            delivery_attempts: metrics.delivery_attempts(origin.source),
+            transport,
+            origin,
             validator,
             status,
             ack_duration: metrics.ack_duration.clone(),
@@ -165,7 +185,7 @@ impl NatsSubscriber {
     /// Takes over a fresh subscription.
     fn install(
         &mut self,
-        connection: StanConnection,
+        connection: Connection,
         deliveries: mpsc::UnboundedReceiver<Delivery>,
         ctx: &mut Context<Self>,
     ) {
@@ -184,18 +204,12 @@ impl NatsSubscriber {
         self.connection = Some(Arc::new(connection));
         self.failed_connects = 0;
         self.status.set_up();
-        tracing::info!(
-            channel = %self.settings.channel,
-            client_id = %self.settings.client_id,
-            durable = %self.settings.durable_name,
-            queue_group = %self.settings.queue_group,
-            "Subscribed."
-        );
+        tracing::info!(source = %self.origin.source, subscription = %self.transport.describe(), "Subscribed.");
     }
 
     /// Drops the connection and connects afresh after a backoff (ratsio's own reconnect cannot be trusted).
     fn reconnect(&mut self, reason: String, ctx: &mut Context<Self>) {
-        tracing::warn!(%reason, "Lost the STAN subscription; connecting afresh.");
+        tracing::warn!(source = %self.origin.source, %reason, "Lost the subscription; connecting afresh.");
         self.status.set_down(reason);
         self.status.reconnects.fetch_add(1, Ordering::Relaxed);
         if let Some(handle) = self.stream.take() {
@@ -223,9 +237,9 @@ impl NatsSubscriber {
         if self.draining {
             return;
         }
-        let settings = self.settings.clone();
+        let transport = self.transport.clone();
         ctx.spawn(
-            connect_and_subscribe(settings)
+            async move { transport.connect().await }
                 .into_actor(self)
                 .map(|result, act, ctx| match result {
                     Ok((connection, deliveries)) if !act.draining => {
@@ -250,10 +264,14 @@ impl NatsSubscriber {
             payload,
             sequence,
             redelivered,
+            delivery_count,
             ack,
         } = delivery;
         if redelivered {
             self.status.redelivered.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(count) = delivery_count {
+            self.delivery_attempts.observe(count as f64);
         }
         if self.in_flight.get(&sequence) == Some(&generation) {
             // Its first delivery is still being processed and will settle it; do not double the work in flight.
@@ -269,13 +287,15 @@ impl NatsSubscriber {
         let span = tracing::info_span!(
             parent: None,
             "Process order",
-            channel = %self.settings.channel,
+            source = %self.origin.source,
+            channel = %self.origin.name,
             seq = sequence,
             redelivered,
             order_uid = field::Empty
         );
         let request = self.validator.send(ValidateOrder {
             payload,
+            origin: self.origin.clone(),
             sequence,
             span: span.clone(),
         });
@@ -328,27 +348,17 @@ impl NatsSubscriber {
                 .into_actor(self)
                 .map(move |result, act, ctx| {
                     act.probing = false;
-                    if let Err(error) = result {
-                        if generation == act.generation && !act.draining {
-                            act.reconnect(error.to_string(), ctx);
+                    match result {
+                        Ok(lag) => act.status.set_lag(lag),
+                        Err(error) => {
+                            if generation == act.generation && !act.draining {
+                                act.status.set_lag(None);
+                                act.reconnect(error.to_string(), ctx);
+                            }
                         }
                     }
                 }),
         );
-    }
-}
-
-async fn connect_and_subscribe(
-    settings: StanSettings,
-) -> Result<(StanConnection, mpsc::UnboundedReceiver<Delivery>), BrokerError> {
-    let connection = StanConnection::connect(&settings).await?;
-    match connection.subscribe().await {
-        Ok(deliveries) => Ok((connection, deliveries)),
-        Err(error) => {
-            // Leaving it registered would make the broker refuse our next connect as a duplicate.
-            connection.close().await;
-            Err(error)
-        }
     }
 }
 
@@ -364,19 +374,20 @@ impl Actor for NatsSubscriber {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if let Some(interval) = self.settings.probe_interval() {
+        if let Some(interval) = self.transport.probe_interval() {
             ctx.run_interval(interval, |act, ctx| act.probe(ctx));
         }
     }
 }
 
 impl Handler<StartSubscription> for NatsSubscriber {
-    type Result = ResponseActFuture<Self, Result<(), BrokerError>>;
+    type Result = ResponseActFuture<Self, Result<(), TransportError>>;
 
     /// The first connection: its failure is the caller's (a startup error), later ones are retried here.
     fn handle(&mut self, _: StartSubscription, _: &mut Self::Context) -> Self::Result {
+        let transport = self.transport.clone();
         Box::pin(
-            connect_and_subscribe(self.settings.clone())
+            async move { transport.connect().await }
                 .into_actor(self)
                 .map(|result, act, ctx| match result {
                     Ok((connection, deliveries)) => {
@@ -493,16 +504,25 @@ impl Handler<Drain> for NatsSubscriber {
         Box::pin(
             async move {
                 if tokio::time::timeout(msg.deadline, drained).await.is_err() {
-                    tracing::warn!(in_flight, "Stopped waiting for messages in flight; they will be redelivered.");
+                    tracing::warn!(
+                        in_flight,
+                        "Stopped waiting for messages in flight; they will be redelivered."
+                    );
                 }
             }
             .into_actor(self)
             .then(|_, act, _| {
                 let connection = act.connection.take();
+                let origin = act.origin.clone();
                 async move {
                     if let Some(connection) = connection {
                         connection.close().await;
-                        tracing::info!(client_id = %connection.client_id(), "Closed the STAN connection; the durable subscription stays.");
+                        match origin.source {
+                            SourceKind::Stan => tracing::info!(%origin,
+                                "Closed the STAN connection; the durable subscription stays."),
+                            SourceKind::JetStream => tracing::info!(%origin,
+                                "Closed the JetStream connection; the durable consumer stays."),
+                        }
                     }
                 }
                 .into_actor(act)

@@ -15,12 +15,15 @@ use crate::actors::persister::{
 };
 use crate::domain::{OrderSchema, RejectReason};
 use crate::metrics::Metrics;
+use crate::transport::Origin;
 
 /// Check one delivered message and see it stored, as an order or as a dead letter.
 #[derive(Message)]
 #[rtype(result = "Result<Outcome, PipelineError>")]
 pub struct ValidateOrder {
     pub payload: Bytes,
+    /// The source and channel or stream it came from, which a dead letter records.
+    pub origin: Origin,
     pub sequence: u64,
     /// The delivery's root span.
     pub span: Span,
@@ -32,7 +35,8 @@ pub struct ValidateOrder {
 #[rtype(result = "Result<Replayed, PipelineError>")]
 pub struct ReplayMessage {
     pub payload: Bytes,
-    /// The dead letter's own sequence: a new rejection meets its row instead of adding one.
+    /// The dead letter's own origin and sequence: a new rejection meets its row instead of adding one.
+    pub origin: Origin,
     pub sequence: u64,
     pub span: Span,
 }
@@ -87,6 +91,7 @@ impl OrderValidator {
     fn dispatch(
         &self,
         payload: Bytes,
+        origin: Origin,
         sequence: u64,
         span: Span,
         keep_reasons: bool,
@@ -105,6 +110,7 @@ impl OrderValidator {
                 let request = self.persister.send(PersistOrder {
                     order,
                     raw: payload,
+                    origin,
                     sequence,
                     span: span.clone(),
                 });
@@ -122,6 +128,7 @@ impl OrderValidator {
                 let request = self.persister.send(PersistRejected {
                     rejection,
                     raw: payload,
+                    origin,
                     sequence,
                     span: span.clone(),
                 });
@@ -137,7 +144,8 @@ impl Handler<ValidateOrder> for OrderValidator {
 
     /// Validates, then hands the message to the persister and answers with its outcome.
     fn handle(&mut self, msg: ValidateOrder, _: &mut Self::Context) -> Self::Result {
-        self.dispatch(msg.payload, msg.sequence, msg.span, false).1
+        self.dispatch(msg.payload, msg.origin, msg.sequence, msg.span, false)
+            .1
     }
 }
 
@@ -146,7 +154,8 @@ impl Handler<ReplayMessage> for OrderValidator {
 
     /// The same path as `ValidateOrder`; the answer adds the reasons of a new rejection.
     fn handle(&mut self, msg: ReplayMessage, _: &mut Self::Context) -> Self::Result {
-        let (reasons, answer) = self.dispatch(msg.payload, msg.sequence, msg.span, true);
+        let (reasons, answer) =
+            self.dispatch(msg.payload, msg.origin, msg.sequence, msg.span, true);
         Box::pin(async move {
             Ok(Replayed {
                 outcome: answer.await?,

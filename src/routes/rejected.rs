@@ -18,6 +18,9 @@ use crate::storage::Pool;
 #[derive(Debug, Serialize)]
 pub struct RejectedMessage {
     pub id: i64,
+    /// `stan` or `jetstream`.
+    pub source: String,
+    /// The STAN channel or JetStream stream.
     pub channel: String,
     pub stan_sequence: i64,
     pub reason_class: String,
@@ -39,6 +42,7 @@ impl From<DeadLetterListRow> for RejectedMessage {
     fn from(row: DeadLetterListRow) -> Self {
         RejectedMessage {
             id: row.id,
+            source: row.source,
             channel: row.channel,
             stan_sequence: row.stan_sequence,
             reason_class: row.reason_class,

@@ -9,6 +9,9 @@ use crate::storage::{PersistError, Pool};
 #[derive(Debug)]
 pub struct DeadLetter {
     pub id: i64,
+    /// `stan` or `jetstream`.
+    pub source: String,
+    /// The STAN channel or JetStream stream.
     pub channel: String,
     pub stan_sequence: i64,
     pub payload: Vec<u8>,
@@ -19,13 +22,14 @@ pub async fn get_dead_letter(pool: &Pool, id: i64) -> Result<Option<DeadLetter>,
     let conn = pool.get().await?;
     let row = conn
         .query_opt(
-            "SELECT id, channel, stan_sequence, payload FROM rejected_messages WHERE id = $1",
+            "SELECT id, channel, stan_sequence, payload, source FROM rejected_messages WHERE id = $1",
             &[&id],
         )
         .await?;
     row.map(|row| {
         Ok(DeadLetter {
             id: row.try_get(0)?,
+            source: row.try_get(4)?,
             channel: row.try_get(1)?,
             stan_sequence: row.try_get(2)?,
             payload: row.try_get(3)?,

@@ -53,6 +53,7 @@ const PAYLOAD_START_BYTES: i32 = 256;
 #[derive(Debug)]
 pub struct DeadLetterListRow {
     pub id: i64,
+    pub source: String,
     pub channel: String,
     pub stan_sequence: i64,
     pub reason_class: String,
@@ -82,7 +83,7 @@ pub async fn list_rejected(
         .query(
             "SELECT id, channel, stan_sequence, reason_class, reasons, order_uid, received_at,
                     length(payload), substring(payload FROM 1 FOR $3),
-                    replay_count, replayed_at, replay_outcome, replay_reason_class, replay_reasons
+                    replay_count, replayed_at, replay_outcome, replay_reason_class, replay_reasons, source
              FROM rejected_messages WHERE ($2::int8 IS NULL OR id < $2) ORDER BY id DESC LIMIT $1",
             &[&limit, &before, &PAYLOAD_START_BYTES],
         )
@@ -108,6 +109,7 @@ pub async fn get_rejected(pool: &Pool, id: i64) -> Result<Option<DeadLetterListR
 fn dead_letter_row(row: &tokio_postgres::Row) -> Result<DeadLetterListRow, PersistError> {
     Ok(DeadLetterListRow {
         id: row.try_get(0)?,
+        source: row.try_get(14)?,
         channel: row.try_get(1)?,
         stan_sequence: row.try_get(2)?,
         reason_class: row.try_get(3)?,

@@ -17,6 +17,11 @@ pub struct OrderRow<'a> {
     pub track_number: &'a str,
     pub customer_id: &'a str,
     pub date_created: Option<DateTime<Utc>>,
+    /// Where the delivery that stored it came from (`stan` or `jetstream`, and its channel or stream), kept with
+    /// a conflict's dead letter.
+    pub source: &'a str,
+    pub channel: &'a str,
+    /// Its sequence in that channel or stream.
     pub sequence: u64,
     /// The message as delivered, kept if the order turns out to be a conflict.
     pub raw: &'a [u8],
@@ -25,6 +30,11 @@ pub struct OrderRow<'a> {
 /// A message that is not an order, to keep with its reasons.
 #[derive(Debug, Clone, Copy)]
 pub struct DeadLetterRow<'a> {
+    /// `stan` or `jetstream`.
+    pub source: &'a str,
+    /// The STAN channel or JetStream stream.
+    pub channel: &'a str,
+    /// The sequence in that channel or stream.
     pub sequence: u64,
     pub payload: &'a [u8],
     pub class: RejectClass,
@@ -47,7 +57,6 @@ pub enum Stored {
 #[tracing::instrument(name = "Store batch", skip_all, fields(orders = orders.len(), dead_letters = dead_letters.len()))]
 pub async fn store_batch(
     pool: &Pool,
-    channel: &str,
     orders: &[OrderRow<'_>],
     dead_letters: &[DeadLetterRow<'_>],
 ) -> Result<Vec<Stored>, PersistError> {
@@ -102,13 +111,15 @@ pub async fn store_batch(
 
     let mut all_dead_letters: Vec<DeadLetterRow> = dead_letters.to_vec();
     all_dead_letters.extend(conflicts.iter().map(|(i, rejection)| DeadLetterRow {
+        source: orders[*i].source,
+        channel: orders[*i].channel,
         sequence: orders[*i].sequence,
         payload: orders[*i].raw,
         class: rejection.class,
         reasons: &rejection.reasons,
         order_uid: rejection.order_uid.as_deref(),
     }));
-    insert_dead_letters(&tx, channel, &all_dead_letters).await?;
+    insert_dead_letters(&tx, &all_dead_letters).await?;
     tx.commit().await?;
     Ok(results)
 }
@@ -163,12 +174,13 @@ async fn select_documents(
 
 async fn insert_dead_letters(
     tx: &tokio_postgres::Transaction<'_>,
-    channel: &str,
     rows: &[DeadLetterRow<'_>],
 ) -> Result<(), PersistError> {
     if rows.is_empty() {
         return Ok(());
     }
+    let sources: Vec<&str> = rows.iter().map(|r| r.source).collect();
+    let channels: Vec<&str> = rows.iter().map(|r| r.channel).collect();
     let sequences: Vec<i64> = rows.iter().map(|r| sequence_i64(r.sequence)).collect();
     let payloads: Vec<&[u8]> = rows.iter().map(|r| r.payload).collect();
     let classes: Vec<&str> = rows.iter().map(|r| r.class.as_str()).collect();
@@ -176,11 +188,12 @@ async fn insert_dead_letters(
     let order_uids: Vec<Option<&str>> = rows.iter().map(|r| r.order_uid).collect();
     tx.execute(
         "INSERT INTO rejected_messages
-             (channel, stan_sequence, payload, payload_sha256, reason_class, reasons, order_uid)
-         SELECT $1, s, p, sha256(p), c, r, u
-         FROM UNNEST($2::int8[], $3::bytea[], $4::text[], $5::jsonb[], $6::text[]) AS t(s, p, c, r, u)
-         ON CONFLICT (channel, stan_sequence, payload_sha256) DO NOTHING",
-        &[&channel, &sequences, &payloads, &classes, &reasons, &order_uids],
+             (source, channel, stan_sequence, payload, payload_sha256, reason_class, reasons, order_uid)
+         SELECT src, ch, s, p, sha256(p), c, r, u
+         FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::bytea[], $5::text[], $6::jsonb[], $7::text[])
+             AS t(src, ch, s, p, c, r, u)
+         ON CONFLICT (source, channel, stan_sequence, payload_sha256) DO NOTHING",
+        &[&sources, &channels, &sequences, &payloads, &classes, &reasons, &order_uids],
     )
     .await?;
     Ok(())

@@ -2,10 +2,13 @@
 
 use std::process::{Command, Stdio};
 
+use order_service::configuration::SourceKind;
 use stan_testkit::StoreKind;
 
 use crate::fault_harness::{temp_path, wait_for_exit, PrivateNats, ServiceProcess};
-use crate::helpers::{eventually, prepare, prepare_on, SAMPLE, SAMPLE_UID, WAIT};
+use crate::helpers::{eventually, prepare_on, prepare_with, SAMPLE, SAMPLE_UID, WAIT};
+
+for_each_source!(sigterm_stops_gracefully_and_the_durable_survives_for_the_next_start);
 
 const BINARY: &str = env!("CARGO_BIN_EXE_order-service");
 
@@ -42,11 +45,11 @@ async fn an_unreachable_database_is_a_one_line_error_and_a_non_zero_exit() -> an
     Ok(())
 }
 
-#[actix_web::test]
-async fn sigterm_stops_gracefully_and_the_durable_survives_for_the_next_start() -> anyhow::Result<()>
-{
+async fn sigterm_stops_gracefully_and_the_durable_survives_for_the_next_start(
+    source: SourceKind,
+) -> anyhow::Result<()> {
     // Arrange
-    let stopped = prepare().await?;
+    let stopped = prepare_with(&[source]).await?;
     let service = ServiceProcess::spawn(&stopped.settings)?;
     let order_url = format!("{}/order/{SAMPLE_UID}", service.address);
     stopped.publish(SAMPLE).await?;
@@ -63,7 +66,11 @@ async fn sigterm_stops_gracefully_and_the_durable_survives_for_the_next_start() 
 
     // Assert
     assert!(status.success(), "exit status {status:?}: {stderr}");
-    assert!(stderr.contains("Closed the STAN connection"), "{stderr}");
+    let closed = match source {
+        SourceKind::Stan => "Closed the STAN connection",
+        SourceKind::JetStream => "Closed the JetStream connection",
+    };
+    assert!(stderr.contains(closed), "{stderr}");
     // Published while nothing runs: the durable (not unsubscribed) delivers it to the next start.
     let mut rng = rand::rng();
     let later = order_service::generator::valid_order_json(&mut rng);
@@ -152,7 +159,7 @@ async fn secrets_in_database_and_nats_urls_reach_no_log_line_answer_or_metric() 
     ))
     .await?;
     let nats_address = nats.host_port();
-    let mut stopped = prepare_on(&nats.url(), StoreKind::Memory).await?;
+    let mut stopped = prepare_on(&nats.url(), StoreKind::Memory, &[SourceKind::Stan]).await?;
     stopped.settings.stan.url = format!("nats://order:{nats_password}@{nats_address}");
     let configured: tokio_postgres::Config = stopped.settings.database.url.parse()?;
     let database_password = match configured.get_password() {

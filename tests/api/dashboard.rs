@@ -3,12 +3,13 @@
 //! data.
 
 use anyhow::Context;
+use order_service::configuration::SourceKind;
 use order_service::generator;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::Value;
 
-use crate::helpers::{spawn_app, SAMPLE, SAMPLE_UID};
+use crate::helpers::{spawn_app_with, SAMPLE, SAMPLE_UID};
 use crate::prometheus_harness::Prometheus;
 
 const DASHBOARD: &str = include_str!("../../dashboards/grafana/orders.json");
@@ -74,7 +75,8 @@ async fn every_dashboard_panel_returns_data_from_a_real_prometheus() -> anyhow::
         queries.len() >= 10,
         "the dashboard has its queries: {queries:?}"
     );
-    let app = spawn_app().await?;
+    // Both sources: some panels are JetStream's.
+    let app = spawn_app_with(&[SourceKind::Stan, SourceKind::JetStream]).await?;
     let prometheus = Prometheus::scraping(
         app.admin_address.trim_start_matches("http://"),
         &app.admin_token,
@@ -86,8 +88,10 @@ async fn every_dashboard_panel_returns_data_from_a_real_prometheus() -> anyhow::
     let mut messages = vec![SAMPLE.as_bytes().to_vec()];
     messages.extend((0..20).map(|_| generator::valid_order_json(&mut rng)));
     messages.extend((0..5).map(|_| generator::invalid_message(&mut rng).1));
-    app.publish_all(messages).await?;
-    app.wait_for_acks(26).await?;
+    for publisher in &app.publishers {
+        publisher.publish_all(&messages).await?;
+    }
+    app.wait_for_acks(2 * 26).await?;
     app.served(SAMPLE_UID).await?;
     assert_eq!(app.get_order("nosuchorder").await?.status(), 404);
     prometheus.wait_for_scrapes(2.0).await?;

@@ -11,7 +11,6 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bytes::Bytes;
 use order_service::configuration::Settings;
 use order_service::generator;
 use order_service::storage::Pool;
@@ -19,7 +18,6 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde_json::Value;
-use stan_proto::StanPublisher;
 
 use crate::helpers::{count, eventually, WAIT};
 
@@ -104,10 +102,19 @@ impl ServiceProcess {
             .as_ref()
             .map(|token| token.expose().to_owned())
             .unwrap_or_default();
+        let sources: Vec<&str> = settings.sources.iter().map(|s| s.as_str()).collect();
+        let js = &settings.jetstream;
         let child = Command::new(BINARY)
             .env("ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
             .env("ADMIN_TOKEN", admin_token)
             .envs(env.iter().copied())
+            .env("SOURCE", sources.join(","))
+            .env("NATS_URL", &js.url)
+            .env("JS_STREAM", &js.stream)
+            .env("JS_SUBJECT", &js.subject)
+            .env("JS_CONSUMER", &js.consumer)
+            .env("JS_INFO_INTERVAL", "1")
+            .env("JS_TIMEOUT", "2")
             .env("DATABASE_URL", &settings.database.url)
             .env("STAN_URL", &settings.stan.url)
             .env("STAN_CLUSTER_ID", &settings.stan.cluster_id)
@@ -344,12 +351,14 @@ fn running_as_root() -> anyhow::Result<bool> {
     Ok(String::from_utf8_lossy(&output.stdout).trim() == "0")
 }
 
-/// A nats-server of the test's own on a fixed free port, so it can be stopped and started again at the same
-/// address. Runs under a shell that kills it when our end of its stdin closes, so it never outlives the tests.
+/// A nats-server of the test's own on a fixed free port, with JetStream on a store directory of its own, so it can
+/// be killed and started again at the same address on the same store. Runs under a shell that kills it when our
+/// end of its stdin closes, so it never outlives the tests.
 pub struct PrivateNats {
     port: u16,
     /// A configuration file for nats-server (authorization, TLS), if any.
     config: Option<PathBuf>,
+    store: TempDir,
     running: Option<(Child, ChildStdin)>,
 }
 
@@ -358,6 +367,7 @@ impl PrivateNats {
         let mut nats = PrivateNats {
             port: free_port()?,
             config: None,
+            store: TempDir::new("nats-store"),
             running: None,
         };
         nats.resume().await?;
@@ -371,6 +381,7 @@ impl PrivateNats {
         let mut nats = PrivateNats {
             port: free_port()?,
             config: Some(path),
+            store: TempDir::new("nats-store"),
             running: None,
         };
         nats.resume().await?;
@@ -392,7 +403,7 @@ impl PrivateNats {
             .into_iter()
             .find(|path| Path::new(path).is_file())
             .unwrap_or("nats-server");
-        let script = r#"binary="$0"; port="$1"; shift; "$binary" "$@" -a 127.0.0.1 -p "$port" & server=$!; read -r _; kill -9 "$server""#;
+        let script = r#"binary="$0"; port="$1"; store="$2"; shift 2; "$binary" "$@" -a 127.0.0.1 -p "$port" -js -sd "$store" & server=$!; read -r _; kill -9 "$server""#;
         let config: Vec<String> = match &self.config {
             Some(path) => vec!["-c".into(), path.display().to_string()],
             None => Vec::new(),
@@ -402,6 +413,7 @@ impl PrivateNats {
             .arg(script)
             .arg(binary)
             .arg(self.port.to_string())
+            .arg(&self.store.0)
             .args(&config)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -527,21 +539,6 @@ fn uid_of(message: &[u8]) -> anyhow::Result<String> {
         .as_str()
         .map(str::to_owned)
         .context("no order_uid")
-}
-
-/// Publishes every message, many PubAcks in flight at a time; returns once the broker confirmed them all.
-pub async fn publish_all(
-    publisher: &StanPublisher,
-    channel: &str,
-    messages: &[Vec<u8>],
-) -> anyhow::Result<()> {
-    for chunk in messages.chunks(256) {
-        let pending = chunk
-            .iter()
-            .map(|m| publisher.publish_pipelined(channel, Bytes::from(m.clone())));
-        futures::future::try_join_all(pending).await?;
-    }
-    Ok(())
 }
 
 /// Rows in `orders` plus rows in `rejected_messages`.

@@ -1,12 +1,13 @@
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use async_nats::jetstream;
 use bytes::Bytes;
 use clap::Parser;
 use order_service::actors::SubscriberStatus;
-use order_service::configuration::{Cli, DatabaseSettings, Settings};
+use order_service::configuration::{Cli, DatabaseSettings, Settings, SourceKind};
 use order_service::startup::{Application, ShutdownHandle};
 use order_service::storage::{self, Pool};
 use order_service::telemetry::{get_subscriber, init_subscriber};
@@ -31,7 +32,8 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
     }
 });
 
-/// One service instance under test, with its own database, broker (cluster id) and channel.
+/// One service instance under test, with its own database, broker (cluster id) and channel, and its own JetStream
+/// stream, subject and consumer.
 pub struct TestApp {
     /// The public listener (`HTTP_ADDR`).
     pub address: String,
@@ -42,10 +44,17 @@ pub struct TestApp {
     pub db_pool: Pool,
     /// `None` only while `restart_broker` runs.
     broker: Option<Broker>,
-    pub publisher: StanPublisher,
+    /// Publishes to the first source (the only one, unless the test runs several).
+    pub publisher: Publisher,
+    /// Publishers for every source, in the order of `settings.sources`.
+    pub publishers: Vec<Publisher>,
+    /// The first source's subscriber.
     pub status: Arc<SubscriberStatus>,
+    /// Every source's subscriber.
+    pub statuses: Vec<Arc<SubscriberStatus>>,
     shutdown: ShutdownHandle,
     running: actix_web::rt::task::JoinHandle<anyhow::Result<()>>,
+    _stream: Option<StreamGuard>,
 }
 
 /// A test database and broker with no service running.
@@ -53,7 +62,158 @@ pub struct StoppedApp {
     pub settings: Settings,
     pub db_pool: Pool,
     pub broker: Broker,
-    pub publisher: StanPublisher,
+    pub publisher: Publisher,
+    pub publishers: Vec<Publisher>,
+    stream: Option<StreamGuard>,
+}
+
+/// Publishes test messages to one source, each confirmed by the broker (a PubAck, a JetStream publish ack).
+#[derive(Clone)]
+pub enum Publisher {
+    Stan {
+        publisher: Arc<StanPublisher>,
+        channel: String,
+    },
+    /// No `Nats-Msg-Id`: a test that publishes the same order twice wants two messages in the stream.
+    JetStream {
+        context: Box<jetstream::Context>,
+        subject: String,
+    },
+}
+
+impl Publisher {
+    pub async fn publish(&self, data: impl Into<Bytes>) -> anyhow::Result<()> {
+        match self {
+            Publisher::Stan { publisher, channel } => {
+                Ok(publisher.publish(channel, data.into()).await?)
+            }
+            Publisher::JetStream { context, subject } => {
+                context.publish(subject.clone(), data.into()).await?.await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Publishes every message, many confirmations in flight at a time; returns once all are confirmed.
+    pub async fn publish_all(&self, messages: &[Vec<u8>]) -> anyhow::Result<()> {
+        for chunk in messages.chunks(256) {
+            match self {
+                Publisher::Stan { publisher, channel } => {
+                    let pending = chunk
+                        .iter()
+                        .map(|m| publisher.publish_pipelined(channel, Bytes::from(m.clone())));
+                    futures::future::try_join_all(pending).await?;
+                }
+                Publisher::JetStream { context, subject } => {
+                    let mut acks = Vec::with_capacity(chunk.len());
+                    for message in chunk {
+                        acks.push(
+                            context
+                                .publish(subject.clone(), Bytes::from(message.clone()))
+                                .await?,
+                        );
+                    }
+                    futures::future::try_join_all(acks.into_iter().map(IntoFuture::into_future))
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Deletes the test's JetStream stream when the test ends, so the shared server does not collect them.
+pub struct StreamGuard {
+    url: String,
+    stream: String,
+}
+
+impl StreamGuard {
+    /// Deletes `stream` on the server at `url` when dropped (for a stream the service created).
+    pub fn new(url: &str, stream: &str) -> StreamGuard {
+        StreamGuard {
+            url: url.to_owned(),
+            stream: stream.to_owned(),
+        }
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let (url, stream) = (self.url.clone(), self.stream.clone());
+        // Drop cannot await: a thread with a runtime of its own does the deletion (best effort).
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                let delete = async {
+                    let client = async_nats::connect(url.as_str()).await.ok()?;
+                    jetstream::new(client).delete_stream(&stream).await.ok()
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(5), delete).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// Creates the test's stream as the service would (file storage, its subject), so that a test can publish before
+/// the service starts.
+pub async fn create_stream(settings: &Settings) -> anyhow::Result<StreamGuard> {
+    let js = &settings.jetstream;
+    let client = async_nats::connect(js.url.as_str())
+        .await
+        .with_context(|| format!("Failed to connect to nats-server at {}", js.url))?;
+    jetstream::new(client)
+        .create_stream(jetstream::stream::Config {
+            name: js.stream.clone(),
+            subjects: vec![js.subject.clone()],
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "Failed to create the JetStream stream {} (is nats-server running with -js?)",
+                js.stream
+            )
+        })?;
+    Ok(StreamGuard {
+        url: js.url.clone(),
+        stream: js.stream.clone(),
+    })
+}
+
+/// A publisher for each of the settings' sources.
+pub async fn publishers(settings: &Settings) -> anyhow::Result<Vec<Publisher>> {
+    let mut publishers = Vec::new();
+    for source in settings.distinct_sources() {
+        publishers.push(match source {
+            SourceKind::Stan => Publisher::Stan {
+                publisher: Arc::new(
+                    StanPublisher::connect(
+                        &settings.stan.url,
+                        &settings.stan.cluster_id,
+                        &format!("publisher-{}", Uuid::new_v4().simple()),
+                    )
+                    .await?,
+                ),
+                channel: settings.stan.channel.clone(),
+            },
+            SourceKind::JetStream => {
+                let client = async_nats::connect(settings.jetstream.url.as_str()).await?;
+                Publisher::JetStream {
+                    context: Box::new(jetstream::new(client)),
+                    subject: settings.jetstream.subject.clone(),
+                }
+            }
+        });
+    }
+    Ok(publishers)
 }
 
 fn base_database_url() -> String {
@@ -82,7 +242,7 @@ async fn create_database() -> anyhow::Result<String> {
 pub async fn migrated_database() -> anyhow::Result<(String, Pool)> {
     LazyLock::force(&TRACING);
     let url = create_database().await?;
-    let settings = test_settings(&url, "nats://127.0.0.1:4222", "unused")?;
+    let settings = test_settings(&url, "nats://127.0.0.1:4222", "unused", &[SourceKind::Stan])?;
     let pool = storage::build_pool(&settings.database).await?;
     storage::migrate(&pool).await?;
     Ok((url, pool))
@@ -114,11 +274,36 @@ pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     Ok(client)
 }
 
-/// Settings for a test: its own database, cluster and channel, port 0, short ack wait and probe interval.
-fn test_settings(database_url: &str, nats_url: &str, cluster_id: &str) -> anyhow::Result<Settings> {
-    let channel = format!("orders-{}", Uuid::new_v4().simple());
+/// Settings for a test: its own database, cluster and channel, stream, subject and consumer, port 0, short ack
+/// wait and probe interval, the given sources.
+fn test_settings(
+    database_url: &str,
+    nats_url: &str,
+    cluster_id: &str,
+    sources: &[SourceKind],
+) -> anyhow::Result<Settings> {
+    let id = Uuid::new_v4().simple().to_string();
+    let channel = format!("orders-{id}");
+    let stream = format!("ORDERS_{id}");
+    let subject = format!("orders.{id}");
+    let sources: Vec<&str> = sources.iter().map(|s| s.as_str()).collect();
+    let sources = sources.join(",");
     let cli = Cli::try_parse_from([
         "order-service",
+        "--source",
+        &sources,
+        "--nats-url",
+        nats_url,
+        "--js-stream",
+        &stream,
+        "--js-subject",
+        &subject,
+        "--js-consumer",
+        "order-service-test",
+        "--js-info-interval",
+        "1",
+        "--js-timeout",
+        "2",
         "--database-url",
         database_url,
         "--stan-url",
@@ -159,18 +344,33 @@ pub async fn empty_database() -> anyhow::Result<DatabaseSettings> {
     Ok(cli.settings.database)
 }
 
+/// The service consuming STAN.
 pub async fn spawn_app() -> anyhow::Result<TestApp> {
     prepare().await?.start().await
 }
 
+/// The service consuming `sources`.
+pub async fn spawn_app_with(sources: &[SourceKind]) -> anyhow::Result<TestApp> {
+    prepare_with(sources).await?.start().await
+}
+
 /// Database, broker and publisher, without the service: for tests that publish before it starts.
 pub async fn prepare() -> anyhow::Result<StoppedApp> {
+    prepare_with(&[SourceKind::Stan]).await
+}
+
+/// Like `prepare`, for the service consuming `sources`.
+pub async fn prepare_with(sources: &[SourceKind]) -> anyhow::Result<StoppedApp> {
     let nats_url = stan_testkit::nats_server::ensure_nats_server().await?;
-    prepare_on(&nats_url, StoreKind::Memory).await
+    prepare_on(&nats_url, StoreKind::Memory, sources).await
 }
 
 /// Like `prepare`, against the given nats-server (a test's private one) and with the broker's store.
-pub async fn prepare_on(nats_url: &str, store: StoreKind) -> anyhow::Result<StoppedApp> {
+pub async fn prepare_on(
+    nats_url: &str,
+    store: StoreKind,
+    sources: &[SourceKind],
+) -> anyhow::Result<StoppedApp> {
     LazyLock::force(&TRACING);
     let nats_url = nats_url.to_owned();
     let cluster_id = format!("test-{}", Uuid::new_v4().simple());
@@ -182,20 +382,22 @@ pub async fn prepare_on(nats_url: &str, store: StoreKind) -> anyhow::Result<Stop
     })
     .await?;
     let database_url = create_database().await?;
-    let settings = test_settings(&database_url, &nats_url, &cluster_id)?;
+    let settings = test_settings(&database_url, &nats_url, &cluster_id, sources)?;
     let db_pool = storage::build_pool(&settings.database).await?;
     storage::migrate(&db_pool).await?;
-    let publisher = StanPublisher::connect(
-        &nats_url,
-        &cluster_id,
-        &format!("publisher-{}", Uuid::new_v4().simple()),
-    )
-    .await?;
+    let stream = if sources.contains(&SourceKind::JetStream) {
+        Some(create_stream(&settings).await?)
+    } else {
+        None
+    };
+    let publishers = publishers(&settings).await?;
     Ok(StoppedApp {
         settings,
         db_pool,
         broker,
-        publisher,
+        publisher: publishers.first().context("no source")?.clone(),
+        publishers,
+        stream,
     })
 }
 
@@ -212,7 +414,12 @@ impl StoppedApp {
             .as_ref()
             .map(|token| token.expose().to_owned())
             .unwrap_or_default();
-        let status = app.readiness().subscriber.clone();
+        let statuses: Vec<Arc<SubscriberStatus>> = app
+            .readiness()
+            .subscribers
+            .iter()
+            .map(|s| s.status.clone())
+            .collect();
         let shutdown = app.shutdown_handle();
         let running = actix_web::rt::spawn(app.run_until_stopped());
         Ok(TestApp {
@@ -223,17 +430,17 @@ impl StoppedApp {
             db_pool: self.db_pool,
             broker: Some(self.broker),
             publisher: self.publisher,
-            status,
+            publishers: self.publishers,
+            status: statuses.first().context("no subscriber")?.clone(),
+            statuses,
             shutdown,
             running,
+            _stream: self.stream,
         })
     }
 
     pub async fn publish(&self, data: impl Into<Bytes>) -> anyhow::Result<()> {
-        Ok(self
-            .publisher
-            .publish(&self.settings.stan.channel, data.into())
-            .await?)
+        self.publisher.publish(data).await
     }
 }
 
@@ -247,18 +454,20 @@ impl TestApp {
             db_pool: self.db_pool,
             broker: self.broker.context("the broker is being restarted")?,
             publisher: self.publisher,
+            publishers: self.publishers,
+            stream: self._stream,
         })
     }
 
     /// Restarts the (memory) broker on the same cluster id: it comes back knowing no client, subscription or
     /// message. Returns a publisher connected to the new broker.
-    pub async fn restart_broker(&mut self) -> anyhow::Result<StanPublisher> {
+    pub async fn restart_broker(&mut self) -> anyhow::Result<Publisher> {
         self.restart_broker_on(StoreKind::Memory).await
     }
 
     /// Stops the broker and starts another on the same cluster id with `store` (with a file store: the same
     /// directory, to resume what the first one kept). Returns a publisher connected to the new broker.
-    pub async fn restart_broker_on(&mut self, store: StoreKind) -> anyhow::Result<StanPublisher> {
+    pub async fn restart_broker_on(&mut self, store: StoreKind) -> anyhow::Result<Publisher> {
         let old = self
             .broker
             .take()
@@ -274,34 +483,26 @@ impl TestApp {
             })
             .await?,
         );
-        Ok(StanPublisher::connect(
-            &nats_url,
-            &cluster_id,
-            &format!("publisher-{}", Uuid::new_v4().simple()),
-        )
-        .await?)
+        Ok(Publisher::Stan {
+            publisher: Arc::new(
+                StanPublisher::connect(
+                    &nats_url,
+                    &cluster_id,
+                    &format!("publisher-{}", Uuid::new_v4().simple()),
+                )
+                .await?,
+            ),
+            channel: self.settings.stan.channel.clone(),
+        })
     }
 
     pub async fn publish(&self, data: impl Into<Bytes>) -> anyhow::Result<()> {
-        Ok(self
-            .publisher
-            .publish(&self.settings.stan.channel, data.into())
-            .await?)
+        self.publisher.publish(data).await
     }
 
-    /// Publishes all messages with their PubAcks pipelined.
+    /// Publishes all messages with their confirmations pipelined.
     pub async fn publish_all(&self, messages: Vec<Vec<u8>>) -> anyhow::Result<()> {
-        let pending: Vec<_> = messages
-            .into_iter()
-            .map(|m| {
-                self.publisher
-                    .publish_pipelined(&self.settings.stan.channel, Bytes::from(m))
-            })
-            .collect();
-        for publish in pending {
-            publish.await?;
-        }
-        Ok(())
+        self.publisher.publish_all(&messages).await
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
@@ -357,8 +558,9 @@ impl TestApp {
         .await
     }
 
+    /// Acks sent, over every source.
     pub fn acked(&self) -> u64 {
-        self.status.acked.load(std::sync::atomic::Ordering::Relaxed)
+        self.sum(|s| &s.acked)
     }
 
     /// The test database's URL.
@@ -366,16 +568,21 @@ impl TestApp {
         &self.settings.database.url
     }
 
+    /// Deliveries taken, over every source.
     pub fn delivered(&self) -> u64 {
-        self.status
-            .delivered
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.sum(|s| &s.delivered)
     }
 
+    /// Messages left unacked, over every source.
     pub fn not_acked(&self) -> u64 {
-        self.status
-            .not_acked
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.sum(|s| &s.not_acked)
+    }
+
+    fn sum(&self, field: fn(&SubscriberStatus) -> &std::sync::atomic::AtomicU64) -> u64 {
+        self.statuses
+            .iter()
+            .map(|s| field(s).load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
     }
 
     /// Runs SQL on the test database as its owner.

@@ -2,9 +2,10 @@
 
 use std::collections::BTreeSet;
 
+use order_service::configuration::SourceKind;
 use serde_json::Value;
 
-use crate::helpers::{eventually, spawn_app, TestApp, SAMPLE, SAMPLE_UID, WAIT};
+use crate::helpers::{eventually, spawn_app, spawn_app_with, TestApp, SAMPLE, SAMPLE_UID, WAIT};
 
 const DASHBOARD: &str = include_str!("../../dashboards/grafana/orders.json");
 
@@ -312,12 +313,15 @@ fn dashboard_queries() -> Vec<(String, String)> {
 
 #[actix_web::test]
 async fn every_metric_the_dashboard_queries_exists() -> anyhow::Result<()> {
-    // Arrange: a valid order, a rejected one and a lookup, so that every labelled family has a child.
-    let app = spawn_app().await?;
-    app.publish(SAMPLE).await?;
-    app.publish("{").await?;
+    // Arrange: both sources (some panels are JetStream's); a valid order, a rejected one and a lookup, so that every
+    // labelled family has a child.
+    let app = spawn_app_with(&[SourceKind::Stan, SourceKind::JetStream]).await?;
+    for publisher in &app.publishers {
+        publisher.publish(SAMPLE).await?;
+        publisher.publish("{").await?;
+    }
     app.served(SAMPLE_UID).await?;
-    app.wait_for_acks(2).await?;
+    app.wait_for_acks(4).await?;
 
     // Act
     let exported: BTreeSet<String> = eventually(WAIT, "a scrape", || async {
@@ -348,5 +352,53 @@ async fn every_metric_the_dashboard_queries_exists() -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+#[actix_web::test]
+async fn a_jetstream_message_that_keeps_failing_storage_shows_its_delivery_attempts_and_the_consumer_backlog(
+) -> anyhow::Result<()> {
+    // Arrange
+    let app = spawn_app_with(&[SourceKind::JetStream]).await?;
+    app.execute("ALTER TABLE orders RENAME TO orders_sabotaged")
+        .await?;
+    let js = [("source", "jetstream")];
+
+    // Act: JetStream delivers it again after every ack wait, counting the deliveries.
+    app.publish(SAMPLE).await?;
+    let m = eventually(WAIT, "a third delivery and the backlog read", || async {
+        let m = scrape(&app).await?;
+        let third = value(
+            &m,
+            "order_service_message_delivery_attempts_bucket",
+            &[("source", "jetstream"), ("le", "2")],
+        )
+        .zip(value(
+            &m,
+            "order_service_message_delivery_attempts_count",
+            &js,
+        ))
+        .is_some_and(|(up_to_two, all)| all - up_to_two >= 1.0);
+        let ack_pending = value(&m, "order_service_consumer_ack_pending_messages", &js);
+        Ok((third && ack_pending == Some(1.0)).then_some(m))
+    })
+    .await?;
+    app.execute("ALTER TABLE orders_sabotaged RENAME TO orders")
+        .await?;
+
+    // Assert
+    assert!(get(&m, "order_service_messages_redelivered_total", &js) >= 2.0);
+    assert!(get(&m, "order_service_messages_not_acked_total", &js) >= 1.0);
+    assert_eq!(get(&m, "order_service_acks_total", &js), 0.0);
+    assert_eq!(get(&m, "order_service_consumer_pending_messages", &js), 0.0);
+    app.served(SAMPLE_UID).await?;
+    eventually(WAIT, "the backlog to be empty", || async {
+        let m = scrape(&app).await?;
+        Ok(
+            (value(&m, "order_service_consumer_ack_pending_messages", &js) == Some(0.0))
+                .then_some(()),
+        )
+    })
+    .await?;
     Ok(())
 }

@@ -1,11 +1,15 @@
+use order_service::configuration::SourceKind;
 use serde_json::Value;
 
-use crate::helpers::{spawn_app, SAMPLE, SAMPLE_UID};
+use crate::helpers::{spawn_app, spawn_app_with, SAMPLE, SAMPLE_UID};
 
-#[actix_web::test]
-async fn the_published_sample_is_served_equal_to_what_was_published() -> anyhow::Result<()> {
+for_each_source!(the_published_sample_is_served_equal_to_what_was_published);
+
+async fn the_published_sample_is_served_equal_to_what_was_published(
+    source: SourceKind,
+) -> anyhow::Result<()> {
     // Arrange
-    let app = spawn_app().await?;
+    let app = spawn_app_with(&[source]).await?;
 
     // Act
     app.publish(SAMPLE).await?;

@@ -1,12 +1,33 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use order_service::configuration::SourceKind;
 use order_service::generator::{self, InvalidKind};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::Value;
 
-use crate::helpers::{eventually, holds_for, prepare, spawn_app, SAMPLE, SAMPLE_UID, WAIT};
+use crate::helpers::{
+    eventually, holds_for, prepare_with, spawn_app, spawn_app_with, SAMPLE, SAMPLE_UID, WAIT,
+};
+
+for_each_source!(
+    a_thousand_random_orders_are_all_stored_and_served,
+    messages_published_while_the_service_is_down_are_served_after_it_starts,
+    the_first_start_takes_what_was_published_before_the_durable_existed,
+    the_same_order_twice_is_stored_once_and_both_deliveries_are_acked,
+    another_order_under_a_stored_order_uid_is_a_conflict_and_the_first_version_stays,
+    invalid_messages_become_acked_dead_letters_and_never_reach_the_cache,
+    while_the_orders_table_is_missing_nothing_is_acked_and_the_order_lands_once_it_is_back,
+);
+
+/// The channel or stream a dead letter from `source` records.
+fn origin_name(app: &crate::helpers::TestApp, source: SourceKind) -> String {
+    match source {
+        SourceKind::Stan => app.settings.stan.channel.clone(),
+        SourceKind::JetStream => app.settings.jetstream.stream.clone(),
+    }
+}
 
 fn uid_of(message: &[u8]) -> String {
     serde_json::from_slice::<Value>(message)
@@ -15,10 +36,11 @@ fn uid_of(message: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-#[actix_web::test]
-async fn a_thousand_random_orders_are_all_stored_and_served() -> anyhow::Result<()> {
+async fn a_thousand_random_orders_are_all_stored_and_served(
+    source: SourceKind,
+) -> anyhow::Result<()> {
     // Arrange
-    let app = spawn_app().await?;
+    let app = spawn_app_with(&[source]).await?;
     let mut rng = StdRng::seed_from_u64(1);
     let orders: Vec<Vec<u8>> = (0..1000)
         .map(|_| generator::valid_order_json(&mut rng))
@@ -42,11 +64,11 @@ async fn a_thousand_random_orders_are_all_stored_and_served() -> anyhow::Result<
     Ok(())
 }
 
-#[actix_web::test]
 async fn messages_published_while_the_service_is_down_are_served_after_it_starts(
+    source: SourceKind,
 ) -> anyhow::Result<()> {
     // Arrange: the durable exists (the service ran once), then the service stops.
-    let app = spawn_app().await?;
+    let app = spawn_app_with(&[source]).await?;
     app.publish(SAMPLE).await?;
     app.served(SAMPLE_UID).await?;
     let stopped = app.stop().await?;
@@ -69,11 +91,11 @@ async fn messages_published_while_the_service_is_down_are_served_after_it_starts
     Ok(())
 }
 
-#[actix_web::test]
-async fn the_first_start_takes_what_was_published_before_the_durable_existed() -> anyhow::Result<()>
-{
+async fn the_first_start_takes_what_was_published_before_the_durable_existed(
+    source: SourceKind,
+) -> anyhow::Result<()> {
     // Arrange
-    let stopped = prepare().await?;
+    let stopped = prepare_with(&[source]).await?;
     stopped.publish(SAMPLE).await?;
 
     // Act
@@ -84,10 +106,11 @@ async fn the_first_start_takes_what_was_published_before_the_durable_existed() -
     Ok(())
 }
 
-#[actix_web::test]
-async fn the_same_order_twice_is_stored_once_and_both_deliveries_are_acked() -> anyhow::Result<()> {
+async fn the_same_order_twice_is_stored_once_and_both_deliveries_are_acked(
+    source: SourceKind,
+) -> anyhow::Result<()> {
     // Arrange
-    let app = spawn_app().await?;
+    let app = spawn_app_with(&[source]).await?;
 
     // Act
     app.publish(SAMPLE).await?;
@@ -107,11 +130,11 @@ async fn the_same_order_twice_is_stored_once_and_both_deliveries_are_acked() -> 
     Ok(())
 }
 
-#[actix_web::test]
 async fn another_order_under_a_stored_order_uid_is_a_conflict_and_the_first_version_stays(
+    source: SourceKind,
 ) -> anyhow::Result<()> {
     // Arrange
-    let app = spawn_app().await?;
+    let app = spawn_app_with(&[source]).await?;
     let mut changed: Value = serde_json::from_str(SAMPLE)?;
     changed["delivery"]["city"] = "Elsewhere".into();
     app.publish(SAMPLE).await?;
@@ -125,11 +148,16 @@ async fn another_order_under_a_stored_order_uid_is_a_conflict_and_the_first_vers
     let conn = app.db_pool.get().await?;
     let row = conn
         .query_one(
-            "SELECT reason_class, order_uid, reasons, payload FROM rejected_messages",
+            "SELECT reason_class, order_uid, reasons, payload, source, channel FROM rejected_messages",
             &[],
         )
         .await?;
     assert_eq!(row.get::<_, String>(0), "conflict");
+    assert_eq!(
+        (row.get::<_, String>(4), row.get::<_, String>(5)),
+        (source.as_str().to_owned(), origin_name(&app, source)),
+        "the dead letter records where it came from"
+    );
     assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some(SAMPLE_UID));
     let reasons: Value = row.get(2);
     assert_eq!(reasons[0]["pointer"], "/delivery/city", "{reasons}");
@@ -148,11 +176,11 @@ async fn another_order_under_a_stored_order_uid_is_a_conflict_and_the_first_vers
     Ok(())
 }
 
-#[actix_web::test]
-async fn invalid_messages_become_acked_dead_letters_and_never_reach_the_cache() -> anyhow::Result<()>
-{
+async fn invalid_messages_become_acked_dead_letters_and_never_reach_the_cache(
+    source: SourceKind,
+) -> anyhow::Result<()> {
     // Arrange
-    let app = spawn_app().await?;
+    let app = spawn_app_with(&[source]).await?;
     let mut rng = StdRng::seed_from_u64(3);
     let messages: Vec<(InvalidKind, Vec<u8>)> = InvalidKind::ALL
         .iter()
@@ -171,11 +199,16 @@ async fn invalid_messages_become_acked_dead_letters_and_never_reach_the_cache() 
     for (kind, message) in &messages {
         let row = conn
             .query_opt(
-                "SELECT reason_class, reasons FROM rejected_messages WHERE payload = $1",
+                "SELECT reason_class, reasons, source, channel FROM rejected_messages WHERE payload = $1",
                 &[message],
             )
             .await?;
         let row = row.ok_or_else(|| anyhow::anyhow!("no dead letter for {kind:?}"))?;
+        assert_eq!(
+            (row.get::<_, String>(2), row.get::<_, String>(3)),
+            (source.as_str().to_owned(), origin_name(&app, source)),
+            "{kind:?} records where it came from"
+        );
         let reasons: Value = row.get(1);
         assert!(
             reasons.as_array().is_some_and(|r| !r.is_empty()),
@@ -194,11 +227,11 @@ async fn invalid_messages_become_acked_dead_letters_and_never_reach_the_cache() 
     Ok(())
 }
 
-#[actix_web::test]
 async fn while_the_orders_table_is_missing_nothing_is_acked_and_the_order_lands_once_it_is_back(
+    source: SourceKind,
 ) -> anyhow::Result<()> {
     // Arrange
-    let app = spawn_app().await?;
+    let app = spawn_app_with(&[source]).await?;
     app.execute("ALTER TABLE orders RENAME TO orders_sabotaged")
         .await?;
 
@@ -241,9 +274,7 @@ async fn when_the_broker_forgets_the_client_the_subscription_is_renewed() -> any
     .await?;
     let mut rng = StdRng::seed_from_u64(4);
     let after = generator::valid_order_json(&mut rng);
-    publisher
-        .publish(&app.settings.stan.channel, after.clone().into())
-        .await?;
+    publisher.publish(after.clone()).await?;
 
     // Assert
     app.served(&uid_of(&after)).await?;

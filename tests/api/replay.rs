@@ -2,9 +2,15 @@
 
 use std::process::Command;
 
+use order_service::configuration::SourceKind;
 use serde_json::Value;
 
-use crate::helpers::{prepare, spawn_app, TestApp, SAMPLE, SAMPLE_UID};
+use crate::helpers::{prepare_with, spawn_app, spawn_app_with, TestApp, SAMPLE, SAMPLE_UID};
+
+for_each_source!(
+    a_dead_letter_replayed_after_its_cause_is_fixed_is_stored_and_served,
+    a_dead_letter_still_invalid_is_rejected_again_with_its_reasons_and_adds_no_row,
+);
 
 /// The id of the newest dead letter, through `GET /rejected`.
 async fn newest_dead_letter(app: &TestApp) -> anyhow::Result<i64> {
@@ -38,11 +44,11 @@ async fn replay_record(
     Ok((row.get(0), row.get(1), row.get(2)))
 }
 
-#[actix_web::test]
-async fn a_dead_letter_replayed_after_its_cause_is_fixed_is_stored_and_served() -> anyhow::Result<()>
-{
+async fn a_dead_letter_replayed_after_its_cause_is_fixed_is_stored_and_served(
+    source: SourceKind,
+) -> anyhow::Result<()> {
     // Arrange: a size limit below the sample's size makes it a dead letter...
-    let mut stopped = prepare().await?;
+    let mut stopped = prepare_with(&[source]).await?;
     stopped.settings.application.max_message_bytes = 256;
     let app = stopped.start().await?;
     app.publish(SAMPLE).await?;
@@ -73,6 +79,7 @@ async fn a_dead_letter_replayed_after_its_cause_is_fixed_is_stored_and_served() 
     );
     let listing: Value = app.admin_get("/rejected").await?.json().await?;
     assert_eq!(listing[0]["replay_outcome"], "persisted", "{listing}");
+    assert_eq!(listing[0]["source"], source.as_str(), "{listing}");
 
     // A second replay finds the order stored.
     let (status, body) = replay(&app, id).await?;
@@ -85,11 +92,11 @@ async fn a_dead_letter_replayed_after_its_cause_is_fixed_is_stored_and_served() 
     Ok(())
 }
 
-#[actix_web::test]
 async fn a_dead_letter_still_invalid_is_rejected_again_with_its_reasons_and_adds_no_row(
+    source: SourceKind,
 ) -> anyhow::Result<()> {
     // Arrange
-    let app = spawn_app().await?;
+    let app = spawn_app_with(&[source]).await?;
     app.publish(&b"{\"order_uid\": \"abc\", oops"[..]).await?;
     app.wait_for_rows("rejected_messages", 1).await?;
     let id = newest_dead_letter(&app).await?;
@@ -158,14 +165,14 @@ async fn a_replayed_conflict_stays_a_conflict_and_the_first_version_stays() -> a
 }
 
 #[actix_web::test]
-async fn replaying_an_unknown_dead_letter_is_404_and_one_from_another_channel_is_409(
+async fn replaying_an_unknown_dead_letter_is_404_and_one_from_a_channel_no_longer_consumed_meets_its_own_row(
 ) -> anyhow::Result<()> {
-    // Arrange
-    let app = spawn_app().await?;
+    // Arrange: a dead letter kept from a STAN channel this instance does not consume (as after a move to JetStream).
+    let app = spawn_app_with(&[SourceKind::JetStream]).await?;
     app.execute(
         "INSERT INTO rejected_messages
-             (id, channel, stan_sequence, payload, payload_sha256, reason_class, reasons)
-         VALUES (77, 'some-other-channel', 1, 'x', sha256('x'), 'malformed_json', '[]')",
+             (id, source, channel, stan_sequence, payload, payload_sha256, reason_class, reasons)
+         VALUES (77, 'stan', 'some-other-channel', 1, 'x', sha256('x'), 'malformed_json', '[]')",
     )
     .await?;
 
@@ -180,11 +187,19 @@ async fn replaying_an_unknown_dead_letter_is_404_and_one_from_another_channel_is
         "{unknown}"
     );
     assert_eq!(
-        (other_status, &other["error"]),
-        (409, &"other_channel".into()),
+        (other_status, &other["outcome"]),
+        (200, &"rejected".into()),
         "{other}"
     );
-    assert_eq!(replay_record(&app, 77).await?, (0, None, None));
+    assert_eq!(
+        app.count("rejected_messages").await?,
+        1,
+        "the replay meets its own row under its own source and channel"
+    );
+    assert_eq!(
+        replay_record(&app, 77).await?,
+        (1, Some("rejected".into()), Some("malformed_json".into()))
+    );
     Ok(())
 }
 

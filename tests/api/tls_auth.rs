@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context;
-use order_service::configuration::{Secret, SslMode};
+use order_service::configuration::{Secret, SourceKind, SslMode};
 use order_service::nats_auth::NatsTarget;
 use order_service::storage;
 use serde_json::Value;
@@ -259,7 +259,7 @@ async fn the_service_and_its_ack_connection_log_in_to_nats_with_a_user_and_passw
 ) -> anyhow::Result<()> {
     // Arrange
     let (nats, password, monitor) = nats_with_users().await?;
-    let mut stopped = prepare_on(&nats.url(), StoreKind::Memory).await?;
+    let mut stopped = prepare_on(&nats.url(), StoreKind::Memory, &[SourceKind::Stan]).await?;
     stopped.settings.stan.url = format!("nats://order:{password}@{}", nats.host_port());
 
     // Act
@@ -278,7 +278,7 @@ async fn a_wrong_nats_password_is_a_clear_error_without_the_password() -> anyhow
     // Arrange
     let (nats, password, _monitor) = nats_with_users().await?;
     let wrong = format!("wrong-{}", uuid::Uuid::new_v4().simple());
-    let mut stopped = prepare_on(&nats.url(), StoreKind::Memory).await?;
+    let mut stopped = prepare_on(&nats.url(), StoreKind::Memory, &[SourceKind::Stan]).await?;
     stopped.settings.stan.url = format!("nats://order:{wrong}@{}", nats.host_port());
 
     // Act

@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 use crate::configuration::StanSettings;
 use crate::nats_auth::{NatsSettingsError, NatsTarget};
 use crate::redact;
+use crate::transport::{AckHandle, Delivery};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -83,23 +84,16 @@ pub struct StanConnection {
     settings: StanSettings,
 }
 
-/// One message delivered by the subscription.
-pub struct Delivery {
-    pub payload: Bytes,
-    pub sequence: u64,
-    pub redelivered: bool,
-    pub ack: AckHandle,
-}
-
-/// What acknowledging one delivery needs: the ack connection, the subscription's ack inbox and the message's place.
-pub struct AckHandle {
+/// What acknowledging one STAN delivery needs: the ack connection, the subscription's ack inbox and the message's
+/// place.
+pub struct StanAck {
     acks: Arc<async_nats::Client>,
     inbox: Option<String>,
     ack: proto::Ack,
     timeout: Duration,
 }
 
-impl AckHandle {
+impl StanAck {
     /// Queues the ack for the next write of the ack connection. An ack that fails is not retried: the message is
     /// redelivered and found stored.
     pub async fn ack(self) -> Result<(), BrokerError> {
@@ -194,7 +188,9 @@ impl StanConnection {
                     payload: Bytes::from(std::mem::take(&mut message.payload)),
                     sequence: message.sequence,
                     redelivered: message.redelivered,
-                    ack: AckHandle {
+                    // ratsio does not expose the redelivery count.
+                    delivery_count: None,
+                    ack: AckHandle::Stan(StanAck {
                         acks: acks.clone(),
                         inbox: message.ack_inbox.take(),
                         ack: proto::Ack {
@@ -202,7 +198,7 @@ impl StanConnection {
                             sequence: message.sequence,
                         },
                         timeout,
-                    },
+                    }),
                 };
                 if sender.send(delivery).is_err() {
                     break;

@@ -1,0 +1,346 @@
+//! The JetStream adapter: the only code that calls async-nats' JetStream API.
+//!
+//! - The stream: looked up by name; if it does not exist it is created (file storage, the configured subject and
+//!   limits) when `JS_CREATE_STREAM` allows it, else start-up fails naming the stream it needs.
+//! - The consumer: one durable pull consumer, shared by every instance (JetStream hands each pulled message to one
+//!   of them), with explicit acks, ack wait and max ack pending from the in-flight settings, and a filter on the
+//!   subject. A new consumer starts at the first message of the stream; an existing one resumes where it stands.
+//! - Acks: a `+ACK` published to the delivery's reply subject through the shared client, only after the message's
+//!   outcome is committed (the subscriber decides). A lost ack means a redelivery, which is found stored.
+//! - Any error of the message stream ends the subscription; the subscriber connects afresh, as it does for STAN.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
+use async_nats::jetstream::{self, ErrorCode};
+use async_nats::Subject;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::configuration::JetStreamSettings;
+use crate::transport::{AckHandle, ConsumerLag, Delivery};
+
+/// Most messages one pull request asks for; the client asks for more when half of them arrived.
+const MAX_BATCH: i64 = 512;
+/// How often the server confirms an open pull request when it has nothing to deliver: a silent server is noticed
+/// within two of these.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long one pull request stays open.
+const EXPIRES: Duration = Duration::from_secs(30);
+
+/// The JetStream settings plus the in-flight settings shared with STAN.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    pub js: JetStreamSettings,
+    /// After this long without an ack, JetStream delivers the message again.
+    pub ack_wait: Duration,
+    /// Messages delivered and not yet acked, at most, over every instance sharing the consumer.
+    pub max_ack_pending: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JetStreamError {
+    #[error("cannot reach nats-server at {url}: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("{what} got no answer from JetStream within {after:?}")]
+    Timeout { what: &'static str, after: Duration },
+    #[error(
+        "the JetStream stream {stream:?} does not exist and JS_CREATE_STREAM is false: create it (file storage, \
+         subject {subject:?}) or let the service create it"
+    )]
+    NoStream { stream: String, subject: String },
+    #[error(
+        "the JetStream stream {stream:?} does not take subject {subject:?} (its subjects: {subjects:?}): set \
+         JS_SUBJECT to one of them or add it to the stream"
+    )]
+    SubjectNotInStream {
+        stream: String,
+        subject: String,
+        subjects: Vec<String>,
+    },
+    #[error("{what} failed: {message}")]
+    Request { what: &'static str, message: String },
+    #[error("the delivery carries no JetStream ack subject")]
+    NoAckSubject,
+    #[error("failed to send an ack: {0}")]
+    Ack(#[from] async_nats::PublishError),
+}
+
+fn request_error<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> JetStreamError {
+    move |error| JetStreamError::Request {
+        what,
+        message: error.to_string(),
+    }
+}
+
+/// Runs `future` for at most `after`.
+async fn bounded<F: std::future::Future>(
+    what: &'static str,
+    after: Duration,
+    future: F,
+) -> Result<F::Output, JetStreamError> {
+    tokio::time::timeout(after, future)
+        .await
+        .map_err(|_| JetStreamError::Timeout { what, after })
+}
+
+/// A connection to nats-server and the durable consumer on the stream.
+pub struct JetStreamConnection {
+    /// Shared by every delivery's ack handle: an `Arc` clone is one increment, a `Client` clone about eight.
+    client: Arc<async_nats::Client>,
+    consumer: PullConsumer,
+    settings: ConsumerSettings,
+}
+
+/// What acknowledging one JetStream delivery needs: the client and the delivery's reply subject.
+pub struct JetStreamAck {
+    client: Arc<async_nats::Client>,
+    reply: Subject,
+    timeout: Duration,
+}
+
+impl JetStreamAck {
+    /// Queues `+ACK` for the client's next write.
+    pub async fn ack(self) -> Result<(), JetStreamError> {
+        let ack = Bytes::from_static(b"+ACK");
+        bounded("ack", self.timeout, self.client.publish(self.reply, ack)).await??;
+        Ok(())
+    }
+}
+
+impl JetStreamConnection {
+    /// Connects, makes sure the stream exists (creating it where allowed) and takes the durable consumer,
+    /// creating it at the first message of the stream if it does not exist.
+    pub async fn connect(
+        settings: &ConsumerSettings,
+    ) -> Result<JetStreamConnection, JetStreamError> {
+        let s = &settings.js;
+        let timeout = s.timeout();
+        let client = bounded(
+            "connect",
+            timeout,
+            async_nats::ConnectOptions::new()
+                .name(format!("order-service {}", s.consumer))
+                .connect(s.url.as_str()),
+        )
+        .await?
+        .map_err(|e| JetStreamError::Unreachable {
+            url: s.url.clone(),
+            message: e.to_string(),
+        })?;
+        let context = jetstream::context::ContextBuilder::new()
+            .timeout(timeout)
+            .build(client.clone());
+        let stream = match bounded("stream lookup", timeout, context.get_stream(&s.stream)).await? {
+            Ok(stream) => stream,
+            Err(error) if is_stream_not_found(error.kind()) => {
+                if !s.create_stream {
+                    return Err(JetStreamError::NoStream {
+                        stream: s.stream.clone(),
+                        subject: s.subject.clone(),
+                    });
+                }
+                let created = bounded(
+                    "stream creation",
+                    timeout,
+                    context.get_or_create_stream(stream_config(s)),
+                )
+                .await?
+                .map_err(request_error("creating the stream"))?;
+                tracing::info!(stream = %s.stream, subject = %s.subject, "Created the JetStream stream.");
+                created
+            }
+            Err(error) => return Err(request_error("looking up the stream")(error)),
+        };
+        let subjects = &stream.cached_info().config.subjects;
+        if !subjects.iter().any(|pattern| covers(pattern, &s.subject)) {
+            return Err(JetStreamError::SubjectNotInStream {
+                stream: s.stream.clone(),
+                subject: s.subject.clone(),
+                subjects: subjects.clone(),
+            });
+        }
+        let consumer: PullConsumer = bounded(
+            "consumer lookup",
+            timeout,
+            stream.get_or_create_consumer(&s.consumer, consumer_config(settings)),
+        )
+        .await?
+        .map_err(request_error("taking the durable consumer"))?;
+        Ok(JetStreamConnection {
+            client: Arc::new(client),
+            consumer,
+            settings: settings.clone(),
+        })
+    }
+
+    /// Starts pulling. Deliveries arrive on the returned channel, which closes when the message stream fails.
+    pub async fn subscribe(&self) -> Result<mpsc::UnboundedReceiver<Delivery>, JetStreamError> {
+        let timeout = self.settings.js.timeout();
+        let batch = self.settings.max_ack_pending.clamp(1, MAX_BATCH);
+        let messages = bounded(
+            "pull",
+            timeout,
+            self.consumer
+                .stream()
+                .max_messages_per_batch(usize::try_from(batch).unwrap_or(1))
+                .heartbeat(HEARTBEAT)
+                .expires(EXPIRES)
+                .messages(),
+        )
+        .await?
+        .map_err(request_error("pulling from the consumer"))?;
+
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let client = self.client.clone();
+        // The consumer's max ack pending bounds what is delivered and unacked, so this channel is bounded in
+        // practice.
+        tokio::spawn(async move {
+            let mut messages = Box::pin(messages);
+            while let Some(item) = messages.next().await {
+                let message = match item {
+                    Ok(message) => message,
+                    Err(error) => {
+                        tracing::warn!(%error, "The JetStream message stream failed.");
+                        break;
+                    }
+                };
+                let Some(delivery) = delivery_of(message, &client, timeout) else {
+                    continue;
+                };
+                if sender.send(delivery).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(receiver)
+    }
+
+    /// The consumer's backlog, read from the server; an error means the connection or the consumer is gone.
+    pub async fn lag(&self) -> Result<ConsumerLag, JetStreamError> {
+        let info = bounded(
+            "consumer info",
+            self.settings.js.timeout(),
+            self.consumer.get_info(),
+        )
+        .await?
+        .map_err(request_error("reading the consumer's state"))?;
+        Ok(ConsumerLag {
+            pending: info.num_pending,
+            ack_pending: u64::try_from(info.num_ack_pending).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// Sends the acks queued, then closes the connection. The durable consumer stays.
+    pub async fn close(&self) {
+        let timeout = self.settings.js.timeout();
+        if let Ok(Err(error)) = bounded("flush", timeout, self.client.flush()).await {
+            tracing::warn!(%error, "Failed to flush the last acks; those messages will be redelivered.");
+        }
+        let _ = bounded("drain", timeout, self.client.drain()).await;
+    }
+}
+
+/// A delivery from a pulled message; `None` (logged) for a message without JetStream metadata, which cannot be
+/// acked or placed and so is left to the server.
+fn delivery_of(
+    message: jetstream::Message,
+    client: &Arc<async_nats::Client>,
+    timeout: Duration,
+) -> Option<Delivery> {
+    let (sequence, delivered) = match message.info() {
+        Ok(info) => (info.stream_sequence, info.delivered),
+        Err(error) => {
+            tracing::warn!(%error, subject = %message.subject, "Ignored a message without JetStream metadata.");
+            return None;
+        }
+    };
+    let jetstream::Message { message, .. } = message;
+    let reply = message.reply?;
+    let delivery_count = u64::try_from(delivered).ok();
+    Some(Delivery {
+        payload: message.payload,
+        sequence,
+        redelivered: delivered > 1,
+        delivery_count,
+        ack: AckHandle::JetStream(JetStreamAck {
+            client: client.clone(),
+            reply,
+            timeout,
+        }),
+    })
+}
+
+fn is_stream_not_found(kind: GetStreamErrorKind) -> bool {
+    matches!(kind, GetStreamErrorKind::JetStream(error) if error.error_code() == ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// The stream the service creates when none exists: file storage (survives a server restart), the one subject,
+/// the configured limits, and a duplicate window so a re-send with the same `Nats-Msg-Id` is dropped.
+fn stream_config(s: &JetStreamSettings) -> StreamConfig {
+    StreamConfig {
+        name: s.stream.clone(),
+        subjects: vec![s.subject.clone()],
+        storage: StorageType::File,
+        max_messages: s.max_msgs,
+        max_bytes: s.max_bytes,
+        max_age: Duration::from_secs(s.max_age_secs),
+        duplicate_window: Duration::from_secs(s.duplicate_window_secs),
+        ..Default::default()
+    }
+}
+
+fn consumer_config(settings: &ConsumerSettings) -> pull::Config {
+    pull::Config {
+        durable_name: Some(settings.js.consumer.clone()),
+        // A new consumer takes the whole stream; an existing one keeps its place.
+        deliver_policy: DeliverPolicy::All,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: settings.ack_wait,
+        max_ack_pending: settings.max_ack_pending,
+        // Redelivered until stored: a message that keeps failing shows in the delivery-count metrics instead.
+        max_deliver: -1,
+        filter_subject: settings.js.subject.clone(),
+        ..Default::default()
+    }
+}
+
+/// True when the subject pattern `pattern` (tokens split by `.`, `*` one token, `>` the rest) matches `subject`.
+fn covers(pattern: &str, subject: &str) -> bool {
+    let mut tokens = subject.split('.');
+    for part in pattern.split('.') {
+        match (part, tokens.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (part, Some(token)) if part == token => {}
+            _ => return false,
+        }
+    }
+    tokens.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_patterns_match_as_nats_does() {
+        let cases = [
+            ("orders", "orders", true),
+            ("orders", "orders.eu", false),
+            ("orders.*", "orders.eu", true),
+            ("orders.*", "orders", false),
+            ("orders.>", "orders.eu.de", true),
+            ("orders.>", "orders", false),
+            (">", "anything.at.all", true),
+            ("other", "orders", false),
+        ];
+        for (pattern, subject, expected) in cases {
+            assert_eq!(covers(pattern, subject), expected, "{pattern} / {subject}");
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The brokers orders come from, behind one shape: a connection yields `Delivery`s, each with its payload, its
+//! place in the source (sequence), whether it is a redelivery, and the handle that acknowledges it. The subscriber
+//! actor drives any of them; the validator, persister and cache never learn which one a message came from, except
+//! through its `Origin`, which dead letters record.
+//!
+//! - `stan`: NATS Streaming through ratsio (a durable queue subscription).
+//! - `jetstream`: NATS JetStream through async-nats (a durable pull consumer).
+
+pub mod jetstream;
+pub mod stan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+pub use crate::configuration::SourceKind;
+use crate::configuration::StanSettings;
+use jetstream::{ConsumerSettings, JetStreamAck, JetStreamConnection, JetStreamError};
+use stan::{BrokerError, StanAck, StanConnection};
+
+/// Where a message came from: the broker and the channel (STAN) or stream (JetStream) in it. With the message's
+/// sequence it names one message of one source, which is what a dead letter's unique key is made of.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub source: SourceKind,
+    pub name: Arc<str>,
+}
+
+impl Origin {
+    pub fn new(source: SourceKind, name: &str) -> Origin {
+        Origin {
+            source,
+            name: Arc::from(name),
+        }
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.source, self.name)
+    }
+}
+
+/// One message delivered by a source.
+pub struct Delivery {
+    pub payload: Bytes,
+    /// The message's sequence in its channel or stream (the same on every redelivery).
+    pub sequence: u64,
+    pub redelivered: bool,
+    /// How often it has been delivered, this time included, when the source tells (JetStream does, STAN not).
+    pub delivery_count: Option<u64>,
+    pub ack: AckHandle,
+}
+
+/// What acknowledging one delivery needs.
+pub enum AckHandle {
+    Stan(StanAck),
+    JetStream(JetStreamAck),
+}
+
+impl AckHandle {
+    /// Sends the ack. One that fails is not retried: the message is redelivered and found stored.
+    pub async fn ack(self) -> Result<(), TransportError> {
+        match self {
+            AckHandle::Stan(ack) => Ok(ack.ack().await?),
+            AckHandle::JetStream(ack) => Ok(ack.ack().await?),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error(transparent)]
+    Stan(#[from] BrokerError),
+    #[error(transparent)]
+    JetStream(#[from] JetStreamError),
+}
+
+/// How to reach one source.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    Stan(StanSettings),
+    JetStream(ConsumerSettings),
+}
+
+/// What the JetStream consumer reports about its backlog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerLag {
+    /// Messages in the stream not yet delivered to the consumer.
+    pub pending: u64,
+    /// Messages delivered and not yet acknowledged.
+    pub ack_pending: u64,
+}
+
+impl Transport {
+    pub fn origin(&self) -> Origin {
+        match self {
+            Transport::Stan(s) => Origin::new(SourceKind::Stan, &s.channel),
+            Transport::JetStream(s) => Origin::new(SourceKind::JetStream, &s.js.stream),
+        }
+    }
+
+    /// How often the connection is checked (`Connection::probe`); `None`: never.
+    pub fn probe_interval(&self) -> Option<Duration> {
+        match self {
+            Transport::Stan(s) => s.probe_interval(),
+            Transport::JetStream(s) => Some(s.js.info_interval()),
+        }
+    }
+
+    /// Connects and subscribes. Deliveries arrive on the returned channel, which closes when the subscription ends.
+    pub async fn connect(
+        &self,
+    ) -> Result<(Connection, mpsc::UnboundedReceiver<Delivery>), TransportError> {
+        match self {
+            Transport::Stan(settings) => {
+                let connection = StanConnection::connect(settings).await?;
+                match connection.subscribe().await {
+                    Ok(deliveries) => Ok((Connection::Stan(Box::new(connection)), deliveries)),
+                    Err(error) => {
+                        // Leaving it registered would make the broker refuse our next connect as a duplicate.
+                        connection.close().await;
+                        Err(error.into())
+                    }
+                }
+            }
+            Transport::JetStream(settings) => {
+                let connection = JetStreamConnection::connect(settings).await?;
+                let deliveries = connection.subscribe().await?;
+                Ok((Connection::JetStream(Box::new(connection)), deliveries))
+            }
+        }
+    }
+
+    /// The subscription, for log lines: what is consumed, and as whom.
+    pub fn describe(&self) -> String {
+        match self {
+            Transport::Stan(s) => format!(
+                "STAN channel {:?} (client id {:?}, durable {:?}, queue group {:?})",
+                s.channel, s.client_id, s.durable_name, s.queue_group
+            ),
+            Transport::JetStream(s) => format!(
+                "JetStream consumer {:?} on stream {:?} (subject {:?})",
+                s.js.consumer, s.js.stream, s.js.subject
+            ),
+        }
+    }
+}
+
+/// A live connection to one source.
+pub enum Connection {
+    /// Boxed: its settings (credentials, TLS) make it large.
+    Stan(Box<StanConnection>),
+    /// Boxed: the consumer's cached info makes it large.
+    JetStream(Box<JetStreamConnection>),
+}
+
+impl Connection {
+    /// Checks that the source still serves us; JetStream also answers its consumer's backlog. An error means the
+    /// subscription is gone and the caller connects afresh.
+    pub async fn probe(&self) -> Result<Option<ConsumerLag>, TransportError> {
+        match self {
+            Connection::Stan(connection) => {
+                connection.probe().await?;
+                Ok(None)
+            }
+            Connection::JetStream(connection) => Ok(Some(connection.lag().await?)),
+        }
+    }
+
+    /// Closes the connection; durable state (STAN durable, JetStream consumer) stays for the next start.
+    pub async fn close(&self) {
+        match self {
+            Connection::Stan(connection) => connection.close().await,
+            Connection::JetStream(connection) => connection.close().await,
+        }
+    }
+}
