@@ -98,7 +98,7 @@ pub async fn get_rejected(pool: &Pool, id: i64) -> Result<Option<DeadLetterListR
         .query_opt(
             "SELECT id, channel, stan_sequence, reason_class, reasons, order_uid, received_at,
                     length(payload), payload,
-                    replay_count, replayed_at, replay_outcome, replay_reason_class, replay_reasons
+                    replay_count, replayed_at, replay_outcome, replay_reason_class, replay_reasons, source
              FROM rejected_messages WHERE id = $1",
             &[&id],
         )
