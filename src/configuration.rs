@@ -126,6 +126,11 @@ pub struct ApplicationSettings {
     /// Messages larger than this are rejected before parsing.
     #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_message_bytes: usize,
+    /// Seconds with deliveries waiting and no commit before the pipeline counts as stalled (`/readyz` 503, the
+    /// `pipeline_stalled` gauge, one log line).
+    #[arg(long, env = "STALL_AFTER", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=86400), global = true)]
+    pub stall_after_secs: u64,
     /// Bytes of orders each HTTP worker's cache may hold (JSON + order_uid + 64 per order); the hottest stay, the rest
     /// are read from PostgreSQL on demand. Unset: every stored order is cached.
     #[arg(long, env = "CACHE_MAX_BYTES", global = true)]
@@ -245,6 +250,23 @@ pub struct DatabaseSettings {
         global = true
     )]
     pub batch_size: usize,
+    /// Most payload bytes committed in one transaction; a single larger message is committed alone.
+    #[arg(
+        long = "batch-max-bytes",
+        env = "BATCH_MAX_BYTES",
+        default_value_t = 16 * 1024 * 1024,
+        global = true
+    )]
+    pub batch_max_bytes: usize,
+    /// Seconds any statement or lock wait may take (`statement_timeout`, `lock_timeout` on every connection); a
+    /// batch commit as a whole may take three times this.
+    #[arg(long = "db-statement-timeout", env = "DB_STATEMENT_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub statement_timeout_secs: u64,
+    /// Times a message is tried on its own before it is kept as a dead letter of class `storage`.
+    #[arg(long = "store-max-attempts", env = "STORE_MAX_ATTEMPTS", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=100), global = true)]
+    pub store_max_attempts: u32,
     /// TLS to PostgreSQL: disable, require, verify-full (needs DB_CA_FILE).
     #[arg(long = "db-sslmode", env = "DB_SSLMODE", value_enum, default_value_t = SslMode::Disable, global = true)]
     pub ssl_mode: SslMode,
@@ -254,6 +276,15 @@ pub struct DatabaseSettings {
 }
 
 impl DatabaseSettings {
+    pub fn statement_timeout(&self) -> Duration {
+        Duration::from_secs(self.statement_timeout_secs)
+    }
+
+    /// The deadline of one batch transaction: a few statements, each bounded by the statement timeout.
+    pub fn commit_deadline(&self) -> Duration {
+        self.statement_timeout().saturating_mul(3)
+    }
+
     /// The URL without its password, for log lines and error messages.
     pub fn redacted_url(&self) -> String {
         redact::connection_string(&self.url)
@@ -266,6 +297,9 @@ impl fmt::Debug for DatabaseSettings {
             .field("url", &self.redacted_url())
             .field("pool_size", &self.pool_size)
             .field("batch_size", &self.batch_size)
+            .field("batch_max_bytes", &self.batch_max_bytes)
+            .field("statement_timeout_secs", &self.statement_timeout_secs)
+            .field("store_max_attempts", &self.store_max_attempts)
             .field("ssl_mode", &self.ssl_mode)
             .field("ca_file", &self.ca_file)
             .finish()
@@ -350,9 +384,8 @@ pub struct StanSettings {
         global = true
     )]
     pub queue_group: String,
-    /// Seconds before an unacknowledged message is redelivered. Short on purpose: ratsio drops the first
-    /// deliveries after subscribing, and they come back only after this; redeliveries of messages still in flight
-    /// are skipped, so a short wait costs little.
+    /// Seconds before an unacknowledged message is redelivered. Short on purpose: a message that could not be stored
+    /// comes back promptly, and redeliveries of messages still in flight are skipped, so a short wait costs little.
     #[arg(long = "stan-ack-wait", env = "STAN_ACK_WAIT", default_value_t = 2,
           value_parser = clap::value_parser!(i32).range(1..=3600), global = true)]
     pub ack_wait_secs: i32,

@@ -14,6 +14,7 @@ pub mod redact;
 pub mod replay;
 pub mod replay_client;
 pub mod routes;
+pub mod stall;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub orders_duplicate: IntCounter,
     /// Messages per transaction.
     pub commit_batch_messages: Histogram,
+    /// Payload bytes per transaction (messages, documents, reasons).
+    pub commit_batch_bytes: Histogram,
     /// Time of each committed transaction.
     pub commit_duration: Histogram,
     pub commit_retries: IntCounter,
@@ -84,6 +86,10 @@ pub struct Metrics {
     pub http_request_duration: HistogramVec,
     /// Set when scraped, from the same check as `/readyz`.
     pub ready: IntGauge,
+    /// 1 while deliveries wait and nothing has committed for `STALL_AFTER`.
+    pub pipeline_stalled: IntGauge,
+    /// Messages refused even as dead letters, left unacknowledged.
+    pub messages_unstorable: IntGauge,
 }
 
 impl Metrics {
@@ -191,6 +197,16 @@ impl Metrics {
                         "Messages per committed transaction.",
                     )
                     .buckets(prometheus::exponential_buckets(1.0, 2.0, 12)?),
+                )?,
+            )?,
+            commit_batch_bytes: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        name("commit_batch_bytes"),
+                        "Payload bytes (messages, documents, reasons) per transaction.",
+                    )
+                    .buckets(prometheus::exponential_buckets(1024.0, 4.0, 11)?),
                 )?,
             )?,
             commit_duration: register(
@@ -319,6 +335,20 @@ impl Metrics {
                 IntGauge::with_opts(opts(
                     "ready",
                     "1 when the service is ready (cache restored, database reachable, subscribed), else 0.",
+                ))?,
+            )?,
+            pipeline_stalled: register(
+                r,
+                IntGauge::with_opts(opts(
+                    "pipeline_stalled",
+                    "1 while deliveries wait and nothing has committed for STALL_AFTER seconds, else 0.",
+                ))?,
+            )?,
+            messages_unstorable: register(
+                r,
+                IntGauge::with_opts(opts(
+                    "messages_unstorable",
+                    "Messages PostgreSQL refused even as dead letters; they stay unacknowledged.",
                 ))?,
             )?,
             registry,

@@ -1,4 +1,5 @@
-//! What `/readyz` and the `ready` gauge check: cache restored, database reachable, every source's subscription up.
+//! What `/readyz` and the `ready` gauge check: cache restored, database reachable, every source's subscription up,
+//! the pipeline moving, no message that cannot be stored.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use crate::actors::SubscriberStatus;
 use crate::error_chain::error_chain;
 use crate::redact;
+use crate::stall::PipelineHealth;
 use crate::storage::{self, Pool};
 use crate::transport::Origin;
 
@@ -18,6 +20,7 @@ pub struct Readiness {
     cache_restored: AtomicBool,
     /// One per source, in the order configured.
     pub subscribers: Vec<SourceStatus>,
+    pub pipeline: Arc<PipelineHealth>,
     pool: Pool,
 }
 
@@ -32,10 +35,15 @@ pub struct SourceStatus {
 
 impl Readiness {
     /// Not ready until the cache is restored.
-    pub fn new(subscribers: Vec<SourceStatus>, pool: Pool) -> Readiness {
+    pub fn new(
+        subscribers: Vec<SourceStatus>,
+        pipeline: Arc<PipelineHealth>,
+        pool: Pool,
+    ) -> Readiness {
         Readiness {
             cache_restored: AtomicBool::new(false),
             subscribers,
+            pipeline,
             pool,
         }
     }
@@ -78,6 +86,16 @@ impl Readiness {
                     source.subscription
                 ));
             }
+        }
+        if let Some(cause) = self.pipeline.stalled() {
+            reasons.push(format!("stalled: {cause}"));
+        }
+        let unstorable = self.pipeline.unstorable_sequences();
+        if !unstorable.is_empty() {
+            reasons.push(format!(
+                "unstorable: {} message(s) refused even as dead letters, unacknowledged (sequences {unstorable:?})",
+                unstorable.len()
+            ));
         }
         if reasons.is_empty() {
             Ok(())

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::actors::cache::{CacheSettings, PostgresOrders};
 use crate::actors::{
     CacheGroup, CachedOrder, DocumentArena, Drain, NatsSubscriber, OrderPersister, OrderValidator,
-    StartSubscription, SubscriberStatus,
+    PersisterSettings, StartSubscription, SubscriberStatus,
 };
 use crate::admin_auth::{self, AdminToken};
 use crate::cache::store::charge;
@@ -29,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::readiness::{Readiness, SourceStatus};
 use crate::replay::ReplayPipeline;
 use crate::routes::{self, Listener};
+use crate::stall::{self, PipelineHealth};
 use crate::storage::feed::FeedStart;
 use crate::storage::{self, Pool};
 use crate::transport::jetstream::ConsumerSettings;
@@ -118,12 +119,19 @@ impl Application {
         // Each source may have this many messages in flight.
         let in_flight = usize::try_from(settings.stan.max_in_flight).unwrap_or(1024)
             * settings.distinct_sources().len().max(1);
+        let health = Arc::new(PipelineHealth::default());
         let persister = OrderPersister::new(
             pool.clone(),
             caches.clone(),
-            settings.database.batch_size,
-            in_flight,
+            PersisterSettings {
+                batch_size: settings.database.batch_size,
+                batch_max_bytes: settings.database.batch_max_bytes,
+                commit_deadline: settings.database.commit_deadline(),
+                store_max_attempts: settings.database.store_max_attempts,
+                mailbox_capacity: in_flight,
+            },
             metrics.clone(),
+            health.clone(),
         )
         .start();
         let validator_arbiter = Arbiter::new();
@@ -148,7 +156,17 @@ impl Application {
                 status,
             });
         }
-        let readiness = Arc::new(Readiness::new(sources.clone(), pool.clone()));
+        let readiness = Arc::new(Readiness::new(
+            sources.clone(),
+            health.clone(),
+            pool.clone(),
+        ));
+        actix_web::rt::spawn(stall::watch(
+            health,
+            sources.iter().map(|source| source.status.clone()).collect(),
+            Duration::from_secs(settings.application.stall_after_secs),
+            metrics.pipeline_stalled.clone(),
+        ));
         let listener = TcpListener::bind(&settings.application.http_addr)
             .with_context(|| format!("Failed to bind {}", settings.application.http_addr))?;
         let admin_listener =

@@ -515,6 +515,8 @@ impl LocalCache {
 pub struct DocumentArena {
     chunk: BytesMut,
     packed: bool,
+    /// Bytes of every chunk allocated so far: what the arena has cost, for tests and accounting.
+    allocated: usize,
 }
 
 /// Size of one arena chunk.
@@ -525,6 +527,7 @@ impl DocumentArena {
         DocumentArena {
             chunk: BytesMut::new(),
             packed: true,
+            allocated: 0,
         }
     }
 
@@ -533,7 +536,13 @@ impl DocumentArena {
         DocumentArena {
             chunk: BytesMut::new(),
             packed: max_bytes.is_none(),
+            allocated: 0,
         }
+    }
+
+    /// Bytes of every chunk allocated so far.
+    pub fn allocated_bytes(&self) -> usize {
+        self.allocated
     }
 
     /// A `Bytes` with a copy of `document`, sharing its chunk with its neighbours when packed.
@@ -542,7 +551,9 @@ impl DocumentArena {
             return Bytes::copy_from_slice(document);
         }
         if self.chunk.capacity() - self.chunk.len() < document.len() {
-            self.chunk = BytesMut::with_capacity(ARENA_CHUNK.max(document.len()));
+            let size = ARENA_CHUNK.max(document.len());
+            self.chunk = BytesMut::with_capacity(size);
+            self.allocated += size;
         }
         self.chunk.extend_from_slice(document);
         self.chunk.split().freeze()

@@ -18,6 +18,6 @@ pub mod subscriber;
 pub mod validator;
 
 pub use cache::{CacheGroup, CachedOrder, DocumentArena, LocalCache, OrderCache};
-pub use persister::{OrderPersister, Outcome, PipelineError};
+pub use persister::{OrderPersister, Outcome, PersisterSettings, PipelineError};
 pub use subscriber::{Drain, NatsSubscriber, StartSubscription, SubscriberStatus};
 pub use validator::{OrderValidator, ReplayMessage, Replayed, ValidateOrder};

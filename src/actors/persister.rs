@@ -6,17 +6,25 @@
 //!
 //! Group commit: while one transaction is in flight, new messages accumulate; when it ends, everything accumulated
 //! (up to the batch size) goes into the next transaction. One commit per batch instead of one per message, and no
-//! timer: a lone message is committed at once.
+//! timer: a lone message is committed at once. A batch is bounded by count (`BATCH_SIZE`) and by payload bytes
+//! (`BATCH_MAX_BYTES`), and each transaction by a deadline.
+//!
+//! Poison isolation: a batch PostgreSQL refuses the same way twice is bisected, so its good halves commit and the
+//! message to blame is found; that message is tried alone `STORE_MAX_ATTEMPTS` times, then kept as a dead letter
+//! (class `storage`). If even the dead letter is refused, the message stays unacked and is reported, and its
+//! redeliveries are answered at once for a while, so that it does not hold up the messages behind it. Failures that
+//! say nothing about the rows (database down, lock waits) are retried and left unacked, never bisected.
 
 mod policy;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 use tracing::Span;
 
@@ -24,9 +32,12 @@ use crate::actors::cache::{CacheGroup, CachedOrder, DocumentArena};
 use crate::domain::{RejectClass, RejectReason, Rejection, ValidOrder};
 use crate::error_chain::error_chain;
 use crate::metrics::Metrics;
+use crate::stall::PipelineHealth;
 use crate::storage::{self, DeadLetterRow, OrderRow, PersistError, Pool, Stored};
 use crate::transport::Origin;
-use policy::{pair_outcomes, plan_after_failure, FailurePlan, Kind, RETRY};
+use policy::{
+    batch_len, pair_outcomes, plan_after_failure, Failure, FailurePlan, Kind, RetryPolicy, RETRY,
+};
 
 /// Store a valid order.
 #[derive(Message)]
@@ -37,6 +48,8 @@ pub struct PersistOrder {
     pub raw: Bytes,
     pub origin: Origin,
     pub sequence: u64,
+    /// A dead letter replayed by an operator, not a delivery: never taken for a copy of a delivery.
+    pub replay: bool,
     pub span: Span,
 }
 
@@ -48,6 +61,8 @@ pub struct PersistRejected {
     pub raw: Bytes,
     pub origin: Origin,
     pub sequence: u64,
+    /// A dead letter replayed by an operator, not a delivery: never taken for a copy of a delivery.
+    pub replay: bool,
     pub span: Span,
 }
 
@@ -71,10 +86,28 @@ pub enum PipelineError {
     Mailbox(#[from] MailboxError),
     #[error("the persister stopped before answering")]
     Dropped,
+    #[error("message {sequence} cannot be stored, not even as a dead letter: {error}")]
+    Unstorable { sequence: u64, error: String },
+    #[error("the persister's queue is full")]
+    Overloaded,
+}
+
+/// How the persister batches and how long it tries.
+#[derive(Debug, Clone, Copy)]
+pub struct PersisterSettings {
+    pub batch_size: usize,
+    pub batch_max_bytes: usize,
+    /// The deadline of one transaction.
+    pub commit_deadline: Duration,
+    /// Attempts of a message alone before it becomes a dead letter of class `storage`.
+    pub store_max_attempts: u32,
+    pub mailbox_capacity: usize,
 }
 
 /// A commit this slow is logged: it is half the default ack wait, so its messages may come back as redeliveries.
 const SLOW_COMMIT: Duration = Duration::from_secs(1);
+/// How long redeliveries of a message that cannot be stored are answered at once before it is tried again.
+const UNSTORABLE_RETRY: Duration = Duration::from_secs(60);
 
 enum Item {
     Order(Box<PersistOrder>),
@@ -86,6 +119,43 @@ impl Item {
         match self {
             Item::Order(o) => &o.span,
             Item::Rejected(r) => &r.span,
+        }
+    }
+
+    fn is_replay(&self) -> bool {
+        match self {
+            Item::Order(o) => o.replay,
+            Item::Rejected(r) => r.replay,
+        }
+    }
+
+    /// The message's place in its source: what a copy delivered again shares with it.
+    fn key(&self) -> (Origin, u64) {
+        match self {
+            Item::Order(o) => (o.origin.clone(), o.sequence),
+            Item::Rejected(r) => (r.origin.clone(), r.sequence),
+        }
+    }
+
+    fn sequence(&self) -> u64 {
+        match self {
+            Item::Order(o) => o.sequence,
+            Item::Rejected(r) => r.sequence,
+        }
+    }
+
+    /// What the message puts into a transaction: the payload, the document, the reasons.
+    fn bytes(&self) -> usize {
+        match self {
+            Item::Order(o) => o.raw.len() + o.order.document.len(),
+            Item::Rejected(r) => {
+                r.raw.len()
+                    + r.rejection
+                        .reasons
+                        .iter()
+                        .map(|reason| reason.pointer.len() + reason.message.len())
+                        .sum::<usize>()
+            }
         }
     }
 
@@ -102,14 +172,25 @@ struct Pending {
     reply: oneshot::Sender<Result<Outcome, PipelineError>>,
 }
 
-pub struct OrderPersister {
+/// What one transaction needs, shared by the batch's future.
+struct Committer {
     pool: Pool,
-    caches: CacheGroup,
     metrics: Arc<Metrics>,
-    batch_size: usize,
-    mailbox_capacity: usize,
+    health: Arc<PipelineHealth>,
+    deadline: Duration,
+    store_max_attempts: u32,
+}
+
+pub struct OrderPersister {
+    committer: Arc<Committer>,
+    caches: CacheGroup,
+    settings: PersisterSettings,
     pending: VecDeque<Pending>,
+    /// The sequences in `pending`: a copy delivered again (by a newer connection) replaces the queued one.
+    pending_sequences: HashSet<(Origin, u64)>,
     committing: bool,
+    /// Messages that could not be stored even as dead letters, and since when.
+    unstorable: HashMap<(Origin, u64), Instant>,
     /// The cached copies of committed documents, packed into shared chunks. The validator's document is a `Vec`
     /// grown by doubling (about 2 KiB held for a 1.3 KiB order); caching it as-is held that slack for ever.
     documents: DocumentArena,
@@ -119,19 +200,28 @@ impl OrderPersister {
     pub fn new(
         pool: Pool,
         caches: CacheGroup,
-        batch_size: usize,
-        mailbox_capacity: usize,
+        settings: PersisterSettings,
         metrics: Arc<Metrics>,
+        health: Arc<PipelineHealth>,
     ) -> OrderPersister {
         let documents = caches.document_arena();
         OrderPersister {
-            pool,
+            committer: Arc::new(Committer {
+                pool,
+                metrics,
+                health,
+                deadline: settings.commit_deadline,
+                store_max_attempts: settings.store_max_attempts,
+            }),
             caches,
-            metrics,
-            batch_size: batch_size.max(1),
-            mailbox_capacity,
+            settings: PersisterSettings {
+                batch_size: settings.batch_size.max(1),
+                ..settings
+            },
             pending: VecDeque::new(),
+            pending_sequences: HashSet::new(),
             committing: false,
+            unstorable: HashMap::new(),
             documents,
         }
     }
@@ -141,10 +231,39 @@ impl OrderPersister {
         item: Item,
         ctx: &mut Context<Self>,
     ) -> ResponseFuture<Result<Outcome, PipelineError>> {
+        // A replay shares its dead letter's sequence with the original delivery; it is never a copy of one.
+        if !item.is_replay() {
+            if let Err(error) = self.admit(item.key()) {
+                return Box::pin(async move { Err(error) });
+            }
+        }
         let (reply, answer) = oneshot::channel();
         self.pending.push_back(Pending { item, reply });
         self.commit_next(ctx);
         Box::pin(async move { answer.await.unwrap_or(Err(PipelineError::Dropped)) })
+    }
+
+    /// Whether a delivery may join the queue. A message that cannot be stored is answered at once for a while; a copy
+    /// from an older connection still waiting is replaced by the newer one, so reconnects cannot pile up copies (the
+    /// old copy's answer would go to a subscription that is gone); a full queue leaves the message unacked.
+    fn admit(&mut self, key: (Origin, u64)) -> Result<(), PipelineError> {
+        if let Some(since) = self.unstorable.get(&key) {
+            if since.elapsed() < UNSTORABLE_RETRY {
+                return Err(PipelineError::Unstorable {
+                    sequence: key.1,
+                    error: "refused before; tried again later".into(),
+                });
+            }
+            self.unstorable.remove(&key);
+        }
+        if !self.pending_sequences.insert(key.clone()) {
+            self.pending
+                .retain(|p| p.item.is_replay() || p.item.key() != key);
+        } else if self.pending.len() >= self.settings.mailbox_capacity.saturating_mul(2).max(1) {
+            self.pending_sequences.remove(&key);
+            return Err(PipelineError::Overloaded);
+        }
+        Ok(())
     }
 
     /// Starts a transaction with what has accumulated, unless one is in flight.
@@ -152,15 +271,24 @@ impl OrderPersister {
         if self.committing || self.pending.is_empty() {
             return;
         }
-        let count = self.pending.len().min(self.batch_size);
+        let count = batch_len(
+            self.pending.iter().map(|p| p.item.bytes()),
+            self.settings.batch_size,
+            self.settings.batch_max_bytes,
+        );
         let batch: Vec<Pending> = self.pending.drain(..count).collect();
+        for pending in batch.iter().filter(|p| !p.item.is_replay()) {
+            self.pending_sequences.remove(&pending.item.key());
+        }
         self.committing = true;
-        self.metrics.commit_batch_messages.observe(count as f64);
-        let pool = self.pool.clone();
-        let metrics = self.metrics.clone();
+        let metrics = &self.committer.metrics;
+        metrics.commit_batch_messages.observe(count as f64);
+        let bytes: usize = batch.iter().map(|p| p.item.bytes()).sum();
+        metrics.commit_batch_bytes.observe(bytes as f64);
+        let committer = self.committer.clone();
         let commit = async move {
             let items: Vec<&Item> = batch.iter().map(|p| &p.item).collect();
-            let results = commit_isolating_bad_rows(&pool, &items, &metrics).await;
+            let results = commit_isolating_bad_rows(&committer, &items, None).await;
             (batch, results)
         };
         // One future at a time in this context: the batch, not each message.
@@ -180,10 +308,10 @@ impl OrderPersister {
             .iter()
             .zip(&results)
             .filter_map(|(pending, result)| match (&pending.item, result) {
-                (Item::Order(o), Ok(Outcome::Persisted | Outcome::Duplicate)) => {
+                (Item::Order(o), Ok(outcome @ (Outcome::Persisted | Outcome::Duplicate))) => {
                     Some(CachedOrder {
                         uid: Arc::from(o.order.uid.as_str()),
-                        document: self.documents.copy(&o.order.document),
+                        document: cache_copy(&mut self.documents, &o.order.document, *outcome),
                     })
                 }
                 _ => None,
@@ -192,14 +320,26 @@ impl OrderPersister {
         if !new_orders.is_empty() {
             self.caches.cache_committed(new_orders.into());
         }
-        for result in &results {
+        let (metrics, health) = (&self.committer.metrics, &self.committer.health);
+        for (pending, result) in batch.iter().zip(&results) {
+            let (key, sequence) = (pending.item.key(), pending.item.sequence());
             match result {
-                Ok(Outcome::Persisted) => self.metrics.orders_persisted.inc(),
-                Ok(Outcome::Duplicate) => self.metrics.orders_duplicate.inc(),
-                Ok(Outcome::Rejected(class)) => self.metrics.rejected(*class).inc(),
+                Ok(Outcome::Persisted) => metrics.orders_persisted.inc(),
+                Ok(Outcome::Duplicate) => metrics.orders_duplicate.inc(),
+                Ok(Outcome::Rejected(class)) => metrics.rejected(*class).inc(),
+                Err(PipelineError::Unstorable { error, .. }) => {
+                    self.unstorable.insert(key.clone(), Instant::now());
+                    health.unstorable(sequence, error.clone());
+                }
                 Err(_) => {}
             }
+            if result.is_ok() && self.unstorable.remove(&key).is_some() {
+                health.stored(sequence);
+            }
         }
+        metrics
+            .messages_unstorable
+            .set(self.unstorable.len() as i64);
         for (pending, result) in batch.into_iter().zip(results) {
             // The subscriber may be gone (shutdown): then the message is simply redelivered.
             let _ = pending.reply.send(result);
@@ -211,7 +351,7 @@ impl Actor for OrderPersister {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.mailbox_capacity);
+        ctx.set_mailbox_capacity(self.settings.mailbox_capacity);
     }
 }
 
@@ -233,99 +373,129 @@ impl Handler<PersistRejected> for OrderPersister {
     }
 }
 
-/// Commits `items` in one transaction. If PostgreSQL refuses the data itself (a value it cannot store), retrying the
-/// batch would fail forever and take the innocent messages with it: each message is then committed on its own,
-/// and one that still fails is kept as a dead letter instead.
-async fn commit_isolating_bad_rows(
-    pool: &Pool,
-    items: &[&Item],
-    metrics: &Metrics,
-) -> Vec<Result<Outcome, PipelineError>> {
-    let error = match commit_with_retry(pool, items, metrics).await {
-        Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
-        Err(error) => error,
-    };
-    match plan_after_failure(error.is_data_error(), items.len()) {
-        FailurePlan::CommitEachAlone => {
-            let mut results = Vec::with_capacity(items.len());
-            for item in items {
-                results.push(commit_alone(pool, item, metrics).await);
-            }
-            results
-        }
-        FailurePlan::DeadLetter => {
-            let mut results = Vec::with_capacity(items.len());
-            for item in items {
-                results.push(store_refused(pool, item, &error).await);
-            }
-            results
-        }
-        FailurePlan::FailAll => {
-            let error = Arc::new(error);
-            items
-                .iter()
-                .map(|_| Err(PipelineError::Persist(error.clone())))
-                .collect()
-        }
+/// The copy of a stored document the caches keep. A new order's goes into the shared arena chunk; a duplicate's is
+/// most likely held by the caches already and dropped by them, so it gets an allocation of its own, freed with it,
+/// instead of a piece of a chunk its neighbours would pin.
+fn cache_copy(arena: &mut DocumentArena, document: &[u8], outcome: Outcome) -> Bytes {
+    match outcome {
+        Outcome::Persisted => arena.copy(document),
+        _ => Bytes::copy_from_slice(document),
     }
 }
 
-/// One message of a refused batch, in a transaction of its own.
-async fn commit_alone(
-    pool: &Pool,
-    item: &Item,
-    metrics: &Metrics,
-) -> Result<Outcome, PipelineError> {
-    match commit_with_retry(pool, &[item], metrics).await {
-        Ok(mut outcomes) => outcomes.pop().ok_or(PipelineError::Dropped),
-        Err(error) => match plan_after_failure(error.is_data_error(), 1) {
-            FailurePlan::DeadLetter => store_refused(pool, item, &error).await,
-            FailurePlan::CommitEachAlone | FailurePlan::FailAll => {
-                Err(PipelineError::from(Arc::new(error)))
+/// Commits `items`, isolating what PostgreSQL refuses: a batch refused the same way twice is bisected (`known` is
+/// the refusal its parent met, so a half refused the same way splits at once), a lone message is tried alone and
+/// kept as a dead letter if it is still refused.
+fn commit_isolating_bad_rows<'a>(
+    committer: &'a Committer,
+    items: &'a [&'a Item],
+    known: Option<Failure>,
+) -> BoxFuture<'a, Vec<Result<Outcome, PipelineError>>> {
+    Box::pin(async move {
+        if let [item] = items {
+            return vec![commit_alone(committer, item).await];
+        }
+        let (error, failure) = match commit_with_retry(committer, items, RETRY, known).await {
+            Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+            Err(failed) => failed,
+        };
+        match plan_after_failure(&failure, items.len()) {
+            FailurePlan::Bisect => {
+                tracing::warn!(error = %error_chain(&error), messages = items.len(),
+                    "PostgreSQL refused a batch twice; committing its halves apart to find the message to blame.");
+                let (left, right) = items.split_at(items.len() / 2);
+                let mut results =
+                    commit_isolating_bad_rows(committer, left, Some(failure.clone())).await;
+                results.extend(commit_isolating_bad_rows(committer, right, Some(failure)).await);
+                results
             }
+            FailurePlan::DeadLetter(_) | FailurePlan::FailAll => {
+                let error = Arc::new(error);
+                items
+                    .iter()
+                    .map(|_| Err(PipelineError::Persist(error.clone())))
+                    .collect()
+            }
+        }
+    })
+}
+
+/// One message in a transaction of its own, `STORE_MAX_ATTEMPTS` times; still refused, it becomes a dead letter.
+async fn commit_alone(committer: &Committer, item: &Item) -> Result<Outcome, PipelineError> {
+    let alone = RetryPolicy::alone(committer.store_max_attempts);
+    match commit_with_retry(committer, &[item], alone, None).await {
+        Ok(mut outcomes) => outcomes.pop().ok_or(PipelineError::Dropped),
+        Err((error, failure)) => match plan_after_failure(&failure, 1) {
+            FailurePlan::DeadLetter(class) => store_refused(committer, item, class, &error).await,
+            FailurePlan::Bisect | FailurePlan::FailAll => Err(PipelineError::from(Arc::new(error))),
         },
     }
 }
 
-/// Keeps an order PostgreSQL refused as a dead letter (class `schema`), with the database's reason.
+/// Keeps a message PostgreSQL refused as a dead letter of `class`, with the database's reason. If that is refused
+/// too, the message is unstorable: reported, and left unacked.
 async fn store_refused(
-    pool: &Pool,
+    committer: &Committer,
     item: &Item,
+    class: RejectClass,
     error: &PersistError,
 ) -> Result<Outcome, PipelineError> {
-    let Item::Order(order) = item else {
-        return Err(PipelineError::Persist(Arc::new(PersistError::Vanished(
-            "a dead letter the database refused".into(),
-        ))));
-    };
     let reasons = [RejectReason {
         pointer: String::new(),
-        message: format!("PostgreSQL refused the order: {}", error_chain(error)),
+        message: format!("PostgreSQL refused the message: {}", error_chain(error)),
     }];
-    let row = DeadLetterRow {
-        source: order.origin.source.as_str(),
-        channel: &order.origin.name,
-        sequence: order.sequence,
-        payload: &order.raw,
-        class: RejectClass::Schema,
-        reasons: &reasons,
-        order_uid: Some(order.order.uid.as_str()),
+    let (payload, order_uid, origin) = match item {
+        Item::Order(o) => (&o.raw, Some(o.order.uid.as_str()), &o.origin),
+        Item::Rejected(r) => (&r.raw, r.rejection.order_uid.as_deref(), &r.origin),
     };
-    order.span.in_scope(
-        || tracing::warn!(reason = %reasons[0].shortened().message, "Rejected an order the database refused."),
-    );
-    storage::store_batch(pool, &[], &[row])
-        .await
-        .map(|_| Outcome::Rejected(RejectClass::Schema))
-        .map_err(|e| PipelineError::from(Arc::new(e)))
+    let sequence = item.sequence();
+    let row = DeadLetterRow {
+        source: origin.source.as_str(),
+        channel: &origin.name,
+        sequence,
+        payload,
+        class,
+        reasons: &reasons,
+        order_uid,
+    };
+    let stored = tokio::time::timeout(
+        committer.deadline,
+        storage::store_batch(&committer.pool, &[], &[row]),
+    )
+    .await
+    .unwrap_or(Err(PersistError::Deadline(committer.deadline)));
+    let _entered = item.span().enter();
+    match stored {
+        Ok(_) => {
+            committer.health.committed();
+            tracing::warn!(reason = %reasons[0].shortened().message, class = class.as_str(),
+                "Kept a message the database refused as a dead letter.");
+            Ok(Outcome::Rejected(class))
+        }
+        Err(dead_letter_error) => {
+            let error = error_chain(&dead_letter_error);
+            tracing::error!(seq = sequence, %error, first_error = %reasons[0].shortened().message,
+                "Cannot store a message, not even as a dead letter; it stays unacknowledged.");
+            Err(PipelineError::Unstorable { sequence, error })
+        }
+    }
 }
 
-/// One transaction, retried with backoff on failure, a bounded number of times.
+/// One transaction, retried with backoff on failure, a bounded number of times (see `RetryPolicy`). Each attempt
+/// has the commit deadline. The error comes back with what it means.
 async fn commit_with_retry(
-    pool: &Pool,
+    committer: &Committer,
     items: &[&Item],
-    metrics: &Metrics,
-) -> Result<Vec<Outcome>, PersistError> {
+    policy: RetryPolicy,
+    known: Option<Failure>,
+) -> Result<Vec<Outcome>, (PersistError, Failure)> {
+    let Committer {
+        pool,
+        metrics,
+        health,
+        deadline,
+        ..
+    } = committer;
     let orders: Vec<OrderRow> = items
         .iter()
         .filter_map(|item| match item {
@@ -349,12 +519,20 @@ async fn commit_with_retry(
         })
         .collect();
     let mut attempt = 1;
+    let mut previous = known;
     let stored = loop {
         let started = Instant::now();
-        let error = match storage::store_batch(pool, &orders, &dead_letters).await {
+        let attempted = tokio::time::timeout(
+            *deadline,
+            storage::store_batch(pool, &orders, &dead_letters),
+        )
+        .await
+        .unwrap_or(Err(PersistError::Deadline(*deadline)));
+        let error = match attempted {
             Ok(stored) => {
                 let took = started.elapsed();
                 metrics.commit_duration.observe(took.as_secs_f64());
+                health.committed();
                 if took >= SLOW_COMMIT {
                     tracing::warn!(seconds = took.as_secs_f64(), messages = items.len(),
                         "A commit was slow; messages unacknowledged longer than the ack wait are redelivered.");
@@ -363,23 +541,33 @@ async fn commit_with_retry(
             }
             Err(error) => error,
         };
-        match RETRY.after_failure(attempt, error.is_data_error()) {
+        let failure = failure_of(&error);
+        if !failure.is_persistent() {
+            health.failed(failure.cause());
+        }
+        match policy.after_failure(attempt, &failure, previous.as_ref()) {
             Some(delay) => {
                 metrics.commit_retries.inc();
                 tracing::warn!(error = %error_chain(&error), attempt, messages = items.len(),
                     "Failed to commit a batch; retrying.");
                 tokio::time::sleep(delay).await;
                 attempt += 1;
+                previous = Some(failure);
             }
             None => {
                 metrics.commit_failures.inc();
                 tracing::error!(error = %error_chain(&error), attempt, messages = items.len(),
-                    "Failed to commit a batch; its messages stay unacknowledged.");
-                return Err(error);
+                    "Failed to commit a batch; giving up on this attempt.");
+                return Err((error, failure));
             }
         }
     };
-    outcomes(items, &stored)
+    outcomes(items, &stored).map_err(|error| (error, Failure::Unreachable))
+}
+
+/// What a storage error means for the decisions; a passed deadline says as little about the rows as no answer.
+fn failure_of(error: &PersistError) -> Failure {
+    Failure::classify(error.code().map(|code| code.code()))
 }
 
 fn order_row(o: &PersistOrder) -> OrderRow<'_> {
@@ -419,4 +607,37 @@ fn outcomes(items: &[&Item], stored: &[Stored]) -> Result<Vec<Outcome>, PersistE
         }
     }
     Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_duplicates_do_not_grow_the_arena() {
+        // Arrange
+        let mut arena = DocumentArena::new();
+        let document = vec![b' '; 900 * 1024];
+        let first = cache_copy(&mut arena, &document, Outcome::Persisted);
+        let after_first = arena.allocated_bytes();
+
+        // Act
+        let duplicates: Vec<Bytes> = (0..100)
+            .map(|_| cache_copy(&mut arena, &document, Outcome::Duplicate))
+            .collect();
+
+        // Assert
+        assert_eq!(arena.allocated_bytes(), after_first);
+        assert_eq!(first, document);
+        assert!(duplicates.iter().all(|copy| copy == &document));
+    }
+
+    #[test]
+    fn new_orders_share_arena_chunks() {
+        let mut arena = DocumentArena::new();
+        for _ in 0..100 {
+            cache_copy(&mut arena, &[b'x'; 1024], Outcome::Persisted);
+        }
+        assert_eq!(arena.allocated_bytes(), 1 << 20);
+    }
 }

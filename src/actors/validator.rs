@@ -112,6 +112,7 @@ impl OrderValidator {
                     raw: payload,
                     origin,
                     sequence,
+                    replay: keep_reasons,
                     span: span.clone(),
                 });
                 let answer: Answer = Box::pin(async move { request.await? });
@@ -130,6 +131,7 @@ impl OrderValidator {
                     raw: payload,
                     origin,
                     sequence,
+                    replay: keep_reasons,
                     span: span.clone(),
                 });
                 Box::pin(async move { request.await? })

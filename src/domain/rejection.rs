@@ -11,16 +11,19 @@ pub enum RejectClass {
     Inconsistent,
     /// Set by the persister: the order_uid is stored already, with other content.
     Conflict,
+    /// Set by the persister: PostgreSQL refused to store the message, alone, every time it was tried.
+    Storage,
 }
 
 impl RejectClass {
-    pub const ALL: [RejectClass; 6] = [
+    pub const ALL: [RejectClass; 7] = [
         RejectClass::TooLarge,
         RejectClass::InvalidUtf8,
         RejectClass::MalformedJson,
         RejectClass::Schema,
         RejectClass::Inconsistent,
         RejectClass::Conflict,
+        RejectClass::Storage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -31,6 +34,7 @@ impl RejectClass {
             RejectClass::Schema => "schema",
             RejectClass::Inconsistent => "inconsistent",
             RejectClass::Conflict => "conflict",
+            RejectClass::Storage => "storage",
         }
     }
 }

@@ -23,6 +23,28 @@ pub enum SchemaError {
     Invalid(String),
 }
 
+/// Longest reason message kept: longer ones keep their start and their end (where the rule is named), with an
+/// ellipsis for the quoted value between.
+const REASON_MAX_BYTES: usize = 1024;
+/// Most reasons kept per message.
+const MAX_REASONS: usize = 64;
+
+/// `text` cut to about `REASON_MAX_BYTES`, its start and its end kept.
+fn cut(text: String) -> String {
+    if text.len() <= REASON_MAX_BYTES {
+        return text;
+    }
+    let mut head = REASON_MAX_BYTES / 2;
+    while !text.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = text.len() - REASON_MAX_BYTES / 2;
+    while !text.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}…{}", &text[..head], &text[tail..])
+}
+
 /// A message that passed every check, ready to store and serve.
 #[derive(Debug, Clone)]
 pub struct ValidOrder {
@@ -54,12 +76,16 @@ impl OrderSchema {
     }
 
     /// Every schema violation of `value`, each with its JSON pointer.
+    /// Every schema error, each message cut to `REASON_MAX_BYTES` and at most `MAX_REASONS` of them: the messages
+    /// quote the offending values, so uncut they would hold several copies of a large payload in memory (the payload
+    /// itself is kept with the dead letter).
     fn schema_reasons(&self, value: &Value) -> Vec<RejectReason> {
         self.validator
             .iter_errors(value)
+            .take(MAX_REASONS)
             .map(|e| RejectReason {
-                pointer: e.instance_path().to_string(),
-                message: e.to_string(),
+                pointer: cut(e.instance_path().to_string()),
+                message: cut(e.to_string()),
             })
             .collect()
     }
@@ -144,6 +170,25 @@ mod tests {
     use super::*;
 
     const SAMPLE: &str = include_str!("../../schema/examples/order.valid.json");
+
+    #[test]
+    fn reasons_quoting_a_large_value_are_cut() {
+        // Arrange: a huge order_uid, quoted by every rule it breaks.
+        let schema = OrderSchema::new(DEFAULT_MAX_BYTES).expect("schema compiles");
+        let message = format!(r#"{{"order_uid": "{}"}}"#, "é".repeat(200_000));
+
+        // Act
+        let rejection = schema.validate(message.as_bytes()).expect_err("invalid");
+
+        // Assert
+        let held: usize = rejection.reasons.iter().map(|r| r.message.len()).sum();
+        assert!(!rejection.reasons.is_empty());
+        assert!(rejection.reasons.len() <= MAX_REASONS);
+        assert!(
+            held <= MAX_REASONS * (REASON_MAX_BYTES + '…'.len_utf8()),
+            "{held} bytes of reasons"
+        );
+    }
 
     #[test]
     fn the_sample_is_valid_and_its_document_equals_the_input() {

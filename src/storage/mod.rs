@@ -43,6 +43,8 @@ pub enum PersistError {
     Database(#[from] tokio_postgres::Error),
     #[error("order {0} was neither inserted nor found")]
     Vanished(String),
+    #[error("the transaction did not finish within {0:?}")]
+    Deadline(Duration),
 }
 
 impl PersistError {
@@ -69,6 +71,14 @@ pub async fn build_pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
             settings.redacted_url()
         )
     })?;
+    // Every wait on the server has a deadline: a lock held by anyone else fails our statement instead of blocking
+    // the one commit in flight for ever.
+    let timeout_ms = settings.statement_timeout().as_millis();
+    let options = format!(
+        "{} -c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
+        config.get_options().unwrap_or_default()
+    );
+    config.options(options.trim_start());
     let target = settings.redacted_url();
     let tls = tls::configure(settings, &mut config)?;
     let (client, connection) =

@@ -1,13 +1,15 @@
 //! The ratsio adapter: the only code that calls ratsio. It works around the ratsio 0.4.1 defects verified against
 //! the real server, without forking it:
 //! - no request has a timeout: every call here is bounded by `STAN_TIMEOUT`;
-//! - a connect the server refuses (duplicate client id) still returns Ok and later calls hang: the bounded
-//!   subscribe turns that into a clear error;
-//! - `subscribe()` sends an ack wait of 1,800,000 s: we always pass ack wait and max in flight explicitly;
+//! - a connect the server refuses (duplicate client id) still returns Ok: before ratsio connects, `claim_client_id`
+//!   asks the broker with a connect request of its own, which also tells the subject for subscription requests;
 //! - its reconnect logic is broken (mnetship/ratsio #10, #16): the subscriber drops the connection and connects
 //!   afresh instead, and `probe` tells it when the broker no longer knows this client;
-//! - it decodes deliveries with `unwrap()`: the stream is drained in a task of its own, so a malformed frame ends
-//!   that task (and the subscription, which is then renewed), not the service;
+//! - its subscribe ignores the error field of the broker's answer (a refused subscription looks like success), and
+//!   it listens on the inbox only after asking, so the first deliveries can be lost; it also decodes deliveries with
+//!   `unwrap()`: the subscription is therefore made here, with the protocol messages themselves, over ratsio's NATS
+//!   connection (so that it ends with that connection, as ratsio's did): listen on the inbox, ask, read the answer;
+//!   a malformed delivery is logged and skipped;
 //! - it writes every publish to the socket on its own (a lock and a `send` per message): acks go through a second,
 //!   async-nats connection instead, which coalesces everything queued into one write. STAN accepts an ack from any
 //!   connection: it is a plain NATS publish to the subscription's ack inbox.
@@ -20,7 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use prost::Message as _;
-use ratsio::{RatsioError, StanClient, StanOptions, StartPosition};
+use ratsio::{RatsioError, StanClient, StanOptions};
 use stan_proto::proto;
 use tokio::sync::mpsc;
 
@@ -57,6 +59,8 @@ pub enum BrokerError {
     NotRegistered(String),
     #[error("the broker answered with an error: {0}")]
     Answered(String),
+    #[error("the broker refused the subscription to channel {channel:?}: {message}")]
+    SubscriptionRefused { channel: String, message: String },
     #[error("malformed answer from the broker: {0}")]
     Malformed(#[from] prost::DecodeError),
     #[error("the delivery carries no ack inbox")]
@@ -81,6 +85,8 @@ pub struct StanConnection {
     client: Arc<StanClient>,
     /// Shared by every delivery's `AckHandle`: an `Arc` clone is one increment, a `Client` clone about eight.
     acks: Arc<async_nats::Client>,
+    /// The broker's subject for subscription requests (ratsio keeps its own copy to itself).
+    sub_requests: String,
     settings: StanSettings,
 }
 
@@ -102,6 +108,63 @@ impl StanAck {
         bounded("ack", self.timeout, self.acks.publish(inbox, payload)).await??;
         Ok(())
     }
+}
+
+/// Fails when a live client holds our client id. ratsio takes the broker's refusal of a duplicate connect for
+/// success, so the question is asked here first, with a connect request of our own: a live holder makes the broker
+/// refuse it, a dead one is replaced. The registration this makes is closed again at once, for ratsio's; the answer
+/// names the broker's subject for subscription requests, which is returned.
+async fn claim_client_id(
+    nats: &async_nats::Client,
+    s: &StanSettings,
+) -> Result<String, BrokerError> {
+    let request = proto::ConnectRequest {
+        client_id: s.client_id.clone(),
+        heartbeat_inbox: format!("_INBOX.claim.{}", uuid::Uuid::new_v4().simple()),
+        conn_id: uuid::Uuid::new_v4().simple().to_string().into_bytes(),
+        ..Default::default()
+    };
+    let discover = format!("_STAN.discover.{}", s.cluster_id);
+    let reply = bounded(
+        "connect",
+        s.timeout(),
+        nats.request(discover, Bytes::from(request.encode_to_vec())),
+    )
+    .await
+    .map_err(|_| BrokerError::NoServer {
+        cluster_id: s.cluster_id.clone(),
+        url: s.url.clone(),
+        after: s.timeout(),
+    })?
+    .map_err(|e| BrokerError::Ratsio {
+        what: "connect",
+        message: e.to_string(),
+    })?;
+    let response = proto::ConnectResponse::decode(reply.payload)?;
+    if response.error.contains("already registered") {
+        return Err(BrokerError::Refused {
+            cluster_id: s.cluster_id.clone(),
+            client_id: s.client_id.clone(),
+        });
+    }
+    if !response.error.is_empty() {
+        return Err(BrokerError::Answered(response.error));
+    }
+    let close = proto::CloseRequest {
+        client_id: s.client_id.clone(),
+    };
+    // Waited for, so that ratsio's connect does not meet this registration.
+    bounded(
+        "connect",
+        s.timeout(),
+        nats.request(response.close_requests, Bytes::from(close.encode_to_vec())),
+    )
+    .await?
+    .map_err(|e| BrokerError::Ratsio {
+        what: "close",
+        message: e.to_string(),
+    })?;
+    Ok(response.sub_requests)
 }
 
 /// Runs `future` for at most `after`.
@@ -135,6 +198,7 @@ impl StanConnection {
             url: target.url.clone(),
             message: redact::text(&crate::error_chain::error_chain(&e)),
         })?;
+        let sub_requests = claim_client_id(&acks, settings).await?;
         let options = StanOptions::with_options(
             nats_options,
             settings.cluster_id.clone(),
@@ -150,51 +214,88 @@ impl StanConnection {
         Ok(StanConnection {
             client,
             acks: Arc::new(acks),
+            sub_requests,
             settings: settings.clone(),
         })
     }
 
     /// Subscribes to the channel as a member of the durable queue group, with manual acks. Deliveries arrive on the
-    /// returned channel, which closes when the subscription ends.
+    /// returned channel, which closes when the subscription ends. A refusal comes back with the broker's message.
     pub async fn subscribe(&self) -> Result<mpsc::UnboundedReceiver<Delivery>, BrokerError> {
         let s = &self.settings;
-        let subscribing = self.client.subscribe_with_all(
-            s.channel.clone(),
-            Some(s.queue_group.clone()),
-            Some(s.durable_name.clone()),
-            s.max_in_flight,
-            s.ack_wait_secs,
-            // A new durable starts with the first message; a resumed one continues after its last ack.
-            StartPosition::First,
-            0,
-            None,
-            true,
-        );
-        let (_sid, messages) = tokio::time::timeout(s.timeout(), subscribing)
-            .await
-            .map_err(|_| BrokerError::Refused {
-                cluster_id: s.cluster_id.clone(),
-                client_id: s.client_id.clone(),
-            })?
+        let sub_requests = self.sub_requests.clone();
+        let nats = &self.client.nats_client;
+        let inbox = format!("_INBOX.{}", uuid::Uuid::new_v4().simple());
+        // Listening before asking: the broker starts delivering as soon as it has answered.
+        let (sid, messages) = bounded("subscribe", s.timeout(), nats.subscribe(inbox.clone()))
+            .await?
             .map_err(ratsio_error("subscribe"))?;
+        let request = proto::SubscriptionRequest {
+            client_id: s.client_id.clone(),
+            subject: s.channel.clone(),
+            q_group: s.queue_group.clone(),
+            inbox,
+            max_in_flight: s.max_in_flight,
+            ack_wait_in_secs: s.ack_wait_secs,
+            durable_name: s.durable_name.clone(),
+            // A new durable starts with the first message; a resumed one continues after its last ack.
+            start_position: proto::StartPosition::First as i32,
+            ..Default::default()
+        };
+        let answer = bounded(
+            "subscribe",
+            s.timeout(),
+            nats.request(sub_requests, &request.encode_to_vec()),
+        )
+        .await
+        .map_err(|_| BrokerError::Refused {
+            cluster_id: s.cluster_id.clone(),
+            client_id: s.client_id.clone(),
+        })
+        .and_then(|reply| reply.map_err(ratsio_error("subscribe")))
+        .and_then(|reply| {
+            Ok(proto::SubscriptionResponse::decode(
+                reply.payload.as_slice(),
+            )?)
+        });
+        let response = match answer {
+            Ok(response) if response.error.is_empty() => response,
+            refused => {
+                let _ = bounded("unsubscribe", s.timeout(), nats.un_subscribe(&sid)).await;
+                return Err(refused
+                    .map(|response| BrokerError::SubscriptionRefused {
+                        channel: s.channel.clone(),
+                        message: response.error,
+                    })
+                    .unwrap_or_else(|error| error));
+            }
+        };
 
         let (sender, receiver) = mpsc::unbounded_channel();
         let (acks, timeout) = (self.acks.clone(), s.timeout());
+        let ack_inbox = response.ack_inbox;
         // The broker bounds what is unacknowledged (max in flight), so this channel is bounded in practice.
         tokio::spawn(async move {
             let mut messages = Box::pin(messages);
-            while let Some(mut message) = messages.next().await {
+            while let Some(message) = messages.next().await {
+                let message = match proto::MsgProto::decode(message.payload.as_slice()) {
+                    Ok(message) => message,
+                    Err(error) => {
+                        tracing::warn!(%error, "Skipped a delivery that is not a STAN message.");
+                        continue;
+                    }
+                };
                 let delivery = Delivery {
-                    payload: Bytes::from(std::mem::take(&mut message.payload)),
+                    payload: Bytes::from(message.data),
                     sequence: message.sequence,
                     redelivered: message.redelivered,
                     // ratsio does not expose the redelivery count.
                     delivery_count: None,
                     ack: AckHandle::Stan(StanAck {
                         acks: acks.clone(),
-                        inbox: message.ack_inbox.take(),
+                        inbox: Some(ack_inbox.clone()),
                         ack: proto::Ack {
-                            subject: std::mem::take(&mut message.subject),
+                            subject: message.subject,
                             sequence: message.sequence,
                         },
                         timeout,

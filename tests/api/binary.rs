@@ -187,7 +187,8 @@ async fn secrets_in_database_and_nats_urls_reach_no_log_line_answer_or_metric() 
         .as_ref()
         .map(|t| t.expose().to_owned())
         .unwrap_or_default();
-    let mut service = ServiceProcess::spawn_with(&stopped.settings, &[("RUST_LOG", "debug")])?;
+    let mut service =
+        ServiceProcess::spawn_with(&stopped.settings, &[("RUST_LOG", "debug".to_owned())])?;
     service.wait_ready().await?;
     stopped.publish(SAMPLE).await?;
     stopped.publish(&b"{not json"[..]).await?;

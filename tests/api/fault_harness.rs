@@ -94,7 +94,10 @@ impl ServiceProcess {
     }
 
     /// Like `spawn`, with more environment variables.
-    pub fn spawn_with(settings: &Settings, env: &[(&str, &str)]) -> anyhow::Result<ServiceProcess> {
+    pub fn spawn_with(
+        settings: &Settings,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<ServiceProcess> {
         let (port, admin_port, log) = (free_port()?, free_port()?, temp_path("log"));
         let admin_token = settings
             .application
@@ -107,7 +110,6 @@ impl ServiceProcess {
         let child = Command::new(BINARY)
             .env("ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
             .env("ADMIN_TOKEN", admin_token)
-            .envs(env.iter().copied())
             .env("SOURCE", sources.join(","))
             .env("NATS_URL", &js.url)
             .env("JS_STREAM", &js.stream)
@@ -125,6 +127,7 @@ impl ServiceProcess {
             .env("STAN_TIMEOUT", "2")
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("HTTP_WORKERS", "2")
+            .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()?;
@@ -157,6 +160,19 @@ impl ServiceProcess {
             );
             actix_web::rt::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// A line of the process's `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in bytes.
+    pub fn memory(&self, field: &str) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|rest| rest.trim().strip_suffix("kB"))
+            .with_context(|| format!("no {field} in /proc/<pid>/status"))?
+            .trim()
+            .parse()?;
+        Ok(kib * 1024)
     }
 
     /// SIGKILL, as the kernel's OOM killer or a power cut would: no drain, no close.
