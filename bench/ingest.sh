@@ -106,7 +106,7 @@ run_mode() {
     t1=$(now_ns)
     # Redeliveries are work done twice: an ack that came later than STAN_ACK_WAIT, or a delivery ratsio lost.
     local redelivered
-    redelivered=$(curl -fsS "http://127.0.0.1:$BENCH_HTTP_PORT/metrics" |
+    redelivered=$(curl -fsS "http://127.0.0.1:$BENCH_ADMIN_PORT/metrics" |
         awk '/^order_service_messages_redelivered_total/ { n += $2 } END { printf "%d", n }')
     local cpu
     cpu=$(cpu_seconds "$SERVICE_PID")

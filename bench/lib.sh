@@ -30,6 +30,7 @@ bench_setup() {
     LOAD_BEFORE=$(load_now)
     # Ports of our own, so a run never meets another service on a fixed port.
     BENCH_HTTP_PORT=${BENCH_HTTP_PORT:-$(free_port)}
+    BENCH_ADMIN_PORT=${BENCH_ADMIN_PORT:-$(free_port)}
     BENCH_NGINX_PORT=${BENCH_NGINX_PORT:-$(free_port)}
     trap bench_cleanup EXIT
     trap 'exit 130' INT TERM
@@ -130,7 +131,7 @@ ready() {
 
 # Starts the service in the background; SERVICE_PID, SERVICE_STARTED_NS. Does not wait.
 launch_service() {
-    HTTP_ADDR="127.0.0.1:$BENCH_HTTP_PORT" RUST_LOG=${BENCH_RUST_LOG:-warn} \
+    HTTP_ADDR="127.0.0.1:$BENCH_HTTP_PORT" ADMIN_ADDR="127.0.0.1:$BENCH_ADMIN_PORT" RUST_LOG=${BENCH_RUST_LOG:-warn} \
         "$BIN/order-service" >"$BENCH_TMP/service.log" 2>&1 &
     SERVICE_PID=$!
     SERVICE_STARTED_NS=$(now_ns)

@@ -8,7 +8,7 @@ own grid.
 
     pip install matplotlib
     scripts/render-dashboard.py --prometheus-url http://127.0.0.1:9090 --seconds 120 --window 30s \\
-        --lookups --service-url http://127.0.0.1:8081 --out docs/dashboard.png
+        --lookups --service-url http://127.0.0.1:8082 --out docs/dashboard.png
 
 With --lookups it first sends GET /order/{id} requests to the service for --seconds (so the HTTP panels have
 traffic), then draws that span. Publish while it runs, e.g. `order-generator --count 9000 --rate 200
@@ -16,6 +16,7 @@ traffic), then draws that span. Publish while it runs, e.g. `order-generator --c
 """
 
 import argparse
+import os
 import json
 import random
 import re
@@ -84,16 +85,21 @@ def legend(template, labels):
 # --- Traffic -----------------------------------------------------------------------------------------------------
 
 def lookups(service_url, stop):
-    """GET /order/{id} for recent orders and for a few ids that do not exist, until `stop` is set."""
+    """GET /order/{id} for recent orders and for a few ids that do not exist, until `stop` is set. The service URL is
+    the admin listener (it lists the orders); ADMIN_TOKEN from the environment is sent when set."""
+    token = os.environ.get("ADMIN_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     ids = []
     while not stop.is_set():
         try:
             if random.random() < 0.02 or not ids:
-                with urllib.request.urlopen(f"{service_url}/orders?limit=200", timeout=5) as response:
+                listing = urllib.request.Request(f"{service_url}/orders?limit=200", headers=headers)
+                with urllib.request.urlopen(listing, timeout=5) as response:
                     ids = [o["order_uid"] for o in json.load(response)] or ids
             uid = random.choice(ids) if ids and random.random() < 0.9 else \
                 "".join(random.choices(string.ascii_lowercase, k=12))
-            urllib.request.urlopen(f"{service_url}/order/{uid}", timeout=5).read()
+            lookup = urllib.request.Request(f"{service_url}/order/{uid}", headers=headers)
+            urllib.request.urlopen(lookup, timeout=5).read()
         except urllib.error.HTTPError:
             pass
         except (urllib.error.URLError, OSError, ValueError, KeyError):
@@ -195,7 +201,7 @@ def main():
                         help="use --window for every range in the queries too (for captures shorter than them)")
     parser.add_argument("--lookups", action="store_true",
                         help="send GET /order/{id} requests to --service-url for --seconds before drawing")
-    parser.add_argument("--service-url", default="http://127.0.0.1:8081")
+    parser.add_argument("--service-url", default="http://127.0.0.1:8082")
     parser.add_argument("--dashboard", default="dashboards/grafana/orders.json")
     parser.add_argument("--out", default="docs/dashboard.png")
     args = parser.parse_args()

@@ -2,11 +2,15 @@
 //! The tree (application, database, the sources: stan and jetstream) follows z2p's `Settings`; clap parses it.
 
 use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::client_id;
+use crate::redact;
 
 /// The command line: an optional subcommand (`serve` by default) and the settings.
 #[derive(Parser, Debug, Clone)]
@@ -32,8 +36,8 @@ pub enum Command {
     Replay {
         /// The dead letter's id, as listed by `GET /rejected`.
         id: i64,
-        /// Base URL of the running service.
-        #[arg(long, env = "SERVICE_URL", default_value = "http://127.0.0.1:8081")]
+        /// Base URL of the running service's admin listener (ADMIN_ADDR); ADMIN_TOKEN is sent when set.
+        #[arg(long, env = "SERVICE_URL", default_value = "http://127.0.0.1:8082")]
         service_url: String,
     },
 }
@@ -102,9 +106,21 @@ impl fmt::Display for SourceKind {
 
 #[derive(Args, Debug, Clone)]
 pub struct ApplicationSettings {
-    /// Address the HTTP API listens on (port 0 picks a free port).
+    /// Address of the public listener: order lookups, the lookup page, health (port 0 picks a free port).
     #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8081", global = true)]
     pub http_addr: String,
+    /// Address of the admin listener: listings, dead letters, replay, metrics, the operator page. Anything but a
+    /// loopback address needs ADMIN_TOKEN.
+    #[arg(
+        long,
+        env = "ADMIN_ADDR",
+        default_value = "127.0.0.1:8082",
+        global = true
+    )]
+    pub admin_addr: String,
+    /// Bearer token every admin request must carry (`Authorization: Bearer <token>`); unset: none needed.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, global = true)]
+    pub admin_token: Option<Secret>,
     /// HTTP worker threads, each with its own cache actor [default: the number of CPUs].
     #[arg(long, env = "HTTP_WORKERS", global = true)]
     pub http_workers: Option<usize>,
@@ -133,6 +149,76 @@ pub struct ApplicationSettings {
 pub enum LogFormat {
     Human,
     Json,
+}
+
+impl ApplicationSettings {
+    /// Refuses an admin listener reachable from other hosts without a token: it would hand every order and the
+    /// replay to anyone on the network.
+    pub fn check_admin_exposure(&self) -> Result<(), String> {
+        let has_token = self
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| !t.expose().is_empty());
+        if has_token || is_loopback(&self.admin_addr) {
+            return Ok(());
+        }
+        Err(format!(
+            "ADMIN_ADDR {} is not a loopback address and ADMIN_TOKEN is not set: the admin routes (every order, \
+             dead letters, replay, metrics) would be open to the network. Set ADMIN_TOKEN, or bind ADMIN_ADDR to \
+             127.0.0.1",
+            self.admin_addr
+        ))
+    }
+}
+
+/// True for `127.x.x.x:port`, `[::1]:port` and `localhost:port`.
+fn is_loopback(addr: &str) -> bool {
+    match addr.parse::<SocketAddr>() {
+        Ok(socket) => socket.ip().is_loopback(),
+        Err(_) => addr
+            .rsplit_once(':')
+            .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost")),
+    }
+}
+
+/// A secret setting (a token, a password): `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(value.to_owned()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(redact::MASK)
+    }
+}
+
+/// How the connection to PostgreSQL is protected.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plain TCP (a `sslmode=require` in DATABASE_URL still wins).
+    Disable,
+    /// TLS, the server's certificate not checked: protects against listeners, not against an impostor.
+    Require,
+    /// TLS, the certificate checked against DB_CA_FILE and the host name against it.
+    VerifyFull,
 }
 
 #[derive(Args, Clone)]
@@ -182,6 +268,12 @@ pub struct DatabaseSettings {
     #[arg(long = "store-max-attempts", env = "STORE_MAX_ATTEMPTS", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..=100), global = true)]
     pub store_max_attempts: u32,
+    /// TLS to PostgreSQL: disable, require, verify-full (needs DB_CA_FILE).
+    #[arg(long = "db-sslmode", env = "DB_SSLMODE", value_enum, default_value_t = SslMode::Disable, global = true)]
+    pub ssl_mode: SslMode,
+    /// PEM file with the CA certificate(s) that sign the PostgreSQL server's certificate.
+    #[arg(long = "db-ca-file", env = "DB_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl DatabaseSettings {
@@ -196,7 +288,7 @@ impl DatabaseSettings {
 
     /// The URL without its password, for log lines and error messages.
     pub fn redacted_url(&self) -> String {
-        redact_password(&self.url)
+        redact::connection_string(&self.url)
     }
 }
 
@@ -209,22 +301,49 @@ impl fmt::Debug for DatabaseSettings {
             .field("batch_max_bytes", &self.batch_max_bytes)
             .field("statement_timeout_secs", &self.statement_timeout_secs)
             .field("store_max_attempts", &self.store_max_attempts)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
 
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Clone)]
 pub struct StanSettings {
-    /// NATS URL of the NATS Streaming server.
+    /// NATS URL of the NATS Streaming server. May carry credentials (`nats://user:password@host`,
+    /// `nats://token@host`); they never reach a log line.
     #[arg(
         id = "stan_url",
         value_name = "STAN_URL",
         long = "stan-url",
         env = "STAN_URL",
         default_value = "nats://127.0.0.1:4222",
+        hide_env_values = true,
         global = true
     )]
     pub url: String,
+    /// NATS user name (with NATS_PASSWORD); a user in STAN_URL wins.
+    #[arg(long = "nats-user", env = "NATS_USER", global = true)]
+    pub nats_user: Option<String>,
+    /// NATS password (with NATS_USER).
+    #[arg(
+        long = "nats-password",
+        env = "NATS_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
+    pub nats_password: Option<Secret>,
+    /// NATS authentication token.
+    #[arg(
+        long = "nats-token",
+        env = "NATS_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub nats_token: Option<Secret>,
+    /// PEM file with the CA that signs nats-server's certificate: the async-nats connections then require TLS.
+    /// ratsio (the STAN client) cannot use TLS, so with STAN this is refused at start.
+    #[arg(long = "nats-ca-file", env = "NATS_CA_FILE", global = true)]
+    pub nats_ca_file: Option<PathBuf>,
     /// NATS Streaming cluster id.
     #[arg(
         long = "stan-cluster-id",
@@ -290,6 +409,64 @@ pub struct StanSettings {
         global = true
     )]
     pub probe_interval_secs: u64,
+}
+
+impl fmt::Debug for StanSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StanSettings")
+            .field("url", &redact::connection_string(&self.url))
+            .field("nats_user", &self.nats_user)
+            .field("nats_password", &self.nats_password)
+            .field("nats_token", &self.nats_token)
+            .field("nats_ca_file", &self.nats_ca_file)
+            .field("cluster_id", &self.cluster_id)
+            .field("channel", &self.channel)
+            .field("client_id", &self.client_id)
+            .field("durable_name", &self.durable_name)
+            .field("queue_group", &self.queue_group)
+            .field("ack_wait_secs", &self.ack_wait_secs)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("timeout_secs", &self.timeout_secs)
+            .field("probe_interval_secs", &self.probe_interval_secs)
+            .finish()
+    }
+}
+
+impl Settings {
+    /// Every secret these settings hold, for `redact::register`: whatever a library repeats of them is masked. Only
+    /// the secrets themselves: a URL without one stays readable in error messages.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut secrets = Vec::new();
+        if let Ok(config) = self.database.url.parse::<tokio_postgres::Config>() {
+            if let Some(password) = config.get_password() {
+                secrets.push(String::from_utf8_lossy(password).into_owned());
+            }
+        }
+        secrets.extend(url_secret(&self.database.url, false));
+        secrets.extend(url_secret(&self.stan.url, true));
+        secrets.extend(
+            [
+                &self.stan.nats_password,
+                &self.stan.nats_token,
+                &self.application.admin_token,
+            ]
+            .into_iter()
+            .flatten()
+            .map(|secret| secret.expose().to_owned()),
+        );
+        secrets
+    }
+}
+
+/// The password in a URL's user info; with `token_in_user` (NATS) a user info without `:` is a token, else a user
+/// name, which is no secret.
+fn url_secret(url: &str, token_in_user: bool) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let (userinfo, _) = rest.rsplit_once('@')?;
+    match userinfo.split_once(':') {
+        Some((_, password)) => Some(password.to_owned()),
+        None => token_in_user.then(|| userinfo.to_owned()),
+    }
 }
 
 impl StanSettings {
@@ -390,41 +567,9 @@ impl JetStreamSettings {
     }
 }
 
-/// Replaces the password of a `scheme://user:password@host/...` URL with `***`; other strings pass unchanged.
-fn redact_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_redacted_and_the_rest_is_kept() {
-        let cases = [
-            (
-                "postgres://app:s3cret@db:5432/orders",
-                "postgres://app:***@db:5432/orders",
-            ),
-            ("postgres://app@db/orders", "postgres://app@db/orders"),
-            ("postgres://db/orders", "postgres://db/orders"),
-            ("host=db user=app", "host=db user=app"),
-        ];
-        for (input, expected) in cases {
-            assert_eq!(redact_password(input), expected, "input {input}");
-        }
-    }
 
     #[test]
     fn defaults_parse_and_options_may_follow_the_subcommand() {
@@ -482,5 +627,82 @@ mod tests {
         .expect("parses");
         let debug = format!("{:?}", cli.settings);
         assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn debug_output_hides_every_nats_and_admin_secret() {
+        let cli = Cli::try_parse_from([
+            "order-service",
+            "--stan-url",
+            "nats://tok3n-in-url@h:4222",
+            "--nats-password",
+            "pa55word",
+            "--nats-token",
+            "tok3n",
+            "--admin-token",
+            "adm1n",
+        ])
+        .expect("parses");
+        let debug = format!("{:?}", cli.settings);
+        for secret in ["tok3n", "pa55word", "adm1n"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+    }
+
+    #[test]
+    fn every_configured_secret_is_listed_for_redaction() {
+        let cli = Cli::try_parse_from([
+            "order-service",
+            "--database-url",
+            "host=db user=app password=db-pw",
+            "--stan-url",
+            "nats://u:nats-pw@h:4222",
+            "--admin-token",
+            "adm1n",
+        ])
+        .expect("parses");
+        let secrets = cli.settings.secrets();
+        for secret in ["db-pw", "nats-pw", "adm1n"] {
+            assert!(secrets.iter().any(|s| s == secret), "{secret}: {secrets:?}");
+        }
+        let plain = Cli::try_parse_from([
+            "order-service",
+            "--database-url",
+            "postgres://app@db/orders",
+        ])
+        .expect("parses");
+        assert!(
+            plain.settings.secrets().is_empty(),
+            "a URL without a secret stays readable: {:?}",
+            plain.settings.secrets()
+        );
+    }
+
+    #[test]
+    fn an_admin_listener_beyond_loopback_needs_a_token() {
+        let cases = [
+            ("127.0.0.1:8082", None, true),
+            ("[::1]:8082", None, true),
+            ("localhost:8082", None, true),
+            ("0.0.0.0:8082", None, false),
+            ("10.1.2.3:8082", Some(""), false),
+            ("0.0.0.0:8082", Some("t0ken"), true),
+        ];
+        for (addr, token, allowed) in cases {
+            let mut args = vec!["order-service", "--admin-addr", addr];
+            if let Some(token) = token {
+                args.extend(["--admin-token", token]);
+            }
+            let cli = Cli::try_parse_from(args).expect("parses");
+            let verdict = cli.settings.application.check_admin_exposure();
+            assert_eq!(
+                verdict.is_ok(),
+                allowed,
+                "{addr} with {token:?}: {verdict:?}"
+            );
+            if let Err(message) = verdict {
+                assert!(message.contains("ADMIN_TOKEN"), "{message}");
+            }
+        }
     }
 }

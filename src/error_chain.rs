@@ -11,12 +11,14 @@ fn causes<'a>(
     std::iter::successors(Some(error), |&e| e.source())
 }
 
-/// The error and its causes on one line ("a: b: c"), for log fields and startup errors.
+/// The error and its causes on one line ("a: b: c"), for log fields and startup errors. Secrets are masked
+/// (`redact::text`): a library's error may repeat a URL or a password it was given.
 pub fn error_chain(error: &(dyn StdError + 'static)) -> String {
-    causes(error)
+    let text = causes(error)
         .map(|e| e.to_string())
         .collect::<Vec<_>>()
-        .join(": ")
+        .join(": ");
+    crate::redact::text(&text)
 }
 
 /// `Debug` for route errors (z2p's `error_chain_fmt`): the whole cause chain goes to the logs, one cause a line,
@@ -25,7 +27,7 @@ pub fn error_chain_fmt(
     error: &(dyn StdError + 'static),
     f: &mut fmt::Formatter<'_>,
 ) -> fmt::Result {
-    let mut chain = causes(error);
+    let mut chain = causes(error).map(|e| crate::redact::text(&e.to_string()));
     if let Some(outer) = chain.next() {
         writeln!(f, "{outer}")?;
     }

@@ -23,11 +23,12 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 
 use crate::error_chain::error_chain;
 use crate::metrics::Metrics;
 use crate::storage::feed::{self as storage_feed, FeedCursor, FeedStart};
+use crate::storage::tls::Tls;
 use crate::storage::{lookups, PersistError};
 
 /// The channel the orders trigger notifies (migration V3).
@@ -42,12 +43,22 @@ const HELD_BACK_FIRST_RETRY: Duration = Duration::from_millis(5);
 const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(100);
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FeedSettings {
-    /// The database, as the pool reaches it.
+    /// The database, as the pool reaches it, and its TLS (`storage::tls`).
     pub config: tokio_postgres::Config,
+    pub tls: Tls,
     /// Catch-up read even without a notification, at least this often.
     pub catch_up_interval: Duration,
+}
+
+impl std::fmt::Debug for FeedSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedSettings")
+            .field("config", &self.config)
+            .field("catch_up_interval", &self.catch_up_interval)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where the feed's orders go.
@@ -159,7 +170,7 @@ impl Follower {
     async fn follow(&mut self, failures: &mut u32) -> FeedError {
         let mut config = self.settings.config.clone();
         config.application_name(APPLICATION_NAME);
-        let (client, mut connection) = match config.connect(NoTls).await {
+        let (client, mut connection) = match config.connect(self.settings.tls.clone()).await {
             Ok(pair) => pair,
             Err(error) => return error.into(),
         };

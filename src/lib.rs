@@ -1,4 +1,5 @@
 pub mod actors;
+pub mod admin_auth;
 pub mod cache;
 pub mod client_id;
 pub mod configuration;
@@ -8,7 +9,9 @@ pub mod feed;
 pub mod generator;
 pub mod http_metrics;
 pub mod metrics;
+pub mod nats_auth;
 pub mod readiness;
+pub mod redact;
 pub mod replay;
 pub mod replay_client;
 pub mod routes;

@@ -1,7 +1,7 @@
 use clap::Parser;
 use order_service::configuration::{Cli, Command};
 use order_service::startup::Application;
-use order_service::{replay_client, storage, telemetry};
+use order_service::{redact, replay_client, storage, telemetry};
 
 /// jemalloc instead of glibc malloc in the service. Profiled under ingest, glibc spent about a third
 /// of the service's CPU in malloc/free, most of it consolidating fragments around the ~1.3 KiB documents
@@ -21,9 +21,10 @@ async fn main() {
         std::io::stderr,
     );
     telemetry::init_subscriber(subscriber);
+    redact::register(cli.settings.secrets());
     if let Err(error) = run(cli).await {
-        // One line with the whole cause chain, then a non-zero exit.
-        eprintln!("order-service: {error:#}");
+        // One line with the whole cause chain, then a non-zero exit; no secret in it, whatever a library put there.
+        eprintln!("order-service: {}", redact::text(&format!("{error:#}")));
         std::process::exit(1);
     }
 }
@@ -47,14 +48,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Replay { id, service_url } => {
-            println!("{}", replay_client::replay(&service_url, id).await?);
+            let token = settings.application.admin_token.as_ref();
+            let answer = replay_client::replay(&service_url, id, token.map(|t| t.expose())).await?;
+            println!("{answer}");
             Ok(())
         }
         Command::Serve => {
             tracing::info!(
                 database = %settings.database.redacted_url(),
                 sources = ?settings.distinct_sources(),
-                stan_url = %settings.stan.url,
+                stan_url = %redact::connection_string(&settings.stan.url),
+                http_addr = %settings.application.http_addr,
+                admin_addr = %settings.application.admin_addr,
                 cluster_id = %settings.stan.cluster_id,
                 channel = %settings.stan.channel,
                 nats_url = %settings.jetstream.url,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::actors::SubscriberStatus;
 use crate::error_chain::error_chain;
+use crate::redact;
 use crate::stall::PipelineHealth;
 use crate::storage::{self, Pool};
 use crate::transport::Origin;
@@ -68,14 +69,22 @@ impl Readiness {
         }
         match tokio::time::timeout(PING_TIMEOUT, storage::ping(&self.pool)).await {
             Ok(Ok(())) => {}
+            // The cause goes to the log; the answer names the dependency only, never its address.
             Ok(Err(error)) => {
-                reasons.push(format!("database unreachable: {}", error_chain(&error)))
+                tracing::warn!(error = %error_chain(&error), "Readiness: the database is unreachable.");
+                reasons.push("database unreachable".to_owned())
             }
             Err(_) => reasons.push("database did not answer within 2 s".to_owned()),
         }
         for source in &self.subscribers {
             if let Err(problem) = source.status.check() {
-                reasons.push(format!("not consuming {}: {problem}", source.subscription));
+                // The cause goes to the log; the answer names the source, never an address.
+                tracing::warn!(problem = %redact::text(&problem), source = %source.subscription,
+                    "Readiness: not consuming.");
+                reasons.push(format!(
+                    "not consuming {} (broker unreachable or subscription down)",
+                    source.subscription
+                ));
             }
         }
         if let Some(cause) = self.pipeline.stalled() {

@@ -10,16 +10,24 @@ use reqwest::{Client, Url};
 /// How long the whole exchange (connect, send, read the answer) may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Replays dead letter `id` through the service at `service_url` (`http://host:port`, optionally with a path
-/// prefix); returns the JSON answer, or an error carrying the service's answer when it is not a success.
-pub async fn replay(service_url: &str, id: i64) -> anyhow::Result<String> {
+/// Replays dead letter `id` through the admin listener at `service_url` (`http://host:port`, optionally with a path
+/// prefix), with the admin token when there is one; returns the JSON answer, or an error carrying the service's
+/// answer when it is not a success.
+pub async fn replay(service_url: &str, id: i64, token: Option<&str>) -> anyhow::Result<String> {
     let url = replay_url(service_url, id)?;
     let client = Client::builder()
         .timeout(TIMEOUT)
         .build()
         .context("Failed to build the HTTP client")?;
-    let response = client
+    // The admin listener takes state-changing requests only as JSON (see admin_auth.rs).
+    let mut request = client
         .post(url.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body("{}");
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
         .send()
         .await
         .with_context(|| format!("Failed to reach the service at {url}"))?;
@@ -146,13 +154,24 @@ mod tests {
         );
 
         // Act
-        let answer = replay(&url, 42).await.expect("the replay succeeds");
+        let answer = replay(&url, 42, Some("t0ken"))
+            .await
+            .expect("the replay succeeds");
 
-        // Assert
+        // Assert: answered, and asked as the admin listener wants: the token, and JSON.
         assert_eq!(answer, r#"{"outcome":"stored"}"#);
         let request = request_seen(server).await;
         assert!(
             request.starts_with("POST /rejected/42/replay HTTP/1.1\r\n"),
+            "request: {request}"
+        );
+        let lower = request.to_ascii_lowercase();
+        assert!(
+            lower.contains("authorization: bearer t0ken\r\n"),
+            "request: {request}"
+        );
+        assert!(
+            lower.contains("content-type: application/json\r\n"),
             "request: {request}"
         );
     }
@@ -166,7 +185,7 @@ mod tests {
         );
 
         // Act
-        let answer = replay(&url, 3).await.expect("the replay succeeds");
+        let answer = replay(&url, 3, None).await.expect("the replay succeeds");
 
         // Assert
         assert_eq!(answer, r#"{"outcome":"stored"}"#);
@@ -182,7 +201,7 @@ mod tests {
         );
 
         // Act
-        let error = replay(&url, 9).await.expect_err("a 404 is an error");
+        let error = replay(&url, 9, None).await.expect_err("a 404 is an error");
 
         // Assert
         let message = format!("{error:#}");
@@ -203,7 +222,7 @@ mod tests {
         let url = format!("http://{address}");
 
         // Act
-        let error = replay(&url, 1).await.expect_err("nobody listens");
+        let error = replay(&url, 1, None).await.expect_err("nobody listens");
 
         // Assert
         let message = format!("{error:#}");

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, Arbiter};
-use actix_web::dev::ServerHandle;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use bytes::Bytes;
@@ -17,6 +18,7 @@ use crate::actors::{
     CacheGroup, CachedOrder, DocumentArena, Drain, NatsSubscriber, OrderPersister, OrderValidator,
     PersisterSettings, StartSubscription, SubscriberStatus,
 };
+use crate::admin_auth::{self, AdminToken};
 use crate::cache::store::charge;
 use crate::configuration::{Settings, SourceKind};
 use crate::domain::OrderSchema;
@@ -26,7 +28,7 @@ use crate::http_metrics::HttpMetrics;
 use crate::metrics::Metrics;
 use crate::readiness::{Readiness, SourceStatus};
 use crate::replay::ReplayPipeline;
-use crate::routes;
+use crate::routes::{self, Listener};
 use crate::stall::{self, PipelineHealth};
 use crate::storage::feed::FeedStart;
 use crate::storage::{self, Pool};
@@ -37,6 +39,8 @@ use crate::transport::Transport;
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// How long the HTTP workers may take to start and load the restored orders into their caches.
 const WARM_DEADLINE: Duration = Duration::from_secs(120);
+/// Workers of the admin listener: operators and a Prometheus scrape, never the public load.
+const ADMIN_WORKERS: usize = 1;
 
 /// Asks a running application to stop gracefully, as SIGTERM does.
 #[derive(Clone)]
@@ -51,8 +55,11 @@ impl ShutdownHandle {
 /// A running service: HTTP is up, the cache is warm, the subscription is live.
 pub struct Application {
     port: u16,
+    admin_port: u16,
     server: ServerHandle,
     server_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    admin_server: ServerHandle,
+    admin_task: tokio::task::JoinHandle<std::io::Result<()>>,
     subscribers: Vec<Addr<NatsSubscriber>>,
     validator_arbiter: Arbiter,
     readiness: Arc<Readiness>,
@@ -63,6 +70,11 @@ pub struct Application {
 impl Application {
     /// Builds and starts everything; returns once the service takes messages. Errors are startup errors.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        crate::redact::register(settings.secrets());
+        settings
+            .application
+            .check_admin_exposure()
+            .map_err(anyhow::Error::msg)?;
         let schema = OrderSchema::new(settings.application.max_message_bytes)
             .context("Failed to compile the order schema")?;
         let metrics = Arc::new(Metrics::new().context("Failed to register the metrics")?);
@@ -79,11 +91,13 @@ impl Application {
         }
 
         let max_bytes = settings.application.cache_max_bytes;
-        let feed_config: tokio_postgres::Config = settings
+        let mut feed_config: tokio_postgres::Config = settings
             .database
             .url
             .parse()
             .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+        // The feed's LISTEN connection is protected as the pool's are.
+        let feed_tls = storage::tls::configure(&settings.database, &mut feed_config)?;
         let started = Instant::now();
         let (snapshot, feed_start) = restore_orders(&pool, max_bytes).await?;
         tracing::info!(orders = snapshot.len(), elapsed = ?started.elapsed(), "Restored the orders from PostgreSQL.");
@@ -155,25 +169,41 @@ impl Application {
         ));
         let listener = TcpListener::bind(&settings.application.http_addr)
             .with_context(|| format!("Failed to bind {}", settings.application.http_addr))?;
+        let admin_listener =
+            TcpListener::bind(&settings.application.admin_addr).with_context(|| {
+                format!(
+                    "Failed to bind the admin listener {}",
+                    settings.application.admin_addr
+                )
+            })?;
         let port = listener.local_addr()?.port();
-        let server = run_http(
-            listener,
-            workers,
-            caches.clone(),
-            pool,
-            readiness.clone(),
-            replay,
-            metrics.clone(),
-        )?;
+        let admin_port = admin_listener.local_addr()?.port();
+        let shared = HttpShared {
+            caches: caches.clone(),
+            pool: web::Data::new(pool),
+            readiness: web::Data::from(readiness.clone()),
+            replay: web::Data::new(replay),
+            metrics: web::Data::from(metrics.clone()),
+            admin_token: web::Data::new(AdminToken(settings.application.admin_token.clone())),
+        };
+        let server = run_public(listener, workers, &shared)?;
+        let admin = run_admin(admin_listener, &shared)?;
         let server_handle = server.handle();
+        let admin_handle = admin.handle();
         let server_task = actix_web::rt::spawn(server);
+        let admin_task = actix_web::rt::spawn(admin);
+        let stop_http = || async {
+            server_handle.stop(false).await;
+            admin_handle.stop(false).await;
+        };
+        let workers = workers + ADMIN_WORKERS;
 
         // Every worker's cache must hold the snapshot before the first new message can reach it.
         if tokio::time::timeout(WARM_DEADLINE, caches.wait_until_warm(workers))
             .await
             .is_err()
         {
-            server_handle.stop(false).await;
+            stop_http().await;
             validator_arbiter.stop();
             anyhow::bail!(
                 "Only {} of {workers} HTTP workers loaded the cache within {WARM_DEADLINE:?}",
@@ -186,6 +216,7 @@ impl Application {
         let feed = ChangeFeed::start(
             FeedSettings {
                 config: feed_config,
+                tls: feed_tls,
                 catch_up_interval: Duration::from_secs(
                     settings.application.feed_catch_up_interval_secs,
                 ),
@@ -216,17 +247,20 @@ impl Application {
             if let Some(error) = failure {
                 drain_all(&subscribers).await;
                 feed.stop();
-                server_handle.stop(false).await;
+                stop_http().await;
                 validator_arbiter.stop();
                 return Err(error);
             }
         }
-        tracing::info!(port, workers, "Serving.");
+        tracing::info!(port, admin_port, workers, "Serving.");
         let (shutdown, _) = watch::channel(false);
         Ok(Application {
             port,
+            admin_port,
             server: server_handle,
             server_task,
+            admin_server: admin_handle,
+            admin_task,
             subscribers,
             validator_arbiter,
             readiness,
@@ -235,8 +269,14 @@ impl Application {
         })
     }
 
+    /// The public listener's port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The admin listener's port.
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
     }
 
     /// A handle that stops the application gracefully, as SIGINT/SIGTERM do.
@@ -262,6 +302,7 @@ impl Application {
         let mut gave_up = None;
         let server_ended = tokio::select! {
             result = &mut self.server_task => Some(result),
+            result = &mut self.admin_task => Some(result),
             signal = shutdown_signal() => {
                 tracing::info!(signal, "Stopping gracefully.");
                 None
@@ -279,14 +320,19 @@ impl Application {
         drain_all(&self.subscribers).await;
         self.feed.stop();
         self.server.stop(true).await;
+        self.admin_server.stop(true).await;
         self.validator_arbiter.stop();
-        let result = match server_ended {
-            Some(result) => result,
-            None => self.server_task.await,
+        // A task that already ended (and answered `server_ended`) is not polled again.
+        let (public, admin) = match server_ended {
+            Some(result) if self.server_task.is_finished() => (result, self.admin_task.await),
+            Some(result) => (self.server_task.await, result),
+            None => (self.server_task.await, self.admin_task.await),
         };
-        result
-            .context("The HTTP server task failed")?
-            .context("The HTTP server failed")?;
+        for result in [public, admin] {
+            result
+                .context("The HTTP server task failed")?
+                .context("The HTTP server failed")?;
+        }
         tracing::info!("Stopped.");
         match gave_up {
             Some(problem) => Err(anyhow::anyhow!(problem)),
@@ -391,35 +437,84 @@ async fn restore_orders(
     Ok((orders.into(), start))
 }
 
-fn run_http(
+/// What both listeners share: the actors and state started once, before either server.
+struct HttpShared {
+    caches: CacheGroup,
+    pool: web::Data<Pool>,
+    readiness: web::Data<Readiness>,
+    replay: web::Data<ReplayPipeline>,
+    metrics: web::Data<Metrics>,
+    admin_token: web::Data<AdminToken>,
+}
+
+/// The public listener: order lookups, the lookup page, health.
+fn run_public(
     listener: TcpListener,
     workers: usize,
-    caches: CacheGroup,
-    pool: Pool,
-    readiness: Arc<Readiness>,
-    replay: ReplayPipeline,
-    metrics: Arc<Metrics>,
-) -> anyhow::Result<actix_web::dev::Server> {
-    let pool = web::Data::new(pool);
-    let readiness = web::Data::from(readiness);
-    let replay = web::Data::new(replay);
-    let http_metrics = web::Data::from(metrics);
+    shared: &HttpShared,
+) -> anyhow::Result<Server> {
+    let HttpShared {
+        caches,
+        readiness,
+        metrics,
+        ..
+    } = shared;
+    let (caches, readiness, metrics) = (caches.clone(), readiness.clone(), metrics.clone());
+    let listener_kind = web::Data::new(Listener::Public);
     let server = HttpServer::new(move || {
         // Runs once on each worker thread: this worker's own cache actor (see actors/cache.rs for why).
         let cache = web::Data::new(caches.start_local_member());
         App::new()
-            .wrap(HttpMetrics::new(&http_metrics))
+            .wrap(HttpMetrics::new(&metrics))
             .app_data(cache)
-            .app_data(pool.clone())
             .app_data(readiness.clone())
-            .app_data(replay.clone())
-            .app_data(http_metrics.clone())
-            .configure(routes::configure)
+            .app_data(listener_kind.clone())
+            .configure(routes::configure_public)
     })
     .workers(workers)
     // Each response is one write: never hold one back for Nagle's algorithm (nginx sets the same on keep-alive).
     .tcp_nodelay(true)
     // We handle the signals: HTTP stops last, after the subscriber drained.
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+/// The admin listener: listings, dead letters, replay, metrics, the operator page; behind the admin gate.
+fn run_admin(listener: TcpListener, shared: &HttpShared) -> anyhow::Result<Server> {
+    let HttpShared {
+        caches,
+        pool,
+        readiness,
+        replay,
+        metrics,
+        admin_token,
+    } = shared;
+    let (caches, pool, readiness, replay, metrics, admin_token) = (
+        caches.clone(),
+        pool.clone(),
+        readiness.clone(),
+        replay.clone(),
+        metrics.clone(),
+        admin_token.clone(),
+    );
+    let listener_kind = web::Data::new(Listener::Admin);
+    let server = HttpServer::new(move || {
+        let cache = web::Data::new(caches.start_local_member());
+        App::new()
+            .wrap(from_fn(admin_auth::gate))
+            .wrap(HttpMetrics::new(&metrics))
+            .app_data(admin_token.clone())
+            .app_data(cache)
+            .app_data(pool.clone())
+            .app_data(readiness.clone())
+            .app_data(replay.clone())
+            .app_data(metrics.clone())
+            .app_data(listener_kind.clone())
+            .configure(routes::configure_admin)
+    })
+    .workers(ADMIN_WORKERS)
     .disable_signals()
     .listen(listener)?
     .run();

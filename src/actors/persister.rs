@@ -468,13 +468,13 @@ async fn store_refused(
     match stored {
         Ok(_) => {
             committer.health.committed();
-            tracing::warn!(reason = %reasons[0].message, class = class.as_str(),
+            tracing::warn!(reason = %reasons[0].shortened().message, class = class.as_str(),
                 "Kept a message the database refused as a dead letter.");
             Ok(Outcome::Rejected(class))
         }
         Err(dead_letter_error) => {
             let error = error_chain(&dead_letter_error);
-            tracing::error!(seq = sequence, %error, first_error = %reasons[0].message,
+            tracing::error!(seq = sequence, %error, first_error = %reasons[0].shortened().message,
                 "Cannot store a message, not even as a dead letter; it stays unacknowledged.");
             Err(PipelineError::Unstorable { sequence, error })
         }
@@ -601,7 +601,7 @@ fn outcomes(items: &[&Item], stored: &[Stored]) -> Result<Vec<Outcome>, PersistE
     for (item, result) in conflicts {
         if let Stored::Conflict(rejection) = result {
             item.span().in_scope(|| {
-                tracing::warn!(reason = %rejection,
+                tracing::warn!(reason = %rejection.summary(),
                     "Rejected an order whose order_uid is stored with other content.")
             });
         }

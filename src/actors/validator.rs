@@ -122,7 +122,7 @@ impl OrderValidator {
                 if let Some(uid) = &rejection.order_uid {
                     Span::current().record("order_uid", uid.as_str());
                 }
-                tracing::warn!(reason = %rejection, "Rejected a message that is not a valid order.");
+                tracing::warn!(reason = %rejection.summary(), "Rejected a message that is not a valid order.");
                 if keep_reasons {
                     reasons.clone_from(&rejection.reasons);
                 }

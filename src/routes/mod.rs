@@ -17,28 +17,64 @@ pub use metrics::get_metrics;
 pub use openapi::openapi_document;
 pub use orders::{get_order, list_orders, GetOrderError, OrderSummary};
 pub use pagination::{ListError, Page};
-pub use rejected::{list_rejected, replay_rejected, RejectedMessage, ReplayAnswer};
-pub use ui::{app_css, app_js, index, CONTENT_SECURITY_POLICY};
+pub use rejected::{get_rejected, list_rejected, replay_rejected, RejectedMessage, ReplayAnswer};
+pub use ui::{admin_js, app_css, app_js, index, CONTENT_SECURITY_POLICY};
 
-/// Registers every route.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    // A query string that does not parse gets the same JSON error body as every other error.
-    let query = web::QueryConfig::default().error_handler(|error, _| {
-        let response = error_response(StatusCode::BAD_REQUEST, "invalid_query", &error);
-        actix_web::error::InternalError::from_response(error, response).into()
-    });
-    cfg.app_data(query)
+/// Which listener a request came in on (in `app_data`): the page and the OpenAPI document differ between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `HTTP_ADDR`: anyone may reach it.
+    Public,
+    /// `ADMIN_ADDR`: operators, behind `admin_auth::gate`.
+    Admin,
+}
+
+impl Listener {
+    /// The name used for it in the OpenAPI document's `x-listeners`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Listener::Public => "public",
+            Listener::Admin => "admin",
+        }
+    }
+}
+
+/// The routes of the public listener: order lookups, the lookup page, health. Nothing here lists, changes or
+/// counts anything; every admin path answers 404.
+pub fn configure_public(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(query_config())
         .service(get_order)
-        .service(list_orders)
-        .service(list_rejected)
-        .service(replay_rejected)
         .service(healthz)
         .service(readyz)
-        .service(get_metrics)
         .service(openapi_document)
         .service(index)
         .service(app_js)
         .service(app_css);
+}
+
+/// The routes of the admin listener: the listings, dead letters and their replay, metrics and the operator page,
+/// plus the order lookup the operator page uses.
+pub fn configure_admin(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(query_config())
+        .service(get_order)
+        .service(list_orders)
+        .service(list_rejected)
+        .service(get_rejected)
+        .service(replay_rejected)
+        .service(get_metrics)
+        .service(openapi_document)
+        .service(index)
+        .service(app_js)
+        .service(admin_js)
+        .service(app_css);
+}
+
+/// A query string that does not parse gets the same JSON error body as every other error.
+fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|error, _| {
+        let response = error_response(StatusCode::BAD_REQUEST, "invalid_query", &error);
+        actix_web::error::InternalError::from_response(error, response).into()
+    })
 }
 
 /// The error body of every route.

@@ -1,24 +1,28 @@
 //! `GET /openapi.json`: the OpenAPI 3.1 description of the HTTP API (`schema/openapi.json`). In the repository the
 //! order body is a `$ref` to `schema/order.schema.json` beside it; the served document carries that schema inline,
-//! so a client needs nothing else. `tests/api/openapi.rs` keeps it true.
+//! so a client needs nothing else. Each operation names the listeners that serve it (`x-listeners`); each listener
+//! serves only its own operations. `tests/api/openapi.rs` keeps it true for both.
 
 use std::sync::LazyLock;
 
 use actix_web::http::header::ContentType;
 use actix_web::http::StatusCode;
-use actix_web::{get, HttpResponse};
+use actix_web::{get, web, HttpResponse};
 use serde_json::Value;
 
-use crate::routes::error_response;
+use crate::routes::{error_response, Listener};
 
 const OPENAPI: &str = include_str!("../../schema/openapi.json");
 const ORDER_SCHEMA: &str = include_str!("../../schema/order.schema.json");
 
 /// Built once; both inputs are compiled in, so an error here is a broken build (a unit test catches it).
-static DOCUMENT: LazyLock<Result<String, String>> = LazyLock::new(served_document);
+static PUBLIC: LazyLock<Result<String, String>> =
+    LazyLock::new(|| served_document(Listener::Public));
+static ADMIN: LazyLock<Result<String, String>> = LazyLock::new(|| served_document(Listener::Admin));
 
-/// The document as served: `components.schemas.Order` replaced by the order schema itself.
-pub fn served_document() -> Result<String, String> {
+/// The document as `listener` serves it: its own operations only, `components.schemas.Order` replaced by the order
+/// schema itself.
+pub fn served_document(listener: Listener) -> Result<String, String> {
     let mut document: Value =
         serde_json::from_str(OPENAPI).map_err(|e| format!("schema/openapi.json: {e}"))?;
     let order: Value =
@@ -27,13 +31,34 @@ pub fn served_document() -> Result<String, String> {
         .pointer_mut("/components/schemas/Order")
         .ok_or("schema/openapi.json has no components.schemas.Order")?;
     *slot = order;
+    let paths = document
+        .get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .ok_or("schema/openapi.json has no paths")?;
+    for item in paths.values_mut() {
+        if let Some(operations) = item.as_object_mut() {
+            operations.retain(|_, operation| serves(operation, listener));
+        }
+    }
+    paths.retain(|_, item| item.as_object().is_some_and(|ops| !ops.is_empty()));
     serde_json::to_string(&document).map_err(|e| e.to_string())
 }
 
-/// The OpenAPI document.
+/// True when the operation's `x-listeners` names `listener`.
+fn serves(operation: &Value, listener: Listener) -> bool {
+    operation["x-listeners"]
+        .as_array()
+        .is_some_and(|names| names.iter().any(|name| name == listener.as_str()))
+}
+
+/// The OpenAPI document of the listener asked.
 #[get("/openapi.json")]
-pub async fn openapi_document() -> HttpResponse {
-    match &*DOCUMENT {
+pub async fn openapi_document(listener: web::Data<Listener>) -> HttpResponse {
+    let document = match **listener {
+        Listener::Public => &*PUBLIC,
+        Listener::Admin => &*ADMIN,
+    };
+    match document {
         Ok(document) => HttpResponse::Ok()
             .insert_header(ContentType::json())
             .body(document.as_str()),
@@ -47,7 +72,7 @@ mod tests {
 
     #[test]
     fn the_served_document_carries_the_order_schema_inline() {
-        let document: Value = served_document()
+        let document: Value = served_document(Listener::Public)
             .and_then(|d| serde_json::from_str(&d).map_err(|e| e.to_string()))
             .unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(document["openapi"], "3.1.0");
@@ -55,5 +80,34 @@ mod tests {
             document["components"]["schemas"]["Order"]["title"], "Order",
             "the order schema, not the $ref"
         );
+    }
+
+    #[test]
+    fn each_listener_documents_only_its_own_operations() {
+        let paths = |listener| -> Vec<String> {
+            let document: Value = served_document(listener)
+                .and_then(|d| serde_json::from_str(&d).map_err(|e| e.to_string()))
+                .unwrap_or_else(|error| panic!("{error}"));
+            document["paths"]
+                .as_object()
+                .map(|paths| paths.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        let public = paths(Listener::Public);
+        let admin = paths(Listener::Admin);
+        assert!(
+            public.contains(&"/order/{order_uid}".to_owned()),
+            "{public:?}"
+        );
+        for admin_only in ["/orders", "/rejected", "/rejected/{id}/replay", "/metrics"] {
+            assert!(
+                !public.contains(&admin_only.to_owned()),
+                "{admin_only} in {public:?}"
+            );
+            assert!(
+                admin.contains(&admin_only.to_owned()),
+                "{admin_only} not in {admin:?}"
+            );
+        }
     }
 }

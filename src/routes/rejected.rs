@@ -1,10 +1,11 @@
-//! Dead letters: the listing, and the replay of one after its cause was fixed.
+//! Dead letters: the listing (reasons shortened, a short payload excerpt), one in full by id, and the replay of one
+//! after its cause was fixed. All on the admin listener.
 
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpResponse, ResponseError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::domain::RejectReason;
 use crate::replay::{replay_dead_letter, ReplayError, ReplayPipeline, ReplayResult};
@@ -59,7 +60,11 @@ impl From<DeadLetterListRow> for RejectedMessage {
     }
 }
 
-/// Dead letters with their reasons, newest first.
+/// How much of a payload a listing shows: enough to recognise a message, too little to copy a customer's data.
+const LISTED_EXCERPT_CHARS: usize = 64;
+
+/// Dead letters, newest first: every reason shortened to its pointer, its rule and a prefix of the value, and the
+/// first characters of the payload. `GET /rejected/{id}` has the rest.
 #[get("/rejected")]
 pub async fn list_rejected(
     page: web::Query<Page>,
@@ -68,9 +73,50 @@ pub async fn list_rejected(
     let rejected: Vec<RejectedMessage> = listings::list_rejected(&pool, page.limit(), page.before)
         .await?
         .into_iter()
-        .map(RejectedMessage::from)
+        .map(|row| RejectedMessage::from(row).shortened())
         .collect();
     Ok(HttpResponse::Ok().json(rejected))
+}
+
+/// One dead letter in full: every reason as recorded and the whole payload as text.
+#[get("/rejected/{id}")]
+pub async fn get_rejected(
+    id: web::Path<i64>,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, ReplayError> {
+    let id = id.into_inner();
+    let row = listings::get_rejected(&pool, id)
+        .await?
+        .ok_or(ReplayError::NotFound(id))?;
+    Ok(HttpResponse::Ok().json(RejectedMessage::from(row)))
+}
+
+impl RejectedMessage {
+    /// The listing's form: reasons shortened (`RejectReason::shortened`), the payload cut to its first characters.
+    fn shortened(mut self) -> RejectedMessage {
+        self.reasons = shortened_reasons(&self.reasons);
+        self.replay_reasons = self.replay_reasons.as_ref().map(shortened_reasons);
+        if let Some((at, _)) = self
+            .payload_excerpt
+            .char_indices()
+            .nth(LISTED_EXCERPT_CHARS)
+        {
+            self.payload_excerpt.truncate(at);
+            self.payload_excerpt.push('…');
+        }
+        self
+    }
+}
+
+/// The stored reasons (a JSON array of `{pointer, message}`), each shortened; anything else passes unchanged.
+fn shortened_reasons(reasons: &Value) -> Value {
+    match serde_json::from_value::<Vec<RejectReason>>(reasons.clone()) {
+        Ok(parsed) => json!(parsed
+            .iter()
+            .map(RejectReason::shortened)
+            .collect::<Vec<_>>()),
+        Err(_) => reasons.clone(),
+    }
 }
 
 impl ResponseError for ReplayError {

@@ -1,11 +1,15 @@
-//! The order page: one HTML file, its script and its stylesheet, embedded in the binary (no CDN, works offline).
+//! The pages: the public lookup page and the operator page (lookup, recent orders, dead letters), each one HTML file
+//! sharing a script and a stylesheet (plus the operator's own script), embedded in the binary (no CDN, works
+//! offline). Each listener serves its own page at `/`.
 //! The script and the styles are separate files so the Content-Security-Policy can forbid every inline script and
 //! style: an order field that slipped into the page as markup could not run.
 
 use std::sync::LazyLock;
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{get, HttpRequest, HttpResponse};
+use actix_web::{get, web, HttpRequest, HttpResponse};
+
+use crate::routes::Listener;
 
 /// Only this origin's script, styles and API; no inline code, no frames, no plugins.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -69,6 +73,14 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 static INDEX_HTML: LazyLock<Embedded> =
     LazyLock::new(|| Embedded::new("text/html; charset=utf-8", include_str!("../ui/index.html")));
+static ADMIN_HTML: LazyLock<Embedded> =
+    LazyLock::new(|| Embedded::new("text/html; charset=utf-8", include_str!("../ui/admin.html")));
+static ADMIN_JS: LazyLock<Embedded> = LazyLock::new(|| {
+    Embedded::new(
+        "text/javascript; charset=utf-8",
+        include_str!("../ui/admin.js"),
+    )
+});
 static APP_JS: LazyLock<Embedded> = LazyLock::new(|| {
     Embedded::new(
         "text/javascript; charset=utf-8",
@@ -78,10 +90,19 @@ static APP_JS: LazyLock<Embedded> = LazyLock::new(|| {
 static APP_CSS: LazyLock<Embedded> =
     LazyLock::new(|| Embedded::new("text/css; charset=utf-8", include_str!("../ui/app.css")));
 
-/// The order page. Deep links (`/?id=...`) are handled by its script.
+/// The listener's page: the lookup page, or the operator page. Deep links (`/?id=...`) are handled by the script.
 #[get("/")]
-pub async fn index(request: HttpRequest) -> HttpResponse {
-    INDEX_HTML.respond(&request)
+pub async fn index(request: HttpRequest, listener: web::Data<Listener>) -> HttpResponse {
+    match **listener {
+        Listener::Public => INDEX_HTML.respond(&request),
+        Listener::Admin => ADMIN_HTML.respond(&request),
+    }
+}
+
+/// The operator page's own script (admin listener only).
+#[get("/ui/admin.js")]
+pub async fn admin_js(request: HttpRequest) -> HttpResponse {
+    ADMIN_JS.respond(&request)
 }
 
 /// The page's script.
@@ -99,8 +120,18 @@ pub async fn app_css(request: HttpRequest) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_page_loads_nothing_from_other_origins_and_no_inline_code() {
-        let page = include_str!("../ui/index.html");
+    fn the_pages_load_nothing_from_other_origins_and_no_inline_code() {
+        for page in [
+            include_str!("../ui/index.html"),
+            include_str!("../ui/admin.html"),
+        ] {
+            assert_page_is_safe(page);
+        }
+        assert!(include_str!("../ui/admin.html")
+            .contains(r#"<script src="/ui/admin.js" defer></script>"#));
+    }
+
+    fn assert_page_is_safe(page: &str) {
         for forbidden in ["http://", "https://", "<style", "style="] {
             assert!(
                 !page.contains(forbidden),
@@ -118,13 +149,21 @@ mod tests {
             }),
             "index.html has an inline event handler"
         );
-        assert_eq!(page.matches("<script").count(), 1, "one external script");
+        assert!(
+            page.matches("<script").count() <= 2,
+            "at most two external scripts"
+        );
         assert!(page.contains(r#"<script src="/ui/app.js" defer></script>"#));
     }
 
     #[test]
-    fn the_script_never_parses_data_as_html() {
-        let script = include_str!("../ui/app.js");
+    fn the_scripts_never_parse_data_as_html() {
+        for script in [include_str!("../ui/app.js"), include_str!("../ui/admin.js")] {
+            assert_script_is_safe(script);
+        }
+    }
+
+    fn assert_script_is_safe(script: &str) {
         for forbidden in [
             "innerHTML",
             "outerHTML",

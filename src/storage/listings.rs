@@ -46,8 +46,8 @@ pub async fn list_orders(
         .collect()
 }
 
-/// Longest start of a payload a listing reads; the full bytes stay in the table.
-const PAYLOAD_START_BYTES: i32 = 4096;
+/// Longest start of a payload a listing reads (the route shows less); the full bytes stay in the table.
+const PAYLOAD_START_BYTES: i32 = 256;
 
 /// One dead letter, with the start of its payload.
 #[derive(Debug)]
@@ -62,7 +62,7 @@ pub struct DeadLetterListRow {
     pub received_at: DateTime<Utc>,
     /// The whole payload's length in bytes.
     pub payload_length: i32,
-    /// At most `PAYLOAD_START_BYTES` of the payload.
+    /// At most `PAYLOAD_START_BYTES` of the payload in a listing; all of it from `get_rejected`.
     pub payload_start: Vec<u8>,
     /// How often an operator replayed it, and what the latest replay gave.
     pub replay_count: i32,
@@ -88,25 +88,40 @@ pub async fn list_rejected(
             &[&limit, &before, &PAYLOAD_START_BYTES],
         )
         .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(DeadLetterListRow {
-                id: row.try_get(0)?,
-                source: row.try_get(14)?,
-                channel: row.try_get(1)?,
-                stan_sequence: row.try_get(2)?,
-                reason_class: row.try_get(3)?,
-                reasons: row.try_get(4)?,
-                order_uid: row.try_get(5)?,
-                received_at: row.try_get(6)?,
-                payload_length: row.try_get(7)?,
-                payload_start: row.try_get(8)?,
-                replay_count: row.try_get(9)?,
-                replayed_at: row.try_get(10)?,
-                replay_outcome: row.try_get(11)?,
-                replay_reason_class: row.try_get(12)?,
-                replay_reasons: row.try_get(13)?,
-            })
-        })
-        .collect()
+    rows.iter().map(dead_letter_row).collect()
+}
+
+/// One dead letter with its whole payload.
+pub async fn get_rejected(pool: &Pool, id: i64) -> Result<Option<DeadLetterListRow>, PersistError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            "SELECT id, channel, stan_sequence, reason_class, reasons, order_uid, received_at,
+                    length(payload), payload,
+                    replay_count, replayed_at, replay_outcome, replay_reason_class, replay_reasons, source
+             FROM rejected_messages WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    row.as_ref().map(dead_letter_row).transpose()
+}
+
+fn dead_letter_row(row: &tokio_postgres::Row) -> Result<DeadLetterListRow, PersistError> {
+    Ok(DeadLetterListRow {
+        id: row.try_get(0)?,
+        source: row.try_get(14)?,
+        channel: row.try_get(1)?,
+        stan_sequence: row.try_get(2)?,
+        reason_class: row.try_get(3)?,
+        reasons: row.try_get(4)?,
+        order_uid: row.try_get(5)?,
+        received_at: row.try_get(6)?,
+        payload_length: row.try_get(7)?,
+        payload_start: row.try_get(8)?,
+        replay_count: row.try_get(9)?,
+        replayed_at: row.try_get(10)?,
+        replay_outcome: row.try_get(11)?,
+        replay_reason_class: row.try_get(12)?,
+        replay_reasons: row.try_get(13)?,
+    })
 }

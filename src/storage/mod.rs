@@ -1,7 +1,7 @@
 //! PostgreSQL: the pool and what every query shares. Each submodule reads or writes for one caller:
 //! `migrations` (startup and `order-service migrate`), `orders` (the persister's batch write), `restore` (the cache
 //! rebuilt at start), `feed` (the change feed), `lookups` (orders by id for cache misses and the feed), `listings`
-//! (the listing routes), `dead_letters` (the replay).
+//! (the listing routes), `dead_letters` (the replay); `tls` protects the connections.
 //!
 //! Orders are stored as their canonical document in a `json` column, byte for byte what the cache serves, plus a few
 //! indexed key columns; they are never updated. Documents travel as raw bytes both ways (`RawJson`), so neither
@@ -14,6 +14,7 @@ pub mod lookups;
 mod migrations;
 pub mod orders;
 pub mod restore;
+pub mod tls;
 
 use std::error::Error as StdError;
 use std::time::Duration;
@@ -23,15 +24,15 @@ use bb8_postgres::PostgresConnectionManager;
 use bytes::BytesMut;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
-use tokio_postgres::NoTls;
 
 use crate::configuration::DatabaseSettings;
 use crate::error_chain::error_chain;
+use crate::storage::tls::Tls;
 
 pub use migrations::{migrate, MigrationReport};
 pub use orders::{store_batch, DeadLetterRow, OrderRow, Stored};
 
-pub type Pool = bb8::Pool<PostgresConnectionManager<NoTls>>;
+pub type Pool = bb8::Pool<PostgresConnectionManager<Tls>>;
 
 /// A database failure. Every variant is treated as transient by the pipeline: the message is not acked.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +65,7 @@ impl PersistError {
 
 /// Connects once, to fail at start with the cause (the pool alone would only report a timeout), then builds the pool.
 pub async fn build_pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
-    let config: tokio_postgres::Config = settings.url.parse().with_context(|| {
+    let mut config: tokio_postgres::Config = settings.url.parse().with_context(|| {
         format!(
             "DATABASE_URL {} is not a valid PostgreSQL URL",
             settings.redacted_url()
@@ -77,25 +78,26 @@ pub async fn build_pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
         "{} -c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
         config.get_options().unwrap_or_default()
     );
-    let mut config = config;
     config.options(options.trim_start());
     let target = settings.redacted_url();
-    let (client, connection) = tokio::time::timeout(Duration::from_secs(10), config.connect(NoTls))
-        .await
-        .map_err(|_| anyhow::anyhow!("PostgreSQL at {target} did not answer within 10 s"))?
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "Failed to connect to PostgreSQL at {target}: {}",
-                error_chain(&e)
-            )
-        })?;
+    let tls = tls::configure(settings, &mut config)?;
+    let (client, connection) =
+        tokio::time::timeout(Duration::from_secs(10), config.connect(tls.clone()))
+            .await
+            .map_err(|_| anyhow::anyhow!("PostgreSQL at {target} did not answer within 10 s"))?
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "Failed to connect to PostgreSQL at {target}: {}",
+                    error_chain(&e)
+                )
+            })?;
     drop(client);
     let _ = connection.await;
 
     bb8::Pool::builder()
         .max_size(settings.pool_size.max(1))
         .connection_timeout(Duration::from_secs(5))
-        .build(PostgresConnectionManager::new(config, NoTls))
+        .build(PostgresConnectionManager::new(config, tls))
         .await
         .map_err(|e| {
             anyhow::anyhow!(

@@ -164,7 +164,7 @@ impl Transport {
 
 /// A live connection to one source.
 pub enum Connection {
-    /// Boxed: the connection id and ping subject it keeps make it large too.
+    /// Boxed: its settings (credentials, TLS) make it large.
     Stan(Box<StanConnection>),
     /// Boxed: the consumer's cached info makes it large.
     JetStream(Box<JetStreamConnection>),

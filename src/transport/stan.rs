@@ -14,6 +14,8 @@
 //! - it writes every publish to the socket on its own (a lock and a `send` per message): acks go through a second,
 //!   async-nats connection instead, which coalesces everything queued into one write. STAN accepts an ack from any
 //!   connection: it is a plain NATS publish to the subscription's ack inbox.
+//!
+//! Credentials and TLS come from `nats_auth`: neither client sees a URL with credentials in it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +28,8 @@ use stan_proto::proto;
 use tokio::sync::mpsc;
 
 use crate::configuration::StanSettings;
+use crate::nats_auth::{NatsSettingsError, NatsTarget};
+use crate::redact;
 use crate::transport::stan_liveness::{self, ConnectWatch, LivenessError};
 use crate::transport::{AckHandle, Delivery};
 
@@ -67,6 +71,8 @@ pub enum BrokerError {
     NoAckInbox,
     #[error("failed to send an ack: {0}")]
     Ack(#[from] async_nats::PublishError),
+    #[error("{0}")]
+    Settings(#[from] NatsSettingsError),
 }
 
 impl BrokerError {
@@ -76,10 +82,11 @@ impl BrokerError {
     }
 }
 
+/// ratsio's errors, with anything secret-shaped masked (its messages may repeat what it was given).
 fn ratsio_error(what: &'static str) -> impl FnOnce(RatsioError) -> BrokerError {
     move |error| BrokerError::Ratsio {
         what,
-        message: format!("{error:?}"),
+        message: redact::text(&format!("{error:?}")),
     }
 }
 
@@ -191,23 +198,28 @@ impl StanConnection {
     /// the broker took this connection as the id's registration: it refuses the id while another live process
     /// holds it.
     pub async fn connect(settings: &StanSettings) -> Result<StanConnection, BrokerError> {
+        let target = NatsTarget::from_settings(settings);
+        let nats_options = target.ratsio_options()?;
+        // The ack connection first: async-nats says plainly when nats-server refuses the credentials, where ratsio
+        // would only time out.
         let acks = bounded(
             "connect",
             settings.timeout(),
-            async_nats::ConnectOptions::new()
+            target
+                .async_nats_options()
                 .name(format!("{} acks", settings.client_id))
-                .connect(settings.url.as_str()),
+                .connect(target.async_nats_url()),
         )
         .await?
         .map_err(|e| BrokerError::Unreachable {
-            url: settings.url.clone(),
-            message: e.to_string(),
+            url: target.url.clone(),
+            message: redact::text(&crate::error_chain::error_chain(&e)),
         })?;
         let sub_requests = claim_client_id(&acks, settings).await?;
         // Opened after the claim, whose connect request carries our client id too.
         let watch = ConnectWatch::open(&acks, &settings.cluster_id, settings.timeout()).await?;
         let options = StanOptions::with_options(
-            settings.url.clone(),
+            nats_options,
             settings.cluster_id.clone(),
             settings.client_id.clone(),
         );

@@ -1,5 +1,6 @@
-// The order page. Every value that comes from an order or the server is put into the page as text (text nodes,
-// textContent), never parsed as HTML: orders are data from outside and may hold markup.
+// The order lookup, on both pages, and the recent orders on the operator page (when the page has that list). Every
+// value that comes from an order or the server is put into the page as text (text nodes, textContent), never
+// parsed as HTML: orders are data from outside and may hold markup.
 "use strict";
 
 (function () {
@@ -10,6 +11,8 @@
   const LOADING_DELAY_MS = 120;
 
   const $ = (id) => document.getElementById(id);
+  // Where the operator page keeps ADMIN_TOKEN (admin.js sets it): this tab only, gone when it closes.
+  const TOKEN_KEY = "order-service.admin-token";
   const form = $("lookup");
   const input = $("order-id");
   const message = $("message");
@@ -70,6 +73,14 @@
   /** Quotes a value the reader typed; the quotes make leading or trailing spaces and empty strings visible. */
   const quoted = (value) => `\u201c${value}\u201d`;
 
+  /** Request headers: JSON, and on the operator page the admin token when one was given. */
+  function apiHeaders() {
+    const headers = { accept: "application/json" };
+    const token = document.body.dataset.page === "operator" ? window.sessionStorage.getItem(TOKEN_KEY) : null;
+    if (token) headers.authorization = `Bearer ${token}`;
+    return headers;
+  }
+
   // ---- Order lookup ---------------------------------------------------------------------------------------
 
   let inFlight = null;
@@ -129,7 +140,7 @@
     let body;
     try {
       response = await fetch(`/order/${encodeURIComponent(id)}`, {
-        headers: { accept: "application/json" },
+        headers: apiHeaders(),
         signal: controller.signal,
       });
       body = await response.text();
@@ -303,6 +314,8 @@
 
   // ---- Recent orders --------------------------------------------------------------------------------------
 
+  // Only the operator page lists orders; the public page only looks them up.
+  const hasRecent = $("recent-list") !== null;
   // `before` cursors of the pages above the one shown, so "Newer" can go back.
   const newerCursors = [];
   let recentCursor = null;
@@ -318,7 +331,8 @@
     try {
       // One more than shown tells whether an older page exists.
       const query = `limit=${RECENT_PAGE + 1}${before === null ? "" : `&before=${encodeURIComponent(before)}`}`;
-      const response = await fetch(`/orders?${query}`, { headers: { accept: "application/json" } });
+      const response = await fetch(`/orders?${query}`, { headers: apiHeaders() });
+      if (response.status === 401) throw new Error("the admin token is missing or wrong");
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       page = await response.json();
       if (!Array.isArray(page)) throw new Error("not a list");
@@ -359,6 +373,7 @@
   }
 
   function markCurrentRecent() {
+    if (!hasRecent) return;
     for (const link of $("recent-list").querySelectorAll("a")) {
       if (link.dataset.uid === shownId) link.setAttribute("aria-current", "page");
       else link.removeAttribute("aria-current");
@@ -380,21 +395,26 @@
   });
   window.addEventListener("popstate", () => show(currentId()));
   $("copy-json").addEventListener("click", copyJson);
-  $("recent-refresh").addEventListener("click", () => {
-    newerCursors.length = 0;
-    loadRecent(null);
-  });
-  $("recent-older").addEventListener("click", () => {
-    const before = $("recent-older").dataset.before;
-    if (!before) return;
-    newerCursors.push(recentCursor);
-    loadRecent(Number(before));
-  });
-  $("recent-newer").addEventListener("click", () => {
-    if (newerCursors.length === 0) return;
-    loadRecent(newerCursors.pop());
-  });
+  if (hasRecent) {
+    const reloadRecent = () => {
+      newerCursors.length = 0;
+      loadRecent(null);
+    };
+    $("recent-refresh").addEventListener("click", reloadRecent);
+    // admin.js announces a new token: what failed without it may work now.
+    document.addEventListener("admin-token-changed", reloadRecent);
+    $("recent-older").addEventListener("click", () => {
+      const before = $("recent-older").dataset.before;
+      if (!before) return;
+      newerCursors.push(recentCursor);
+      loadRecent(Number(before));
+    });
+    $("recent-newer").addEventListener("click", () => {
+      if (newerCursors.length === 0) return;
+      loadRecent(newerCursors.pop());
+    });
+  }
 
   show(currentId());
-  loadRecent(null);
+  if (hasRecent) loadRecent(null);
 })();

@@ -3,7 +3,11 @@
 
 use std::path::Path;
 
+use crate::fault_harness::TempDir;
 use crate::prometheus_harness::promtool;
+
+/// Where `dashboards/prometheus.yml` reads the admin token (docker-compose writes it there at start).
+const TOKEN_FILE: &str = "/prometheus/admin_token";
 
 const DASHBOARDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards");
 
@@ -14,10 +18,29 @@ fn the_alert_rules_and_the_prometheus_config_pass_promtools_checks() -> anyhow::
         &Path::new(DASHBOARDS).join("prometheus"),
         &["check", "rules", "alerts.yml"],
     )?;
-    let config = promtool(
-        Path::new(DASHBOARDS),
-        &["check", "config", "prometheus.yml"],
+    // promtool wants the token file the config names: a copy of the config names one the test makes.
+    let shipped = std::fs::read_to_string(Path::new(DASHBOARDS).join("prometheus.yml"))?;
+    assert!(
+        shipped.contains(&format!("credentials_file: {TOKEN_FILE}")),
+        "{shipped}"
+    );
+    assert!(
+        shipped.contains("app:8082"),
+        "scrapes the admin listener: {shipped}"
+    );
+    let dir = TempDir::new("promtool");
+    std::fs::create_dir_all(dir.0.join("prometheus"))?;
+    std::fs::copy(
+        Path::new(DASHBOARDS).join("prometheus/alerts.yml"),
+        dir.0.join("prometheus/alerts.yml"),
     )?;
+    let token = dir.0.join("admin_token");
+    std::fs::write(&token, "test-token")?;
+    std::fs::write(
+        dir.0.join("prometheus.yml"),
+        shipped.replace(TOKEN_FILE, &token.display().to_string()),
+    )?;
+    let config = promtool(&dir.0, &["check", "config", "prometheus.yml"])?;
 
     // Assert: promtool exits non-zero on an error, which `promtool` turns into Err; the counts show the rules
     // file was the one read.

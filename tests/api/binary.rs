@@ -1,11 +1,12 @@
-//! The real `order-service` binary: startup errors and the graceful stop on SIGTERM.
+//! The real `order-service` binary: startup errors, the graceful stop on SIGTERM, and no secret in its output.
 
 use std::process::{Command, Stdio};
 
 use order_service::configuration::SourceKind;
+use stan_testkit::StoreKind;
 
-use crate::fault_harness::{temp_path, wait_for_exit, ServiceProcess};
-use crate::helpers::{eventually, prepare_with, SAMPLE, SAMPLE_UID, WAIT};
+use crate::fault_harness::{temp_path, wait_for_exit, PrivateNats, ServiceProcess};
+use crate::helpers::{eventually, prepare_on, prepare_with, SAMPLE, SAMPLE_UID, WAIT};
 
 for_each_source!(sigterm_stops_gracefully_and_the_durable_survives_for_the_next_start);
 
@@ -81,6 +82,168 @@ async fn sigterm_stops_gracefully_and_the_durable_survives_for_the_next_start(
     let app = stopped.start().await?;
     app.served(&later_uid).await?;
     assert_eq!(app.count("orders").await?, 2);
+    Ok(())
+}
+
+#[actix_web::test]
+async fn a_database_password_in_any_form_stays_out_of_the_output() -> anyhow::Result<()> {
+    let forms = [
+        (
+            "URL",
+            "postgres://someone:pw1x/pw2y@pw3z@127.0.0.1:1/nowhere",
+            "pw1x/pw2y@pw3z",
+        ),
+        (
+            "query parameter",
+            "postgres://someone@127.0.0.1:1/nowhere?password=hunter2-query",
+            "hunter2-query",
+        ),
+        (
+            "key=value",
+            "host=127.0.0.1 port=1 user=someone password=hunter2-kv dbname=nowhere",
+            "hunter2-kv",
+        ),
+        (
+            "key=value, quoted",
+            "host=127.0.0.1 port=1 user=someone password='qq7k qq8m' dbname=nowhere",
+            "qq7k qq8m",
+        ),
+    ];
+    for (form, url, secret) in forms {
+        // Arrange
+        let log = temp_path("log");
+
+        // Act
+        let mut child = Command::new(BINARY)
+            .env("DATABASE_URL", url)
+            .env("HTTP_ADDR", "127.0.0.1:0")
+            .env("ADMIN_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?;
+        let status = wait_for_exit(&mut child).await?;
+
+        // Assert
+        let stderr = std::fs::read_to_string(&log)?;
+        let _ = std::fs::remove_file(&log);
+        assert!(!status.success(), "{form}: {stderr}");
+        assert!(
+            stderr.contains("127.0.0.1"),
+            "{form}: the host stays: {stderr}"
+        );
+        for part in secret.split(['/', '@', ' ']) {
+            assert!(
+                !stderr.contains(part),
+                "{form}: {part:?} in the output: {stderr}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[actix_web::test]
+async fn secrets_in_database_and_nats_urls_reach_no_log_line_answer_or_metric() -> anyhow::Result<()>
+{
+    // Arrange: a nats-server that wants a password, and a database URL with one (the test cluster trusts
+    // local connections, so a password it was not asked for does no harm).
+    let nats_password = format!("nats-secret-{}", uuid::Uuid::new_v4().simple());
+    // The dev broker and the publisher take no credentials: nats-server lets them in as another user.
+    let mut nats = PrivateNats::start_with_config(&format!(
+        "authorization {{ users = [
+             {{ user: order, password: \"{nats_password}\" }},
+             {{ user: testkit, password: \"{}\" }}
+         ] }}
+         no_auth_user: testkit",
+        uuid::Uuid::new_v4().simple()
+    ))
+    .await?;
+    let nats_address = nats.host_port();
+    let mut stopped = prepare_on(&nats.url(), StoreKind::Memory, &[SourceKind::Stan]).await?;
+    stopped.settings.stan.url = format!("nats://order:{nats_password}@{nats_address}");
+    let configured: tokio_postgres::Config = stopped.settings.database.url.parse()?;
+    let database_password = match configured.get_password() {
+        Some(password) => String::from_utf8_lossy(password).into_owned(),
+        None => {
+            let password = format!("db-secret-{}", uuid::Uuid::new_v4().simple());
+            let separator = if stopped.settings.database.url.contains('?') {
+                '&'
+            } else {
+                '?'
+            };
+            stopped
+                .settings
+                .database
+                .url
+                .push_str(&format!("{separator}password={password}"));
+            password
+        }
+    };
+    let secrets = [nats_password.as_str(), database_password.as_str()];
+    let token = stopped
+        .settings
+        .application
+        .admin_token
+        .as_ref()
+        .map(|t| t.expose().to_owned())
+        .unwrap_or_default();
+    let mut service =
+        ServiceProcess::spawn_with(&stopped.settings, &[("RUST_LOG", "debug".to_owned())])?;
+    service.wait_ready().await?;
+    stopped.publish(SAMPLE).await?;
+    stopped.publish(&b"{not json"[..]).await?;
+    let client = reqwest::Client::new();
+    eventually(WAIT, "the sample to be served", || async {
+        let response = reqwest::get(format!("{}/order/{SAMPLE_UID}", service.address)).await?;
+        Ok((response.status() == 200).then_some(()))
+    })
+    .await?;
+
+    // Act: every answer that could carry a secret, healthy and then with the broker gone.
+    let mut answers = Vec::new();
+    for url in [
+        format!("{}/readyz", service.address),
+        format!("{}/order/bad%20id", service.address),
+        format!("{}/openapi.json", service.address),
+    ] {
+        answers.push(client.get(url).send().await?.text().await?);
+    }
+    for path in ["/metrics", "/orders?limit=x", "/rejected", "/openapi.json"] {
+        let response = client
+            .get(format!("{}{path}", service.admin_address))
+            .bearer_auth(&token)
+            .send()
+            .await?;
+        answers.push(response.text().await?);
+    }
+    nats.kill().await?;
+    let not_ready = eventually(WAIT, "/readyz to report the broker", || async {
+        let response = client
+            .get(format!("{}/readyz", service.address))
+            .send()
+            .await?;
+        let status = response.status();
+        let body = response.text().await?;
+        Ok((status == 503 && body.contains("broker")).then_some(body))
+    })
+    .await?;
+    let (_, log) = service.terminate().await?;
+
+    // Assert
+    assert!(
+        !not_ready.contains(&nats_address),
+        "/readyz names the dependency, not its address: {not_ready}"
+    );
+    for secret in secrets {
+        for answer in answers.iter().chain([&not_ready]) {
+            assert!(
+                !answer.contains(secret),
+                "an answer holds a secret: {answer}"
+            );
+        }
+        assert!(!log.contains(secret), "the log holds a secret:\n{log}");
+    }
+    assert!(log.contains("Serving."), "the log was captured:\n{log}");
     Ok(())
 }
 

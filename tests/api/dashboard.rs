@@ -77,7 +77,11 @@ async fn every_dashboard_panel_returns_data_from_a_real_prometheus() -> anyhow::
     );
     // Both sources: some panels are JetStream's.
     let app = spawn_app_with(&[SourceKind::Stan, SourceKind::JetStream]).await?;
-    let prometheus = Prometheus::scraping(app.address.trim_start_matches("http://")).await?;
+    let prometheus = Prometheus::scraping(
+        app.admin_address.trim_start_matches("http://"),
+        &app.admin_token,
+    )
+    .await?;
     prometheus.wait_for_scrapes(1.0).await?;
 
     let mut rng = StdRng::seed_from_u64(11);

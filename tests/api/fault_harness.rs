@@ -83,11 +83,12 @@ fn run(command: &mut Command) -> anyhow::Result<()> {
 pub struct ServiceProcess {
     child: Child,
     pub address: String,
+    pub admin_address: String,
     log: PathBuf,
 }
 
 impl ServiceProcess {
-    /// Starts the binary with the test's settings on a free port.
+    /// Starts the binary with the test's settings on free ports.
     pub fn spawn(settings: &Settings) -> anyhow::Result<ServiceProcess> {
         ServiceProcess::spawn_with(settings, &[])
     }
@@ -97,10 +98,18 @@ impl ServiceProcess {
         settings: &Settings,
         env: &[(&str, String)],
     ) -> anyhow::Result<ServiceProcess> {
-        let (port, log) = (free_port()?, temp_path("log"));
+        let (port, admin_port, log) = (free_port()?, free_port()?, temp_path("log"));
+        let admin_token = settings
+            .application
+            .admin_token
+            .as_ref()
+            .map(|token| token.expose().to_owned())
+            .unwrap_or_default();
         let sources: Vec<&str> = settings.sources.iter().map(|s| s.as_str()).collect();
         let js = &settings.jetstream;
         let child = Command::new(BINARY)
+            .env("ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
+            .env("ADMIN_TOKEN", admin_token)
             .env("SOURCE", sources.join(","))
             .env("NATS_URL", &js.url)
             .env("JS_STREAM", &js.stream)
@@ -125,6 +134,7 @@ impl ServiceProcess {
         Ok(ServiceProcess {
             child,
             address: format!("http://127.0.0.1:{port}"),
+            admin_address: format!("http://127.0.0.1:{admin_port}"),
             log,
         })
     }
@@ -231,6 +241,8 @@ pub struct ThrowawayPostgres {
     bin: PathBuf,
     dir: PathBuf,
     port: u16,
+    /// More `postgres -c` options (TLS).
+    options: String,
     /// initdb and postgres refuse to run as root: as root, they run as the `postgres` user.
     as_postgres: bool,
 }
@@ -238,17 +250,42 @@ pub struct ThrowawayPostgres {
 impl ThrowawayPostgres {
     /// Creates the cluster and starts it.
     pub fn start() -> anyhow::Result<ThrowawayPostgres> {
+        ThrowawayPostgres::start_with(|_| Ok(String::new()))
+    }
+
+    /// Creates the cluster with TLS on (`ssl=on`): the server's certificate and key come from `certificates`, which
+    /// gets the cluster's directory to write them in (readable by the cluster's user) and answers their paths.
+    pub fn start_with_tls(
+        certificates: impl FnOnce(&Path) -> anyhow::Result<(PathBuf, PathBuf)>,
+    ) -> anyhow::Result<ThrowawayPostgres> {
+        ThrowawayPostgres::start_with(|dir| {
+            let (certificate, key) = certificates(dir)?;
+            Ok(format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                certificate.display(),
+                key.display()
+            ))
+        })
+    }
+
+    fn start_with(
+        options: impl FnOnce(&Path) -> anyhow::Result<String>,
+    ) -> anyhow::Result<ThrowawayPostgres> {
         let bin = postgres_bin_dir()?;
         let dir = temp_path("pg");
         std::fs::create_dir_all(&dir)?;
         let as_postgres = running_as_root()?;
+        let options = options(&dir)?;
         if as_postgres {
-            run(Command::new("chown").arg("postgres:postgres").arg(&dir))?;
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir))?;
         }
         let cluster = ThrowawayPostgres {
             bin,
             dir,
             port: free_port()?,
+            options,
             as_postgres,
         };
         cluster.run_tool(
@@ -274,9 +311,10 @@ impl ThrowawayPostgres {
     /// Starts the stopped cluster on the same port and data.
     pub fn resume(&self) -> anyhow::Result<()> {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off{}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.options
         );
         let log = self.dir.join("postgres.log").display().to_string();
         self.run_tool(
@@ -359,6 +397,8 @@ fn running_as_root() -> anyhow::Result<bool> {
 /// end of its stdin closes, so it never outlives the tests.
 pub struct PrivateNats {
     port: u16,
+    /// A configuration file for nats-server (authorization, TLS), if any.
+    config: Option<PathBuf>,
     store: TempDir,
     running: Option<(Child, ChildStdin)>,
 }
@@ -367,11 +407,31 @@ impl PrivateNats {
     pub async fn start() -> anyhow::Result<PrivateNats> {
         let mut nats = PrivateNats {
             port: free_port()?,
+            config: None,
             store: TempDir::new("nats-store"),
             running: None,
         };
         nats.resume().await?;
         Ok(nats)
+    }
+
+    /// A server with this configuration (nats-server's format: `authorization { ... }`, `tls { ... }`).
+    pub async fn start_with_config(config: &str) -> anyhow::Result<PrivateNats> {
+        let path = temp_path("nats.conf");
+        std::fs::write(&path, config)?;
+        let mut nats = PrivateNats {
+            port: free_port()?,
+            config: Some(path),
+            store: TempDir::new("nats-store"),
+            running: None,
+        };
+        nats.resume().await?;
+        Ok(nats)
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn host_port(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 
     pub fn url(&self) -> String {
@@ -384,14 +444,18 @@ impl PrivateNats {
             .into_iter()
             .find(|path| Path::new(path).is_file())
             .unwrap_or("nats-server");
-        let script =
-            r#""$0" -a 127.0.0.1 -p "$1" -js -sd "$2" & server=$!; read -r _; kill -9 "$server""#;
+        let script = r#"binary="$0"; port="$1"; store="$2"; shift 2; "$binary" "$@" -a 127.0.0.1 -p "$port" -js -sd "$store" & server=$!; read -r _; kill -9 "$server""#;
+        let config: Vec<String> = match &self.config {
+            Some(path) => vec!["-c".into(), path.display().to_string()],
+            None => Vec::new(),
+        };
         let mut wrapper = Command::new("sh")
             .arg("-c")
             .arg(script)
             .arg(binary)
             .arg(self.port.to_string())
             .arg(&self.store.0)
+            .args(&config)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -417,6 +481,14 @@ impl PrivateNats {
             Ok((!greets_like_nats(&addr)).then_some(()))
         })
         .await
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        if let Some(config) = &self.config {
+            let _ = std::fs::remove_file(config);
+        }
     }
 }
 

@@ -6,10 +6,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use order_service::configuration::SslMode;
 use order_service::feed::{ChangeFeed, FeedOrder, FeedSettings, FeedSink, APPLICATION_NAME};
 use order_service::metrics::Metrics;
 use order_service::storage::feed::{self as storage_feed, FeedCursor};
 use order_service::storage::restore::restore;
+use order_service::storage::tls;
 
 use crate::helpers::{connect, eventually, insert_directly, migrated_database, WAIT};
 
@@ -45,9 +47,12 @@ impl FollowedDatabase {
         let start = restore(&pool, false, |_, _| true).await?;
         let metrics = Arc::new(Metrics::new()?);
         let delivered = Rc::new(RefCell::new(Vec::new()));
+        let mut config: tokio_postgres::Config = url.parse()?;
+        let tls = tls::configure_mode(SslMode::Disable, None, &mut config)?;
         let feed = ChangeFeed::start(
             FeedSettings {
-                config: url.parse()?,
+                config,
+                tls,
                 catch_up_interval: NEVER,
             },
             start,

@@ -35,7 +35,11 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
 /// One service instance under test, with its own database, broker (cluster id) and channel, and its own JetStream
 /// stream, subject and consumer.
 pub struct TestApp {
+    /// The public listener (`HTTP_ADDR`).
     pub address: String,
+    /// The admin listener (`ADMIN_ADDR`); every request to it needs `admin_token`.
+    pub admin_address: String,
+    pub admin_token: String,
     pub settings: Settings,
     pub db_pool: Pool,
     /// `None` only while `restart_broker` runs.
@@ -319,6 +323,11 @@ fn test_settings(
         "2",
         "--http-addr",
         "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        // Every test goes through the admin gate, as a production deployment with a token does.
+        "--admin-token",
+        &format!("test-token-{}", Uuid::new_v4().simple()),
         "--http-workers",
         "2",
         "--db-pool-size",
@@ -397,6 +406,14 @@ impl StoppedApp {
     pub async fn start(self) -> anyhow::Result<TestApp> {
         let app = Application::build(self.settings.clone()).await?;
         let address = format!("http://127.0.0.1:{}", app.port());
+        let admin_address = format!("http://127.0.0.1:{}", app.admin_port());
+        let admin_token = self
+            .settings
+            .application
+            .admin_token
+            .as_ref()
+            .map(|token| token.expose().to_owned())
+            .unwrap_or_default();
         let statuses: Vec<Arc<SubscriberStatus>> = app
             .readiness()
             .subscribers
@@ -407,6 +424,8 @@ impl StoppedApp {
         let running = actix_web::rt::spawn(app.run_until_stopped());
         Ok(TestApp {
             address,
+            admin_address,
+            admin_token,
             settings: self.settings,
             db_pool: self.db_pool,
             broker: Some(self.broker),
@@ -488,6 +507,18 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
         Ok(reqwest::get(format!("{}{path}", self.address)).await?)
+    }
+
+    /// A request to the admin listener, with the admin token.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .request(method, format!("{}{path}", self.admin_address))
+            .bearer_auth(&self.admin_token)
+    }
+
+    /// `GET` on the admin listener, with the admin token.
+    pub async fn admin_get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        Ok(self.admin(reqwest::Method::GET, path).send().await?)
     }
 
     pub async fn get_order(&self, uid: &str) -> anyhow::Result<reqwest::Response> {

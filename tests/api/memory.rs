@@ -73,7 +73,17 @@ async fn a_backlog_of_maximum_size_invalid_messages_stays_within_the_documented_
     );
 
     // Assert: every transaction under BATCH_MAX_BYTES (a bucket boundary of the histogram).
-    let page = reqwest::get(format!("{}/metrics", service.address))
+    let token = stopped
+        .settings
+        .application
+        .admin_token
+        .as_ref()
+        .map(|t| t.expose().to_owned())
+        .unwrap_or_default();
+    let page = reqwest::Client::new()
+        .get(format!("{}/metrics", service.admin_address))
+        .bearer_auth(token)
+        .send()
         .await?
         .text()
         .await?;

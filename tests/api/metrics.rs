@@ -72,12 +72,16 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
 }
 
 pub async fn scrape(app: &TestApp) -> anyhow::Result<Vec<Sample>> {
-    scrape_at(&app.address).await
+    scrape_at(&app.admin_address, &app.admin_token).await
 }
 
-/// The metrics of the service at `address` (`http://host:port`).
-pub async fn scrape_at(address: &str) -> anyhow::Result<Vec<Sample>> {
-    let response = reqwest::get(format!("{address}/metrics")).await?;
+/// The metrics of the service whose admin listener is at `admin_address` (`http://host:port`).
+pub async fn scrape_at(admin_address: &str, token: &str) -> anyhow::Result<Vec<Sample>> {
+    let response = reqwest::Client::new()
+        .get(format!("{admin_address}/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await?;
     anyhow::ensure!(
         response.status() == 200,
         "GET /metrics: {}",

@@ -1,6 +1,7 @@
-//! The OpenAPI document (`GET /openapi.json`) against the running service: every registered route is documented
-//! and every documented operation answers; each answer's status is one the document lists for it, its content type
-//! one it names, and its body valid against the document's schema for that status.
+//! The OpenAPI documents (`GET /openapi.json` on each listener) against the running service: every registered route
+//! is documented for a listener and every operation a listener documents answers there; each answer's status is one
+//! the document lists for it, its content type one it names, and its body valid against the document's schema for
+//! that status. Whatever only the admin listener documents answers 404 on the public one.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -18,6 +19,7 @@ const METHODS: [&str; 8] = [
 ];
 
 /// One request and the status the test expects it to get.
+#[derive(Clone)]
 struct Case {
     method: &'static str,
     /// The documented path template it exercises.
@@ -158,12 +160,19 @@ async fn app_with_an_order_and_a_dead_letter() -> anyhow::Result<(TestApp, i64)>
     app.publish(&b"{not json"[..]).await?;
     app.served(SAMPLE_UID).await?;
     app.wait_for_rows("rejected_messages", 1).await?;
-    let dead_letters: Vec<Value> = app.get("/rejected").await?.json().await?;
+    let dead_letters: Vec<Value> = app.admin_get("/rejected").await?.json().await?;
     let dead_letter = dead_letters
         .first()
         .and_then(|d| d["id"].as_i64())
         .ok_or_else(|| anyhow::anyhow!("no dead letter listed"))?;
     Ok((app, dead_letter))
+}
+
+/// The document each listener serves.
+async fn documents(app: &TestApp) -> anyhow::Result<(Value, Value)> {
+    let public: Value = app.get("/openapi.json").await?.json().await?;
+    let admin: Value = app.admin_get("/openapi.json").await?.json().await?;
+    Ok((public, admin))
 }
 
 #[actix_web::test]
@@ -173,10 +182,13 @@ async fn every_registered_route_is_documented_and_every_documented_one_is_regist
     let app = spawn_app().await?;
 
     // Act
-    let document: Value = app.get("/openapi.json").await?.json().await?;
+    let (public, admin) = documents(&app).await?;
 
     // Assert
-    let documented = documented_operations(&document)?;
+    let documented: BTreeSet<_> = documented_operations(&public)?
+        .union(&documented_operations(&admin)?)
+        .cloned()
+        .collect();
     let registered = registered_routes()?;
     let undocumented: Vec<_> = registered.difference(&documented).collect();
     let unregistered: Vec<_> = documented.difference(&registered).collect();
@@ -184,8 +196,23 @@ async fn every_registered_route_is_documented_and_every_documented_one_is_regist
         undocumented.is_empty() && unregistered.is_empty(),
         "routes missing from schema/openapi.json: {undocumented:?}; documented but not in src/: {unregistered:?}"
     );
-    assert_eq!(document["openapi"], "3.1.0");
-    assert_every_reference_resolves(&document, &document)?;
+    for document in [&public, &admin] {
+        assert_eq!(document["openapi"], "3.1.0");
+        assert_every_reference_resolves(document, document)?;
+    }
+    let public_operations = documented_operations(&public)?;
+    for admin_only in [
+        "/orders",
+        "/rejected",
+        "/rejected/{id}",
+        "/rejected/{id}/replay",
+        "/metrics",
+    ] {
+        assert!(
+            !public_operations.iter().any(|(_, path)| path == admin_only),
+            "the public document lists {admin_only}"
+        );
+    }
     Ok(())
 }
 
@@ -193,10 +220,7 @@ async fn every_registered_route_is_documented_and_every_documented_one_is_regist
 async fn every_documented_operation_answers_as_documented() -> anyhow::Result<()> {
     // Arrange
     let (app, dead_letter) = app_with_an_order_and_a_dead_letter().await?;
-    let document: Value = app.get("/openapi.json").await?.json().await?;
-    let registry = Registry::new()
-        .add(DOCUMENT_URI, document.clone())?
-        .prepare()?;
+    let (public, admin) = documents(&app).await?;
     let page_etag = app
         .get("/")
         .await?
@@ -205,14 +229,52 @@ async fn every_documented_operation_answers_as_documented() -> anyhow::Result<()
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .ok_or_else(|| anyhow::anyhow!("GET / answered no ETag"))?;
-    let cases = vec![
+    let admin_page_etag = app
+        .admin_get("/")
+        .await?
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("the operator page answered no ETag"))?;
+    let lookups = vec![
         Case::get("/order/{order_uid}", format!("/order/{SAMPLE_UID}"), 200),
         Case::get("/order/{order_uid}", "/order/nosuchorder", 404),
         Case::get("/order/{order_uid}", "/order/bad%20id", 400),
+        Case::get("/ui/app.js", "/ui/app.js", 200),
+        Case::get("/ui/app.css", "/ui/app.css", 200),
+        Case::get("/openapi.json", "/openapi.json", 200),
+        Case::get("/", "/", 200),
+        Case::get("/", format!("/?id={SAMPLE_UID}"), 200),
+    ];
+    let mut public_cases = lookups.clone();
+    public_cases.extend([
+        Case {
+            if_none_match: Some(page_etag),
+            ..Case::get("/", "/", 304)
+        },
+        Case::get("/healthz", "/healthz", 200),
+        Case::get("/readyz", "/readyz", 200),
+    ]);
+    let mut admin_cases = lookups;
+    admin_cases.extend([
+        Case {
+            if_none_match: Some(admin_page_etag),
+            ..Case::get("/", "/", 304)
+        },
+        Case::get("/ui/admin.js", "/ui/admin.js", 200),
         Case::get("/orders", "/orders?limit=1", 200),
         Case::get("/orders", "/orders?limit=many", 400),
+        Case::get("/orders", "/orders", 401),
         Case::get("/rejected", "/rejected", 200),
         Case::get("/rejected", "/rejected?before=last", 400),
+        Case::get("/rejected/{id}", format!("/rejected/{dead_letter}"), 200),
+        Case::get(
+            "/rejected/{id}",
+            format!("/rejected/{}", dead_letter + 1_000_000),
+            404,
+        ),
+        Case::get("/rejected/{id}", format!("/rejected/{dead_letter}"), 401),
         Case {
             method: "post",
             template: "/rejected/{id}/replay",
@@ -227,42 +289,90 @@ async fn every_documented_operation_answers_as_documented() -> anyhow::Result<()
             if_none_match: None,
             status: 404,
         },
+        Case {
+            method: "post",
+            template: "/rejected/{id}/replay",
+            path: format!("/rejected/{dead_letter}/replay"),
+            if_none_match: None,
+            status: 415,
+        },
         // Again, now that the dead letter records a replay.
         Case::get("/rejected", "/rejected", 200),
-        Case::get("/healthz", "/healthz", 200),
-        Case::get("/readyz", "/readyz", 200),
         Case::get("/metrics", "/metrics", 200),
-        Case::get("/", "/", 200),
-        Case::get("/", format!("/?id={SAMPLE_UID}"), 200),
-        Case {
-            if_none_match: Some(page_etag),
-            ..Case::get("/", "/", 304)
-        },
-        Case::get("/ui/app.js", "/ui/app.js", 200),
-        Case::get("/ui/app.css", "/ui/app.css", 200),
-        Case::get("/openapi.json", "/openapi.json", 200),
-    ];
+        Case::get("/metrics", "/metrics", 401),
+    ]);
+
+    // Act + Assert
+    check_listener(&app.address, None, &public, public_cases).await?;
+    check_listener(
+        &app.admin_address,
+        Some(&app.admin_token),
+        &admin,
+        admin_cases,
+    )
+    .await?;
+    let admin_only: BTreeSet<_> = documented_operations(&admin)?
+        .difference(&documented_operations(&public)?)
+        .cloned()
+        .collect();
+    let client = reqwest::Client::new();
+    for (method, template) in admin_only {
+        let path = template.replace("{id}", &dead_letter.to_string());
+        let response = client
+            .request(
+                method.to_uppercase().parse()?,
+                format!("{}{path}", app.address),
+            )
+            .json(&json!({}))
+            .send()
+            .await?;
+        assert_eq!(
+            response.status(),
+            404,
+            "{method} {path} on the public listener"
+        );
+    }
+    Ok(())
+}
+
+/// Sends each case to the listener at `base` and checks the answer against that listener's `document`. A case
+/// expecting 401 goes without the token, one expecting 415 without a JSON body; the others carry both.
+async fn check_listener(
+    base: &str,
+    token: Option<&str>,
+    document: &Value,
+    cases: Vec<Case>,
+) -> anyhow::Result<()> {
+    let registry = Registry::new()
+        .add(DOCUMENT_URI, document.clone())?
+        .prepare()?;
     let exercised: BTreeSet<(String, String)> = cases
         .iter()
         .map(|c| (c.method.to_owned(), c.template.to_owned()))
         .collect();
     assert_eq!(
         exercised,
-        documented_operations(&document)?,
-        "each documented operation needs a request in this test"
+        documented_operations(document)?,
+        "each operation {base} documents needs a request in this test"
     );
     let client = reqwest::Client::new();
 
     for case in cases {
-        let what = format!("{} {}", case.method.to_uppercase(), case.path);
+        let what = format!("{} {base}{}", case.method.to_uppercase(), case.path);
 
         // Act
         let mut request = client.request(
             case.method.to_uppercase().parse()?,
-            format!("{}{}", app.address, case.path),
+            format!("{base}{}", case.path),
         );
         if let Some(tag) = &case.if_none_match {
             request = request.header("if-none-match", tag);
+        }
+        if let (Some(token), false) = (token, case.status == 401) {
+            request = request.bearer_auth(token);
+        }
+        if case.method == "post" && case.status != 415 {
+            request = request.json(&json!({}));
         }
         let response = request.send().await?;
         let status = response.status().as_u16();
@@ -330,7 +440,7 @@ async fn every_documented_operation_answers_as_documented() -> anyhow::Result<()
 async fn the_schemas_refuse_what_the_service_never_sends() -> anyhow::Result<()> {
     // Arrange: the validators must be able to fail, or the test above proves nothing.
     let app = spawn_app().await?;
-    let document: Value = app.get("/openapi.json").await?.json().await?;
+    let document: Value = app.admin_get("/openapi.json").await?.json().await?;
     let registry = Registry::new().add(DOCUMENT_URI, document)?.prepare()?;
     let order = validator_at(&registry, "/components/schemas/Order")?;
     let error = validator_at(&registry, "/components/schemas/Error")?;

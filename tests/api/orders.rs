@@ -144,17 +144,17 @@ async fn orders_and_dead_letters_are_listed_newest_first_with_paging() -> anyhow
     app.wait_for_rows("rejected_messages", 1).await?;
 
     // Act
-    let first_page: Vec<Value> = app.get("/orders?limit=2").await?.json().await?;
+    let first_page: Vec<Value> = app.admin_get("/orders?limit=2").await?.json().await?;
     let last_id = first_page
         .last()
         .and_then(|o| o["id"].as_i64())
         .unwrap_or_default();
     let second_page: Vec<Value> = app
-        .get(&format!("/orders?limit=2&before={last_id}"))
+        .admin_get(&format!("/orders?limit=2&before={last_id}"))
         .await?
         .json()
         .await?;
-    let rejected: Vec<Value> = app.get("/rejected").await?.json().await?;
+    let rejected: Vec<Value> = app.admin_get("/rejected").await?.json().await?;
 
     // Assert
     assert_eq!(first_page.len(), 2);

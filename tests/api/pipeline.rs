@@ -308,7 +308,7 @@ async fn a_second_instance_with_the_same_client_id_fails_to_start_with_a_clear_e
 
 /// `order_service_commit_failures_total` as `/metrics` reports it.
 async fn commit_failures(app: &crate::helpers::TestApp) -> anyhow::Result<f64> {
-    let text = app.get("/metrics").await?.text().await?;
+    let text = app.admin_get("/metrics").await?.text().await?;
     text.lines()
         .find_map(|line| line.strip_prefix("order_service_commit_failures_total "))
         .and_then(|value| value.trim().parse().ok())

@@ -68,16 +68,21 @@ pub struct Prometheus {
 
 impl Prometheus {
     /// Starts Prometheus scraping `target` (`host:port`, path `/metrics`) and waits until it is ready.
-    pub async fn scraping(target: &str) -> anyhow::Result<Prometheus> {
+    /// `bearer_token`: the admin listener's `ADMIN_TOKEN`, sent with every scrape as production does.
+    pub async fn scraping(target: &str, bearer_token: &str) -> anyhow::Result<Prometheus> {
         let binary = tool("prometheus")?;
         let dir = TempDir::new("prometheus");
         std::fs::create_dir_all(dir.0.join("data"))?;
         let config = dir.0.join("prometheus.yml");
+        let token_file = dir.0.join("admin_token");
+        std::fs::write(&token_file, bearer_token)?;
         std::fs::write(
             &config,
             format!(
                 "global:\n  scrape_interval: {SCRAPE_INTERVAL}\n  evaluation_interval: {SCRAPE_INTERVAL}\n\
-                 scrape_configs:\n  - job_name: order-service\n    static_configs:\n      - targets: [\"{target}\"]\n"
+                 scrape_configs:\n  - job_name: order-service\n    authorization:\n      type: Bearer\n\
+                 \x20     credentials_file: {}\n    static_configs:\n      - targets: [\"{target}\"]\n",
+                token_file.display()
             ),
         )?;
         let port = free_port()?;

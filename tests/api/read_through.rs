@@ -117,6 +117,7 @@ async fn a_bounded_cache_restores_the_newest_orders_evicts_and_reads_the_rest_th
 /// A second service instance in this process, on another instance's database and channel.
 struct SecondInstance {
     address: String,
+    admin_address: String,
     shutdown: ShutdownHandle,
     running: actix_web::rt::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -128,6 +129,7 @@ impl SecondInstance {
         let app = Application::build(settings).await?;
         Ok(SecondInstance {
             address: format!("http://127.0.0.1:{}", app.port()),
+            admin_address: format!("http://127.0.0.1:{}", app.admin_port()),
             shutdown: app.shutdown_handle(),
             running: actix_web::rt::spawn(app.run_until_stopped()),
         })
@@ -156,9 +158,9 @@ async fn every_order_either_instance_consumed_is_cached_and_served_by_both() -> 
     a.wait_for_rows("orders", uids.len() as i64).await?;
 
     // Assert: both caches learn every order (the persister's own and the feed's), before anyone asks.
-    for address in [&a.address, &b.address] {
+    for address in [&a.admin_address, &b.admin_address] {
         eventually(WAIT, &format!("{address} to cache every order"), || async {
-            let m = scrape_at(address).await?;
+            let m = scrape_at(address, &a.admin_token).await?;
             Ok((get(&m, "order_service_cache_entries", &[]) == uids.len() as f64).then_some(()))
         })
         .await?;
@@ -183,7 +185,7 @@ async fn every_order_either_instance_consumed_is_cached_and_served_by_both() -> 
         }
     }
     let read_through_b = get(
-        &scrape_at(&b.address).await?,
+        &scrape_at(&b.admin_address, &a.admin_token).await?,
         "order_service_cache_read_throughs_total",
         &[("result", "found")],
     );

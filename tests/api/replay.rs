@@ -14,15 +14,16 @@ for_each_source!(
 
 /// The id of the newest dead letter, through `GET /rejected`.
 async fn newest_dead_letter(app: &TestApp) -> anyhow::Result<i64> {
-    let listing: Value = app.get("/rejected?limit=1").await?.json().await?;
+    let listing: Value = app.admin_get("/rejected?limit=1").await?.json().await?;
     listing[0]["id"]
         .as_i64()
         .ok_or_else(|| anyhow::anyhow!("no dead letter listed: {listing}"))
 }
 
 async fn replay(app: &TestApp, id: i64) -> anyhow::Result<(u16, Value)> {
-    let response = reqwest::Client::new()
-        .post(format!("{}/rejected/{id}/replay", app.address))
+    let response = app
+        .admin(reqwest::Method::POST, &format!("/rejected/{id}/replay"))
+        .json(&serde_json::json!({}))
         .send()
         .await?;
     Ok((response.status().as_u16(), response.json().await?))
@@ -76,7 +77,7 @@ async fn a_dead_letter_replayed_after_its_cause_is_fixed_is_stored_and_served(
         replay_record(&app, id).await?,
         (1, Some("persisted".into()), None)
     );
-    let listing: Value = app.get("/rejected").await?.json().await?;
+    let listing: Value = app.admin_get("/rejected").await?.json().await?;
     assert_eq!(listing[0]["replay_outcome"], "persisted", "{listing}");
     assert_eq!(listing[0]["source"], source.as_str(), "{listing}");
 
@@ -204,11 +205,12 @@ async fn replaying_an_unknown_dead_letter_is_404_and_one_from_a_channel_no_longe
 
 /// Runs `order-service replay <id>` against the app; returns (exit success, stdout, stderr).
 async fn replay_command(app: &TestApp, id: i64) -> anyhow::Result<(bool, String, String)> {
-    let address = app.address.clone();
+    let (address, token) = (app.admin_address.clone(), app.admin_token.clone());
     // Off the test's thread: the pipeline's actors run on it and must answer while the command waits.
     let output = actix_web::rt::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_order-service"))
             .args(["replay", &id.to_string(), "--service-url", &address])
+            .env("ADMIN_TOKEN", token)
             .env("DATABASE_URL", "postgres://unused@127.0.0.1:1/unused")
             .output()
     })

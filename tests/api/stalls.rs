@@ -23,7 +23,7 @@ async fn readyz(app: &TestApp) -> anyhow::Result<(u16, String)> {
 
 /// The value of an unlabelled sample in `GET /metrics`.
 async fn gauge(app: &TestApp, name: &str) -> anyhow::Result<f64> {
-    let text = app.get("/metrics").await?.text().await?;
+    let text = app.admin_get("/metrics").await?.text().await?;
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("{name} is not exported"))
@@ -137,7 +137,7 @@ async fn an_order_a_trigger_refuses_becomes_a_storage_dead_letter_and_the_rest_o
         .await?
         .get::<_, i64>(0);
     assert_eq!(stored, 0);
-    let text = app.get("/metrics").await?.text().await?;
+    let text = app.admin_get("/metrics").await?.text().await?;
     assert!(
         text.contains(r#"order_service_orders_rejected_total{reason="storage"} 1"#),
         "the storage class is counted"

@@ -67,15 +67,43 @@ async fn look_up(browser: &Browser, id: &str) -> anyhow::Result<()> {
     field.send_keys(&format!("{id}{ENTER}")).await
 }
 
-/// Opens the page and waits until its script has loaded the recent orders.
+/// Opens the public lookup page and waits until it has loaded.
 async fn open_page(browser: &Browser, app: &TestApp, query: &str) -> anyhow::Result<()> {
     browser.goto(&format!("{}/{query}", app.address)).await?;
     browser
         .wait_for(
-            "the recent orders to load",
-            // The script runs before `complete` and marks the list busy until its first answer.
-            "return document.readyState === 'complete'
-                    && document.getElementById('recent-list').getAttribute('aria-busy') === null;",
+            "the page to load",
+            "return document.readyState === 'complete';",
+        )
+        .await?;
+    Ok(())
+}
+
+/// Opens the operator page on the admin listener, types the admin token in as an operator would, and waits until
+/// the recent orders and the dead letters have loaded with it.
+async fn open_operator_page(browser: &Browser, app: &TestApp, query: &str) -> anyhow::Result<()> {
+    browser
+        .goto(&format!("{}/{query}", app.admin_address))
+        .await?;
+    browser
+        .wait_for(
+            "the operator page to load",
+            "return document.readyState === 'complete';",
+        )
+        .await?;
+    let field = browser.find("#admin-token").await?;
+    field
+        .send_keys(&format!("{}{ENTER}", app.admin_token))
+        .await?;
+    browser
+        .wait_for(
+            "the recent orders and dead letters to load with the token",
+            // Each list's status line is empty once a page was shown, or says there is nothing.
+            "const recent = document.getElementById('recent-message').textContent;
+             const dead = document.getElementById('dead-letters-message').textContent;
+             const done = (t) => t === '' || t.startsWith('No ');
+             return document.getElementById('recent-list').getAttribute('aria-busy') === null
+                    && done(recent) && done(dead);",
         )
         .await?;
     Ok(())
@@ -205,6 +233,17 @@ async fn markup_in_an_order_is_shown_as_text_and_never_becomes_elements() -> any
     ] {
         assert_eq!(shown["fields"][field], value, "field {field}");
     }
+    let public_lists = browser
+        .execute(
+            "return document.getElementById('recent-list') !== null;",
+            vec![],
+        )
+        .await?;
+    assert_eq!(public_lists, false, "the public page lists no orders");
+    open_operator_page(&browser, &app, "").await?;
+    browser
+        .execute("window.alert = () => { window.injected = true; };", vec![])
+        .await?;
     let recent_meta = browser
         .execute(
             "return document.querySelector('#recent-list .r-meta').textContent;",
@@ -308,7 +347,7 @@ async fn recent_orders_are_listed_newest_first_paged_and_open_on_click() -> anyh
     app.publish_all(orders).await?;
     app.wait_for_rows("orders", 12).await?;
     let newest_first: Vec<String> = app
-        .get("/orders?limit=12")
+        .admin_get("/orders?limit=12")
         .await?
         .json::<Vec<Value>>()
         .await?
@@ -318,7 +357,7 @@ async fn recent_orders_are_listed_newest_first_paged_and_open_on_click() -> anyh
     let browser = Browser::start(1280, 900).await?;
 
     // Act + Assert: the first page.
-    open_page(&browser, &app, "").await?;
+    open_operator_page(&browser, &app, "").await?;
     wait_for_listed(&browser, "the newest ten", &newest_first[..10]).await?;
 
     // Act + Assert: older, then newer again.
@@ -361,27 +400,63 @@ async fn recent_orders_are_listed_newest_first_paged_and_open_on_click() -> anyh
 }
 
 #[actix_web::test]
-async fn the_page_and_its_files_are_served_with_strict_headers() -> anyhow::Result<()> {
+async fn both_pages_and_their_files_are_served_with_strict_headers() -> anyhow::Result<()> {
     // Arrange
     let app = spawn_app().await?;
-    let header = |response: &reqwest::Response, name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
 
-    // Act
-    let page = app.get("/").await?;
+    for base in [&app.address, &app.admin_address] {
+        // Act
+        let page = reqwest::get(format!("{base}/")).await?;
 
-    // Assert
-    assert_eq!(page.status().as_u16(), 200);
+        // Assert
+        assert_page_headers(&page, base)?;
+    }
+    for (base, path, content_type) in [
+        (&app.address, "/ui/app.js", "text/javascript; charset=utf-8"),
+        (&app.address, "/ui/app.css", "text/css; charset=utf-8"),
+        (
+            &app.admin_address,
+            "/ui/app.js",
+            "text/javascript; charset=utf-8",
+        ),
+        (
+            &app.admin_address,
+            "/ui/admin.js",
+            "text/javascript; charset=utf-8",
+        ),
+        (&app.admin_address, "/ui/app.css", "text/css; charset=utf-8"),
+    ] {
+        let response = reqwest::get(format!("{base}{path}")).await?;
+        assert_eq!(response.status().as_u16(), 200, "{base}{path}");
+        assert_eq!(
+            header(&response, "content-type").as_deref(),
+            Some(content_type),
+            "{base}{path}"
+        );
+        assert_eq!(
+            header(&response, "x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{base}{path}"
+        );
+    }
+    Ok(())
+}
+
+fn header(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn assert_page_headers(page: &reqwest::Response, base: &str) -> anyhow::Result<()> {
+    assert_eq!(page.status().as_u16(), 200, "{base}");
     assert_eq!(
-        header(&page, "content-type").as_deref(),
+        header(page, "content-type").as_deref(),
         Some("text/html; charset=utf-8")
     );
-    let policy = header(&page, "content-security-policy").unwrap_or_default();
+    let policy = header(page, "content-security-policy").unwrap_or_default();
     for directive in [
         "default-src 'none'",
         "script-src 'self'",
@@ -392,25 +467,105 @@ async fn the_page_and_its_files_are_served_with_strict_headers() -> anyhow::Resu
     }
     assert!(!policy.contains("unsafe"), "nothing unsafe in {policy}");
     assert_eq!(
-        header(&page, "x-content-type-options").as_deref(),
+        header(page, "x-content-type-options").as_deref(),
         Some("nosniff")
     );
-    for (path, content_type) in [
-        ("/ui/app.js", "text/javascript; charset=utf-8"),
-        ("/ui/app.css", "text/css; charset=utf-8"),
-    ] {
-        let response = app.get(path).await?;
-        assert_eq!(response.status().as_u16(), 200, "{path}");
-        assert_eq!(
-            header(&response, "content-type").as_deref(),
-            Some(content_type),
-            "{path}"
-        );
-        assert_eq!(
-            header(&response, "x-content-type-options").as_deref(),
-            Some("nosniff"),
-            "{path}"
-        );
-    }
     Ok(())
+}
+
+#[actix_web::test]
+async fn the_operator_page_lists_dead_letters_as_text_shows_one_in_full_and_replays_it(
+) -> anyhow::Result<()> {
+    // Arrange: a dead letter whose bytes hold markup and a customer's e-mail.
+    let app = spawn_app().await?;
+    let payload =
+        r#"{"order_uid":"<img src=x onerror=alert(1)>","email":"jane.private@example.invalid"#;
+    app.publish(payload.as_bytes().to_vec()).await?;
+    app.wait_for_rows("rejected_messages", 1).await?;
+    let browser = Browser::start(1280, 1000).await?;
+
+    // Act + Assert: without the token the page says what is missing.
+    browser.goto(&format!("{}/", app.admin_address)).await?;
+    let refused = browser
+        .wait_for(
+            "the dead letters to be refused without the token",
+            "const t = document.getElementById('dead-letters-message').textContent;
+             return t.includes('token') && t;",
+        )
+        .await?;
+    assert!(
+        refused
+            .as_str()
+            .is_some_and(|t| t.contains("missing or wrong")),
+        "{refused}"
+    );
+
+    // Act: with the token.
+    open_operator_page(&browser, &app, "").await?;
+    browser
+        .execute("window.alert = () => { window.injected = true; };", vec![])
+        .await?;
+    let listed = browser
+        .wait_for(
+            "the dead letter to be listed",
+            "const item = document.querySelector('#dead-letters-list li');
+             return item !== null && item.textContent;",
+        )
+        .await?;
+
+    // Assert: listed, shortened, as text.
+    let listed = listed.as_str().unwrap_or_default().to_owned();
+    assert!(listed.contains("malformed_json"), "{listed}");
+    assert!(
+        !listed.contains("jane.private"),
+        "the listing shortens the payload: {listed}"
+    );
+
+    // Act + Assert: the full record on demand, still text.
+    browser
+        .find("#dead-letters-list li button.link")
+        .await?
+        .click()
+        .await?;
+    let full = browser
+        .wait_for(
+            "the full dead letter",
+            "const p = document.getElementById('dead-letter-payload');
+             return !document.getElementById('dead-letter').hidden && p.textContent.length > 0 && p.textContent;",
+        )
+        .await?;
+    assert_eq!(full, json!(payload));
+
+    // Act + Assert: replay, answered in the page and recorded.
+    browser
+        .find("#dead-letters-list li .dl-replay")
+        .await?
+        .click()
+        .await?;
+    let result = browser
+        .wait_for(
+            "the replay's answer",
+            "const r = document.querySelector('#dead-letters-list li .dl-result').textContent;
+             return r.startsWith('Replayed') && r;",
+        )
+        .await?;
+    assert_eq!(result, json!("Replayed: rejected (malformed_json)"));
+    let conn = app.db_pool.get().await?;
+    let replays: i32 = conn
+        .query_one("SELECT replay_count FROM rejected_messages", &[])
+        .await?
+        .get(0);
+    assert_eq!(replays, 1);
+    let injected = browser
+        .execute(
+            "return {
+                elements: document.body.querySelectorAll('img').length,
+                injected: window.injected === true,
+            };",
+            vec![],
+        )
+        .await?;
+    assert_eq!(injected, json!({ "elements": 0, "injected": false }));
+
+    browser.quit().await
 }

@@ -1,0 +1,387 @@
+//! TLS and authentication to the dependencies, against servers of the test's own: a PostgreSQL cluster with
+//! `ssl=on` and a certificate made here (openssl CLI), and nats-servers that require a user and password, a token,
+//! or TLS.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context;
+use order_service::configuration::{Secret, SourceKind, SslMode};
+use order_service::nats_auth::NatsTarget;
+use order_service::storage;
+use serde_json::Value;
+use stan_testkit::StoreKind;
+
+use crate::fault_harness::{free_port, PrivateNats, TempDir, ThrowawayPostgres};
+use crate::helpers::{prepare, prepare_on, SAMPLE, SAMPLE_UID};
+
+/// A CA, a server certificate it signs (for 127.0.0.1 and localhost) and its key, and a second, unrelated CA.
+struct Certificates {
+    ca: PathBuf,
+    other_ca: PathBuf,
+    server_certificate: PathBuf,
+    server_key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .context("Failed to run openssl (Debian package openssl)")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+fn make_certificates(dir: &Path) -> anyhow::Result<Certificates> {
+    std::fs::create_dir_all(dir)?;
+    for ca in ["ca", "other-ca"] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=order-service test {ca}"),
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.crt"),
+            ],
+        )?;
+    }
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )?;
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    )?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ],
+    )?;
+    // PostgreSQL refuses a key others may read.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )?;
+    }
+    Ok(Certificates {
+        ca: dir.join("ca.crt"),
+        other_ca: dir.join("other-ca.crt"),
+        server_certificate: dir.join("server.crt"),
+        server_key: dir.join("server.key"),
+    })
+}
+
+/// A PostgreSQL cluster with TLS on, and the certificates (the CA outside the cluster's directory).
+fn postgres_with_tls() -> anyhow::Result<(ThrowawayPostgres, TempDir, Certificates)> {
+    let cas = TempDir::new("ca");
+    let mut made = None;
+    let postgres = ThrowawayPostgres::start_with_tls(|dir| {
+        let certificates = make_certificates(&dir.join("tls"))?;
+        let paths = (
+            certificates.server_certificate.clone(),
+            certificates.server_key.clone(),
+        );
+        made = Some(certificates);
+        Ok(paths)
+    })?;
+    let certificates = made.context("no certificates made")?;
+    std::fs::create_dir_all(&cas.0)?;
+    let ca = cas.0.join("ca.crt");
+    let other_ca = cas.0.join("other-ca.crt");
+    std::fs::copy(&certificates.ca, &ca)?;
+    std::fs::copy(&certificates.other_ca, &other_ca)?;
+    Ok((
+        postgres,
+        cas,
+        Certificates {
+            ca,
+            other_ca,
+            ..certificates
+        },
+    ))
+}
+
+#[actix_web::test]
+async fn the_service_connects_to_postgres_with_verify_full_and_the_ca() -> anyhow::Result<()> {
+    // Arrange
+    let (postgres, _cas, certificates) = postgres_with_tls()?;
+    let mut stopped = prepare().await?;
+    stopped.settings.database.url = postgres.url();
+    stopped.settings.database.ssl_mode = SslMode::VerifyFull;
+    stopped.settings.database.ca_file = Some(certificates.ca.clone());
+    stopped.db_pool = storage::build_pool(&stopped.settings.database).await?;
+    storage::migrate(&stopped.db_pool).await?;
+
+    // Act
+    let app = stopped.start().await?;
+    app.publish(SAMPLE).await?;
+    app.served(SAMPLE_UID).await?;
+
+    // Assert: the service's own connections are encrypted.
+    let conn = app.db_pool.get().await?;
+    let encrypted: bool = conn
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert!(encrypted, "the connection is not encrypted");
+    let unencrypted: i64 = conn
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.backend_type = 'client backend' AND NOT s.ssl",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(unencrypted, 0, "every client connection uses TLS");
+    Ok(())
+}
+
+#[actix_web::test]
+async fn a_wrong_ca_or_a_missing_one_is_refused_with_a_clear_error() -> anyhow::Result<()> {
+    // Arrange
+    let (postgres, _cas, certificates) = postgres_with_tls()?;
+    let mut settings = prepare().await?.settings.database;
+    settings.url = postgres.url();
+    settings.ssl_mode = SslMode::VerifyFull;
+
+    // Act
+    settings.ca_file = Some(certificates.other_ca.clone());
+    let wrong = storage::build_pool(&settings).await.map(|_| ());
+    settings.ca_file = None;
+    let missing = storage::build_pool(&settings).await.map(|_| ());
+    settings.ssl_mode = SslMode::Require;
+    let encrypt_only = storage::build_pool(&settings).await;
+
+    // Assert
+    let wrong = format!("{:#}", wrong.err().context("a wrong CA was accepted")?);
+    assert!(
+        wrong.contains("Failed to connect to PostgreSQL") && wrong.contains("certificate"),
+        "{wrong}"
+    );
+    let missing = format!(
+        "{:#}",
+        missing.err().context("verify-full ran without a CA")?
+    );
+    assert!(missing.contains("DB_CA_FILE"), "{missing}");
+    let pool = encrypt_only?;
+    let encrypted: bool = pool
+        .get()
+        .await?
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert!(encrypted, "require encrypts even without a CA");
+    Ok(())
+}
+
+/// A nats-server that wants a user and password from the service (`order`), and lets the dev broker and the
+/// publisher, which take no credentials, in as another user (`no_auth_user`). Its monitoring port tells who logged
+/// in as whom. Answers the server, the password and the monitoring address.
+async fn nats_with_users() -> anyhow::Result<(PrivateNats, String, String)> {
+    let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
+    let monitor = format!("127.0.0.1:{}", free_port()?);
+    let nats = PrivateNats::start_with_config(&format!(
+        "http: \"{monitor}\"
+         authorization {{ users = [
+             {{ user: order, password: \"{password}\" }},
+             {{ user: testkit, password: \"{}\" }}
+         ] }}
+         no_auth_user: testkit",
+        uuid::Uuid::new_v4().simple()
+    ))
+    .await?;
+    Ok((nats, password, monitor))
+}
+
+/// How many client connections are logged in as `user`.
+async fn connections_of(monitor: &str, user: &str) -> anyhow::Result<usize> {
+    let connz: Value = reqwest::get(format!("http://{monitor}/connz?auth=true"))
+        .await?
+        .json()
+        .await?;
+    Ok(connz["connections"].as_array().map_or(0, |all| {
+        all.iter().filter(|c| c["authorized_user"] == user).count()
+    }))
+}
+
+#[actix_web::test]
+async fn the_service_and_its_ack_connection_log_in_to_nats_with_a_user_and_password(
+) -> anyhow::Result<()> {
+    // Arrange
+    let (nats, password, monitor) = nats_with_users().await?;
+    let mut stopped = prepare_on(&nats.url(), StoreKind::Memory, &[SourceKind::Stan]).await?;
+    stopped.settings.stan.url = format!("nats://order:{password}@{}", nats.host_port());
+
+    // Act
+    let app = stopped.start().await?;
+    app.publish(SAMPLE).await?;
+    app.served(SAMPLE_UID).await?;
+
+    // Assert: the order came through ratsio's connection and its ack went out on async-nats's, both as `order`.
+    app.wait_for_acks(1).await?;
+    assert_eq!(connections_of(&monitor, "order").await?, 2);
+    Ok(())
+}
+
+#[actix_web::test]
+async fn a_wrong_nats_password_is_a_clear_error_without_the_password() -> anyhow::Result<()> {
+    // Arrange
+    let (nats, password, _monitor) = nats_with_users().await?;
+    let wrong = format!("wrong-{}", uuid::Uuid::new_v4().simple());
+    let mut stopped = prepare_on(&nats.url(), StoreKind::Memory, &[SourceKind::Stan]).await?;
+    stopped.settings.stan.url = format!("nats://order:{wrong}@{}", nats.host_port());
+
+    // Act
+    let error = match stopped.start().await {
+        Ok(_) => anyhow::bail!("the service started with a wrong password"),
+        Err(error) => format!("{error:#}"),
+    };
+
+    // Assert
+    assert!(error.contains("authorization violation"), "{error}");
+    assert!(
+        error.contains(&nats.host_port()),
+        "names the server: {error}"
+    );
+    assert!(
+        !error.contains(&wrong) && !error.contains(&password),
+        "{error}"
+    );
+    Ok(())
+}
+
+#[actix_web::test]
+async fn a_nats_token_from_the_settings_logs_the_ack_connection_in_and_a_wrong_one_is_refused(
+) -> anyhow::Result<()> {
+    // Arrange: a server that wants a token. The dev broker cannot log in to it, so this checks the connection the
+    // service makes with async-nats; ratsio gets the same token (see nats_auth's unit tests).
+    let token = format!("tok-{}", uuid::Uuid::new_v4().simple());
+    let nats =
+        PrivateNats::start_with_config(&format!("authorization {{ token: \"{token}\" }}")).await?;
+    let mut settings = prepare().await?.settings;
+    settings.stan.url = nats.url();
+
+    // Act
+    settings.stan.nats_token = Some(Secret::new(token.clone()));
+    let target = NatsTarget::from_settings(&settings.stan);
+    let right = target
+        .async_nats_options()
+        .connect(target.async_nats_url())
+        .await;
+    settings.stan.nats_token = Some(Secret::new(format!("{token}x")));
+    let target = NatsTarget::from_settings(&settings.stan);
+    let wrong = target
+        .async_nats_options()
+        .connect(target.async_nats_url())
+        .await;
+
+    // Assert
+    right.context("the right token")?.flush().await?;
+    let wrong = wrong
+        .err()
+        .context("a wrong token was accepted")?
+        .to_string();
+    assert!(wrong.contains("authorization violation"), "{wrong}");
+    Ok(())
+}
+
+#[actix_web::test]
+async fn async_nats_connections_use_tls_with_the_ca_and_refuse_another_ca() -> anyhow::Result<()> {
+    // Arrange
+    let dir = TempDir::new("nats-tls");
+    let certificates = make_certificates(&dir.0)?;
+    let nats = PrivateNats::start_with_config(&format!(
+        "tls {{ cert_file: \"{}\", key_file: \"{}\" }}",
+        certificates.server_certificate.display(),
+        certificates.server_key.display()
+    ))
+    .await?;
+    let mut settings = prepare().await?.settings;
+    settings.stan.url = nats.url();
+
+    // Act
+    settings.stan.nats_ca_file = Some(certificates.ca.clone());
+    let target = NatsTarget::from_settings(&settings.stan);
+    let trusted = target
+        .async_nats_options()
+        .connect(target.async_nats_url())
+        .await;
+    settings.stan.nats_ca_file = Some(certificates.other_ca.clone());
+    let target = NatsTarget::from_settings(&settings.stan);
+    let untrusted = target
+        .async_nats_options()
+        .connect(target.async_nats_url())
+        .await;
+    // ratsio cannot do TLS: the service says so at start instead of connecting in plain text.
+    settings.stan.nats_ca_file = Some(certificates.ca.clone());
+    let mut stopped = prepare().await?;
+    stopped.settings.stan = settings.stan.clone();
+    let service = stopped.start().await;
+
+    // Assert
+    let client = trusted.context("TLS with the right CA")?;
+    client.flush().await?;
+    assert!(
+        untrusted.is_err(),
+        "a server signed by another CA was trusted"
+    );
+    let refusal = match service {
+        Ok(_) => anyhow::bail!("the STAN connection started although ratsio cannot use TLS"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(
+        refusal.contains("ratsio") && refusal.contains("TLS"),
+        "{refusal}"
+    );
+    Ok(())
+}
