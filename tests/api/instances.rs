@@ -205,8 +205,10 @@ async fn a_process_whose_client_id_was_taken_over_while_it_stalled_reports_not_r
 
     // Assert: not ready with the reason, then a non-zero exit whose last line says why.
     assert!(
-        answers.iter().any(|(status, message)| *status == 503
-            && message.contains("no longer knows this connection")),
+        answers
+            .iter()
+            .any(|(status, message)| *status == 503
+                && message.contains("not consuming STAN channel")),
         "/readyz answered {answers:?}; log:\n{log}"
     );
     assert!(!status.success(), "exit status {status:?}; log:\n{log}");
@@ -217,7 +219,11 @@ async fn a_process_whose_client_id_was_taken_over_while_it_stalled_reports_not_r
             && last.contains(&stopped.settings.stan.client_id),
         "{log}"
     );
-    assert!(log.contains("Lost the client id"), "{log}");
+    // /readyz names the subscription that is down; the log says why (the broker's answer).
+    assert!(
+        log.contains("Lost the client id") && log.contains("no longer knows this connection"),
+        "{log}"
+    );
     // The process that holds the id now takes the messages.
     stopped.publish(SAMPLE).await?;
     eventually(WAIT, "the second process to serve the sample", || async {
@@ -250,14 +256,18 @@ async fn a_process_whose_client_id_was_taken_over_by_a_process_now_gone_reconnec
     // Assert: not ready with the reason, then ready again, and it takes messages.
     let log = first.log()?;
     let not_ready = answers.iter().position(|(status, message)| {
-        *status == 503 && message.contains("no longer knows this connection")
+        *status == 503 && message.contains("not consuming STAN channel")
     });
     let ready_again = answers.iter().rposition(|(status, _)| *status == 200);
     assert!(
         matches!((not_ready, ready_again), (Some(down), Some(up)) if down < up),
         "/readyz answered {answers:?}; log:\n{log}"
     );
-    assert!(log.contains("Lost the client id"), "{log}");
+    // /readyz names the subscription that is down; the log says why (the broker's answer).
+    assert!(
+        log.contains("Lost the client id") && log.contains("no longer knows this connection"),
+        "{log}"
+    );
     stopped.publish(SAMPLE).await?;
     eventually(WAIT, "the first process to serve the sample", || async {
         let response = reqwest::get(format!("{}/order/{SAMPLE_UID}", first.address)).await?;
