@@ -62,10 +62,19 @@ async fn assert_every_instance_serves_the_table(
     Ok(())
 }
 
-/// `order_service_messages_received_total` of one instance, summed over its sources.
-async fn messages_received(instance: &ServiceProcess) -> anyhow::Result<f64> {
+/// `order_service_messages_received_total` of one instance, summed over its sources (from its admin listener).
+async fn messages_received(instance: &ServiceProcess, settings: &Settings) -> anyhow::Result<f64> {
     let name = "order_service_messages_received_total";
-    let text = reqwest::get(format!("{}/metrics", instance.address))
+    let token = settings
+        .application
+        .admin_token
+        .as_ref()
+        .map(|token| token.expose().to_owned())
+        .unwrap_or_default();
+    let text = reqwest::Client::new()
+        .get(format!("{}/metrics", instance.admin_address))
+        .bearer_auth(token)
+        .send()
         .await?
         .text()
         .await?;
@@ -99,7 +108,7 @@ async fn three_instances_on_one_channel_each_serve_every_stored_order_with_the_s
     assert_every_instance_serves_the_table(&stopped.db_pool, &instances, &never_published).await?;
     for instance in &instances {
         assert!(
-            messages_received(instance).await? > 0.0,
+            messages_received(instance, &stopped.settings).await? > 0.0,
             "{} took no share of the messages: the test would not show that instances share",
             instance.address
         );
