@@ -1,13 +1,14 @@
 //! Orders by id, for the misses of the cache (read-through) and the documents the change feed delivers.
 
 use bytes::Bytes;
-use tokio_postgres::Client;
+use tokio_postgres::GenericClient;
 
 use crate::storage::{PersistError, Pool, RawJson};
 
-/// The stored orders among `uids`: (order_uid, document). For misses of the cache and for the feed.
+/// The stored orders among `uids`: (order_uid, document). For misses of the cache, the feed, and the batch write's
+/// comparison of a conflicting order with the stored one (inside its transaction).
 pub async fn find_orders(
-    client: &Client,
+    client: &impl GenericClient,
     uids: &[&str],
 ) -> Result<Vec<(String, Bytes)>, PersistError> {
     if uids.is_empty() {
@@ -33,5 +34,5 @@ pub async fn find_orders_pooled(
     uids: &[&str],
 ) -> Result<Vec<(String, Bytes)>, PersistError> {
     let conn = pool.get().await?;
-    find_orders(&conn, uids).await
+    find_orders(&*conn, uids).await
 }

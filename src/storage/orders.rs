@@ -2,10 +2,12 @@
 
 use std::collections::{HashMap, HashSet};
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::Json;
 
 use crate::domain::{compare_documents, RejectClass, RejectReason, Rejection};
+use crate::storage::lookups::find_orders;
 use crate::storage::{sequence_i64, PersistError, Pool, RawJson};
 
 /// A valid order to insert.
@@ -77,7 +79,8 @@ pub async fn store_batch(
         .map(|row| row.uid)
         .filter(|uid| !inserted.contains(*uid))
         .collect();
-    let stored_documents = select_documents(&tx, &missing).await?;
+    let stored_documents: HashMap<String, Bytes> =
+        find_orders(&tx, &missing).await?.into_iter().collect();
 
     let mut results = Vec::with_capacity(orders.len());
     let mut conflicts: Vec<(usize, Rejection)> = Vec::new();
@@ -91,7 +94,7 @@ pub async fn store_batch(
             orders[first_of_uid[row.uid]].document
         } else {
             match stored_documents.get(row.uid) {
-                Some(document) => document.as_slice(),
+                Some(document) => document.as_ref(),
                 None => return Err(PersistError::Vanished(row.uid.to_owned())),
             }
         };
@@ -148,28 +151,6 @@ async fn insert_orders(
         )
         .await?;
     Ok(inserted.iter().map(|row| row.get(0)).collect())
-}
-
-async fn select_documents(
-    tx: &tokio_postgres::Transaction<'_>,
-    uids: &[&str],
-) -> Result<HashMap<String, Vec<u8>>, PersistError> {
-    if uids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows = tx
-        .query(
-            "SELECT order_uid, document FROM orders WHERE order_uid = ANY($1)",
-            &[&uids],
-        )
-        .await?;
-    rows.iter()
-        .map(|row| {
-            let uid: String = row.try_get(0)?;
-            let document: RawJson = row.try_get(1)?;
-            Ok((uid, document.0.to_vec()))
-        })
-        .collect()
 }
 
 async fn insert_dead_letters(
