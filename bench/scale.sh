@@ -30,12 +30,15 @@ start_deps
 
 B_PORT=$(free_port)
 B_URL="http://127.0.0.1:$B_PORT"
+# Metrics are on B's admin listener.
+B_ADMIN_PORT=$(free_port)
+B_ADMIN_URL="http://127.0.0.1:$B_ADMIN_PORT"
 
 # launch_b [CACHE_MAX_BYTES]: instance B on a channel of its own that nobody publishes to; sets B_PID.
 launch_b() {
     local bound=()
     [ -z "${1:-}" ] || bound=(--cache-max-bytes "$1")
-    HTTP_ADDR="127.0.0.1:$B_PORT" STAN_CLIENT_ID=bench-b STAN_CHANNEL=orders-bench-idle \
+    HTTP_ADDR="127.0.0.1:$B_PORT" ADMIN_ADDR="127.0.0.1:$B_ADMIN_PORT" STAN_CLIENT_ID=bench-b STAN_CHANNEL=orders-bench-idle \
         RUST_LOG=${BENCH_RUST_LOG:-warn} "$BIN/order-service" "${bound[@]}" >"$BENCH_TMP/service-b.log" 2>&1 &
     B_PID=$!
     BENCH_PIDS+=("$B_PID")
@@ -105,7 +108,7 @@ wait "$GENERATOR_PID" || die "the generator failed: $(tail -n 3 "$BENCH_TMP/gene
 wait_stored "$ORDERS" 600
 read -r probes probes_bad stale_p50 stale_p99 stale_max <"$BENCH_TMP/staleness.txt"
 # B's feed lag: quantiles of its histogram, linear within a bucket as PromQL's histogram_quantile.
-read -r lag_p50 lag_p99 lag_batches < <(curl -fsS "$B_URL/metrics" | python3 -c '
+read -r lag_p50 lag_p99 lag_batches < <(curl -fsS "$B_ADMIN_URL/metrics" | python3 -c '
 import sys
 buckets = []
 for line in sys.stdin:
@@ -124,7 +127,7 @@ def quantile(q):
             return f"{(low + (le - low) * (rank - below) / max(count - below, 1)) * 1000:.1f}"
         low, below = le, count
 print(quantile(0.5), quantile(0.99), f"{total:.0f}")')
-feed_orders=$(metric "$B_URL" order_service_feed_orders_total)
+feed_orders=$(metric "$B_ADMIN_URL" order_service_feed_orders_total)
 
 $PG -d "$BENCH_DB" -c "SELECT order_uid FROM orders" >"$BENCH_TMP/ids.txt"
 # run_wrk NAME LUA_ARGS...: wrk against B with get_order_scale.lua; appends to $BENCH_TMP/wrk.txt
@@ -133,17 +136,17 @@ run_wrk() {
     local name=$1 out="$BENCH_TMP/wrk-$RANDOM.txt"
     shift
     local queries hits misses tx
-    queries=$(metric "$B_URL" order_service_cache_read_through_queries_total)
-    hits=$(metric "$B_URL" order_service_cache_lookups_total 'result="hit"')
-    misses=$(metric "$B_URL" order_service_cache_lookups_total 'result="miss"')
+    queries=$(metric "$B_ADMIN_URL" order_service_cache_read_through_queries_total)
+    hits=$(metric "$B_ADMIN_URL" order_service_cache_lookups_total 'result="hit"')
+    misses=$(metric "$B_ADMIN_URL" order_service_cache_lookups_total 'result="miss"')
     tx=$(db_transactions)
     wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/wrk/get_order_scale.lua "$B_URL" -- \
         "$BENCH_TMP/ids.txt" "$@" >"$out"
     # pg_stat_database shows a backend's counts up to a second after the fact.
     sleep 1.2
-    queries=$(($(metric "$B_URL" order_service_cache_read_through_queries_total) - queries))
-    hits=$(($(metric "$B_URL" order_service_cache_lookups_total 'result="hit"') - hits))
-    misses=$(($(metric "$B_URL" order_service_cache_lookups_total 'result="miss"') - misses))
+    queries=$(($(metric "$B_ADMIN_URL" order_service_cache_read_through_queries_total) - queries))
+    hits=$(($(metric "$B_ADMIN_URL" order_service_cache_lookups_total 'result="hit"') - hits))
+    misses=$(($(metric "$B_ADMIN_URL" order_service_cache_lookups_total 'result="miss"') - misses))
     tx=$(($(db_transactions) - tx))
     awk -v name="$name" -v q="$queries" -v tx="$tx" -v d="$DURATION" -v h="$hits" -v m="$misses" '
         /Requests\/sec:/ { rps = $2 }
@@ -165,7 +168,7 @@ bound=$($PG -d "$BENCH_DB" -c "
 log "restarting B with CACHE_MAX_BYTES=$bound (a tenth of the orders)"
 stop_pid "$B_PID"
 launch_b "$bound"
-bound_restored=$(metric "$B_URL" order_service_cache_restored_orders)
+bound_restored=$(metric "$B_ADMIN_URL" order_service_cache_restored_orders)
 run_wrk "bound, uniform ids" 0
 run_wrk "bound, 90 % on 10 %" 0 0.1 0.9
 b_rss=$(rss_kib "$B_PID")
