@@ -1,5 +1,6 @@
-//! The hot paths of the service: validating a sample-sized order, serializing one, and a cache lookup, both as a
-//! plain map read and as the HTTP route does it (a `GetOrder` round trip to the worker's own `OrderCache` actor).
+//! The hot paths of the service: validating a message (the sample, a generated order with five items, and a
+//! rejected one), serializing an order, and a cache lookup, both as a plain map read and as the HTTP route does it
+//! (a `GetOrder` round trip to the worker's own `OrderCache` actor).
 //! Run with `cargo bench --bench hot_paths` (or `bench/run.sh criterion`).
 
 use std::collections::HashMap;
@@ -14,6 +15,8 @@ use order_service::actors::cache::{CacheSettings, OrderSource};
 use order_service::actors::{CacheGroup, CachedOrder};
 use order_service::domain::{OrderSchema, OrderUid, DEFAULT_MAX_BYTES};
 use order_service::generator;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use order_service::metrics::Metrics;
 use order_service::storage::PersistError;
 
@@ -33,10 +36,36 @@ fn validation(c: &mut Criterion) {
     c.bench_function("validation/sample", |b| {
         b.iter(|| schema.validate(black_box(SAMPLE)))
     });
+    let generated = five_item_order();
+    c.bench_function("validation/generated_5_items", |b| {
+        b.iter(|| schema.validate(black_box(&generated)))
+    });
+    let rejected = rejected_message();
+    c.bench_function("validation/rejected_schema", |b| {
+        b.iter(|| schema.validate(black_box(&rejected)))
+    });
     let order = schema.validate(SAMPLE).expect("the sample is valid").order;
     c.bench_function("serialization/sample", |b| {
         b.iter(|| serde_json::to_vec(black_box(&order)))
     });
+}
+
+/// A generated order with five items (the generator makes one to five), the same one on every run.
+fn five_item_order() -> Vec<u8> {
+    let mut rng = StdRng::seed_from_u64(5);
+    loop {
+        let order = generator::valid_order(&mut rng);
+        if order.items.len() == 5 {
+            return serde_json::to_vec(&order).unwrap_or_default();
+        }
+    }
+}
+
+/// The sample with one item's sale above 100: well-formed JSON that the schema refuses.
+fn rejected_message() -> Vec<u8> {
+    let text = String::from_utf8_lossy(SAMPLE).replace("\"sale\": 30", "\"sale\": 150");
+    assert_ne!(text.as_bytes(), SAMPLE, "the sample carries \"sale\": 30");
+    text.into_bytes()
 }
 
 fn cache_lookup(c: &mut Criterion) {
