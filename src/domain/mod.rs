@@ -2,10 +2,13 @@
 
 mod conflict;
 mod consistency;
+mod formats;
 mod order;
+mod order_rules;
 mod order_uid;
 mod rejection;
 mod strict_json;
+mod typed_json;
 mod validation;
 
 pub use conflict::compare_documents;
