@@ -15,10 +15,10 @@ use order_service::actors::cache::{CacheSettings, OrderSource};
 use order_service::actors::{CacheGroup, CachedOrder};
 use order_service::domain::{OrderSchema, OrderUid, DEFAULT_MAX_BYTES};
 use order_service::generator;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use order_service::metrics::Metrics;
 use order_service::storage::PersistError;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 
 const SAMPLE: &[u8] = include_bytes!("../../tests/fixtures/model.json");
 
