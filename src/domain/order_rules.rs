@@ -153,11 +153,23 @@ impl<T> Rule<T> {
 
 impl Text {
     fn accepts(&self, text: &str) -> bool {
+        self.length_accepts(text)
+            && self.pattern.as_ref().is_none_or(|p| (p.matches)(text))
+            && self.format.as_ref().is_none_or(|f| (f.accepts)(text))
+    }
+
+    fn length_accepts(&self, text: &str) -> bool {
+        // A code point takes one to four bytes in UTF-8, so the byte length bounds the count from both sides:
+        // when both bounds hold, counting is not needed.
+        let bytes = text.len();
+        if self.max_length.is_none_or(|max| bytes <= max)
+            && self.min_length.is_none_or(|min| bytes.div_ceil(4) >= min)
+        {
+            return true;
+        }
         let length = text.chars().count();
         self.min_length.is_none_or(|min| length >= min)
             && self.max_length.is_none_or(|max| length <= max)
-            && self.pattern.as_ref().is_none_or(|p| (p.matches)(text))
-            && self.format.as_ref().is_none_or(|f| (f.accepts)(text))
     }
 }
 
