@@ -1,5 +1,5 @@
 //! The hot paths of the service: validating a message (the sample, a generated order with five items, and a
-//! rejected one), serializing an order, and a cache lookup, both as a plain map read and as the HTTP route does it
+//! rejected one; by `validate` and by the reference path alone), serializing an order, and a cache lookup, both as a plain map read and as the HTTP route does it
 //! (a `GetOrder` round trip to the worker's own `OrderCache` actor).
 //! Run with `cargo bench --bench hot_paths` (or `bench/run.sh criterion`).
 
@@ -44,6 +44,17 @@ fn validation(c: &mut Criterion) {
     c.bench_function("validation/rejected_schema", |b| {
         b.iter(|| schema.validate(black_box(&rejected)))
     });
+    // The reference path alone: what every message cost before the fast path, and what a rejection costs on top
+    // of a failed fast attempt.
+    for (name, message) in [
+        ("validation/reference/sample", SAMPLE),
+        ("validation/reference/generated_5_items", &generated[..]),
+        ("validation/reference/rejected_schema", &rejected[..]),
+    ] {
+        c.bench_function(name, |b| {
+            b.iter(|| schema.validate_reference(black_box(message)))
+        });
+    }
     let order = schema.validate(SAMPLE).expect("the sample is valid").order;
     c.bench_function("serialization/sample", |b| {
         b.iter(|| serde_json::to_vec(black_box(&order)))
