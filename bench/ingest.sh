@@ -80,7 +80,7 @@ span_begin() { local p; for p in "$@"; do SPAN_FROM[$p]=$(ticks_of "$p"); done; 
 span_end() { local p; for p in "$@"; do RUN_TICKS[$p]=$((${RUN_TICKS[$p]:-0} + $(ticks_of "$p") - SPAN_FROM[$p])); done; }
 
 BENCH_STREAMS=()
-trap 'for stream in "${BENCH_STREAMS[@]}"; do delete_stream "$stream"; done; bench_cleanup' EXIT
+trap 'status=$?; for stream in "${BENCH_STREAMS[@]}"; do delete_stream "$stream"; done; bench_cleanup "$status"' EXIT
 
 # One mode; appends "source mode in_flight batch publish_rate seconds seconds_from_first_commit rss_start_kib
 # rss_max_kib rss_end_kib redelivered" and the CPU seconds of "service postgresql nats broker publisher" to results.txt.

@@ -27,7 +27,7 @@ build_release
 start_deps
 
 BENCH_STREAMS=()
-trap 'for stream in "${BENCH_STREAMS[@]}"; do delete_stream "$stream"; done; bench_cleanup' EXIT
+trap 'status=$?; for stream in "${BENCH_STREAMS[@]}"; do delete_stream "$stream"; done; bench_cleanup "$status"' EXIT
 
 export NATS_URL=$STAN_URL STAN_CHANNEL=orders-latency
 export JS_STREAM="ORDERS_LATENCY_$BENCH_ID" JS_SUBJECT="orders.latency.$BENCH_ID"

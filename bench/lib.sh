@@ -40,8 +40,9 @@ bench_setup() {
     trap 'exit 130' INT TERM
 }
 
+# bench_cleanup [STATUS]: STATUS is the script's exit status, when a trap ran other commands first.
 bench_cleanup() {
-    local status=$?
+    local status=${1:-$?}
     local pid
     for pid in "${BENCH_PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
@@ -197,7 +198,8 @@ proc_ticks() {
 # Ticks of PID, of its living children, and of the children it has reaped (cutime, cstime): for a postmaster, the
 # whole PostgreSQL cluster, backends that exited since included.
 tree_ticks() {
-    cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" '{ pid = $1; sub(/^.*\) /, "")
+    # A process may end between the glob and the read: cat then fails, which is no error here.
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$1" '{ pid = $1; sub(/^.*\) /, "")
         if (pid == root) total += $12 + $13 + $14 + $15; else if ($2 == root) total += $12 + $13 }
         END { print total + 0 }'
 }
