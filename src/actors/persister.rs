@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 use tracing::Span;
 
 use crate::actors::cache::{CacheGroup, CachedOrder, DocumentArena};
-use crate::domain::{RejectClass, RejectReason, Rejection, ValidOrder};
+use crate::domain::{Order, OrderUid, RejectClass, RejectReason, Rejection, ValidOrder};
 use crate::error_chain::error_chain;
 use crate::metrics::Metrics;
 use crate::stall::PipelineHealth;
@@ -40,9 +40,15 @@ use policy::{
     batch_len, pair_outcomes, plan_after_failure, Failure, FailurePlan, Kind, RetryPolicy, RETRY,
 };
 
-/// A valid order to store.
+/// A valid order to store: what the database and the caches keep of it.
 pub struct PersistOrder {
-    pub order: ValidOrder,
+    pub uid: OrderUid,
+    /// The canonical document, stored and served as-is.
+    pub document: Bytes,
+    pub track_number: String,
+    pub customer_id: String,
+    /// `None` when PostgreSQL could not represent the instant (the document keeps the text).
+    pub date_created: Option<DateTime<Utc>>,
     /// The message as delivered, kept as a dead letter if the order turns out to be a conflict.
     pub raw: Bytes,
     pub origin: Origin,
@@ -50,6 +56,46 @@ pub struct PersistOrder {
     /// A dead letter replayed by an operator, not a delivery: never taken for a copy of a delivery.
     pub replay: bool,
     pub span: Span,
+}
+
+impl PersistOrder {
+    /// Keeps of a valid order what is stored. The rest of the typed order is dropped here, on the thread that
+    /// built it: freeing its many small allocations on the persister's thread would cost the allocator more.
+    pub fn new(
+        order: ValidOrder,
+        raw: Bytes,
+        origin: Origin,
+        sequence: u64,
+        replay: bool,
+        span: Span,
+    ) -> Self {
+        let ValidOrder {
+            uid,
+            order,
+            document,
+            ..
+        } = order;
+        let Order {
+            track_number,
+            customer_id,
+            date_created,
+            ..
+        } = order;
+        PersistOrder {
+            uid,
+            document,
+            track_number,
+            customer_id,
+            date_created: DateTime::parse_from_rfc3339(&date_created)
+                .ok()
+                .map(|d| d.with_timezone(&Utc)),
+            raw,
+            origin,
+            sequence,
+            replay,
+            span,
+        }
+    }
 }
 
 /// A message that is not an order, to store with its reasons (a dead letter).
@@ -164,7 +210,7 @@ impl Item {
     /// What the message puts into a transaction: the payload, the document, the reasons.
     fn bytes(&self) -> usize {
         match self {
-            Item::Order(o) => o.raw.len() + o.order.document.len(),
+            Item::Order(o) => o.raw.len() + o.document.len(),
             Item::Rejected(r) => {
                 r.raw.len()
                     + r.rejection
@@ -388,8 +434,8 @@ impl OrderPersister {
             .filter_map(|(pending, result)| match (&pending.item, result) {
                 (Item::Order(o), Ok(outcome @ (Outcome::Persisted | Outcome::Duplicate))) => {
                     Some(CachedOrder {
-                        uid: Arc::from(o.order.uid.as_str()),
-                        document: cache_copy(&mut self.documents, &o.order.document, *outcome),
+                        uid: Arc::from(o.uid.as_str()),
+                        document: cache_copy(&mut self.documents, &o.document, *outcome),
                     })
                 }
                 _ => None,
@@ -517,7 +563,7 @@ async fn store_refused(
         message: format!("PostgreSQL refused the message: {}", error_chain(error)),
     }];
     let (payload, order_uid, origin) = match item {
-        Item::Order(o) => (&o.raw, Some(o.order.uid.as_str()), &o.origin),
+        Item::Order(o) => (&o.raw, Some(o.uid.as_str()), &o.origin),
         Item::Rejected(r) => (&r.raw, r.rejection.order_uid.as_deref(), &r.origin),
     };
     let sequence = item.sequence();
@@ -643,15 +689,12 @@ fn failure_of(error: &PersistError) -> Failure {
 }
 
 fn order_row(o: &PersistOrder) -> OrderRow<'_> {
-    let order = &o.order.order;
     OrderRow {
-        uid: o.order.uid.as_str(),
-        document: &o.order.document,
-        track_number: &order.track_number,
-        customer_id: &order.customer_id,
-        date_created: DateTime::parse_from_rfc3339(&order.date_created)
-            .ok()
-            .map(|d| d.with_timezone(&Utc)),
+        uid: o.uid.as_str(),
+        document: &o.document,
+        track_number: &o.track_number,
+        customer_id: &o.customer_id,
+        date_created: o.date_created,
         source: o.origin.source.as_str(),
         channel: &o.origin.name,
         sequence: o.sequence,
@@ -663,7 +706,7 @@ fn order_row(o: &PersistOrder) -> OrderRow<'_> {
 fn outcomes(items: &[&Item], stored: &[Stored]) -> Result<Vec<Outcome>, PersistError> {
     let kinds: Vec<Kind> = items.iter().map(|item| item.kind()).collect();
     let outcomes = pair_outcomes(&kinds, stored).map_err(|i| match items[i] {
-        Item::Order(o) => PersistError::Vanished(o.order.uid.to_string()),
+        Item::Order(o) => PersistError::Vanished(o.uid.to_string()),
         Item::Rejected(_) => PersistError::Vanished("a dead letter".into()),
     })?;
     let conflicts = items

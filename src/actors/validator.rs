@@ -110,14 +110,14 @@ impl OrderValidator {
                 if !order.flags.is_empty() {
                     tracing::debug!(flags = ?order.flags, "Accepted an order with flagged inconsistencies.");
                 }
-                Item::Order(Box::new(PersistOrder {
+                Item::Order(Box::new(PersistOrder::new(
                     order,
-                    raw: payload,
+                    payload,
                     origin,
                     sequence,
-                    replay: keep_reasons,
-                    span: span.clone(),
-                }))
+                    keep_reasons,
+                    span.clone(),
+                )))
             }
             Err(rejection) => {
                 if let Some(uid) = &rejection.order_uid {
