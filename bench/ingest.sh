@@ -5,7 +5,15 @@
 # database and its own channel or stream:
 #   live     the service runs while order-generator publishes N orders as fast as the broker takes them;
 #   backlog  N orders wait in the broker first, then the service starts and works through them.
-# The service's resident memory is sampled every 200 ms during each run; its CPU time is read at the end.
+# The service's resident memory is sampled every 200 ms during each run. CPU time (user + system, /proc/PID/stat) is
+# read for each process the orders pass through, as the difference over the span in which it works for the run:
+#   live     service, PostgreSQL, nats-server, broker: from the first publish to the last order served;
+#   backlog  service: its whole life (the clock starts at its start); PostgreSQL: the same span; nats-server and
+#            broker: the publish, plus the span of the service;
+#   publisher (order-generator): its whole life, read from the shell that reaped it.
+# PostgreSQL is the whole cluster (postmaster, backends, walwriter, checkpointer, ..., exited backends included) and
+# nats-server the machine's (it carries STAN's traffic too: the broker is a client of it); both count whatever else
+# uses them meanwhile. The broker is not in JetStream's path and shows "-" there.
 #
 #   bench/ingest.sh [N]         # default 200000
 #   BENCH_MODES="live" bench/ingest.sh 20000
@@ -23,7 +31,11 @@ SETTINGS=${BENCH_SETTINGS:-2048:1024 1024:1000}
 DEADLINE=${BENCH_DEADLINE:-900}
 
 build_release
+need_apt ss iproute2
 start_deps
+PG_PID=$(listener_pid 5432)
+NATS_PID=$(listener_pid "${NATS_PORT:-4222}")
+[ -n "$PG_PID" ] && [ -n "$NATS_PID" ] || die "PostgreSQL or nats-server not found listening on 127.0.0.1 (ss -ltnp)"
 SYNC_COMMIT=$($PG -d "$BENCH_DB" -c "SHOW synchronous_commit")
 
 # Samples "ms rss_kib" of PID into FILE every 200 ms while PID lives and FLAG exists.
@@ -44,37 +56,37 @@ wait_committed_and_served() {
     wait_for "order $last served" 30 curl -fsS "http://127.0.0.1:$BENCH_HTTP_PORT/order/$last"
 }
 
-fresh_database() {
-    $PG -c "DROP DATABASE IF EXISTS \"$BENCH_DB\" WITH (FORCE)" >/dev/null
-    $PG -c "CREATE DATABASE \"$BENCH_DB\"" >/dev/null
-}
-
 publish() {
     local target=(--target stan)
     [ "$SOURCE" = jetstream ] && target=(--target jetstream --url "$NATS_URL" --subject "$JS_SUBJECT")
     "$BIN/order-generator" "${target[@]}" --count "$N" >"$BENCH_TMP/generator-$1.log" 2>&1 ||
         die "order-generator failed: $(tail -n 3 "$BENCH_TMP/generator-$1.log")"
+    # This subshell has reaped the generator, and nothing else yet: its cutime + cstime are the generator's CPU.
+    awk '{ sub(/^.*\) /, ""); print $14 + $15 }' "/proc/$BASHPID/stat" >"$BENCH_TMP/publisher-ticks"
     grep -o '[0-9]* msg/s' "$BENCH_TMP/generator-$1.log" | tail -n 1
 }
 
-# CPU seconds (user + system) the process used so far.
-cpu_seconds() {
-    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
+# Ticks of the shared processes a run is charged with: postgresql, nats, broker.
+ticks_of() {
+    case $1 in
+    postgresql) tree_ticks "$PG_PID" ;;
+    nats) proc_ticks "$NATS_PID" ;;
+    broker) proc_ticks "$BROKER_PID" ;;
+    esac
 }
+# span_begin PROCESS...; span_end PROCESS...: adds the ticks each used in between to RUN_TICKS.
+declare -A SPAN_FROM RUN_TICKS
+span_begin() { local p; for p in "$@"; do SPAN_FROM[$p]=$(ticks_of "$p"); done; }
+span_end() { local p; for p in "$@"; do RUN_TICKS[$p]=$((${RUN_TICKS[$p]:-0} + $(ticks_of "$p") - SPAN_FROM[$p])); done; }
 
-# Deletes a JetStream stream through the JetStream API, spoken over a plain socket (no NATS CLI here).
-delete_stream() {
-    timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/${NATS_PORT:-4222}
-        printf 'CONNECT {\"verbose\":false}\r\nSUB _INBOX.bench 1\r\nPUB \$JS.API.STREAM.DELETE.$1 _INBOX.bench 0\r\n\r\n' >&3
-        grep -m 1 -a -q success <&3" || log "could not delete the JetStream stream $1"
-}
 BENCH_STREAMS=()
-trap 'for stream in "${BENCH_STREAMS[@]}"; do delete_stream "$stream"; done; bench_cleanup' EXIT
+trap 'status=$?; for stream in "${BENCH_STREAMS[@]}"; do delete_stream "$stream"; done; bench_cleanup "$status"' EXIT
 
 # One mode; appends "source mode in_flight batch publish_rate seconds seconds_from_first_commit rss_start_kib
-# rss_max_kib rss_end_kib redelivered cpu_seconds" to results.txt.
+# rss_max_kib rss_end_kib redelivered" and the CPU seconds of "service postgresql nats broker publisher" to results.txt.
 run_mode() {
-    local mode=$1 t0 t1 publish_rate flag="$BENCH_TMP/sampling-$1"
+    local mode=$1 t0 t1 publish_rate flag="$BENCH_TMP/sampling-$1" service_from=0
+    RUN_TICKS=()
     export STAN_CHANNEL="orders-bench-$mode-$STAN_MAX_IN_FLIGHT"
     export JS_STREAM="ORDERS_BENCH_${BENCH_ID}_${mode}_$STAN_MAX_IN_FLIGHT" JS_SUBJECT="orders.bench.$BENCH_ID.$mode.$STAN_MAX_IN_FLIGHT"
     fresh_database
@@ -93,10 +105,15 @@ run_mode() {
         start_service
         sample_rss "$SERVICE_PID" "$BENCH_TMP/rss-$mode.txt" "$flag" &
         BENCH_PIDS+=($!)
+        service_from=$(proc_ticks "$SERVICE_PID")
+        span_begin postgresql nats broker
         t0=$(now_ns)
         publish_rate=$(publish "$mode")
     else
+        span_begin nats broker
         publish_rate=$(publish "$mode")
+        span_end nats broker
+        span_begin postgresql nats broker
         launch_service
         t0=$SERVICE_STARTED_NS
         sample_rss "$SERVICE_PID" "$BENCH_TMP/rss-$mode.txt" "$flag" &
@@ -104,12 +121,14 @@ run_mode() {
     fi
     wait_committed_and_served
     t1=$(now_ns)
+    local cpu
+    cpu="$(($(proc_ticks "$SERVICE_PID") - service_from))"
+    span_end postgresql nats broker
+    cpu="$cpu $((RUN_TICKS[postgresql])) $((RUN_TICKS[nats])) $((RUN_TICKS[broker])) $(cat "$BENCH_TMP/publisher-ticks")"
     # Redeliveries are work done twice: an ack that came later than STAN_ACK_WAIT, or a delivery ratsio lost.
     local redelivered
     redelivered=$(curl -fsS "http://127.0.0.1:$BENCH_ADMIN_PORT/metrics" |
         awk '/^order_service_messages_redelivered_total/ { n += $2 } END { printf "%d", n }')
-    local cpu
-    cpu=$(cpu_seconds "$SERVICE_PID")
     # Live, the first commit follows the first publish within milliseconds (and polling starts only after the last
     # publish), so the column applies to the backlog only.
     local steady_ms=0
@@ -121,9 +140,12 @@ run_mode() {
         BENCH_STREAMS=()
     fi
     awk -v mode="$SOURCE $mode $STAN_MAX_IN_FLIGHT $BATCH_SIZE" -v rate="${publish_rate% msg/s}" \
-        -v ms="$(((t1 - t0) / 1000000))" -v steady_ms="$steady_ms" -v redelivered="$redelivered" -v cpu="$cpu" '
+        -v ms="$(((t1 - t0) / 1000000))" -v steady_ms="$steady_ms" -v redelivered="$redelivered" -v cpu="$cpu" \
+        -v hz="$CLK_TCK" '
         NR == 1 { first = $2 } { last = $2; if ($2 > max) max = $2 }
-        END { print mode, rate, ms / 1000, steady_ms / 1000, first, max, last, redelivered, cpu }' "$BENCH_TMP/rss-$mode.txt" >>"$BENCH_TMP/results.txt"
+        END { n = split(cpu, t, " "); seconds = ""; for (i = 1; i <= n; i++) seconds = seconds sprintf(" %.2f", t[i] / hz)
+            print mode, rate, ms / 1000, steady_ms / 1000, first, max, last, redelivered seconds }' \
+        "$BENCH_TMP/rss-$mode.txt" >>"$BENCH_TMP/results.txt"
     tail -n 1 "$BENCH_TMP/results.txt" >&2
 }
 
@@ -149,11 +171,23 @@ done
         "service on the same machine"
     echo "- live: the clock starts when the generator starts publishing; backlog: all $N published first, the clock" \
         "starts when the service starts. Both stop when the last order is committed and served (GET 200)."
+    echo "- CPU per order: user + system time from /proc/PID/stat (1/$CLK_TCK s ticks) over the span each process works" \
+        "for the run: live, the clock's span (the generator: its whole life); backlog, the service and PostgreSQL over" \
+        "the clock's span, nats-server and the broker over the publish and the clock's span. PostgreSQL is all of the" \
+        "cluster (backends and background processes); it and nats-server (which carries STAN's traffic too) are the" \
+        "machine's and count whatever else used them meanwhile. The broker is not in JetStream's path (-)."
     echo
     echo "| source | mode | max in flight / batch | orders | publish rate (msg/s, each confirmed) | seconds to last served |" \
-        "orders/s | orders/s from first commit | redelivered | service CPU (s) | CPU per order (µs) | service RSS start / max / end (MiB) |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "orders/s | orders/s from first commit | redelivered | service µs/order | PostgreSQL (all of it) µs/order |" \
+        "nats-server µs/order | broker µs/order | publisher µs/order | all µs/order |" \
+        "CPU s: service / PostgreSQL / nats-server / broker / publisher | service RSS start / max / end (MiB) |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     awk -v n="$N" '{ steady = $7 > 0 ? sprintf("%.0f", n / $7) : "-"
-        printf "| %s | %s | %s / %s | %d | %s | %.1f | %.0f | %s | %d | %.1f | %.0f | %.0f / %.0f / %.0f |\n",
-        $1, $2, $3, $4, n, $5, $6, n / $6, steady, $11, $12, $12 * 1e6 / n, $8 / 1024, $9 / 1024, $10 / 1024 }' "$BENCH_TMP/results.txt"
+        broker = $1 == "jetstream" ? "-" : sprintf("%.1f", $15 * 1e6 / n)
+        total = $12 + $13 + $14 + ($1 == "jetstream" ? 0 : $15) + $16
+        printf "| %s | %s | %s / %s | %d | %s | %.1f | %.0f | %s | %d | %.1f | %.1f | %.1f | %s | %.1f | %.1f |",
+            $1, $2, $3, $4, n, $5, $6, n / $6, steady, $11, $12 * 1e6 / n, $13 * 1e6 / n, $14 * 1e6 / n, broker,
+            $16 * 1e6 / n, total * 1e6 / n
+        printf " %.2f / %.2f / %.2f / %s / %.2f | %.0f / %.0f / %.0f |\n", $12, $13, $14,
+            $1 == "jetstream" ? "-" : sprintf("%.2f", $15), $16, $8 / 1024, $9 / 1024, $10 / 1024 }' "$BENCH_TMP/results.txt"
 } | write_results ingest.md

@@ -8,6 +8,10 @@
 #   start_service           # order-service on $BENCH_HTTP_PORT, waits for /readyz
 #   seed_orders N           # N orders through the pipeline (generator -> STAN -> service), waits until stored
 #   wait_stored N SECONDS   # waits until the orders table holds N rows, polling through one open psql session
+#   fresh_database          # drops and re-creates $BENCH_DB
+#   delete_stream NAME      # deletes a JetStream stream
+#   proc_ticks PID          # CPU clock ticks (user + system) of one process; tree_ticks PID: with its children
+#   listener_pid PORT       # the process listening on 127.0.0.1:PORT (nats-server, the PostgreSQL postmaster)
 #   bulk_load N             # N generator documents straight into PostgreSQL with COPY (no pipeline)
 #   write_results FILE      # stdin -> FILE and stdout
 
@@ -36,8 +40,9 @@ bench_setup() {
     trap 'exit 130' INT TERM
 }
 
+# bench_cleanup [STATUS]: STATUS is the script's exit status, when a trap ran other commands first.
 bench_cleanup() {
-    local status=$?
+    local status=${1:-$?}
     local pid
     for pid in "${BENCH_PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
@@ -167,6 +172,40 @@ poll() {
 poller_close() {
     exec {POLL_IN}>&- {POLL_OUT}<&-
     wait "$POLLER_PID" 2>/dev/null || true
+}
+
+fresh_database() {
+    $PG -c "DROP DATABASE IF EXISTS \"$BENCH_DB\" WITH (FORCE)" >/dev/null
+    $PG -c "CREATE DATABASE \"$BENCH_DB\"" >/dev/null
+}
+
+# Deletes a JetStream stream through the JetStream API, spoken over a plain socket (no NATS CLI here).
+delete_stream() {
+    timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/${NATS_PORT:-4222}
+        printf 'CONNECT {\"verbose\":false}\r\nSUB _INBOX.bench 1\r\nPUB \$JS.API.STREAM.DELETE.$1 _INBOX.bench 0\r\n\r\n' >&3
+        grep -m 1 -a -q success <&3" || log "could not delete the JetStream stream $1"
+}
+
+# CPU time is read from /proc/PID/stat in clock ticks (getconf CLK_TCK a second). The fields are counted after the
+# last ')', since the command name may hold spaces: $12 utime, $13 stime, $14 cutime, $15 cstime.
+CLK_TCK=$(getconf CLK_TCK)
+
+# Ticks (user + system) PID used so far; 0 once it is gone.
+proc_ticks() {
+    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# Ticks of PID, of its living children, and of the children it has reaped (cutime, cstime): for a postmaster, the
+# whole PostgreSQL cluster, backends that exited since included.
+tree_ticks() {
+    # A process may end between the glob and the read: cat then fails, which is no error here.
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$1" '{ pid = $1; sub(/^.*\) /, "")
+        if (pid == root) total += $12 + $13 + $14 + $15; else if ($2 == root) total += $12 + $13 }
+        END { print total + 0 }'
+}
+
+listener_pid() {
+    ss -Hltnp "sport = :$1" | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2
 }
 
 # The exact count: a full scan, for single checks, not for polling.

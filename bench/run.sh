@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command per benchmark; each prints a results table and writes it to bench/results/<name>.md.
 #   bench/run.sh http [ORDERS]      # wrk vs nginx (A B A B), mixed 10 % unknown ids, oha constant rates + plot
-#   bench/run.sh ingest [N]         # end to end, live and backlog, service RSS during the run
+#   bench/run.sh ingest [N]         # end to end, live and backlog, RSS, CPU per order of each process
+#   bench/run.sh latency            # publish -> first 200 from GET, each order, at 1,000 orders/s
 #   bench/run.sh restore [N]        # N orders in PostgreSQL -> /readyz, RSS per cached order
 #   bench/run.sh seed [N]           # N orders through the pipeline into a kept database
 #   bench/run.sh scale              # two instances on one database: staleness, unknown ids, the cache bound
@@ -11,13 +12,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 what=${1:-}
 [ -n "$what" ] || usage
 shift
 case "$what" in
-    http | ingest | restore | seed | scale) exec "bench/$what.sh" "$@" ;;
+    http | ingest | latency | restore | seed | scale) exec "bench/$what.sh" "$@" ;;
     criterion)
         cargo bench --locked --bench hot_paths -- --warm-up-time 1 --measurement-time 3 "$@" |
             tee /dev/stderr | awk '
@@ -31,6 +32,7 @@ case "$what" in
         "$0" criterion
         bench/restore.sh
         bench/ingest.sh
+        bench/latency.sh
         bench/http.sh
         bench/scale.sh
         ;;

@@ -321,7 +321,8 @@ pub struct StanSettings {
         global = true
     )]
     pub url: String,
-    /// NATS user name (with NATS_PASSWORD); a user in STAN_URL wins.
+    /// NATS user name (with NATS_PASSWORD), for both sources; credentials in STAN_URL or NATS_URL win for that
+    /// source.
     #[arg(long = "nats-user", env = "NATS_USER", global = true)]
     pub nats_user: Option<String>,
     /// NATS password (with NATS_USER).
@@ -332,7 +333,7 @@ pub struct StanSettings {
         global = true
     )]
     pub nats_password: Option<Secret>,
-    /// NATS authentication token.
+    /// NATS authentication token, for both sources.
     #[arg(
         long = "nats-token",
         env = "NATS_TOKEN",
@@ -340,8 +341,8 @@ pub struct StanSettings {
         global = true
     )]
     pub nats_token: Option<Secret>,
-    /// PEM file with the CA that signs nats-server's certificate: the async-nats connections then require TLS.
-    /// ratsio (the STAN client) cannot use TLS, so with STAN this is refused at start.
+    /// PEM file with the CA that signs nats-server's certificate: the async-nats connections (JetStream's, STAN's
+    /// acks) then require TLS. ratsio (the STAN client) cannot use TLS, so with STAN this is refused at start.
     #[arg(long = "nats-ca-file", env = "NATS_CA_FILE", global = true)]
     pub nats_ca_file: Option<PathBuf>,
     /// NATS Streaming cluster id.
@@ -444,6 +445,7 @@ impl Settings {
         }
         secrets.extend(url_secret(&self.database.url, false));
         secrets.extend(url_secret(&self.stan.url, true));
+        secrets.extend(url_secret(&self.jetstream.url, true));
         secrets.extend(
             [
                 &self.stan.nats_password,
@@ -482,15 +484,17 @@ impl StanSettings {
 
 /// The JetStream source. Ack wait and max ack pending are the in-flight settings shared with STAN
 /// (`STAN_ACK_WAIT`, `STAN_MAX_IN_FLIGHT`).
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Clone)]
 pub struct JetStreamSettings {
-    /// NATS URL of the JetStream-enabled nats-server.
+    /// NATS URL of the JetStream-enabled nats-server. May carry credentials, as STAN_URL; else NATS_USER,
+    /// NATS_PASSWORD, NATS_TOKEN and NATS_CA_FILE apply here too.
     #[arg(
         id = "nats_url",
         value_name = "NATS_URL",
         long = "nats-url",
         env = "NATS_URL",
         default_value = "nats://127.0.0.1:4222",
+        hide_env_values = true,
         global = true
     )]
     pub url: String,
@@ -555,6 +559,24 @@ pub struct JetStreamSettings {
     #[arg(id = "js_info_interval", long = "js-info-interval", env = "JS_INFO_INTERVAL", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
     pub info_interval_secs: u64,
+}
+
+impl fmt::Debug for JetStreamSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JetStreamSettings")
+            .field("url", &redact::connection_string(&self.url))
+            .field("stream", &self.stream)
+            .field("subject", &self.subject)
+            .field("consumer", &self.consumer)
+            .field("create_stream", &self.create_stream)
+            .field("max_msgs", &self.max_msgs)
+            .field("max_bytes", &self.max_bytes)
+            .field("max_age_secs", &self.max_age_secs)
+            .field("duplicate_window_secs", &self.duplicate_window_secs)
+            .field("timeout_secs", &self.timeout_secs)
+            .field("info_interval_secs", &self.info_interval_secs)
+            .finish()
+    }
 }
 
 impl JetStreamSettings {
@@ -635,6 +657,8 @@ mod tests {
             "order-service",
             "--stan-url",
             "nats://tok3n-in-url@h:4222",
+            "--nats-url",
+            "nats://js:js-pa55@h:4222",
             "--nats-password",
             "pa55word",
             "--nats-token",
@@ -644,7 +668,7 @@ mod tests {
         ])
         .expect("parses");
         let debug = format!("{:?}", cli.settings);
-        for secret in ["tok3n", "pa55word", "adm1n"] {
+        for secret in ["tok3n", "pa55word", "js-pa55", "adm1n"] {
             assert!(!debug.contains(secret), "{secret} in {debug}");
         }
     }
@@ -657,12 +681,14 @@ mod tests {
             "host=db user=app password=db-pw",
             "--stan-url",
             "nats://u:nats-pw@h:4222",
+            "--nats-url",
+            "nats://js-t0ken@h:4222",
             "--admin-token",
             "adm1n",
         ])
         .expect("parses");
         let secrets = cli.settings.secrets();
-        for secret in ["db-pw", "nats-pw", "adm1n"] {
+        for secret in ["db-pw", "nats-pw", "js-t0ken", "adm1n"] {
             assert!(secrets.iter().any(|s| s == secret), "{secret}: {secrets:?}");
         }
         let plain = Cli::try_parse_from([

@@ -11,13 +11,19 @@ fn causes<'a>(
     std::iter::successors(Some(error), |&e| e.source())
 }
 
-/// The error and its causes on one line ("a: b: c"), for log fields and startup errors. Secrets are masked
-/// (`redact::text`): a library's error may repeat a URL or a password it was given.
+/// The error and its causes on one line ("a: b: c"), for log fields and startup errors. A cause whose text the line
+/// holds already is left out: some libraries (async-nats) repeat their source in their own message. Secrets are
+/// masked (`redact::text`): a library's error may repeat a URL or a password it was given.
 pub fn error_chain(error: &(dyn StdError + 'static)) -> String {
-    let text = causes(error)
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join(": ");
+    let mut text = String::new();
+    for cause in causes(error).map(|e| e.to_string()) {
+        if text.is_empty() {
+            text = cause;
+        } else if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
     crate::redact::text(&text)
 }
 
@@ -60,6 +66,15 @@ mod tests {
     #[test]
     fn the_one_line_chain_joins_every_cause() {
         assert_eq!(error_chain(&Outer(Inner)), "outer: inner");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("connect failed: inner")]
+    struct Repeating(#[source] Inner);
+
+    #[test]
+    fn a_cause_the_message_repeats_is_not_repeated() {
+        assert_eq!(error_chain(&Repeating(Inner)), "connect failed: inner");
     }
 
     #[test]

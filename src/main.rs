@@ -62,7 +62,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 admin_addr = %settings.application.admin_addr,
                 cluster_id = %settings.stan.cluster_id,
                 channel = %settings.stan.channel,
-                nats_url = %settings.jetstream.url,
+                nats_url = %redact::connection_string(&settings.jetstream.url),
                 stream = %settings.jetstream.stream,
                 "Starting."
             );

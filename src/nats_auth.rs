@@ -1,9 +1,11 @@
-//! NATS credentials and TLS, for both clients: ratsio (the STAN connection) and async-nats (the ack connection).
+//! NATS credentials and TLS, for every NATS connection: ratsio's (STAN), and async-nats's (STAN's acks, and the
+//! JetStream source's).
 //!
-//! Credentials come from `STAN_URL` (`nats://user:password@host`, `nats://token@host`) or from `NATS_USER` /
-//! `NATS_PASSWORD` / `NATS_TOKEN`; the URL wins. They are taken out of the URL and handed to each client as options,
-//! so neither client ever logs or reports a URL that holds them (ratsio logs the URL it connects to, and does not
-//! read credentials from it anyway).
+//! One set of credentials serves both sources: `NATS_USER` / `NATS_PASSWORD` / `NATS_TOKEN` and `NATS_CA_FILE`,
+//! unless the source's URL (`STAN_URL`, `NATS_URL`) carries its own (`nats://user:password@host`,
+//! `nats://token@host`); the URL wins. They are taken out of the URL and handed to each client as options, so no
+//! client ever logs or reports a URL that holds them (ratsio logs the URL it connects to, and does not read
+//! credentials from it anyway).
 //!
 //! TLS: async-nats connections use it when `NATS_CA_FILE` is set or the URL says `tls://`. ratsio 0.4.1 cannot:
 //! its TLS is a cargo feature built on native-tls with the system's roots only (no CA file), and it is not built
@@ -13,7 +15,7 @@ use std::path::PathBuf;
 
 use ratsio::nats_client::NatsClientOptions;
 
-use crate::configuration::StanSettings;
+use crate::configuration::{Settings, StanSettings};
 
 /// How to authenticate to nats-server.
 #[derive(Clone, PartialEq, Eq)]
@@ -59,29 +61,39 @@ pub enum NatsSettingsError {
 }
 
 impl NatsTarget {
+    /// The STAN connections' target: `STAN_URL` and the shared credentials.
     pub fn from_settings(settings: &StanSettings) -> NatsTarget {
-        let (url, from_url) = split_credentials(&settings.url);
+        NatsTarget::new(&settings.url, settings)
+    }
+
+    /// The JetStream connection's target: `NATS_URL` and the same shared credentials as STAN's.
+    pub fn for_jetstream(settings: &Settings) -> NatsTarget {
+        NatsTarget::new(&settings.jetstream.url, &settings.stan)
+    }
+
+    /// `url` without its credentials, and the credentials: the URL's, else the shared settings' (`NATS_USER`,
+    /// `NATS_PASSWORD`, `NATS_TOKEN`, `NATS_CA_FILE`, which clap keeps with the STAN settings).
+    fn new(url: &str, shared: &StanSettings) -> NatsTarget {
+        let (url, from_url) = split_credentials(url);
         let credentials = match from_url {
-            Credentials::None => match (
-                &settings.nats_user,
-                &settings.nats_password,
-                &settings.nats_token,
-            ) {
-                (Some(user), password, _) => Credentials::UserPassword {
-                    user: user.clone(),
-                    password: password
-                        .as_ref()
-                        .map(|p| p.expose().to_owned())
-                        .unwrap_or_default(),
-                },
-                (None, _, Some(token)) => Credentials::Token(token.expose().to_owned()),
-                _ => Credentials::None,
-            },
+            Credentials::None => {
+                match (&shared.nats_user, &shared.nats_password, &shared.nats_token) {
+                    (Some(user), password, _) => Credentials::UserPassword {
+                        user: user.clone(),
+                        password: password
+                            .as_ref()
+                            .map(|p| p.expose().to_owned())
+                            .unwrap_or_default(),
+                    },
+                    (None, _, Some(token)) => Credentials::Token(token.expose().to_owned()),
+                    _ => Credentials::None,
+                }
+            }
             credentials => credentials,
         };
         let tls_scheme = url.starts_with("tls://");
         let tls =
-            (tls_scheme || settings.nats_ca_file.is_some()).then(|| settings.nats_ca_file.clone());
+            (tls_scheme || shared.nats_ca_file.is_some()).then(|| shared.nats_ca_file.clone());
         NatsTarget {
             url,
             credentials,
@@ -241,6 +253,40 @@ mod tests {
         );
         let with_token = target(&["--nats-token", "t"]);
         assert_eq!(with_token.credentials, Credentials::Token("t".into()));
+    }
+
+    #[test]
+    fn the_jetstream_target_takes_nats_url_and_the_shared_credentials_and_tls() {
+        let jetstream = |args: &[&str]| {
+            let mut all = vec!["order-service"];
+            all.extend_from_slice(args);
+            NatsTarget::for_jetstream(&Cli::try_parse_from(all).expect("parses").settings)
+        };
+        let shared = jetstream(&[
+            "--stan-url",
+            "nats://stan:4222",
+            "--nats-url",
+            "tls://js:4222",
+            "--nats-user",
+            "u",
+            "--nats-password",
+            "p",
+            "--nats-ca-file",
+            "/ca.pem",
+        ]);
+        assert_eq!(shared.url, "tls://js:4222");
+        assert_eq!(shared.async_nats_url(), "nats://js:4222");
+        assert_eq!(
+            shared.credentials,
+            Credentials::UserPassword {
+                user: "u".into(),
+                password: "p".into()
+            }
+        );
+        assert_eq!(shared.tls, Some(Some(PathBuf::from("/ca.pem"))));
+        let own = jetstream(&["--nats-url", "nats://t0k3n@js:4222", "--nats-user", "u"]);
+        assert_eq!(own.url, "nats://js:4222");
+        assert_eq!(own.credentials, Credentials::Token("t0k3n".into()));
     }
 
     #[test]

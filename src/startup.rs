@@ -26,6 +26,7 @@ use crate::error_chain::error_chain;
 use crate::feed::{ChangeFeed, FeedOrder, FeedSettings, FeedSink};
 use crate::http_metrics::HttpMetrics;
 use crate::metrics::Metrics;
+use crate::nats_auth::NatsTarget;
 use crate::readiness::{Readiness, SourceStatus};
 use crate::replay::ReplayPipeline;
 use crate::routes::{self, Listener};
@@ -350,6 +351,7 @@ fn transports(settings: &Settings) -> Vec<Transport> {
             SourceKind::Stan => Transport::Stan(settings.stan.clone()),
             SourceKind::JetStream => Transport::JetStream(ConsumerSettings {
                 js: settings.jetstream.clone(),
+                nats: NatsTarget::for_jetstream(settings),
                 ack_wait: Duration::from_secs(settings.stan.ack_wait_secs.unsigned_abs().into()),
                 max_ack_pending: i64::from(settings.stan.max_in_flight),
             }),

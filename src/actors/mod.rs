@@ -1,16 +1,18 @@
 //! The pipeline, one actor per job, started in reverse order (caches, persister, validator, subscriber):
 //!
 //! ```text
-//!  STAN ──> NatsSubscriber ──ValidateOrder──> OrderValidator ──PersistOrder / PersistRejected──> OrderPersister
-//!             │  ▲                                                                                │ group commit
-//!             │  └──────────── Result<Outcome, PipelineError> ◄─────────────────────────────────┤ (PostgreSQL)
-//!             │ ack only after the outcome came back (see subscriber.rs)                          │ CacheOrders
-//!             ▼                                                                                   ▼
-//!         the broker                                       HTTP worker ──GetOrder──> OrderCache (one per worker)
+//!  STAN ──> NatsSubscriber ──ValidateBatch──> OrderValidator ──PersistBatch──> OrderPersister
+//!             │  ▲                                                               │ group commit
+//!             │  └──── Vec<Result<Outcome, PipelineError>> ◄────────────────────┤ (PostgreSQL)
+//!             │ ack only after the outcome came back (see subscriber.rs)         │ CacheOrders
+//!             ▼                                                                  ▼
+//!         the broker                      HTTP worker ──GetOrder──> OrderCache (one per worker)
 //! ```
 //!
 //! One `NatsSubscriber` runs per source (STAN, JetStream: see `crate::transport`); all of them feed the one validator.
-//! Each delivery carries its tracing span ("Process order") through every message.
+//! Deliveries that arrive together travel together: one `ValidateBatch`, one `PersistBatch` and one answer for
+//! all of them, so the cost of a message between actors is paid per run of deliveries, not per delivery (a lone
+//! delivery is a run of one and waits for nothing). Each delivery carries its tracing span ("Process order").
 
 pub mod cache;
 pub mod persister;
@@ -20,4 +22,4 @@ pub mod validator;
 pub use cache::{CacheGroup, CachedOrder, DocumentArena, LocalCache, OrderCache};
 pub use persister::{OrderPersister, Outcome, PersisterSettings, PipelineError};
 pub use subscriber::{Drain, NatsSubscriber, StartSubscription, SubscriberStatus};
-pub use validator::{OrderValidator, ReplayMessage, Replayed, ValidateOrder};
+pub use validator::{Delivered, OrderValidator, ReplayMessage, Replayed, ValidateBatch};

@@ -1,8 +1,9 @@
 //! `OrderPersister` owns the database pool and the group commit.
 //!
-//! In: `PersistOrder` and `PersistRejected` from the validator. Out: `CacheOrders` to every cache (through the
-//! `CacheGroup`) for orders that are new, and, only after their transaction committed, each message's `Outcome`
-//! as the answer, on which the subscriber acks.
+//! In: `PersistBatch` from the validator: the checked messages of one run of deliveries (or one replayed dead
+//! letter). Out: `CacheOrders` to every cache (through the `CacheGroup`) for orders that are new, and, once every
+//! message of the run is settled, each one's `Outcome` (only after its transaction committed) as the answer, on
+//! which the subscriber acks. A run is answered as a whole, so a delivery costs no message or channel of its own.
 //!
 //! Group commit: while one transaction is in flight, new messages accumulate; when it ends, everything accumulated
 //! (up to the batch size) goes into the next transaction. One commit per batch instead of one per message, and no
@@ -29,7 +30,7 @@ use tokio::sync::oneshot;
 use tracing::Span;
 
 use crate::actors::cache::{CacheGroup, CachedOrder, DocumentArena};
-use crate::domain::{RejectClass, RejectReason, Rejection, ValidOrder};
+use crate::domain::{Order, OrderUid, RejectClass, RejectReason, Rejection, ValidOrder};
 use crate::error_chain::error_chain;
 use crate::metrics::Metrics;
 use crate::stall::PipelineHealth;
@@ -39,11 +40,15 @@ use policy::{
     batch_len, pair_outcomes, plan_after_failure, Failure, FailurePlan, Kind, RetryPolicy, RETRY,
 };
 
-/// Store a valid order.
-#[derive(Message)]
-#[rtype(result = "Result<Outcome, PipelineError>")]
+/// A valid order to store: what the database and the caches keep of it.
 pub struct PersistOrder {
-    pub order: ValidOrder,
+    pub uid: OrderUid,
+    /// The canonical document, stored and served as-is.
+    pub document: Bytes,
+    pub track_number: String,
+    pub customer_id: String,
+    /// `None` when PostgreSQL could not represent the instant (the document keeps the text).
+    pub date_created: Option<DateTime<Utc>>,
     /// The message as delivered, kept as a dead letter if the order turns out to be a conflict.
     pub raw: Bytes,
     pub origin: Origin,
@@ -53,9 +58,47 @@ pub struct PersistOrder {
     pub span: Span,
 }
 
-/// Store a message that is not an order, with its reasons (a dead letter).
-#[derive(Message)]
-#[rtype(result = "Result<Outcome, PipelineError>")]
+impl PersistOrder {
+    /// Keeps of a valid order what is stored. The rest of the typed order is dropped here, on the thread that
+    /// built it: freeing its many small allocations on the persister's thread would cost the allocator more.
+    pub fn new(
+        order: ValidOrder,
+        raw: Bytes,
+        origin: Origin,
+        sequence: u64,
+        replay: bool,
+        span: Span,
+    ) -> Self {
+        let ValidOrder {
+            uid,
+            order,
+            document,
+            ..
+        } = order;
+        let Order {
+            track_number,
+            customer_id,
+            date_created,
+            ..
+        } = order;
+        PersistOrder {
+            uid,
+            document,
+            track_number,
+            customer_id,
+            date_created: DateTime::parse_from_rfc3339(&date_created)
+                .ok()
+                .map(|d| d.with_timezone(&Utc)),
+            raw,
+            origin,
+            sequence,
+            replay,
+            span,
+        }
+    }
+}
+
+/// A message that is not an order, to store with its reasons (a dead letter).
 pub struct PersistRejected {
     pub rejection: Rejection,
     pub raw: Bytes,
@@ -109,9 +152,29 @@ const SLOW_COMMIT: Duration = Duration::from_secs(1);
 /// How long redeliveries of a message that cannot be stored are answered at once before it is tried again.
 const UNSTORABLE_RETRY: Duration = Duration::from_secs(60);
 
-enum Item {
+/// One checked message: what the validator made of a delivery.
+pub enum Item {
     Order(Box<PersistOrder>),
     Rejected(PersistRejected),
+}
+
+/// Store these messages; answers one result per message, in order, once all of them are settled.
+#[derive(Message)]
+#[rtype(result = "Vec<Result<Outcome, PipelineError>>")]
+pub struct PersistBatch(pub Vec<Item>);
+
+/// Where a message's result goes: its place in the `PersistBatch` it came with.
+#[derive(Debug, Clone, Copy)]
+struct ReplyTo {
+    batch: u64,
+    index: usize,
+}
+
+/// The results of one `PersistBatch` so far; sent when the last one is in.
+struct BatchReply {
+    results: Vec<Option<Result<Outcome, PipelineError>>>,
+    missing: usize,
+    answer: oneshot::Sender<Vec<Result<Outcome, PipelineError>>>,
 }
 
 impl Item {
@@ -147,7 +210,7 @@ impl Item {
     /// What the message puts into a transaction: the payload, the document, the reasons.
     fn bytes(&self) -> usize {
         match self {
-            Item::Order(o) => o.raw.len() + o.order.document.len(),
+            Item::Order(o) => o.raw.len() + o.document.len(),
             Item::Rejected(r) => {
                 r.raw.len()
                     + r.rejection
@@ -169,7 +232,7 @@ impl Item {
 
 struct Pending {
     item: Item,
-    reply: oneshot::Sender<Result<Outcome, PipelineError>>,
+    reply: ReplyTo,
 }
 
 /// What one transaction needs, shared by the batch's future.
@@ -188,6 +251,9 @@ pub struct OrderPersister {
     pending: VecDeque<Pending>,
     /// The sequences in `pending`: a copy delivered again (by a newer connection) replaces the queued one.
     pending_sequences: HashSet<(Origin, u64)>,
+    /// The batches not fully answered yet, by number.
+    replies: HashMap<u64, BatchReply>,
+    next_batch: u64,
     committing: bool,
     /// Messages that could not be stored even as dead letters, and since when.
     unstorable: HashMap<(Origin, u64), Instant>,
@@ -220,27 +286,79 @@ impl OrderPersister {
             },
             pending: VecDeque::new(),
             pending_sequences: HashSet::new(),
+            replies: HashMap::new(),
+            next_batch: 0,
             committing: false,
             unstorable: HashMap::new(),
             documents,
         }
     }
 
+    /// Queues a batch's messages for the next transactions; the future answers when all of them are settled.
     fn enqueue(
         &mut self,
-        item: Item,
+        items: Vec<Item>,
         ctx: &mut Context<Self>,
-    ) -> ResponseFuture<Result<Outcome, PipelineError>> {
-        // A replay shares its dead letter's sequence with the original delivery; it is never a copy of one.
-        if !item.is_replay() {
-            if let Err(error) = self.admit(item.key()) {
-                return Box::pin(async move { Err(error) });
+    ) -> ResponseFuture<Vec<Result<Outcome, PipelineError>>> {
+        let count = items.len();
+        let (answer, answered) = oneshot::channel();
+        let batch = self.next_batch;
+        self.next_batch += 1;
+        self.replies.insert(
+            batch,
+            BatchReply {
+                results: (0..count).map(|_| None).collect(),
+                missing: count,
+                answer,
+            },
+        );
+        for (index, item) in items.into_iter().enumerate() {
+            let reply = ReplyTo { batch, index };
+            // A replay shares its dead letter's sequence with the original delivery; it is never a copy of one.
+            if !item.is_replay() {
+                if let Err(error) = self.admit(item.key()) {
+                    self.settle(reply, Err(error));
+                    continue;
+                }
             }
+            self.pending.push_back(Pending { item, reply });
         }
-        let (reply, answer) = oneshot::channel();
-        self.pending.push_back(Pending { item, reply });
+        if count == 0 {
+            self.send_reply(batch);
+        }
         self.commit_next(ctx);
-        Box::pin(async move { answer.await.unwrap_or(Err(PipelineError::Dropped)) })
+        Box::pin(async move {
+            answered
+                .await
+                .unwrap_or_else(|_| (0..count).map(|_| Err(PipelineError::Dropped)).collect())
+        })
+    }
+
+    /// Records one message's result; the batch is answered with its last.
+    fn settle(&mut self, reply: ReplyTo, result: Result<Outcome, PipelineError>) {
+        let Some(batch) = self.replies.get_mut(&reply.batch) else {
+            return;
+        };
+        if let Some(slot @ None) = batch.results.get_mut(reply.index) {
+            *slot = Some(result);
+            batch.missing -= 1;
+        }
+        if batch.missing == 0 {
+            self.send_reply(reply.batch);
+        }
+    }
+
+    /// Answers a batch whose every result is in.
+    fn send_reply(&mut self, batch: u64) {
+        if let Some(reply) = self.replies.remove(&batch) {
+            let results = reply
+                .results
+                .into_iter()
+                .map(|result| result.unwrap_or(Err(PipelineError::Dropped)))
+                .collect();
+            // The subscriber may be gone (shutdown): then the messages are simply redelivered.
+            let _ = reply.answer.send(results);
+        }
     }
 
     /// Whether a delivery may join the queue. A message that cannot be stored is answered at once for a while; a copy
@@ -257,8 +375,14 @@ impl OrderPersister {
             self.unstorable.remove(&key);
         }
         if !self.pending_sequences.insert(key.clone()) {
-            self.pending
-                .retain(|p| p.item.is_replay() || p.item.key() != key);
+            let (replaced, kept): (VecDeque<Pending>, VecDeque<Pending>) =
+                std::mem::take(&mut self.pending)
+                    .into_iter()
+                    .partition(|p| !p.item.is_replay() && p.item.key() == key);
+            self.pending = kept;
+            for old in replaced {
+                self.settle(old.reply, Err(PipelineError::Dropped));
+            }
         } else if self.pending.len() >= self.settings.mailbox_capacity.saturating_mul(2).max(1) {
             self.pending_sequences.remove(&key);
             return Err(PipelineError::Overloaded);
@@ -310,8 +434,8 @@ impl OrderPersister {
             .filter_map(|(pending, result)| match (&pending.item, result) {
                 (Item::Order(o), Ok(outcome @ (Outcome::Persisted | Outcome::Duplicate))) => {
                     Some(CachedOrder {
-                        uid: Arc::from(o.order.uid.as_str()),
-                        document: cache_copy(&mut self.documents, &o.order.document, *outcome),
+                        uid: Arc::from(o.uid.as_str()),
+                        document: cache_copy(&mut self.documents, &o.document, *outcome),
                     })
                 }
                 _ => None,
@@ -341,8 +465,7 @@ impl OrderPersister {
             .messages_unstorable
             .set(self.unstorable.len() as i64);
         for (pending, result) in batch.into_iter().zip(results) {
-            // The subscriber may be gone (shutdown): then the message is simply redelivered.
-            let _ = pending.reply.send(result);
+            self.settle(pending.reply, result);
         }
     }
 }
@@ -355,21 +478,16 @@ impl Actor for OrderPersister {
     }
 }
 
-impl Handler<PersistOrder> for OrderPersister {
-    type Result = ResponseFuture<Result<Outcome, PipelineError>>;
+impl Handler<PersistBatch> for OrderPersister {
+    type Result = ResponseFuture<Vec<Result<Outcome, PipelineError>>>;
 
-    /// Queues the order for the next transaction; answers after it committed.
-    fn handle(&mut self, msg: PersistOrder, ctx: &mut Self::Context) -> Self::Result {
-        self.enqueue(Item::Order(Box::new(msg)), ctx)
-    }
-}
-
-impl Handler<PersistRejected> for OrderPersister {
-    type Result = ResponseFuture<Result<Outcome, PipelineError>>;
-
-    /// Queues the dead letter for the next transaction; answers after it committed.
-    fn handle(&mut self, msg: PersistRejected, ctx: &mut Self::Context) -> Self::Result {
-        self.enqueue(Item::Rejected(msg), ctx)
+    /// Queues the messages for the next transactions; answers once every one of them is committed or failed.
+    fn handle(
+        &mut self,
+        PersistBatch(items): PersistBatch,
+        ctx: &mut Self::Context,
+    ) -> Self::Result {
+        self.enqueue(items, ctx)
     }
 }
 
@@ -445,7 +563,7 @@ async fn store_refused(
         message: format!("PostgreSQL refused the message: {}", error_chain(error)),
     }];
     let (payload, order_uid, origin) = match item {
-        Item::Order(o) => (&o.raw, Some(o.order.uid.as_str()), &o.origin),
+        Item::Order(o) => (&o.raw, Some(o.uid.as_str()), &o.origin),
         Item::Rejected(r) => (&r.raw, r.rejection.order_uid.as_deref(), &r.origin),
     };
     let sequence = item.sequence();
@@ -571,15 +689,12 @@ fn failure_of(error: &PersistError) -> Failure {
 }
 
 fn order_row(o: &PersistOrder) -> OrderRow<'_> {
-    let order = &o.order.order;
     OrderRow {
-        uid: o.order.uid.as_str(),
-        document: &o.order.document,
-        track_number: &order.track_number,
-        customer_id: &order.customer_id,
-        date_created: DateTime::parse_from_rfc3339(&order.date_created)
-            .ok()
-            .map(|d| d.with_timezone(&Utc)),
+        uid: o.uid.as_str(),
+        document: &o.document,
+        track_number: &o.track_number,
+        customer_id: &o.customer_id,
+        date_created: o.date_created,
         source: o.origin.source.as_str(),
         channel: &o.origin.name,
         sequence: o.sequence,
@@ -591,7 +706,7 @@ fn order_row(o: &PersistOrder) -> OrderRow<'_> {
 fn outcomes(items: &[&Item], stored: &[Stored]) -> Result<Vec<Outcome>, PersistError> {
     let kinds: Vec<Kind> = items.iter().map(|item| item.kind()).collect();
     let outcomes = pair_outcomes(&kinds, stored).map_err(|i| match items[i] {
-        Item::Order(o) => PersistError::Vanished(o.order.uid.to_string()),
+        Item::Order(o) => PersistError::Vanished(o.uid.to_string()),
         Item::Rejected(_) => PersistError::Vanished("a dead letter".into()),
     })?;
     let conflicts = items

@@ -1,8 +1,9 @@
 //! `NatsSubscriber` owns one source's connection (a STAN durable queue subscription or a JetStream durable pull
 //! consumer, see transport/) and every ack decision for it. One runs per source; they feed the same validator.
 //!
-//! In: deliveries from the broker; `StartSubscription` and `Drain` from startup. Out: `ValidateOrder` to the
-//! validator for each delivery. The answer decides the ack (STYLE.md §4):
+//! In: deliveries from the broker; `StartSubscription` and `Drain` from startup. Out: one `ValidateBatch` to the
+//! validator for each run of deliveries that were ready together (a lone delivery goes alone, at once). The answer
+//! for each delivery decides its ack (STYLE.md §4):
 //!
 //! | answer                      | meaning                                    | ack?                       |
 //! |-----------------------------|--------------------------------------------|----------------------------|
@@ -35,7 +36,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{field, Instrument, Span};
 
 use crate::actors::persister::{Outcome, PipelineError};
-use crate::actors::validator::{OrderValidator, ValidateOrder};
+use crate::actors::validator::{Delivered, OrderValidator, ValidateBatch};
 use crate::error_chain::error_chain;
 use crate::metrics::Metrics;
 use crate::transport::{
@@ -55,31 +56,39 @@ pub struct Drain {
     pub deadline: Duration,
 }
 
-/// The pipeline's answer for one delivery.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Settle {
-    generation: u64,
+/// Most deliveries taken from the subscription in one run: they travel down the pipeline in one message.
+const DELIVERY_RUN: usize = 256;
+
+/// A delivery waiting for the pipeline's answer.
+struct Awaiting {
     sequence: u64,
     ack: AckHandle,
-    result: Result<Outcome, PipelineError>,
     span: Span,
     /// When the delivery arrived, for the ack latency.
     received: Instant,
 }
 
-/// An ack went out, or failed.
+/// The pipeline's answers for a run of deliveries, one per delivery.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Settle {
+    generation: u64,
+    deliveries: Vec<Awaiting>,
+    results: Vec<Result<Outcome, PipelineError>>,
+}
+
+/// Acks went out, or failed: one result per sequence.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Acked {
     generation: u64,
-    sequence: u64,
-    result: Result<(), TransportError>,
+    results: Vec<(u64, Result<(), TransportError>)>,
 }
 
 /// What the subscription stream yields; the generation tells a current subscription from a replaced one.
 enum Incoming {
-    Delivery(u64, Box<Delivery>),
+    /// The deliveries that were ready together, at most `DELIVERY_RUN`.
+    Deliveries(u64, Vec<Delivery>),
     Ended(u64),
 }
 
@@ -225,9 +234,10 @@ impl NatsSubscriber {
             receiver.recv().await.map(|delivery| (delivery, receiver))
         });
         let incoming = futures::StreamExt::chain(
-            futures::StreamExt::map(deliveries, move |d| {
-                Incoming::Delivery(generation, Box::new(d))
-            }),
+            futures::StreamExt::map(
+                futures::StreamExt::ready_chunks(deliveries, DELIVERY_RUN),
+                move |run| Incoming::Deliveries(generation, run),
+            ),
             stream::once(async move { Incoming::Ended(generation) }),
         );
         self.stream = Some(ctx.add_stream(incoming));
@@ -308,12 +318,54 @@ impl NatsSubscriber {
         self.status.give_up(problem);
     }
 
-    fn take(&mut self, generation: u64, delivery: Delivery, ctx: &mut Context<Self>) {
+    /// Sends a run of deliveries down the pipeline, as one message, and settles each with its answer.
+    fn take(&mut self, generation: u64, run: Vec<Delivery>, ctx: &mut Context<Self>) {
         if self.draining || generation != self.generation {
-            // Not acked: the broker redelivers it (to this instance after a restart, or to another member).
+            // Not acked: the broker redelivers them (to this instance after a restart, or to another member).
             return;
         }
         let received = Instant::now();
+        let mut messages = Vec::with_capacity(run.len());
+        let mut awaiting = Vec::with_capacity(run.len());
+        for delivery in run {
+            if let Some((message, waiting)) = self.admit(generation, delivery, received) {
+                messages.push(message);
+                awaiting.push(waiting);
+            }
+        }
+        if messages.is_empty() {
+            return;
+        }
+        self.status
+            .in_flight
+            .store(self.in_flight.len() as u64, Ordering::Relaxed);
+        let request = self.validator.send(ValidateBatch {
+            origin: self.origin.clone(),
+            messages,
+        });
+        let subscriber = ctx.address();
+        // A task per run, not a future in this actor's context: actix polls every context future on each wake.
+        actix::spawn(async move {
+            let results = request.await.unwrap_or_else(|error| {
+                (0..awaiting.len())
+                    .map(|_| Err(PipelineError::from(error)))
+                    .collect()
+            });
+            subscriber.do_send(Settle {
+                generation,
+                deliveries: awaiting,
+                results,
+            });
+        });
+    }
+
+    /// Counts a delivery and takes it in flight, unless its first delivery is still in flight.
+    fn admit(
+        &mut self,
+        generation: u64,
+        delivery: Delivery,
+        received: Instant,
+    ) -> Option<(Delivered, Awaiting)> {
         self.status.delivered.fetch_add(1, Ordering::Relaxed);
         let Delivery {
             payload,
@@ -333,12 +385,9 @@ impl NatsSubscriber {
             self.status
                 .skipped_in_flight
                 .fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         }
         self.in_flight.insert(sequence, generation);
-        self.status
-            .in_flight
-            .store(self.in_flight.len() as u64, Ordering::Relaxed);
         let span = tracing::info_span!(
             parent: None,
             "Process order",
@@ -348,27 +397,18 @@ impl NatsSubscriber {
             redelivered,
             order_uid = field::Empty
         );
-        let request = self.validator.send(ValidateOrder {
+        let message = Delivered {
             payload,
-            origin: self.origin.clone(),
             sequence,
             span: span.clone(),
-        });
-        let subscriber = ctx.address();
-        // A task per message, not a future in this actor's context: actix polls every context future on each wake.
-        actix::spawn(async move {
-            let result = request
-                .await
-                .unwrap_or_else(|e| Err(PipelineError::from(e)));
-            subscriber.do_send(Settle {
-                generation,
-                sequence,
-                ack,
-                result,
-                span,
-                received,
-            });
-        });
+        };
+        let waiting = Awaiting {
+            sequence,
+            ack,
+            span,
+            received,
+        };
+        Some((message, waiting))
     }
 
     fn forget(&mut self, sequence: u64, generation: u64) {
@@ -467,7 +507,7 @@ impl StreamHandler<Incoming> for NatsSubscriber {
     /// A delivery goes down the pipeline; the end of the subscription means the connection is gone.
     fn handle(&mut self, item: Incoming, ctx: &mut Self::Context) {
         match item {
-            Incoming::Delivery(generation, delivery) => self.take(generation, *delivery, ctx),
+            Incoming::Deliveries(generation, run) => self.take(generation, run, ctx),
             Incoming::Ended(generation) if generation == self.generation && !self.draining => {
                 self.reconnect("the subscription ended".into(), ctx)
             }
@@ -482,68 +522,75 @@ impl StreamHandler<Incoming> for NatsSubscriber {
 impl Handler<Settle> for NatsSubscriber {
     type Result = ();
 
-    /// The ack decision.
+    /// The ack decisions: what is committed is acked, in one task for the run.
     fn handle(&mut self, msg: Settle, ctx: &mut Self::Context) {
         let Settle {
             generation,
-            sequence,
-            ack,
-            result,
-            span,
-            received,
+            deliveries,
+            results,
         } = msg;
-        let _entered = span.enter();
-        match result {
-            Ok(outcome) if generation == self.generation => {
-                tracing::debug!(?outcome, "Committed; acknowledging.");
-                let subscriber = ctx.address();
-                let ack_duration = self.ack_duration.clone();
-                actix::spawn(
-                    async move {
-                        let result = ack.ack().await;
-                        if result.is_ok() {
-                            ack_duration.observe(received.elapsed().as_secs_f64());
-                        }
-                        subscriber.do_send(Acked {
-                            generation,
-                            sequence,
-                            result,
-                        });
-                    }
-                    .instrument(span.clone()),
-                );
-            }
-            Ok(_) => {
-                // Its subscription was replaced: an ack through it would go nowhere. The message comes back on the
-                // new subscription and is found stored.
-                self.forget(sequence, generation);
-            }
-            // Do not acknowledge on failure; the message will be redelivered.
-            Err(error) => {
-                tracing::warn!(error = %error_chain(&error), "Message not stored; not acknowledged.");
-                self.status.not_acked.fetch_add(1, Ordering::Relaxed);
-                self.forget(sequence, generation);
+        let mut to_ack = Vec::with_capacity(deliveries.len());
+        for (delivery, result) in deliveries.into_iter().zip(results) {
+            let _entered = delivery.span.enter();
+            match result {
+                Ok(outcome) if generation == self.generation => {
+                    tracing::debug!(?outcome, "Committed; acknowledging.");
+                    drop(_entered);
+                    to_ack.push(delivery);
+                }
+                Ok(_) => {
+                    // Its subscription was replaced: an ack through it would go nowhere. The message comes back on
+                    // the new subscription and is found stored.
+                    self.forget(delivery.sequence, generation);
+                }
+                // Do not acknowledge on failure; the message will be redelivered.
+                Err(error) => {
+                    tracing::warn!(error = %error_chain(&error), "Message not stored; not acknowledged.");
+                    self.status.not_acked.fetch_add(1, Ordering::Relaxed);
+                    self.forget(delivery.sequence, generation);
+                }
             }
         }
+        if to_ack.is_empty() {
+            return;
+        }
+        let subscriber = ctx.address();
+        let ack_duration = self.ack_duration.clone();
+        actix::spawn(async move {
+            let mut results = Vec::with_capacity(to_ack.len());
+            for delivery in to_ack {
+                let result = delivery.ack.ack().instrument(delivery.span).await;
+                if result.is_ok() {
+                    ack_duration.observe(delivery.received.elapsed().as_secs_f64());
+                }
+                results.push((delivery.sequence, result));
+            }
+            subscriber.do_send(Acked {
+                generation,
+                results,
+            });
+        });
     }
 }
 
 impl Handler<Acked> for NatsSubscriber {
     type Result = ();
 
-    /// The message has left our hands.
+    /// The messages have left our hands.
     fn handle(&mut self, msg: Acked, _: &mut Self::Context) {
-        match msg.result {
-            Ok(()) => {
-                self.status.acked.fetch_add(1, Ordering::Relaxed);
+        for (sequence, result) in msg.results {
+            match result {
+                Ok(()) => {
+                    self.status.acked.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => {
+                    self.status.ack_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%error, seq = sequence,
+                        "Failed to acknowledge; the message will be redelivered and found stored.");
+                }
             }
-            Err(error) => {
-                self.status.ack_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%error, seq = msg.sequence,
-                    "Failed to acknowledge; the message will be redelivered and found stored.");
-            }
+            self.forget(sequence, msg.generation);
         }
-        self.forget(msg.sequence, msg.generation);
     }
 }
 

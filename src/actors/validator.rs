@@ -1,8 +1,9 @@
 //! `OrderValidator` owns the compiled order schema.
 //!
-//! In: `ValidateOrder` from the subscriber. Out: `PersistOrder` (a typed, valid order) or `PersistRejected` (the raw
-//! message and every reason) to the persister; the persister's answer is the answer to `ValidateOrder`. What fails
-//! validation never reaches the cache. It runs on an arbiter of its own, so parsing never delays the other actors.
+//! In: `ValidateBatch` from a subscriber (the deliveries that were ready together) and `ReplayMessage` from the
+//! replay route. Out: one `PersistBatch` to the persister with each message checked, a typed valid order or the raw
+//! message with every reason; the persister's answer is the answer. What fails validation never reaches the cache.
+//! It runs on an arbiter of its own, so parsing never delays the other actors.
 
 use std::sync::Arc;
 
@@ -11,22 +12,28 @@ use bytes::Bytes;
 use tracing::{Instrument, Span};
 
 use crate::actors::persister::{
-    OrderPersister, Outcome, PersistOrder, PersistRejected, PipelineError,
+    Item, OrderPersister, Outcome, PersistBatch, PersistOrder, PersistRejected, PipelineError,
 };
 use crate::domain::{OrderSchema, RejectReason};
 use crate::metrics::Metrics;
 use crate::transport::Origin;
 
-/// Check one delivered message and see it stored, as an order or as a dead letter.
-#[derive(Message)]
-#[rtype(result = "Result<Outcome, PipelineError>")]
-pub struct ValidateOrder {
+/// One delivered message to check.
+pub struct Delivered {
     pub payload: Bytes,
-    /// The source and channel or stream it came from, which a dead letter records.
-    pub origin: Origin,
     pub sequence: u64,
     /// The delivery's root span.
     pub span: Span,
+}
+
+/// Check delivered messages from one source and see each stored, as an order or as a dead letter; answers one
+/// outcome per message, in order.
+#[derive(Message)]
+#[rtype(result = "Vec<Result<Outcome, PipelineError>>")]
+pub struct ValidateBatch {
+    /// The source and channel or stream they came from, which a dead letter records.
+    pub origin: Origin,
+    pub messages: Vec<Delivered>,
 }
 
 /// Run a dead letter through the pipeline again, exactly as a delivery (an operator's replay, from
@@ -48,9 +55,6 @@ pub struct Replayed {
     pub outcome: Outcome,
     pub reasons: Vec<RejectReason>,
 }
-
-/// What the pipeline answers for one message, once its outcome is committed.
-type Answer = ResponseFuture<Result<Outcome, PipelineError>>;
 
 pub struct OrderValidator {
     schema: OrderSchema,
@@ -85,19 +89,18 @@ impl Actor for OrderValidator {
 }
 
 impl OrderValidator {
-    /// Validates, then hands the message to the persister; the future answers with its outcome. With
-    /// `keep_reasons` (a replay, whose caller shows them) it also returns a copy of a rejection's reasons; a STAN
-    /// delivery does not pay for that copy.
-    fn dispatch(
+    /// Validates one message into what the persister stores. With `keep_reasons` (a replay, whose caller shows them)
+    /// it also returns a copy of a rejection's reasons; a delivery does not pay for that copy.
+    fn check(
         &self,
         payload: Bytes,
         origin: Origin,
         sequence: u64,
         span: Span,
         keep_reasons: bool,
-    ) -> (Vec<RejectReason>, Answer) {
+    ) -> (Vec<RejectReason>, Item) {
         let mut reasons = Vec::new();
-        let answer: Answer = span.in_scope(|| match self.schema.validate(&payload) {
+        let item = span.in_scope(|| match self.schema.validate(&payload) {
             Ok(order) => {
                 Span::current().record("order_uid", order.uid.as_str());
                 self.metrics.orders_validated.inc();
@@ -107,16 +110,14 @@ impl OrderValidator {
                 if !order.flags.is_empty() {
                     tracing::debug!(flags = ?order.flags, "Accepted an order with flagged inconsistencies.");
                 }
-                let request = self.persister.send(PersistOrder {
+                Item::Order(Box::new(PersistOrder::new(
                     order,
-                    raw: payload,
+                    payload,
                     origin,
                     sequence,
-                    replay: keep_reasons,
-                    span: span.clone(),
-                });
-                let answer: Answer = Box::pin(async move { request.await? });
-                answer
+                    keep_reasons,
+                    span.clone(),
+                )))
             }
             Err(rejection) => {
                 if let Some(uid) = &rejection.order_uid {
@@ -126,43 +127,67 @@ impl OrderValidator {
                 if keep_reasons {
                     reasons.clone_from(&rejection.reasons);
                 }
-                let request = self.persister.send(PersistRejected {
+                Item::Rejected(PersistRejected {
                     rejection,
                     raw: payload,
                     origin,
                     sequence,
                     replay: keep_reasons,
                     span: span.clone(),
-                });
-                Box::pin(async move { request.await? })
+                })
             }
         });
-        (reasons, Box::pin(answer.instrument(span)))
+        (reasons, item)
     }
 }
 
-impl Handler<ValidateOrder> for OrderValidator {
-    type Result = ResponseFuture<Result<Outcome, PipelineError>>;
+impl Handler<ValidateBatch> for OrderValidator {
+    type Result = ResponseFuture<Vec<Result<Outcome, PipelineError>>>;
 
-    /// Validates, then hands the message to the persister and answers with its outcome.
-    fn handle(&mut self, msg: ValidateOrder, _: &mut Self::Context) -> Self::Result {
-        self.dispatch(msg.payload, msg.origin, msg.sequence, msg.span, false)
-            .1
+    /// Validates each message, then hands them all to the persister in one message and answers with its outcomes.
+    fn handle(&mut self, msg: ValidateBatch, _: &mut Self::Context) -> Self::Result {
+        let count = msg.messages.len();
+        let items = msg
+            .messages
+            .into_iter()
+            .map(|m| {
+                self.check(m.payload, msg.origin.clone(), m.sequence, m.span, false)
+                    .1
+            })
+            .collect();
+        let request = self.persister.send(PersistBatch(items));
+        Box::pin(async move {
+            request.await.unwrap_or_else(|error| {
+                (0..count)
+                    .map(|_| Err(PipelineError::Mailbox(error)))
+                    .collect()
+            })
+        })
     }
 }
 
 impl Handler<ReplayMessage> for OrderValidator {
     type Result = ResponseFuture<Result<Replayed, PipelineError>>;
 
-    /// The same path as `ValidateOrder`; the answer adds the reasons of a new rejection.
+    /// The same path as a delivery; the answer adds the reasons of a new rejection.
     fn handle(&mut self, msg: ReplayMessage, _: &mut Self::Context) -> Self::Result {
-        let (reasons, answer) =
-            self.dispatch(msg.payload, msg.origin, msg.sequence, msg.span, true);
-        Box::pin(async move {
-            Ok(Replayed {
-                outcome: answer.await?,
-                reasons,
-            })
-        })
+        let (reasons, item) = self.check(
+            msg.payload,
+            msg.origin,
+            msg.sequence,
+            msg.span.clone(),
+            true,
+        );
+        let request = self.persister.send(PersistBatch(vec![item]));
+        Box::pin(
+            async move {
+                let outcome = request
+                    .await?
+                    .pop()
+                    .unwrap_or(Err(PipelineError::Dropped))?;
+                Ok(Replayed { outcome, reasons })
+            }
+            .instrument(msg.span),
+        )
     }
 }

@@ -4,7 +4,11 @@ use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use tokio_postgres::types::Json;
+use futures::pin_mut;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{Json, Type};
+use tokio_postgres::Transaction;
 
 use crate::domain::{compare_documents, RejectClass, RejectReason, Rejection};
 use crate::storage::lookups::find_orders;
@@ -54,8 +58,14 @@ pub enum Stored {
     Conflict(Rejection),
 }
 
-/// Stores a batch in one transaction: the orders (`ON CONFLICT DO NOTHING`), then the dead letters, including the
-/// conflicts found among the orders. Returns one `Stored` per order, in order.
+/// Stores a batch in one transaction: the orders, then the dead letters, including the conflicts found among the
+/// orders. Returns one `Stored` per order, in order.
+///
+/// Almost always no order of a batch is stored yet, so the orders go in with `COPY ... BINARY`, which PostgreSQL
+/// writes in bulk, without the speculative insertion of `ON CONFLICT` for each row. When one is stored (a
+/// redelivery after a lost ack, a re-publish, another instance), the COPY fails on the primary key, its transaction
+/// is rolled back, and the batch is stored again with `INSERT ... ON CONFLICT DO NOTHING`, which tells the
+/// duplicates and conflicts apart.
 #[tracing::instrument(name = "Store batch", skip_all, fields(orders = orders.len(), dead_letters = dead_letters.len()))]
 pub async fn store_batch(
     pool: &Pool,
@@ -63,7 +73,6 @@ pub async fn store_batch(
     dead_letters: &[DeadLetterRow<'_>],
 ) -> Result<Vec<Stored>, PersistError> {
     let mut conn = pool.get().await?;
-    let tx = conn.transaction().await?;
 
     // The first row of each order_uid is the one we try to insert; later ones are compared with what is stored.
     let mut first_of_uid: HashMap<&str, usize> = HashMap::with_capacity(orders.len());
@@ -73,19 +82,68 @@ pub async fn store_batch(
         .filter(|(i, row)| *first_of_uid.entry(row.uid).or_insert(*i) == *i)
         .map(|(_, row)| row)
         .collect();
+
+    let tx = conn.transaction().await?;
+    match copy_orders(&tx, &candidates).await {
+        Ok(()) => {
+            let written = Written {
+                inserted: Inserted::All,
+                stored_documents: HashMap::new(),
+            };
+            return finish(tx, orders, &first_of_uid, written, dead_letters).await;
+        }
+        Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => tx.rollback().await?,
+        Err(error) => return Err(error),
+    }
+
+    let tx = conn.transaction().await?;
     let inserted = insert_orders(&tx, &candidates).await?;
     let missing: Vec<&str> = candidates
         .iter()
         .map(|row| row.uid)
         .filter(|uid| !inserted.contains(*uid))
         .collect();
-    let stored_documents: HashMap<String, Bytes> =
-        find_orders(&tx, &missing).await?.into_iter().collect();
+    let stored_documents = find_orders(&tx, &missing).await?.into_iter().collect();
+    let written = Written {
+        inserted: Inserted::These(inserted),
+        stored_documents,
+    };
+    finish(tx, orders, &first_of_uid, written, dead_letters).await
+}
 
+/// Which of the batch's first rows per order_uid went in.
+enum Inserted {
+    All,
+    These(HashSet<String>),
+}
+
+impl Inserted {
+    fn contains(&self, uid: &str) -> bool {
+        match self {
+            Inserted::All => true,
+            Inserted::These(uids) => uids.contains(uid),
+        }
+    }
+}
+
+/// What the orders' statement did: which went in, and the stored documents of those that did not.
+struct Written {
+    inserted: Inserted,
+    stored_documents: HashMap<String, Bytes>,
+}
+
+/// Tells each order's fate from what was written, stores the dead letters (conflicts included) and commits.
+async fn finish(
+    tx: Transaction<'_>,
+    orders: &[OrderRow<'_>],
+    first_of_uid: &HashMap<&str, usize>,
+    written: Written,
+    dead_letters: &[DeadLetterRow<'_>],
+) -> Result<Vec<Stored>, PersistError> {
     let mut results = Vec::with_capacity(orders.len());
     let mut conflicts: Vec<(usize, Rejection)> = Vec::new();
     for (i, row) in orders.iter().enumerate() {
-        let stored = if inserted.contains(row.uid) {
+        let stored = if written.inserted.contains(row.uid) {
             if first_of_uid.get(row.uid) == Some(&i) {
                 results.push(Stored::Inserted);
                 continue;
@@ -93,7 +151,7 @@ pub async fn store_batch(
             // Repeated within this batch: compare with the copy inserted just now.
             orders[first_of_uid[row.uid]].document
         } else {
-            match stored_documents.get(row.uid) {
+            match written.stored_documents.get(row.uid) {
                 Some(document) => document.as_ref(),
                 None => return Err(PersistError::Vanished(row.uid.to_owned())),
             }
@@ -127,9 +185,51 @@ pub async fn store_batch(
     Ok(results)
 }
 
-/// Multi-row insert through UNNEST: one statement and one round trip for the whole batch.
+/// The columns the orders' writes fill, and their types for the binary COPY.
+const ORDER_COLUMNS: &str =
+    "order_uid, document, track_number, customer_id, date_created, stan_sequence";
+const ORDER_COLUMN_TYPES: [Type; 6] = [
+    Type::TEXT,
+    Type::JSON,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+    Type::INT8,
+];
+
+/// `COPY orders FROM STDIN BINARY`: fails with a unique violation if any of the orders is stored already.
+async fn copy_orders(tx: &Transaction<'_>, rows: &[&OrderRow<'_>]) -> Result<(), PersistError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sink = tx
+        .copy_in(&format!(
+            "COPY orders ({ORDER_COLUMNS}) FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &ORDER_COLUMN_TYPES);
+    pin_mut!(writer);
+    for row in rows {
+        let sequence = sequence_i64(row.sequence);
+        writer
+            .as_mut()
+            .write(&[
+                &row.uid,
+                &RawJson(row.document),
+                &row.track_number,
+                &row.customer_id,
+                &row.date_created,
+                &sequence,
+            ])
+            .await?;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+/// Multi-row insert through UNNEST, skipping the orders stored already: one statement for the whole batch.
 async fn insert_orders(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Transaction<'_>,
     rows: &[&OrderRow<'_>],
 ) -> Result<HashSet<String>, PersistError> {
     if rows.is_empty() {
@@ -143,10 +243,12 @@ async fn insert_orders(
     let sequences: Vec<i64> = rows.iter().map(|r| sequence_i64(r.sequence)).collect();
     let inserted = tx
         .query(
-            "INSERT INTO orders (order_uid, document, track_number, customer_id, date_created, stan_sequence)
-             SELECT * FROM UNNEST($1::text[], $2::json[], $3::text[], $4::text[], $5::timestamptz[], $6::int8[])
-             ON CONFLICT (order_uid) DO NOTHING
-             RETURNING order_uid",
+            &format!(
+                "INSERT INTO orders ({ORDER_COLUMNS})
+                 SELECT * FROM UNNEST($1::text[], $2::json[], $3::text[], $4::text[], $5::timestamptz[], $6::int8[])
+                 ON CONFLICT (order_uid) DO NOTHING
+                 RETURNING order_uid"
+            ),
             &[&uids, &documents, &track_numbers, &customer_ids, &dates, &sequences],
         )
         .await?;
@@ -154,7 +256,7 @@ async fn insert_orders(
 }
 
 async fn insert_dead_letters(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Transaction<'_>,
     rows: &[DeadLetterRow<'_>],
 ) -> Result<(), PersistError> {
     if rows.is_empty() {

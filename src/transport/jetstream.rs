@@ -22,6 +22,9 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::configuration::JetStreamSettings;
+use crate::error_chain::error_chain;
+use crate::nats_auth::NatsTarget;
+use crate::redact;
 use crate::transport::{AckHandle, ConsumerLag, Delivery};
 
 /// Most messages one pull request asks for; the client asks for more when half of them arrived.
@@ -36,6 +39,8 @@ const EXPIRES: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
     pub js: JetStreamSettings,
+    /// `NATS_URL` without credentials, the NATS credentials and TLS (shared with STAN).
+    pub nats: NatsTarget,
     /// After this long without an ack, JetStream delivers the message again.
     pub ack_wait: Duration,
     /// Messages delivered and not yet acked, at most, over every instance sharing the consumer.
@@ -120,17 +125,18 @@ impl JetStreamConnection {
     ) -> Result<JetStreamConnection, JetStreamError> {
         let s = &settings.js;
         let timeout = s.timeout();
+        let nats = &settings.nats;
         let client = bounded(
             "connect",
             timeout,
-            async_nats::ConnectOptions::new()
+            nats.async_nats_options()
                 .name(format!("order-service {}", s.consumer))
-                .connect(s.url.as_str()),
+                .connect(nats.async_nats_url()),
         )
         .await?
         .map_err(|e| JetStreamError::Unreachable {
-            url: s.url.clone(),
-            message: e.to_string(),
+            url: redact::connection_string(&nats.url),
+            message: error_chain(&e),
         })?;
         let context = jetstream::context::ContextBuilder::new()
             .timeout(timeout)

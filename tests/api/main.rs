@@ -45,4 +45,5 @@ mod prometheus_harness;
 mod read_through;
 mod replay;
 mod stalls;
+mod storage;
 mod tls_auth;

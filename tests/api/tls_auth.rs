@@ -1,19 +1,20 @@
 //! TLS and authentication to the dependencies, against servers of the test's own: a PostgreSQL cluster with
-//! `ssl=on` and a certificate made here (openssl CLI), and nats-servers that require a user and password, a token,
-//! or TLS.
+//! `ssl=on` and a certificate made here (openssl CLI), and nats-servers (with JetStream) that require a user and
+//! password, a token, or TLS, for the STAN source and for the JetStream source.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context;
-use order_service::configuration::{Secret, SourceKind, SslMode};
+use async_nats::jetstream;
+use order_service::configuration::{Secret, Settings, SourceKind, SslMode};
 use order_service::nats_auth::NatsTarget;
 use order_service::storage;
 use serde_json::Value;
 use stan_testkit::StoreKind;
 
 use crate::fault_harness::{free_port, PrivateNats, TempDir, ThrowawayPostgres};
-use crate::helpers::{prepare, prepare_on, SAMPLE, SAMPLE_UID};
+use crate::helpers::{prepare, prepare_on, TestApp, SAMPLE, SAMPLE_UID};
 
 /// A CA, a server certificate it signs (for 127.0.0.1 and localhost) and its key, and a second, unrelated CA.
 struct Certificates {
@@ -382,6 +383,157 @@ async fn async_nats_connections_use_tls_with_the_ca_and_refuse_another_ca() -> a
     assert!(
         refusal.contains("ratsio") && refusal.contains("TLS"),
         "{refusal}"
+    );
+    Ok(())
+}
+
+/// The service consuming JetStream only, with `configure` pointing it at a test's private nats-server; the database
+/// (and the STAN settings, unused) come from `prepare`. The service creates its stream there.
+async fn jetstream_app(configure: impl FnOnce(&mut Settings)) -> anyhow::Result<TestApp> {
+    let mut stopped = prepare().await?;
+    stopped.settings.sources = vec![SourceKind::JetStream];
+    configure(&mut stopped.settings);
+    stopped.start().await
+}
+
+/// `jetstream_app`'s start-up error, as the operator reads it.
+async fn jetstream_start_error(configure: impl FnOnce(&mut Settings)) -> anyhow::Result<String> {
+    match jetstream_app(configure).await {
+        Ok(_) => anyhow::bail!("the service started"),
+        Err(error) => Ok(format!("{error:#}")),
+    }
+}
+
+/// Publishes the sample on the service's subject through `client`, confirmed by JetStream.
+async fn publish_sample(client: async_nats::Client, app: &TestApp) -> anyhow::Result<()> {
+    jetstream::new(client)
+        .publish(app.settings.jetstream.subject.clone(), SAMPLE.into())
+        .await?
+        .await?;
+    Ok(())
+}
+
+#[actix_web::test]
+async fn the_jetstream_source_logs_in_with_the_nats_user_and_password_and_serves_what_it_ingests(
+) -> anyhow::Result<()> {
+    // Arrange
+    let (nats, password, monitor) = nats_with_users().await?;
+
+    // Act: NATS_USER and NATS_PASSWORD, the settings STAN uses too.
+    let app = jetstream_app(|settings| {
+        settings.jetstream.url = nats.url();
+        settings.stan.nats_user = Some("order".into());
+        settings.stan.nats_password = Some(Secret::new(password.clone()));
+    })
+    .await?;
+    // The publisher comes in as the server's user without a password.
+    publish_sample(async_nats::connect(nats.url()).await?, &app).await?;
+    app.served(SAMPLE_UID).await?;
+
+    // Assert: the one connection the service made is logged in as `order`.
+    assert_eq!(connections_of(&monitor, "order").await?, 1);
+    Ok(())
+}
+
+#[actix_web::test]
+async fn a_wrong_password_in_nats_url_is_a_clear_start_up_error_without_the_password(
+) -> anyhow::Result<()> {
+    // Arrange
+    let (nats, password, _monitor) = nats_with_users().await?;
+    let wrong = format!("wrong-{}", uuid::Uuid::new_v4().simple());
+
+    // Act
+    let error = jetstream_start_error(|settings| {
+        settings.jetstream.url = format!("nats://order:{wrong}@{}", nats.host_port());
+    })
+    .await?;
+
+    // Assert
+    assert!(error.contains("authorization violation"), "{error}");
+    assert!(
+        error.contains(&nats.host_port()),
+        "names the server: {error}"
+    );
+    assert!(
+        !error.contains(&wrong) && !error.contains(&password),
+        "{error}"
+    );
+    Ok(())
+}
+
+#[actix_web::test]
+async fn the_jetstream_source_logs_in_with_the_nats_token_and_a_wrong_one_is_refused(
+) -> anyhow::Result<()> {
+    // Arrange
+    let token = format!("tok-{}", uuid::Uuid::new_v4().simple());
+    let wrong = format!("wrong-{}", uuid::Uuid::new_v4().simple());
+    let nats =
+        PrivateNats::start_with_config(&format!("authorization {{ token: \"{token}\" }}")).await?;
+
+    // Act
+    let app = jetstream_app(|settings| {
+        settings.jetstream.url = nats.url();
+        settings.stan.nats_token = Some(Secret::new(token.clone()));
+    })
+    .await?;
+    let publisher = async_nats::ConnectOptions::with_token(token.clone())
+        .connect(nats.url())
+        .await?;
+    publish_sample(publisher, &app).await?;
+    let served = app.served(SAMPLE_UID).await;
+    let refused = jetstream_start_error(|settings| {
+        settings.jetstream.url = nats.url();
+        settings.stan.nats_token = Some(Secret::new(wrong.clone()));
+    })
+    .await?;
+
+    // Assert
+    served?;
+    assert!(refused.contains("authorization violation"), "{refused}");
+    assert!(
+        !refused.contains(&wrong) && !refused.contains(&token),
+        "{refused}"
+    );
+    Ok(())
+}
+
+#[actix_web::test]
+async fn the_jetstream_source_connects_over_tls_with_the_nats_ca_and_refuses_another_ca(
+) -> anyhow::Result<()> {
+    // Arrange: a server that takes TLS connections only.
+    let dir = TempDir::new("nats-tls");
+    let certificates = make_certificates(&dir.0)?;
+    let nats = PrivateNats::start_with_config(&format!(
+        "tls {{ cert_file: \"{}\", key_file: \"{}\" }}",
+        certificates.server_certificate.display(),
+        certificates.server_key.display()
+    ))
+    .await?;
+
+    // Act
+    let app = jetstream_app(|settings| {
+        settings.jetstream.url = nats.url();
+        settings.stan.nats_ca_file = Some(certificates.ca.clone());
+    })
+    .await?;
+    let publisher = async_nats::ConnectOptions::new()
+        .require_tls(true)
+        .add_root_certificates(certificates.ca.clone())
+        .connect(nats.url())
+        .await?;
+    publish_sample(publisher, &app).await?;
+    let served = app.served(SAMPLE_UID).await;
+    let refused = jetstream_start_error(|settings| {
+        settings.jetstream.url = nats.url();
+        settings.stan.nats_ca_file = Some(certificates.other_ca.clone());
+    })
+    .await?;
+
+    // Assert
+    served?;
+    assert!(
+        refused.contains(&nats.host_port()) && refused.contains("certificate"),
+        "{refused}"
     );
     Ok(())
 }
