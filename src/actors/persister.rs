@@ -135,6 +135,15 @@ pub enum PipelineError {
     Overloaded,
 }
 
+/// The answer for `count` messages that all failed the same way (`PipelineError` is not `Clone`: it may hold an
+/// error shared with others).
+pub fn all_failed(
+    count: usize,
+    error: impl Fn() -> PipelineError,
+) -> Vec<Result<Outcome, PipelineError>> {
+    (0..count).map(|_| Err(error())).collect()
+}
+
 /// How the persister batches and how long it tries.
 #[derive(Debug, Clone, Copy)]
 pub struct PersisterSettings {
@@ -330,7 +339,7 @@ impl OrderPersister {
         Box::pin(async move {
             answered
                 .await
-                .unwrap_or_else(|_| (0..count).map(|_| Err(PipelineError::Dropped)).collect())
+                .unwrap_or_else(|_| all_failed(count, || PipelineError::Dropped))
         })
     }
 

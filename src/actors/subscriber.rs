@@ -35,7 +35,7 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{field, Instrument, Span};
 
-use crate::actors::persister::{Outcome, PipelineError};
+use crate::actors::persister::{all_failed, Outcome, PipelineError};
 use crate::actors::validator::{Delivered, OrderValidator, ValidateBatch};
 use crate::error_chain::error_chain;
 use crate::metrics::Metrics;
@@ -346,11 +346,9 @@ impl NatsSubscriber {
         let subscriber = ctx.address();
         // A task per run, not a future in this actor's context: actix polls every context future on each wake.
         actix::spawn(async move {
-            let results = request.await.unwrap_or_else(|error| {
-                (0..awaiting.len())
-                    .map(|_| Err(PipelineError::from(error)))
-                    .collect()
-            });
+            let results = request
+                .await
+                .unwrap_or_else(|error| all_failed(awaiting.len(), || PipelineError::from(error)));
             subscriber.do_send(Settle {
                 generation,
                 deliveries: awaiting,

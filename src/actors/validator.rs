@@ -12,7 +12,8 @@ use bytes::Bytes;
 use tracing::{Instrument, Span};
 
 use crate::actors::persister::{
-    Item, OrderPersister, Outcome, PersistBatch, PersistOrder, PersistRejected, PipelineError,
+    all_failed, Item, OrderPersister, Outcome, PersistBatch, PersistOrder, PersistRejected,
+    PipelineError,
 };
 use crate::domain::{OrderSchema, RejectReason};
 use crate::metrics::Metrics;
@@ -157,11 +158,9 @@ impl Handler<ValidateBatch> for OrderValidator {
             .collect();
         let request = self.persister.send(PersistBatch(items));
         Box::pin(async move {
-            request.await.unwrap_or_else(|error| {
-                (0..count)
-                    .map(|_| Err(PipelineError::Mailbox(error)))
-                    .collect()
-            })
+            request
+                .await
+                .unwrap_or_else(|error| all_failed(count, || PipelineError::Mailbox(error)))
         })
     }
 }
