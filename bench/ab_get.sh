@@ -3,7 +3,9 @@
 # between runs, so only a same-run comparison says whether a change made lookups slower):
 #   OLD=path/to/old/order-service NEW=target/release/order-service bench/ab_get.sh
 # Both serve the same N orders (each its own database, both consuming one channel of the dev broker); wrk -t1 -c64
-# alternates OLD and NEW for ROUNDS rounds of DUR seconds. Needs release builds of stan-broker and order-generator.
+# alternates OLD and NEW for ROUNDS rounds of DUR seconds. With REF=1 bare actix-web (the example actix_return_200,
+# one fixed document, no cache, actor or middleware) takes a turn in each round too: the framework's ceiling.
+# Needs release builds of stan-broker and order-generator (and of the example, with REF=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 R=${BENCH_BIN:-${CARGO_TARGET_DIR:-target}/release}
@@ -28,9 +30,16 @@ for v in old new; do
   until [ "$($PG -d ab_$v -c 'SELECT count(*) FROM orders')" -ge $N ]; do sleep 0.2; done
 done
 $PG -d ab_new -c "SELECT order_uid FROM orders" >/tmp/ab-ids.txt
+variants="old new"
+if [ -n "${REF:-}" ]; then
+  $PG -d ab_new -c "SELECT document FROM orders LIMIT 1" >/tmp/ab-document.json
+  $R/examples/actix_return_200 --port 18381 --workers 2 --document /tmp/ab-document.json >/tmp/ab-ref.log 2>&1 & pids+=($!)
+  for _ in $(seq 50); do curl -fsS -o /dev/null http://127.0.0.1:18381/order/x 2>/dev/null && break; sleep 0.1; done
+  variants="old new ref"
+fi
 for r in $(seq $ROUNDS); do
-  for v in old new; do
-    port=$([ $v = old ] && echo 18181 || echo 18281)
+  for v in $variants; do
+    port=$(case $v in old) echo 18181 ;; new) echo 18281 ;; ref) echo 18381 ;; esac)
     rps=$(wrk -t1 -c64 -d${DUR}s -s bench/wrk/get_order.lua http://127.0.0.1:$port -- /tmp/ab-ids.txt | awk '/Requests\/sec/ {print $2}')
     echo "round $r $v $rps"
   done

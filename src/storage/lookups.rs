@@ -34,5 +34,5 @@ pub async fn find_orders_pooled(
     uids: &[&str],
 ) -> Result<Vec<(String, Bytes)>, PersistError> {
     let conn = pool.get().await?;
-    find_orders(&*conn, uids).await
+    find_orders(conn.client(), uids).await
 }

@@ -1,12 +1,14 @@
 //! PostgreSQL: the pool and what every query shares. Each submodule reads or writes for one caller:
 //! `migrations` (startup and `order-service migrate`), `orders` (the persister's batch write), `restore` (the cache
 //! rebuilt at start), `feed` (the change feed), `lookups` (orders by id for cache misses and the feed), `listings`
-//! (the listing routes), `dead_letters` (the replay); `tls` protects the connections.
+//! (the listing routes), `dead_letters` (the replay); `tls` protects the connections, `connection` tests and keeps
+//! them.
 //!
 //! Orders are stored as their canonical document in a `json` column, byte for byte what the cache serves, plus a few
 //! indexed key columns; they are never updated. Documents travel as raw bytes both ways (`RawJson`), so neither
 //! side parses or re-serializes them.
 
+mod connection;
 pub mod dead_letters;
 pub mod feed;
 pub mod listings;
@@ -20,19 +22,18 @@ use std::error::Error as StdError;
 use std::time::Duration;
 
 use anyhow::Context;
-use bb8_postgres::PostgresConnectionManager;
 use bytes::BytesMut;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 
 use crate::configuration::DatabaseSettings;
 use crate::error_chain::error_chain;
-use crate::storage::tls::Tls;
 
+pub use connection::{Connection, Manager};
 pub use migrations::{migrate, MigrationReport};
 pub use orders::{store_batch, DeadLetterRow, OrderRow, Stored};
 
-pub type Pool = bb8::Pool<PostgresConnectionManager<Tls>>;
+pub type Pool = bb8::Pool<Manager>;
 
 /// A database failure. Every variant is treated as transient by the pipeline: the message is not acked.
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +98,7 @@ pub async fn build_pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
     bb8::Pool::builder()
         .max_size(settings.pool_size.max(1))
         .connection_timeout(Duration::from_secs(5))
-        .build(PostgresConnectionManager::new(config, tls))
+        .build(Manager::new(config, tls))
         .await
         .map_err(|e| {
             anyhow::anyhow!(

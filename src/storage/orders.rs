@@ -8,7 +8,7 @@ use futures::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, Type};
-use tokio_postgres::Transaction;
+use tokio_postgres::{Statement, Transaction};
 
 use crate::domain::{compare_documents, RejectClass, RejectReason, Rejection};
 use crate::storage::lookups::find_orders;
@@ -61,11 +61,12 @@ pub enum Stored {
 /// Stores a batch in one transaction: the orders, then the dead letters, including the conflicts found among the
 /// orders. Returns one `Stored` per order, in order.
 ///
-/// Almost always no order of a batch is stored yet, so the orders go in with `COPY ... BINARY`, which PostgreSQL
-/// writes in bulk, without the speculative insertion of `ON CONFLICT` for each row. When one is stored (a
-/// redelivery after a lost ack, a re-publish, another instance), the COPY fails on the primary key, its transaction
-/// is rolled back, and the batch is stored again with `INSERT ... ON CONFLICT DO NOTHING`, which tells the
-/// duplicates and conflicts apart.
+/// Almost always no order of a batch is stored yet, so the orders of a large batch go in with `COPY ... BINARY`,
+/// which PostgreSQL writes in bulk, without the speculative insertion of `ON CONFLICT` for each row. When one is
+/// stored (a redelivery after a lost ack, a re-publish, another instance), the COPY fails on the primary key, its
+/// transaction is rolled back, and the batch is stored again with `INSERT ... ON CONFLICT DO NOTHING`, which tells
+/// the duplicates and conflicts apart. A small batch (below `COPY_FROM`) takes the INSERT at once: it is one round
+/// trip where COPY takes two, and at low rates those round trips are most of a lone order's latency.
 #[tracing::instrument(name = "Store batch", skip_all, fields(orders = orders.len(), dead_letters = dead_letters.len()))]
 pub async fn store_batch(
     pool: &Pool,
@@ -83,21 +84,27 @@ pub async fn store_batch(
         .map(|(_, row)| row)
         .collect();
 
-    let tx = conn.transaction().await?;
-    match copy_orders(&tx, &candidates).await {
-        Ok(()) => {
-            let written = Written {
-                inserted: Inserted::All,
-                stored_documents: HashMap::new(),
-            };
-            return finish(tx, orders, &first_of_uid, written, dead_letters).await;
+    if candidates.len() >= COPY_FROM {
+        let copy = conn.prepared(COPY_ORDERS).await?;
+        let tx = conn.transaction().await?;
+        match copy_orders(&tx, &copy, &candidates).await {
+            Ok(()) => {
+                let written = Written {
+                    inserted: Inserted::All,
+                    stored_documents: HashMap::new(),
+                };
+                return finish(tx, orders, &first_of_uid, written, dead_letters).await;
+            }
+            Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                tx.rollback().await?
+            }
+            Err(error) => return Err(error),
         }
-        Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => tx.rollback().await?,
-        Err(error) => return Err(error),
     }
 
+    let insert = conn.prepared(INSERT_ORDERS).await?;
     let tx = conn.transaction().await?;
-    let inserted = insert_orders(&tx, &candidates).await?;
+    let inserted = insert_orders(&tx, &insert, &candidates).await?;
     let missing: Vec<&str> = candidates
         .iter()
         .map(|row| row.uid)
@@ -185,9 +192,28 @@ async fn finish(
     Ok(results)
 }
 
-/// The columns the orders' writes fill, and their types for the binary COPY.
-const ORDER_COLUMNS: &str =
-    "order_uid, document, track_number, customer_id, date_created, stan_sequence";
+/// Orders in a batch from which COPY is tried first.
+pub const COPY_FROM: usize = 16;
+
+/// The columns the orders' writes fill (a macro, for `concat!`), and their types for the binary COPY.
+macro_rules! order_columns {
+    () => {
+        "order_uid, document, track_number, customer_id, date_created, stan_sequence"
+    };
+}
+const COPY_ORDERS: &str = concat!(
+    "COPY orders (",
+    order_columns!(),
+    ") FROM STDIN (FORMAT binary)"
+);
+const INSERT_ORDERS: &str = concat!(
+    "INSERT INTO orders (",
+    order_columns!(),
+    ")
+     SELECT * FROM UNNEST($1::text[], $2::json[], $3::text[], $4::text[], $5::timestamptz[], $6::int8[])
+     ON CONFLICT (order_uid) DO NOTHING
+     RETURNING order_uid"
+);
 const ORDER_COLUMN_TYPES: [Type; 6] = [
     Type::TEXT,
     Type::JSON,
@@ -198,15 +224,12 @@ const ORDER_COLUMN_TYPES: [Type; 6] = [
 ];
 
 /// `COPY orders FROM STDIN BINARY`: fails with a unique violation if any of the orders is stored already.
-async fn copy_orders(tx: &Transaction<'_>, rows: &[&OrderRow<'_>]) -> Result<(), PersistError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let sink = tx
-        .copy_in(&format!(
-            "COPY orders ({ORDER_COLUMNS}) FROM STDIN (FORMAT binary)"
-        ))
-        .await?;
+async fn copy_orders(
+    tx: &Transaction<'_>,
+    copy: &Statement,
+    rows: &[&OrderRow<'_>],
+) -> Result<(), PersistError> {
+    let sink = tx.copy_in(copy).await?;
     let writer = BinaryCopyInWriter::new(sink, &ORDER_COLUMN_TYPES);
     pin_mut!(writer);
     for row in rows {
@@ -230,6 +253,7 @@ async fn copy_orders(tx: &Transaction<'_>, rows: &[&OrderRow<'_>]) -> Result<(),
 /// Multi-row insert through UNNEST, skipping the orders stored already: one statement for the whole batch.
 async fn insert_orders(
     tx: &Transaction<'_>,
+    insert: &Statement,
     rows: &[&OrderRow<'_>],
 ) -> Result<HashSet<String>, PersistError> {
     if rows.is_empty() {
@@ -243,13 +267,15 @@ async fn insert_orders(
     let sequences: Vec<i64> = rows.iter().map(|r| sequence_i64(r.sequence)).collect();
     let inserted = tx
         .query(
-            &format!(
-                "INSERT INTO orders ({ORDER_COLUMNS})
-                 SELECT * FROM UNNEST($1::text[], $2::json[], $3::text[], $4::text[], $5::timestamptz[], $6::int8[])
-                 ON CONFLICT (order_uid) DO NOTHING
-                 RETURNING order_uid"
-            ),
-            &[&uids, &documents, &track_numbers, &customer_ids, &dates, &sequences],
+            insert,
+            &[
+                &uids,
+                &documents,
+                &track_numbers,
+                &customer_ids,
+                &dates,
+                &sequences,
+            ],
         )
         .await?;
     Ok(inserted.iter().map(|row| row.get(0)).collect())

@@ -130,3 +130,29 @@ async fn a_batch_meeting_stored_orders_tells_new_duplicate_and_conflicting_ones_
     assert_eq!(served, stored_order.document, "the first version stays");
     Ok(())
 }
+
+#[actix_web::test]
+async fn a_large_batch_meeting_a_stored_order_falls_back_from_copy_and_stores_the_rest(
+) -> anyhow::Result<()> {
+    // Arrange: a batch large enough to be tried with COPY, which the stored order makes fail.
+    let app = spawn_app().await?;
+    let orders = orders(40, 3)?;
+    let (stored_raw, stored_order) = &orders[0];
+    storage::store_batch(&app.db_pool, &[row(stored_raw, stored_order, 1)], &[]).await?;
+    let batch: Vec<OrderRow> = orders
+        .iter()
+        .enumerate()
+        .map(|(i, (raw, order))| row(raw, order, i as u64 + 2))
+        .collect();
+    assert!(batch.len() >= storage::orders::COPY_FROM, "COPY is tried");
+
+    // Act
+    let stored = storage::store_batch(&app.db_pool, &batch, &[]).await?;
+
+    // Assert
+    assert_eq!(stored[0], Stored::Duplicate);
+    assert_eq!(stored[1..], vec![Stored::Inserted; batch.len() - 1][..]);
+    assert_eq!(app.count("orders").await?, orders.len() as i64);
+    assert_eq!(app.count("rejected_messages").await?, 0);
+    Ok(())
+}
