@@ -23,13 +23,13 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Client};
+use tokio_postgres::AsyncMessage;
 
 use crate::error_chain::error_chain;
 use crate::metrics::Metrics;
 use crate::storage::feed::{self as storage_feed, FeedCursor, FeedStart};
 use crate::storage::tls::Tls;
-use crate::storage::{lookups, PersistError};
+use crate::storage::{lookups, Connection, PersistError};
 
 /// The channel the orders trigger notifies (migration V3).
 pub const CHANNEL: &str = "orders_committed";
@@ -190,18 +190,19 @@ impl Follower {
                 FeedError::Closed
             }
         });
-        self.listen_and_read(&client, &wake, failures, driver).await
+        self.listen_and_read(&mut Connection::new(client), &wake, failures, driver)
+            .await
     }
 
     async fn listen_and_read(
         &mut self,
-        client: &Client,
+        conn: &mut Connection,
         wake: &Notify,
         failures: &mut u32,
         mut driver: JoinHandle<FeedError>,
     ) -> FeedError {
         // LISTEN before the first read: a commit after that read is then sure to wake the next one.
-        if let Err(error) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+        if let Err(error) = conn.batch_execute(&format!("LISTEN {CHANNEL}")).await {
             driver.abort();
             return error.into();
         }
@@ -209,7 +210,7 @@ impl Follower {
         let interval = self.settings.catch_up_interval;
         let mut retry = HELD_BACK_FIRST_RETRY;
         loop {
-            let held_back = match self.catch_up(client).await {
+            let held_back = match self.catch_up(conn).await {
                 Ok(held_back) => held_back,
                 Err(error) => {
                     driver.abort();
@@ -235,10 +236,10 @@ impl Follower {
     }
 
     /// Reads until nothing more is readable; true when rows are held back by a transaction still running.
-    async fn catch_up(&mut self, client: &Client) -> Result<bool, FeedError> {
+    async fn catch_up(&mut self, conn: &mut Connection) -> Result<bool, FeedError> {
         loop {
             let skip = self.skip.as_ref().map(|(snapshot, _)| snapshot.as_str());
-            let rows = storage_feed::read_after(client, self.cursor, skip, READ_BATCH).await?;
+            let rows = storage_feed::read_after(conn, self.cursor, skip, READ_BATCH).await?;
             self.status.reads.fetch_add(1, Ordering::Relaxed);
             let full = rows.len() as i64 == READ_BATCH;
             if let Some(last) = rows.last() {
@@ -247,10 +248,11 @@ impl Follower {
                     .filter(|row| self.sink.wants(&row.uid))
                     .map(|row| row.uid.as_str())
                     .collect();
-                let mut documents: HashMap<String, Bytes> = lookups::find_orders(client, &wanted)
-                    .await?
-                    .into_iter()
-                    .collect();
+                let mut documents: HashMap<String, Bytes> =
+                    lookups::find_orders_prepared(conn, &wanted)
+                        .await?
+                        .into_iter()
+                        .collect();
                 let orders: Vec<FeedOrder> = rows
                     .iter()
                     .filter_map(|row| {
@@ -283,7 +285,7 @@ impl Follower {
                 break;
             }
         }
-        Ok(storage_feed::has_rows_after(client, self.cursor).await?)
+        Ok(storage_feed::has_rows_after(conn, self.cursor).await?)
     }
 }
 

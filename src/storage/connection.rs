@@ -3,8 +3,8 @@
 //! - a checkout tests the connection by its state, not with a query. A connection whose server ended it (restart,
 //!   terminated backend, `kill -9`) is closed by the time it is checked out and is replaced; one that dies silently
 //!   (a network path lost) fails its first statement instead, which every caller already treats as transient.
-//! - each connection keeps the statements it prepared (`Connection::prepared`), so the write path does not parse
-//!   and describe its statements again per batch. PostgreSQL re-plans a prepared statement itself when a table it
+//! - each connection keeps the statements it prepared (`Connection::prepared`), so the write path, the cache's
+//!   read-through and the change feed do not parse and describe their statements again per query. PostgreSQL re-plans a prepared statement itself when a table it
 //!   uses changes.
 
 use std::collections::HashMap;
@@ -23,6 +23,14 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A connection with nothing prepared yet (the pool's, or one a task holds for itself, as the change feed does).
+    pub fn new(client: Client) -> Connection {
+        Connection {
+            client,
+            prepared: HashMap::new(),
+        }
+    }
+
     /// `sql` prepared on this connection: the first time a round trip, then from memory.
     pub async fn prepared(&mut self, sql: &'static str) -> Result<Statement, Error> {
         if let Some(statement) = self.prepared.get(sql) {
@@ -67,10 +75,7 @@ impl ManageConnection for Manager {
     type Error = Error;
 
     async fn connect(&self) -> Result<Connection, Error> {
-        Ok(Connection {
-            client: self.0.connect().await?,
-            prepared: HashMap::new(),
-        })
+        Ok(Connection::new(self.0.connect().await?))
     }
 
     async fn is_valid(&self, conn: &mut Connection) -> Result<(), Error> {

@@ -6,9 +6,18 @@
 //! all of its rows are visible to the read, and any row committed later has an xid at or above that xmin, which is
 //! above the cursor. So no row can ever land behind the cursor, whatever order transactions commit in.
 
-use tokio_postgres::Client;
+use crate::storage::{Connection, PersistError};
 
-use crate::storage::PersistError;
+const READ_AFTER: &str = "SELECT o.xid::text::int8, o.id, o.order_uid,
+        extract(epoch FROM clock_timestamp() - o.ingested_at)::float8
+    FROM orders o
+    WHERE (o.xid, o.id) > ($1::int8::text::xid8, $2::int8)
+      AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
+      AND ($4::text IS NULL OR NOT pg_visible_in_snapshot(o.xid, $4::text::pg_snapshot))
+    ORDER BY o.xid, o.id
+    LIMIT $3";
+const HAS_ROWS_AFTER: &str =
+    "SELECT EXISTS (SELECT 1 FROM orders WHERE (xid, id) > ($1::int8::text::xid8, $2::int8))";
 
 /// A position in the feed: every row at or before it was delivered. Ordered as the rows are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -42,23 +51,14 @@ pub struct FeedRow {
 /// The next rows after `after` whose transactions have ended, in cursor order, at most `limit`; rows visible in
 /// `skip` (a restore's snapshot) are left out.
 pub async fn read_after(
-    client: &Client,
+    conn: &mut Connection,
     after: FeedCursor,
     skip: Option<&str>,
     limit: i64,
 ) -> Result<Vec<FeedRow>, PersistError> {
-    let rows = client
-        .query(
-            "SELECT o.xid::text::int8, o.id, o.order_uid,
-                    extract(epoch FROM clock_timestamp() - o.ingested_at)::float8
-             FROM orders o
-             WHERE (o.xid, o.id) > ($1::int8::text::xid8, $2::int8)
-               AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
-               AND ($4::text IS NULL OR NOT pg_visible_in_snapshot(o.xid, $4::text::pg_snapshot))
-             ORDER BY o.xid, o.id
-             LIMIT $3",
-            &[&after.xid, &after.id, &limit, &skip],
-        )
+    let statement = conn.prepared(READ_AFTER).await?;
+    let rows = conn
+        .query(&statement, &[&after.xid, &after.id, &limit, &skip])
         .await?;
     rows.iter()
         .map(|row| {
@@ -75,12 +75,11 @@ pub async fn read_after(
 }
 
 /// True when committed rows lie after `after` (some may be held back by an older transaction still running).
-pub async fn has_rows_after(client: &Client, after: FeedCursor) -> Result<bool, PersistError> {
-    let row = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM orders WHERE (xid, id) > ($1::int8::text::xid8, $2::int8))",
-            &[&after.xid, &after.id],
-        )
-        .await?;
+pub async fn has_rows_after(
+    conn: &mut Connection,
+    after: FeedCursor,
+) -> Result<bool, PersistError> {
+    let statement = conn.prepared(HAS_ROWS_AFTER).await?;
+    let row = conn.query_one(&statement, &[&after.xid, &after.id]).await?;
     Ok(row.try_get(0)?)
 }

@@ -201,8 +201,9 @@ async fn the_feed_starts_at_the_restore_snapshot_and_neither_misses_nor_repeats_
     // Act: read until the later order is readable (a transaction of another test, anywhere in the cluster, can
     // hold it back for a moment).
     let rows = eventually(WAIT, "the later order to be readable", || async {
+        let mut conn = pool.get().await?;
         let rows =
-            storage_feed::read_after(&client, start.cursor, Some(&start.snapshot), 100).await?;
+            storage_feed::read_after(&mut conn, start.cursor, Some(&start.snapshot), 100).await?;
         Ok(rows
             .iter()
             .any(|row| row.uid == "committedafterwards")
