@@ -1,11 +1,11 @@
-//! The pool's connections. Two differences from bb8-postgres's manager, both for the lone order's latency (its
-//! commit is a handful of round trips, and each one counts):
+//! The pool's connections (and the change feed's own). Two differences from bb8-postgres's manager, both for the
+//! lone order's latency (its commit is a handful of round trips, and each one counts):
 //! - a checkout tests the connection by its state, not with a query. A connection whose server ended it (restart,
 //!   terminated backend, `kill -9`) is closed by the time it is checked out and is replaced; one that dies silently
 //!   (a network path lost) fails its first statement instead, which every caller already treats as transient.
 //! - each connection keeps the statements it prepared (`Connection::prepared`), so the write path, the cache's
-//!   read-through and the change feed do not parse and describe their statements again per query. PostgreSQL re-plans a prepared statement itself when a table it
-//!   uses changes.
+//!   read-through and the change feed do not parse and describe their statements again per query. PostgreSQL
+//!   re-plans a prepared statement itself when a table it uses changes.
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
