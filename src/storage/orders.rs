@@ -1,4 +1,4 @@
-//! The write path of the persister: one batch of orders and dead letters in one transaction.
+//! The write path of the persister: one batch of orders and dead letters, acked only once all of it is committed.
 
 use std::collections::{HashMap, HashSet};
 
@@ -8,7 +8,7 @@ use futures::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, Type};
-use tokio_postgres::{Statement, Transaction};
+use tokio_postgres::{GenericClient, Statement, Transaction};
 
 use crate::domain::{compare_documents, RejectClass, RejectReason, Rejection};
 use crate::storage::lookups::find_orders;
@@ -58,15 +58,20 @@ pub enum Stored {
     Conflict(Rejection),
 }
 
-/// Stores a batch in one transaction: the orders, then the dead letters, including the conflicts found among the
-/// orders. Returns one `Stored` per order, in order.
+/// Stores a batch: the orders, then the dead letters, including the conflicts found among the orders. Returns one
+/// `Stored` per order, in order, once everything is committed.
 ///
 /// Almost always no order of a batch is stored yet, so the orders of a large batch go in with `COPY ... BINARY`,
-/// which PostgreSQL writes in bulk, without the speculative insertion of `ON CONFLICT` for each row. When one is
-/// stored (a redelivery after a lost ack, a re-publish, another instance), the COPY fails on the primary key, its
-/// transaction is rolled back, and the batch is stored again with `INSERT ... ON CONFLICT DO NOTHING`, which tells
-/// the duplicates and conflicts apart. A small batch (below `COPY_FROM`) takes the INSERT at once: it is one round
-/// trip where COPY takes two, and at low rates those round trips are most of a lone order's latency.
+/// which PostgreSQL writes in bulk, without the speculative insertion of `ON CONFLICT` for each row, in one
+/// transaction with the dead letters. When one is stored (a redelivery after a lost ack, a re-publish, another
+/// instance), the COPY fails on the primary key, its transaction is rolled back, and the batch is stored again with
+/// `INSERT ... ON CONFLICT DO NOTHING`, which tells the duplicates and conflicts apart.
+///
+/// A small batch (below `COPY_FROM`) takes that INSERT at once, and without BEGIN and COMMIT: each of its statements
+/// commits on its own, so a lone order is one round trip to PostgreSQL instead of three (at low rates those round
+/// trips are most of its latency). The batch needs no transaction around its statements: each is idempotent (orders
+/// and dead letters both skip what is stored), and nothing is acked before the last has committed. If a later
+/// statement fails, the batch is retried and finds its orders stored, as after a lost ack: duplicates, acked.
 #[tracing::instrument(name = "Store batch", skip_all, fields(orders = orders.len(), dead_letters = dead_letters.len()))]
 pub async fn store_batch(
     pool: &Pool,
@@ -93,7 +98,10 @@ pub async fn store_batch(
                     inserted: Inserted::All,
                     stored_documents: HashMap::new(),
                 };
-                return finish(tx, orders, &first_of_uid, written, dead_letters).await;
+                let results = settle(orders, &first_of_uid, &written)?;
+                insert_dead_letters(&tx, &with_conflicts(dead_letters, orders, &results)).await?;
+                tx.commit().await?;
+                return Ok(results);
             }
             Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 tx.rollback().await?
@@ -103,19 +111,27 @@ pub async fn store_batch(
     }
 
     let insert = conn.prepared(INSERT_ORDERS).await?;
-    let tx = conn.transaction().await?;
-    let inserted = insert_orders(&tx, &insert, &candidates).await?;
+    let inserted = insert_orders(conn.client(), &insert, &candidates).await?;
     let missing: Vec<&str> = candidates
         .iter()
         .map(|row| row.uid)
         .filter(|uid| !inserted.contains(*uid))
         .collect();
-    let stored_documents = find_orders(&tx, &missing).await?.into_iter().collect();
+    let stored_documents = find_orders(conn.client(), &missing)
+        .await?
+        .into_iter()
+        .collect();
     let written = Written {
         inserted: Inserted::These(inserted),
         stored_documents,
     };
-    finish(tx, orders, &first_of_uid, written, dead_letters).await
+    let results = settle(orders, &first_of_uid, &written)?;
+    insert_dead_letters(
+        conn.client(),
+        &with_conflicts(dead_letters, orders, &results),
+    )
+    .await?;
+    Ok(results)
 }
 
 /// Which of the batch's first rows per order_uid went in.
@@ -139,16 +155,13 @@ struct Written {
     stored_documents: HashMap<String, Bytes>,
 }
 
-/// Tells each order's fate from what was written, stores the dead letters (conflicts included) and commits.
-async fn finish(
-    tx: Transaction<'_>,
+/// Tells each order's fate from what was written.
+fn settle(
     orders: &[OrderRow<'_>],
     first_of_uid: &HashMap<&str, usize>,
-    written: Written,
-    dead_letters: &[DeadLetterRow<'_>],
+    written: &Written,
 ) -> Result<Vec<Stored>, PersistError> {
     let mut results = Vec::with_capacity(orders.len());
-    let mut conflicts: Vec<(usize, Rejection)> = Vec::new();
     for (i, row) in orders.iter().enumerate() {
         let stored = if written.inserted.contains(row.uid) {
             if first_of_uid.get(row.uid) == Some(&i) {
@@ -163,33 +176,40 @@ async fn finish(
                 None => return Err(PersistError::Vanished(row.uid.to_owned())),
             }
         };
-        match compare_documents(stored, row.document) {
-            None => results.push(Stored::Duplicate),
-            Some(reasons) => {
-                let rejection = Rejection {
-                    class: RejectClass::Conflict,
-                    reasons,
-                    order_uid: Some(row.uid.to_owned()),
-                };
-                conflicts.push((i, rejection.clone()));
-                results.push(Stored::Conflict(rejection));
-            }
-        }
+        results.push(match compare_documents(stored, row.document) {
+            None => Stored::Duplicate,
+            Some(reasons) => Stored::Conflict(Rejection {
+                class: RejectClass::Conflict,
+                reasons,
+                order_uid: Some(row.uid.to_owned()),
+            }),
+        });
     }
-
-    let mut all_dead_letters: Vec<DeadLetterRow> = dead_letters.to_vec();
-    all_dead_letters.extend(conflicts.iter().map(|(i, rejection)| DeadLetterRow {
-        source: orders[*i].source,
-        channel: orders[*i].channel,
-        sequence: orders[*i].sequence,
-        payload: orders[*i].raw,
-        class: rejection.class,
-        reasons: &rejection.reasons,
-        order_uid: rejection.order_uid.as_deref(),
-    }));
-    insert_dead_letters(&tx, &all_dead_letters).await?;
-    tx.commit().await?;
     Ok(results)
+}
+
+/// The batch's dead letters and its conflicts (each kept as the message was delivered, with its reasons).
+fn with_conflicts<'a>(
+    dead_letters: &[DeadLetterRow<'a>],
+    orders: &[OrderRow<'a>],
+    results: &'a [Stored],
+) -> Vec<DeadLetterRow<'a>> {
+    let conflicts = orders
+        .iter()
+        .zip(results)
+        .filter_map(|(row, result)| match result {
+            Stored::Conflict(rejection) => Some(DeadLetterRow {
+                source: row.source,
+                channel: row.channel,
+                sequence: row.sequence,
+                payload: row.raw,
+                class: rejection.class,
+                reasons: &rejection.reasons,
+                order_uid: rejection.order_uid.as_deref(),
+            }),
+            Stored::Inserted | Stored::Duplicate => None,
+        });
+    dead_letters.iter().copied().chain(conflicts).collect()
 }
 
 /// Orders in a batch from which COPY is tried first.
@@ -252,7 +272,7 @@ async fn copy_orders(
 
 /// Multi-row insert through UNNEST, skipping the orders stored already: one statement for the whole batch.
 async fn insert_orders(
-    tx: &Transaction<'_>,
+    client: &impl GenericClient,
     insert: &Statement,
     rows: &[&OrderRow<'_>],
 ) -> Result<HashSet<String>, PersistError> {
@@ -265,7 +285,7 @@ async fn insert_orders(
     let customer_ids: Vec<&str> = rows.iter().map(|r| r.customer_id).collect();
     let dates: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.date_created).collect();
     let sequences: Vec<i64> = rows.iter().map(|r| sequence_i64(r.sequence)).collect();
-    let inserted = tx
+    let inserted = client
         .query(
             insert,
             &[
@@ -282,7 +302,7 @@ async fn insert_orders(
 }
 
 async fn insert_dead_letters(
-    tx: &Transaction<'_>,
+    client: &impl GenericClient,
     rows: &[DeadLetterRow<'_>],
 ) -> Result<(), PersistError> {
     if rows.is_empty() {
@@ -295,7 +315,8 @@ async fn insert_dead_letters(
     let classes: Vec<&str> = rows.iter().map(|r| r.class.as_str()).collect();
     let reasons: Vec<Json<&[RejectReason]>> = rows.iter().map(|r| Json(r.reasons)).collect();
     let order_uids: Vec<Option<&str>> = rows.iter().map(|r| r.order_uid).collect();
-    tx.execute(
+    client
+        .execute(
         "INSERT INTO rejected_messages
              (source, channel, stan_sequence, payload, payload_sha256, reason_class, reasons, order_uid)
          SELECT src, ch, s, p, sha256(p), c, r, u

@@ -1,10 +1,13 @@
-//! The persister's batch write against PostgreSQL: the bulk COPY for new orders, and the fallback that tells
-//! duplicates and conflicts apart when an order of the batch is stored already.
+//! The persister's batch write against PostgreSQL: the bulk COPY for new orders, the fallback that tells
+//! duplicates and conflicts apart when an order of the batch is stored already, and a small batch's statements,
+//! which commit one by one.
 
 use chrono::{DateTime, Utc};
-use order_service::domain::{OrderSchema, RejectClass, ValidOrder, DEFAULT_MAX_BYTES};
+use order_service::domain::{
+    OrderSchema, RejectClass, RejectReason, ValidOrder, DEFAULT_MAX_BYTES,
+};
 use order_service::generator::valid_order_json;
-use order_service::storage::{self, OrderRow, Stored};
+use order_service::storage::{self, DeadLetterRow, OrderRow, Stored};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -154,5 +157,61 @@ async fn a_large_batch_meeting_a_stored_order_falls_back_from_copy_and_stores_th
     assert_eq!(stored[1..], vec![Stored::Inserted; batch.len() - 1][..]);
     assert_eq!(app.count("orders").await?, orders.len() as i64);
     assert_eq!(app.count("rejected_messages").await?, 0);
+    Ok(())
+}
+
+#[actix_web::test]
+async fn a_small_batch_interrupted_after_its_orders_is_stored_whole_when_retried(
+) -> anyhow::Result<()> {
+    // Arrange: a small batch (its statements commit one by one) whose dead letters PostgreSQL refuses at first.
+    let app = spawn_app().await?;
+    let orders = orders(2, 4)?;
+    let batch: Vec<OrderRow> = orders
+        .iter()
+        .enumerate()
+        .map(|(i, (raw, order))| row(raw, order, i as u64 + 1))
+        .collect();
+    assert!(batch.len() < storage::orders::COPY_FROM, "no COPY");
+    let reasons = [RejectReason {
+        pointer: String::new(),
+        message: "not JSON".to_owned(),
+    }];
+    let dead_letter = DeadLetterRow {
+        source: "stan",
+        channel: "orders-storage-test",
+        sequence: 3,
+        payload: b"{not json",
+        class: RejectClass::MalformedJson,
+        reasons: &reasons,
+        order_uid: None,
+    };
+    let conn = app.db_pool.get().await?;
+    conn.batch_execute(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+         CREATE TRIGGER refuse BEFORE INSERT ON rejected_messages FOR EACH ROW EXECUTE FUNCTION refuse();",
+    )
+    .await?;
+
+    // Act: the first attempt fails after the orders' statement; the retry runs once PostgreSQL takes dead letters.
+    let failed = storage::store_batch(&app.db_pool, &batch, &[dead_letter]).await;
+    let orders_after_failure = app.count("orders").await?;
+    conn.batch_execute("DROP TRIGGER refuse ON rejected_messages")
+        .await?;
+    let retried = storage::store_batch(&app.db_pool, &batch, &[dead_letter]).await?;
+
+    // Assert
+    assert!(failed.is_err(), "the refused dead letter fails the batch");
+    assert_eq!(
+        orders_after_failure, 2,
+        "the orders' statement committed on its own"
+    );
+    assert_eq!(
+        retried,
+        vec![Stored::Duplicate; 2],
+        "the retry finds them stored"
+    );
+    assert_eq!(app.count("orders").await?, 2);
+    assert_eq!(app.count("rejected_messages").await?, 1);
     Ok(())
 }
