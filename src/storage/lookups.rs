@@ -9,7 +9,7 @@ use crate::storage::{Connection, PersistError, Pool, RawJson};
 const FIND_ORDERS: &str = "SELECT order_uid, document FROM orders WHERE order_uid = ANY($1)";
 
 /// The stored orders among `uids`: (order_uid, document), for the batch write's comparison of a conflicting order
-/// with the stored one (inside its transaction; it is rare, so the statement is not kept).
+/// with the stored one (it is rare, so the statement is not kept).
 pub async fn find_orders(
     client: &impl GenericClient,
     uids: &[&str],

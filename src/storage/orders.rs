@@ -65,13 +65,14 @@ pub enum Stored {
 /// which PostgreSQL writes in bulk, without the speculative insertion of `ON CONFLICT` for each row, in one
 /// transaction with the dead letters. When one is stored (a redelivery after a lost ack, a re-publish, another
 /// instance), the COPY fails on the primary key, its transaction is rolled back, and the batch is stored again with
-/// `INSERT ... ON CONFLICT DO NOTHING`, which tells the duplicates and conflicts apart.
+/// `INSERT ... ON CONFLICT DO NOTHING`, which tells the duplicates and conflicts apart. A small batch (below
+/// `COPY_FROM`) takes that INSERT at once.
 ///
-/// A small batch (below `COPY_FROM`) takes that INSERT at once, and without BEGIN and COMMIT: each of its statements
-/// commits on its own, so a lone order is one round trip to PostgreSQL instead of three (at low rates those round
-/// trips are most of its latency). The batch needs no transaction around its statements: each is idempotent (orders
-/// and dead letters both skip what is stored), and nothing is acked before the last has committed. If a later
-/// statement fails, the batch is retried and finds its orders stored, as after a lost ack: duplicates, acked.
+/// The INSERT and what follows it run without BEGIN and COMMIT: each statement commits on its own, so a lone order is
+/// one round trip to PostgreSQL instead of three (at low rates those round trips are most of its latency). The batch
+/// needs no transaction around them: each is idempotent (orders and dead letters both skip what is stored), and
+/// nothing is acked before the last has committed. If a later statement fails, the batch is retried and finds its
+/// orders stored, as after a lost ack: duplicates, acked.
 #[tracing::instrument(name = "Store batch", skip_all, fields(orders = orders.len(), dead_letters = dead_letters.len()))]
 pub async fn store_batch(
     pool: &Pool,
