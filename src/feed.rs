@@ -248,11 +248,10 @@ impl Follower {
                     .filter(|row| self.sink.wants(&row.uid))
                     .map(|row| row.uid.as_str())
                     .collect();
-                let mut documents: HashMap<String, Bytes> =
-                    lookups::find_orders_prepared(conn, &wanted)
-                        .await?
-                        .into_iter()
-                        .collect();
+                let mut documents: HashMap<String, Bytes> = lookups::find_orders(conn, &wanted)
+                    .await?
+                    .into_iter()
+                    .collect();
                 let orders: Vec<FeedOrder> = rows
                     .iter()
                     .filter_map(|row| {

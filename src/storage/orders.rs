@@ -118,7 +118,7 @@ pub async fn store_batch(
         .map(|row| row.uid)
         .filter(|uid| !inserted.contains(*uid))
         .collect();
-    let stored_documents = find_orders(conn.client(), &missing)
+    let stored_documents = find_orders(&mut conn, &missing)
         .await?
         .into_iter()
         .collect();
