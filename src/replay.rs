@@ -9,7 +9,7 @@ use actix::{Addr, MailboxError};
 use bytes::Bytes;
 use tracing::field;
 
-use crate::actors::{OrderValidator, Outcome, PipelineError, ReplayMessage, Replayed};
+use crate::actors::{MessageSpan, OrderValidator, Outcome, PipelineError, ReplayMessage, Replayed};
 use crate::domain::{RejectClass, RejectReason};
 use crate::error_chain::error_chain_fmt;
 use crate::storage::dead_letters::{self, ReplayRecord};
@@ -96,7 +96,7 @@ pub async fn replay_dead_letter(
             payload: Bytes::from(dead_letter.payload),
             origin,
             sequence,
-            span: span.clone(),
+            span: MessageSpan::opened(span.clone()),
         })
         .await??;
     let result = replay_result(id, outcome, reasons);

@@ -1,7 +1,8 @@
 //! Logging and tracing (z2p's `get_subscriber` / `init_subscriber`), as human-readable or JSON lines.
 //!
-//! Each delivery gets a root span ("Process order", with channel, seq and order_uid) that the pipeline messages
-//! carry from actor to actor, so every line about one message can be found by its sequence number.
+//! Each delivery gets a root span ("Process order", with source, channel, seq, redelivered and order_uid) that the
+//! pipeline messages carry from actor to actor, so every line about one message can be found by its sequence number.
+//! It is built only when a line is logged about the message (`crate::actors::MessageSpan`).
 
 use std::io::IsTerminal;
 
@@ -52,15 +53,16 @@ pub fn init_subscriber(subscriber: Box<dyn Subscriber + Send + Sync>) {
     let _ = subscriber.try_init();
 }
 
+/// What tests read back from the log layer.
 #[cfg(test)]
-mod tests {
+pub(crate) mod capture {
     use std::io::Write;
     use std::sync::{Arc, Mutex};
 
     use serde_json::Value;
-    use tracing::field;
 
-    use super::*;
+    use super::get_subscriber;
+    use crate::configuration::LogFormat;
 
     /// A sink the test can read back.
     #[derive(Clone, Default)]
@@ -77,15 +79,31 @@ mod tests {
         }
     }
 
-    #[test]
-    fn json_lines_carry_the_message_span_with_its_later_recorded_order_uid() {
-        // Arrange
+    /// The JSON lines logged while `f` ran under the service's JSON subscriber filtered at `info`.
+    pub(crate) fn json_lines(f: impl FnOnce()) -> Vec<Value> {
         let captured = Captured::default();
         let sink = captured.clone();
         let subscriber = get_subscriber("info", LogFormat::Json, move || sink.clone());
+        tracing::subscriber::with_default(subscriber, f);
+        let output =
+            String::from_utf8(captured.0.lock().expect("not poisoned").clone()).expect("UTF-8");
+        output
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect()
+    }
+}
 
+#[cfg(test)]
+mod tests {
+    use tracing::field;
+
+    use super::capture::json_lines;
+
+    #[test]
+    fn json_lines_carry_the_message_span_with_its_later_recorded_order_uid() {
         // Act: the span as the subscriber opens it; the validator records order_uid later.
-        tracing::subscriber::with_default(subscriber, || {
+        let lines = json_lines(|| {
             let span = tracing::info_span!(parent: None, "Process order", channel = %"orders", seq = 7u64,
                 order_uid = field::Empty);
             span.record("order_uid", "b563feb7b2b84b6test");
@@ -93,10 +111,7 @@ mod tests {
         });
 
         // Assert
-        let output =
-            String::from_utf8(captured.0.lock().expect("not poisoned").clone()).expect("UTF-8");
-        let line: Value =
-            serde_json::from_str(output.lines().next().expect("one line")).expect("a JSON line");
+        let line = &lines[0];
         assert_eq!(line["level"], "WARN");
         assert_eq!(line["fields"]["message"], "Rejected a message.");
         assert_eq!(line["fields"]["reason"], "schema");

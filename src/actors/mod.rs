@@ -12,14 +12,17 @@
 //! One `NatsSubscriber` runs per source (STAN, JetStream: see `crate::transport`); all of them feed the one validator.
 //! Deliveries that arrive together travel together: one `ValidateBatch`, one `PersistBatch` and one answer for
 //! all of them, so the cost of a message between actors is paid per run of deliveries, not per delivery (a lone
-//! delivery is a run of one and waits for nothing). Each delivery carries its tracing span ("Process order").
+//! delivery is a run of one and waits for nothing). Each delivery carries its tracing span ("Process order"), built
+//! only if a line is logged about it (`MessageSpan`).
 
 pub mod cache;
+pub mod message_span;
 pub mod persister;
 pub mod subscriber;
 pub mod validator;
 
 pub use cache::{CacheGroup, CachedOrder, DocumentArena, LocalCache, OrderCache};
+pub use message_span::MessageSpan;
 pub use persister::{OrderPersister, Outcome, PersisterSettings, PipelineError};
 pub use subscriber::{Drain, NatsSubscriber, StartSubscription, SubscriberStatus};
 pub use validator::{Delivered, OrderValidator, ReplayMessage, Replayed, ValidateBatch};

@@ -27,9 +27,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use tokio::sync::oneshot;
-use tracing::Span;
 
 use crate::actors::cache::{CacheGroup, CachedOrder, DocumentArena};
+use crate::actors::message_span::MessageSpan;
 use crate::domain::{Order, OrderUid, RejectClass, RejectReason, Rejection, ValidOrder};
 use crate::error_chain::error_chain;
 use crate::metrics::Metrics;
@@ -55,7 +55,7 @@ pub struct PersistOrder {
     pub sequence: u64,
     /// A dead letter replayed by an operator, not a delivery: never taken for a copy of a delivery.
     pub replay: bool,
-    pub span: Span,
+    pub span: MessageSpan,
 }
 
 impl PersistOrder {
@@ -67,7 +67,7 @@ impl PersistOrder {
         origin: Origin,
         sequence: u64,
         replay: bool,
-        span: Span,
+        span: MessageSpan,
     ) -> Self {
         let ValidOrder {
             uid,
@@ -106,7 +106,7 @@ pub struct PersistRejected {
     pub sequence: u64,
     /// A dead letter replayed by an operator, not a delivery: never taken for a copy of a delivery.
     pub replay: bool,
-    pub span: Span,
+    pub span: MessageSpan,
 }
 
 /// What became of a message. Every variant is committed, so every variant is acked.
@@ -187,7 +187,7 @@ struct BatchReply {
 }
 
 impl Item {
-    fn span(&self) -> &Span {
+    fn span(&self) -> &MessageSpan {
         match self {
             Item::Order(o) => &o.span,
             Item::Rejected(r) => &r.span,
@@ -591,7 +591,8 @@ async fn store_refused(
     )
     .await
     .unwrap_or(Err(PersistError::Deadline(committer.deadline)));
-    let _entered = item.span().enter();
+    let span = item.span().open();
+    let _entered = span.enter();
     match stored {
         Ok(_) => {
             committer.health.committed();

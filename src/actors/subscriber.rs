@@ -33,8 +33,8 @@ use futures::stream;
 use prometheus::Histogram;
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{field, Instrument, Span};
 
+use crate::actors::message_span::MessageSpan;
 use crate::actors::persister::{all_failed, Outcome, PipelineError};
 use crate::actors::validator::{Delivered, OrderValidator, ValidateBatch};
 use crate::error_chain::error_chain;
@@ -63,7 +63,7 @@ const DELIVERY_RUN: usize = 256;
 struct Awaiting {
     sequence: u64,
     ack: AckHandle,
-    span: Span,
+    span: MessageSpan,
     /// When the delivery arrived, for the ack latency.
     received: Instant,
 }
@@ -386,15 +386,7 @@ impl NatsSubscriber {
             return None;
         }
         self.in_flight.insert(sequence, generation);
-        let span = tracing::info_span!(
-            parent: None,
-            "Process order",
-            source = %self.origin.source,
-            channel = %self.origin.name,
-            seq = sequence,
-            redelivered,
-            order_uid = field::Empty
-        );
+        let span = MessageSpan::delivery(&self.origin, sequence, redelivered);
         let message = Delivered {
             payload,
             sequence,
@@ -529,11 +521,9 @@ impl Handler<Settle> for NatsSubscriber {
         } = msg;
         let mut to_ack = Vec::with_capacity(deliveries.len());
         for (delivery, result) in deliveries.into_iter().zip(results) {
-            let _entered = delivery.span.enter();
             match result {
                 Ok(outcome) if generation == self.generation => {
-                    tracing::debug!(?outcome, "Committed; acknowledging.");
-                    drop(_entered);
+                    tracing::debug!(parent: &delivery.span.open(), ?outcome, "Committed; acknowledging.");
                     to_ack.push(delivery);
                 }
                 Ok(_) => {
@@ -543,7 +533,9 @@ impl Handler<Settle> for NatsSubscriber {
                 }
                 // Do not acknowledge on failure; the message will be redelivered.
                 Err(error) => {
-                    tracing::warn!(error = %error_chain(&error), "Message not stored; not acknowledged.");
+                    delivery.span.in_scope(|| {
+                        tracing::warn!(error = %error_chain(&error), "Message not stored; not acknowledged.")
+                    });
                     self.status.not_acked.fetch_add(1, Ordering::Relaxed);
                     self.forget(delivery.sequence, generation);
                 }
@@ -557,7 +549,7 @@ impl Handler<Settle> for NatsSubscriber {
         actix::spawn(async move {
             let mut results = Vec::with_capacity(to_ack.len());
             for delivery in to_ack {
-                let result = delivery.ack.ack().instrument(delivery.span).await;
+                let result = delivery.ack.ack().await;
                 if result.is_ok() {
                     ack_duration.observe(delivery.received.elapsed().as_secs_f64());
                 }

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use tracing::{Instrument, Span};
+use tracing::Instrument;
 
+use crate::actors::message_span::MessageSpan;
 use crate::actors::persister::{
     all_failed, Item, OrderPersister, Outcome, PersistBatch, PersistOrder, PersistRejected,
     PipelineError,
@@ -24,7 +25,7 @@ pub struct Delivered {
     pub payload: Bytes,
     pub sequence: u64,
     /// The delivery's root span.
-    pub span: Span,
+    pub span: MessageSpan,
 }
 
 /// Check delivered messages from one source and see each stored, as an order or as a dead letter; answers one
@@ -46,7 +47,7 @@ pub struct ReplayMessage {
     /// The dead letter's own origin and sequence: a new rejection meets its row instead of adding one.
     pub origin: Origin,
     pub sequence: u64,
-    pub span: Span,
+    pub span: MessageSpan,
 }
 
 /// What a replay gave. `reasons` are the validator's when it rejected the message again, else empty (a conflict's
@@ -97,19 +98,20 @@ impl OrderValidator {
         payload: Bytes,
         origin: Origin,
         sequence: u64,
-        span: Span,
+        span: MessageSpan,
         keep_reasons: bool,
     ) -> (Vec<RejectReason>, Item) {
         let mut reasons = Vec::new();
-        let item = span.in_scope(|| match self.schema.validate(&payload) {
+        let item = match self.schema.validate(&payload) {
             Ok(order) => {
-                Span::current().record("order_uid", order.uid.as_str());
+                span.record_uid(order.uid.as_str());
                 self.metrics.orders_validated.inc();
                 for rule in &order.flags {
                     self.metrics.flagged(*rule).inc();
                 }
                 if !order.flags.is_empty() {
-                    tracing::debug!(flags = ?order.flags, "Accepted an order with flagged inconsistencies.");
+                    tracing::debug!(parent: &span.open(), flags = ?order.flags,
+                        "Accepted an order with flagged inconsistencies.");
                 }
                 Item::Order(Box::new(PersistOrder::new(
                     order,
@@ -117,14 +119,16 @@ impl OrderValidator {
                     origin,
                     sequence,
                     keep_reasons,
-                    span.clone(),
+                    span,
                 )))
             }
             Err(rejection) => {
                 if let Some(uid) = &rejection.order_uid {
-                    Span::current().record("order_uid", uid.as_str());
+                    span.record_uid(uid.as_str());
                 }
-                tracing::warn!(reason = %rejection.summary(), "Rejected a message that is not a valid order.");
+                span.in_scope(|| {
+                    tracing::warn!(reason = %rejection.summary(), "Rejected a message that is not a valid order.")
+                });
                 if keep_reasons {
                     reasons.clone_from(&rejection.reasons);
                 }
@@ -134,10 +138,10 @@ impl OrderValidator {
                     origin,
                     sequence,
                     replay: keep_reasons,
-                    span: span.clone(),
+                    span,
                 })
             }
-        });
+        };
         (reasons, item)
     }
 }
@@ -186,7 +190,7 @@ impl Handler<ReplayMessage> for OrderValidator {
                     .unwrap_or(Err(PipelineError::Dropped))?;
                 Ok(Replayed { outcome, reasons })
             }
-            .instrument(msg.span),
+            .instrument(msg.span.open()),
         )
     }
 }
