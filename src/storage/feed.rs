@@ -8,7 +8,11 @@
 
 use crate::storage::{Connection, PersistError};
 
-const READ_AFTER: &str = "SELECT o.xid::text::int8, o.id, o.order_uid,
+/// Both queries are prepared once per connection, so after a few runs PostgreSQL may plan them without their
+/// parameters (a generic plan). Each is ordered by the (xid, id) index and limited, which only an index scan can
+/// serve cheaply whatever the parameters; the first form of `HAS_ROWS_AFTER`, an `EXISTS`, got a sequential scan
+/// in its generic plan (it expects a third of the rows past any cursor) and read the whole table on every wake-up.
+pub const READ_AFTER: &str = "SELECT o.xid::text::int8, o.id, o.order_uid,
         extract(epoch FROM clock_timestamp() - o.ingested_at)::float8
     FROM orders o
     WHERE (o.xid, o.id) > ($1::int8::text::xid8, $2::int8)
@@ -16,8 +20,9 @@ const READ_AFTER: &str = "SELECT o.xid::text::int8, o.id, o.order_uid,
       AND ($4::text IS NULL OR NOT pg_visible_in_snapshot(o.xid, $4::text::pg_snapshot))
     ORDER BY o.xid, o.id
     LIMIT $3";
-const HAS_ROWS_AFTER: &str =
-    "SELECT EXISTS (SELECT 1 FROM orders WHERE (xid, id) > ($1::int8::text::xid8, $2::int8))";
+pub const HAS_ROWS_AFTER: &str =
+    "SELECT 1 FROM orders WHERE (xid, id) > ($1::int8::text::xid8, $2::int8)
+    ORDER BY xid, id LIMIT 1";
 
 /// A position in the feed: every row at or before it was delivered. Ordered as the rows are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -80,6 +85,6 @@ pub async fn has_rows_after(
     after: FeedCursor,
 ) -> Result<bool, PersistError> {
     let statement = conn.prepared(HAS_ROWS_AFTER).await?;
-    let row = conn.query_one(&statement, &[&after.xid, &after.id]).await?;
-    Ok(row.try_get(0)?)
+    let row = conn.query_opt(&statement, &[&after.xid, &after.id]).await?;
+    Ok(row.is_some())
 }

@@ -218,3 +218,45 @@ async fn the_feed_starts_at_the_restore_snapshot_and_neither_misses_nor_repeats_
     assert_eq!(uids, ["committedafterwards"]);
     Ok(())
 }
+
+#[actix_web::test]
+async fn the_feed_queries_scan_the_cursor_index_even_when_planned_without_their_parameters(
+) -> anyhow::Result<()> {
+    // Arrange: enough orders, with statistics, for a sequential scan to be a choice; plans made as PostgreSQL makes
+    // them for a statement prepared once per connection, after a few runs (a generic plan).
+    let (url, _pool) = migrated_database().await?;
+    let client = connect(&url).await?;
+    client
+        .batch_execute(
+            "INSERT INTO orders (order_uid, document, track_number, customer_id, stan_sequence)
+                 SELECT 'generic' || g, '{}', 'track', 'customer', g FROM generate_series(1, 20000) g;
+             ANALYZE orders;
+             SET plan_cache_mode = force_generic_plan;",
+        )
+        .await?;
+    let queries = [
+        ("read_after", storage_feed::READ_AFTER, "(0, 0, 1000, NULL)"),
+        ("has_rows_after", storage_feed::HAS_ROWS_AFTER, "(0, 0)"),
+    ];
+
+    for (name, sql, arguments) in queries {
+        // Act
+        client
+            .batch_execute(&format!("PREPARE {name} AS {sql}"))
+            .await?;
+        let plan: Vec<String> = client
+            .query(&format!("EXPLAIN EXECUTE {name}{arguments}"), &[])
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
+
+        // Assert: a wake-up of the feed reads from its cursor on, not the whole table.
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("using orders_xid_id_idx") && !plan.contains("Seq Scan"),
+            "{name} is not an index scan on (xid, id):\n{plan}"
+        );
+    }
+    Ok(())
+}
