@@ -250,7 +250,7 @@ bulk_load() {
         $PG -d "$BENCH_DB" -c "COPY bench_documents FROM STDIN WITH (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')"
     $PG -d "$BENCH_DB" -c "
         INSERT INTO orders (order_uid, document, track_number, customer_id, date_created, stan_sequence)
-        SELECT document->>'order_uid', document, document->>'track_number', document->>'customer_id',
+        SELECT document->>'order_uid', document::text, document->>'track_number', document->>'customer_id',
                (document->>'date_created')::timestamptz, row_number() OVER ()
         FROM bench_documents;
         DROP TABLE bench_documents;"

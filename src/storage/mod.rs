@@ -4,9 +4,10 @@
 //! (the listing routes), `dead_letters` (the replay); `tls` protects the connections, `connection` tests and keeps
 //! them.
 //!
-//! Orders are stored as their canonical document in a `json` column, byte for byte what the cache serves, plus a few
-//! indexed key columns; they are never updated. Documents travel as raw bytes both ways (`RawJson`), so neither
-//! side parses or re-serializes them.
+//! Orders are stored as their canonical document in a `text` column (a `json` one until migration V6: the service
+//! has checked every document it stores, so PostgreSQL's parse of each was paid for nothing), byte for byte what the
+//! cache serves, plus a few indexed key columns; they are never updated. Documents travel as raw bytes both ways
+//! (`RawJson`), so neither side parses or re-serializes them.
 
 mod connection;
 pub mod dead_letters;
@@ -115,7 +116,8 @@ pub async fn ping(pool: &Pool) -> Result<(), PersistError> {
     Ok(())
 }
 
-/// A JSON document as raw bytes: written to and read from a `json` column without parsing.
+/// A JSON document as raw bytes: written to and read from the `text` column (or a `json` one, before migration V6)
+/// without parsing.
 #[derive(Debug, Clone, Copy)]
 pub struct RawJson<'a>(pub &'a [u8]);
 
@@ -125,13 +127,13 @@ impl ToSql for RawJson<'_> {
         _: &Type,
         out: &mut BytesMut,
     ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
-        // The binary format of `json` is its text.
+        // The binary format of `text`, and of `json`, is the text itself.
         out.extend_from_slice(self.0);
         Ok(IsNull::No)
     }
 
     fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSON
+        *ty == Type::TEXT || *ty == Type::JSON
     }
 
     to_sql_checked!();
@@ -143,7 +145,7 @@ impl<'a> FromSql<'a> for RawJson<'a> {
     }
 
     fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSON
+        *ty == Type::TEXT || *ty == Type::JSON
     }
 }
 

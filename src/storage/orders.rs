@@ -231,13 +231,13 @@ const INSERT_ORDERS: &str = concat!(
     "INSERT INTO orders (",
     order_columns!(),
     ")
-     SELECT * FROM UNNEST($1::text[], $2::json[], $3::text[], $4::text[], $5::timestamptz[], $6::int8[])
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int8[])
      ON CONFLICT (order_uid) DO NOTHING
      RETURNING order_uid"
 );
 const ORDER_COLUMN_TYPES: [Type; 6] = [
     Type::TEXT,
-    Type::JSON,
+    Type::TEXT,
     Type::TEXT,
     Type::TEXT,
     Type::TIMESTAMPTZ,

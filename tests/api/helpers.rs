@@ -260,7 +260,7 @@ pub async fn insert_directly(client: &tokio_postgres::Client, uid: &str) -> anyh
     client
         .execute(
             "INSERT INTO orders (order_uid, document, track_number, customer_id, stan_sequence)
-             VALUES ($1, $2::text::json, 'WBILMTESTTRACK', 'test', 0)",
+             VALUES ($1, $2, 'WBILMTESTTRACK', 'test', 0)",
             &[&uid, &document],
         )
         .await?;

@@ -45,7 +45,9 @@ async fn table_contents(pool: &Pool) -> anyhow::Result<Vec<Value>> {
     let conn = pool.get().await?;
     let rows = conn
         .query(
-            "SELECT to_jsonb(o) FROM orders o UNION ALL SELECT to_jsonb(r) FROM rejected_messages r",
+            // The document as its text: V6 turned the column from json to text, which must keep every byte.
+            "SELECT to_jsonb(o) || jsonb_build_object('document', o.document::text) FROM orders o
+             UNION ALL SELECT to_jsonb(r) FROM rejected_messages r",
             &[],
         )
         .await?;
@@ -135,7 +137,7 @@ async fn a_database_made_by_the_old_runner_is_upgraded_without_reapplying_anythi
         }
         conn.batch_execute(
             r#"INSERT INTO orders (order_uid, document, track_number, customer_id, date_created, stan_sequence)
-               VALUES ('old-order-1', '{"order_uid":"old-order-1"}', 'TRACK1', 'c1', '2024-03-01T10:00:00Z', 7),
+               VALUES ('old-order-1', '{"order_uid": "old-order-1", "spaced" : [1, 2]}', 'TRACK1', 'c1', '2024-03-01T10:00:00Z', 7),
                       ('old-order-2', '{"order_uid":"old-order-2"}', 'TRACK2', 'c2', NULL, 8);
                INSERT INTO rejected_messages (channel, stan_sequence, payload, payload_sha256, reason_class, reasons)
                VALUES ('orders', 9, '\x7b', sha256('\x7b'), 'malformed_json', '[]');"#,
