@@ -83,7 +83,8 @@ BENCH_STREAMS=()
 trap 'status=$?; for stream in "${BENCH_STREAMS[@]}"; do delete_stream "$stream"; done; bench_cleanup "$status"' EXIT
 
 # One mode; appends "source mode in_flight batch publish_rate seconds seconds_from_first_commit rss_start_kib
-# rss_max_kib rss_end_kib redelivered" and the CPU seconds of "service postgresql nats broker publisher" to results.txt.
+# rss_max_kib rss_end_kib redelivered" and the CPU seconds of "service postgresql nats broker publisher feed" to
+# results.txt (feed: the backend of the service's change-feed connection, part of postgresql).
 run_mode() {
     local mode=$1 t0 t1 publish_rate flag="$BENCH_TMP/sampling-$1" service_from=0
     RUN_TICKS=()
@@ -121,10 +122,16 @@ run_mode() {
     fi
     wait_committed_and_served
     t1=$(now_ns)
-    local cpu
+    local cpu feed_pid feed_ticks=0
     cpu="$(($(proc_ticks "$SERVICE_PID") - service_from))"
     span_end postgresql nats broker
+    # The backend of the service's change-feed connection, whole life (it starts with the service): the part of
+    # PostgreSQL's CPU that reads back what was committed, apart from the writes.
+    feed_pid=$($PG -d "$BENCH_DB" -c "SELECT pid FROM pg_stat_activity
+        WHERE application_name = 'order-service feed' AND datname = current_database() LIMIT 1")
+    [ -z "$feed_pid" ] || feed_ticks=$(proc_ticks "$feed_pid")
     cpu="$cpu $((RUN_TICKS[postgresql])) $((RUN_TICKS[nats])) $((RUN_TICKS[broker])) $(cat "$BENCH_TMP/publisher-ticks")"
+    cpu="$cpu $feed_ticks"
     # Redeliveries are work done twice: an ack that came later than STAN_ACK_WAIT, or a delivery ratsio lost.
     local redelivered
     redelivered=$(curl -fsS "http://127.0.0.1:$BENCH_ADMIN_PORT/metrics" |
@@ -175,19 +182,22 @@ done
         "for the run: live, the clock's span (the generator: its whole life); backlog, the service and PostgreSQL over" \
         "the clock's span, nats-server and the broker over the publish and the clock's span. PostgreSQL is all of the" \
         "cluster (backends and background processes); it and nats-server (which carries STAN's traffic too) are the" \
-        "machine's and count whatever else used them meanwhile. The broker is not in JetStream's path (-)."
+        "machine's and count whatever else used them meanwhile. The broker is not in JetStream's path (-). The change" \
+        "feed's column is the PostgreSQL backend of the service's feed connection, over its life (it starts with the" \
+        "service): reading back what was committed, apart from writing it."
     echo
     echo "| source | mode | max in flight / batch | orders | publish rate (msg/s, each confirmed) | seconds to last served |" \
         "orders/s | orders/s from first commit | redelivered | service µs/order | PostgreSQL (all of it) µs/order |" \
+        "of which the service's change feed µs/order |" \
         "nats-server µs/order | broker µs/order | publisher µs/order | all µs/order |" \
         "CPU s: service / PostgreSQL / nats-server / broker / publisher | service RSS start / max / end (MiB) |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     awk -v n="$N" '{ steady = $7 > 0 ? sprintf("%.0f", n / $7) : "-"
         broker = $1 == "jetstream" ? "-" : sprintf("%.1f", $15 * 1e6 / n)
         total = $12 + $13 + $14 + ($1 == "jetstream" ? 0 : $15) + $16
-        printf "| %s | %s | %s / %s | %d | %s | %.1f | %.0f | %s | %d | %.1f | %.1f | %.1f | %s | %.1f | %.1f |",
-            $1, $2, $3, $4, n, $5, $6, n / $6, steady, $11, $12 * 1e6 / n, $13 * 1e6 / n, $14 * 1e6 / n, broker,
-            $16 * 1e6 / n, total * 1e6 / n
+        printf "| %s | %s | %s / %s | %d | %s | %.1f | %.0f | %s | %d | %.1f | %.1f | %.1f | %.1f | %s | %.1f | %.1f |",
+            $1, $2, $3, $4, n, $5, $6, n / $6, steady, $11, $12 * 1e6 / n, $13 * 1e6 / n, $17 * 1e6 / n,
+            $14 * 1e6 / n, broker, $16 * 1e6 / n, total * 1e6 / n
         printf " %.2f / %.2f / %.2f / %s / %.2f | %.0f / %.0f / %.0f |\n", $12, $13, $14,
             $1 == "jetstream" ? "-" : sprintf("%.2f", $15), $16, $8 / 1024, $9 / 1024, $10 / 1024 }' "$BENCH_TMP/results.txt"
 } | write_results ingest.md
