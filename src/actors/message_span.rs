@@ -166,6 +166,20 @@ mod tests {
     }
 
     #[test]
+    fn a_line_below_the_filter_builds_no_span() {
+        // Arrange
+        let span = MessageSpan::delivery(&Origin::new(SourceKind::Stan, "orders"), 2, false);
+
+        // Act: the pipeline's per-message debug line, under the default filter.
+        let lines =
+            json_lines(|| tracing::debug!(parent: &span.open(), "Committed; acknowledging."));
+
+        // Assert: the macro evaluates its parent only for a line that is written.
+        assert!(lines.is_empty());
+        assert!(span.state().span.is_none());
+    }
+
+    #[test]
     fn no_span_is_built_for_a_message_that_logs_nothing() {
         // Arrange
         let span = MessageSpan::delivery(&Origin::new(SourceKind::Stan, "orders"), 1, false);
