@@ -8,10 +8,12 @@
 
 use crate::storage::{Connection, PersistError};
 
-/// Both queries are prepared once per connection, so after a few runs PostgreSQL may plan them without their
-/// parameters (a generic plan). Each is ordered by the (xid, id) index and limited, which only an index scan can
-/// serve cheaply whatever the parameters; the first form of `HAS_ROWS_AFTER`, an `EXISTS`, got a sequential scan
-/// in its generic plan (it expects a third of the rows past any cursor) and read the whole table on every wake-up.
+// Both queries are prepared once per connection, so after a few runs PostgreSQL may plan them without their
+// parameters (a generic plan). Each is ordered by the (xid, id) index and limited, which only an index scan can
+// serve cheaply whatever the parameters; the first form of `HAS_ROWS_AFTER`, an `EXISTS`, got a sequential scan
+// in its generic plan (it expects a third of the rows past any cursor) and read the whole table on every wake-up.
+
+/// The next committed rows after a cursor, below the statement snapshot's xmin (see the module's head).
 pub const READ_AFTER: &str = "SELECT o.xid::text::int8, o.id, o.order_uid,
         extract(epoch FROM clock_timestamp() - o.ingested_at)::float8
     FROM orders o
@@ -20,6 +22,7 @@ pub const READ_AFTER: &str = "SELECT o.xid::text::int8, o.id, o.order_uid,
       AND ($4::text IS NULL OR NOT pg_visible_in_snapshot(o.xid, $4::text::pg_snapshot))
     ORDER BY o.xid, o.id
     LIMIT $3";
+/// Whether any committed row lies after a cursor, held back or not.
 pub const HAS_ROWS_AFTER: &str =
     "SELECT 1 FROM orders WHERE (xid, id) > ($1::int8::text::xid8, $2::int8)
     ORDER BY xid, id LIMIT 1";
