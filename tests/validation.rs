@@ -750,16 +750,119 @@ impl Draft {
         }
     }
 
-    fn text(&self, pretty: bool) -> String {
-        let mut text = if pretty {
-            serde_json::to_string_pretty(&self.value).expect("a value prints")
-        } else {
-            self.value.to_string()
+    fn text(&self, layout: Layout) -> String {
+        let mut text = match layout {
+            Layout::Sorted => self.value.to_string(),
+            Layout::Pretty => serde_json::to_string_pretty(&self.value).expect("a value prints"),
+            Layout::FieldOrder => {
+                let mut out = String::new();
+                write_in_field_order(&self.value, &ORDER_FIELDS, &mut out);
+                out
+            }
         };
         for (marker, raw) in &self.raw {
             text = text.replace(&format!("\"{marker}\""), raw);
         }
         text
+    }
+}
+
+/// How a draft is written out.
+#[derive(Debug, Clone, Copy)]
+enum Layout {
+    /// Compact, keys sorted (how `Value` prints).
+    Sorted,
+    /// Indented, keys sorted.
+    Pretty,
+    /// Compact, known fields in the model's order and others after them: what publishers that print the model write,
+    /// and what the fast path stores as it came.
+    FieldOrder,
+}
+
+const ORDER_FIELDS: [&str; 14] = [
+    "order_uid",
+    "track_number",
+    "entry",
+    "delivery",
+    "payment",
+    "items",
+    "locale",
+    "internal_signature",
+    "customer_id",
+    "delivery_service",
+    "shardkey",
+    "sm_id",
+    "date_created",
+    "oof_shard",
+];
+const DELIVERY_FIELDS: [&str; 7] = ["name", "phone", "zip", "city", "address", "region", "email"];
+const PAYMENT_FIELDS: [&str; 10] = [
+    "transaction",
+    "request_id",
+    "currency",
+    "provider",
+    "amount",
+    "payment_dt",
+    "bank",
+    "delivery_cost",
+    "goods_total",
+    "custom_fee",
+];
+const ITEM_FIELDS: [&str; 11] = [
+    "chrt_id",
+    "track_number",
+    "price",
+    "rid",
+    "name",
+    "sale",
+    "size",
+    "total_price",
+    "nm_id",
+    "brand",
+    "status",
+];
+
+/// Writes `value` compactly, the keys of each object ordered by `fields` (the list for its place in an order), keys
+/// not in the list after them.
+fn write_in_field_order(value: &Value, fields: &[&str], out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let rank = |key: &str| {
+                fields
+                    .iter()
+                    .position(|f| *f == key)
+                    .unwrap_or(fields.len())
+            };
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort_by_key(|key| rank(key));
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                let inner: &[&str] = match key.as_str() {
+                    "delivery" => &DELIVERY_FIELDS,
+                    "payment" => &PAYMENT_FIELDS,
+                    "items" => &ITEM_FIELDS,
+                    _ => &[],
+                };
+                write_in_field_order(&map[key], inner, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_in_field_order(item, fields, out);
+            }
+            out.push(']');
+        }
+        _ => out.push_str(&value.to_string()),
     }
 }
 
@@ -909,8 +1012,12 @@ fn every_field_at_its_boundaries_answers_as_on_the_reference_path() {
             }
 
             // Act and Assert
-            if let Err(failure) = assert_fast_path_agrees(&schema, draft.text(false).as_bytes()) {
-                panic!("{pointer} = {value}: {failure}");
+            for layout in [Layout::Sorted, Layout::FieldOrder] {
+                if let Err(failure) =
+                    assert_fast_path_agrees(&schema, draft.text(layout).as_bytes())
+                {
+                    panic!("{pointer} = {value}, {layout:?}: {failure}");
+                }
             }
         }
     }
@@ -924,7 +1031,7 @@ proptest! {
         seed in prop::option::weighted(0.7, any::<u64>()),
         mutations in prop::collection::vec(mutation(), 0..4),
         repair in any::<bool>(),
-        pretty in any::<bool>(),
+        layout in prop::sample::select(vec![Layout::Sorted, Layout::Pretty, Layout::FieldOrder]),
         framing in framing(),
     ) {
         // Arrange
@@ -935,7 +1042,7 @@ proptest! {
         if repair {
             draft.repair();
         }
-        let message = format!("{}{}{}", framing.0, draft.text(pretty), framing.1).into_bytes();
+        let message = format!("{}{}{}", framing.0, draft.text(layout), framing.1).into_bytes();
 
         // Act and Assert
         assert_fast_path_agrees(&schema(), &message)?;

@@ -1,5 +1,6 @@
 //! What an order is, and how raw bytes from the channel become one (or a reasoned rejection).
 
+mod canonical;
 mod conflict;
 mod consistency;
 mod formats;

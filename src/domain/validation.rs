@@ -18,6 +18,7 @@ use bytes::Bytes;
 use jsonschema::Validator;
 use serde_json::Value;
 
+use super::canonical;
 use super::consistency::{self, FlagRule};
 use super::order::Order;
 use super::order_rules;
@@ -217,13 +218,18 @@ fn accept_fast(text: &str) -> Option<ValidOrder> {
         return None;
     }
     let uid = OrderUid::parse(&order.order_uid).ok()?;
-    // The document is about as long as the message: one allocation instead of a doubling series.
-    let mut document = Vec::with_capacity(text.len());
-    serde_json::to_writer(&mut document, &order).ok()?;
+    let document = if canonical::is_canonical(text) {
+        Bytes::copy_from_slice(text.as_bytes())
+    } else {
+        // The document is about as long as the message: one allocation instead of a doubling series.
+        let mut document = Vec::with_capacity(text.len());
+        serde_json::to_writer(&mut document, &order).ok()?;
+        Bytes::from(document)
+    };
     Some(ValidOrder {
         uid,
         order,
-        document: Bytes::from(document),
+        document,
         flags,
     })
 }
