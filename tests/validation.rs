@@ -2,7 +2,9 @@
 //! plus properties over arbitrary bytes and mutations of the sample, and the differential test of the fast path
 //! against the reference path.
 
-use order_service::domain::{OrderSchema, RejectClass, DEFAULT_MAX_BYTES};
+use order_service::domain::{
+    Delivery, Fields, Item, Order, OrderSchema, Payment, RejectClass, DEFAULT_MAX_BYTES,
+};
 use order_service::generator;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -756,7 +758,7 @@ impl Draft {
             Layout::Pretty => serde_json::to_string_pretty(&self.value).expect("a value prints"),
             Layout::FieldOrder => {
                 let mut out = String::new();
-                write_in_field_order(&self.value, &ORDER_FIELDS, &mut out);
+                write_in_field_order(&self.value, Order::FIELDS, &mut out);
                 out
             }
         };
@@ -779,49 +781,6 @@ enum Layout {
     FieldOrder,
 }
 
-const ORDER_FIELDS: [&str; 14] = [
-    "order_uid",
-    "track_number",
-    "entry",
-    "delivery",
-    "payment",
-    "items",
-    "locale",
-    "internal_signature",
-    "customer_id",
-    "delivery_service",
-    "shardkey",
-    "sm_id",
-    "date_created",
-    "oof_shard",
-];
-const DELIVERY_FIELDS: [&str; 7] = ["name", "phone", "zip", "city", "address", "region", "email"];
-const PAYMENT_FIELDS: [&str; 10] = [
-    "transaction",
-    "request_id",
-    "currency",
-    "provider",
-    "amount",
-    "payment_dt",
-    "bank",
-    "delivery_cost",
-    "goods_total",
-    "custom_fee",
-];
-const ITEM_FIELDS: [&str; 11] = [
-    "chrt_id",
-    "track_number",
-    "price",
-    "rid",
-    "name",
-    "sale",
-    "size",
-    "total_price",
-    "nm_id",
-    "brand",
-    "status",
-];
-
 /// Writes `value` compactly, the keys of each object ordered by `fields` (the list for its place in an order), keys
 /// not in the list after them.
 fn write_in_field_order(value: &Value, fields: &[&str], out: &mut String) {
@@ -843,9 +802,9 @@ fn write_in_field_order(value: &Value, fields: &[&str], out: &mut String) {
                 out.push_str(&Value::String(key.clone()).to_string());
                 out.push(':');
                 let inner: &[&str] = match key.as_str() {
-                    "delivery" => &DELIVERY_FIELDS,
-                    "payment" => &PAYMENT_FIELDS,
-                    "items" => &ITEM_FIELDS,
+                    "delivery" => Delivery::FIELDS,
+                    "payment" => Payment::FIELDS,
+                    "items" => Item::FIELDS,
                     _ => &[],
                 };
                 write_in_field_order(&map[key], inner, out);

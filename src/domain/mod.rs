@@ -17,4 +17,5 @@ pub use consistency::FlagRule;
 pub use order::{Delivery, Item, Order, Payment};
 pub use order_uid::{OrderUid, OrderUidError};
 pub use rejection::{RejectClass, RejectReason, Rejection};
+pub use typed_json::Fields;
 pub use validation::{OrderSchema, SchemaError, ValidOrder, DEFAULT_MAX_BYTES};

@@ -20,8 +20,8 @@ pub(crate) fn parse(text: &str) -> Result<Order, serde_json::Error> {
     Ok(order)
 }
 
-/// The fields a JSON object of this type must hold, each exactly once.
-pub(crate) trait Fields {
+/// The fields a JSON object of this type must hold, each exactly once, in the order the type serializes them.
+pub trait Fields {
     const FIELDS: &'static [&'static str];
 }
 
@@ -95,7 +95,8 @@ impl<'de, T: Strict<'de>> Visitor<'de> for ArrayVisitor<T> {
     }
 }
 
-/// Implements `Fields` and `Strict` for a struct from the list of its fields. The struct literal at the end names
+/// Implements `Fields` and `Strict` for a struct from the list of its fields, in the struct's order (`canonical`
+/// reads it as the order the type serializes, and its tests fail otherwise). The struct literal at the end names
 /// every field, so adding one to the type without adding it here does not compile.
 macro_rules! strict_object {
     ($name:ident { $($field:ident),+ $(,)? }) => {
