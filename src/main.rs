@@ -1,7 +1,9 @@
 use clap::Parser;
-use order_service::configuration::{Cli, Command};
-use order_service::startup::Application;
-use order_service::{redact, replay_client, storage, telemetry};
+use order_service::app::Application;
+use order_service::config::redact;
+use order_service::config::{Cli, Command};
+use order_service::replay::client as replay_client;
+use order_service::{storage, telemetry};
 
 /// jemalloc instead of glibc malloc in the service. Profiled under ingest, glibc spent about a third
 /// of the service's CPU in malloc/free, most of it consolidating fragments around the ~1.3 KiB documents

@@ -2,10 +2,10 @@
 //! plus properties over arbitrary bytes and mutations of the sample, and the differential test of the fast path
 //! against the reference path.
 
+use order_service::domain::generator;
 use order_service::domain::{
     Delivery, Fields, Item, Order, OrderSchema, Payment, RejectClass, DEFAULT_MAX_BYTES,
 };
-use order_service::generator;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;

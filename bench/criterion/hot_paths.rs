@@ -13,10 +13,10 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use futures::future::BoxFuture;
 use order_service::actors::cache::{CacheSettings, OrderSource};
 use order_service::actors::{CacheGroup, CachedOrder};
+use order_service::domain::generator;
 use order_service::domain::{OrderSchema, OrderUid, DEFAULT_MAX_BYTES};
-use order_service::generator;
-use order_service::metrics::Metrics;
 use order_service::storage::PersistError;
+use order_service::telemetry::metrics::Metrics;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 

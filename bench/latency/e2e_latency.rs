@@ -22,7 +22,7 @@ use async_nats::jetstream;
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use futures::future::BoxFuture;
-use order_service::generator;
+use order_service::domain::generator;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use reqwest::StatusCode;

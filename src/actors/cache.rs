@@ -28,9 +28,9 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::cache::{DocumentStore, MissQueue, NegativeCache};
 use crate::domain::OrderUid;
-use crate::error_chain::error_chain;
-use crate::metrics::Metrics;
 use crate::storage::{lookups, PersistError, Pool};
+use crate::telemetry::error_chain::error_chain;
+use crate::telemetry::metrics::Metrics;
 
 /// Look up one order's JSON: `Ok(None)` when PostgreSQL does not hold it either.
 #[derive(Message)]

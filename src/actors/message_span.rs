@@ -104,7 +104,7 @@ impl MessageSpan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::configuration::SourceKind;
+    use crate::config::SourceKind;
     use crate::telemetry::capture::json_lines;
 
     #[test]

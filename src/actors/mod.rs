@@ -18,6 +18,7 @@
 pub mod cache;
 pub mod message_span;
 pub mod persister;
+pub mod stall;
 pub mod subscriber;
 pub mod validator;
 

@@ -30,11 +30,11 @@ use tokio::sync::oneshot;
 
 use crate::actors::cache::{CacheGroup, CachedOrder, DocumentArena};
 use crate::actors::message_span::MessageSpan;
+use crate::actors::stall::PipelineHealth;
 use crate::domain::{Order, OrderUid, RejectClass, RejectReason, Rejection, ValidOrder};
-use crate::error_chain::error_chain;
-use crate::metrics::Metrics;
-use crate::stall::PipelineHealth;
 use crate::storage::{self, DeadLetterRow, OrderRow, PersistError, Pool, Stored};
+use crate::telemetry::error_chain::error_chain;
+use crate::telemetry::metrics::Metrics;
 use crate::transport::Origin;
 use policy::{
     batch_len, pair_outcomes, plan_after_failure, Failure, FailurePlan, Kind, RetryPolicy, RETRY,

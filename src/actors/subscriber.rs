@@ -37,8 +37,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::actors::message_span::MessageSpan;
 use crate::actors::persister::{all_failed, Outcome, PipelineError};
 use crate::actors::validator::{Delivered, OrderValidator, ValidateBatch};
-use crate::error_chain::error_chain;
-use crate::metrics::Metrics;
+use crate::telemetry::error_chain::error_chain;
+use crate::telemetry::metrics::Metrics;
 use crate::transport::{
     AckHandle, Connection, ConsumerLag, Delivery, Origin, SourceKind, Transport, TransportError,
 };

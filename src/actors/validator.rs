@@ -17,7 +17,7 @@ use crate::actors::persister::{
     PipelineError,
 };
 use crate::domain::{OrderSchema, RejectReason};
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 use crate::transport::Origin;
 
 /// One delivered message to check.

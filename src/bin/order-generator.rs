@@ -14,7 +14,7 @@ use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
-use order_service::generator;
+use order_service::domain::generator;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use stan_proto::StanPublisher;

@@ -2,6 +2,7 @@
 //! its own: the documents with their optional byte bound (`store`), the ids known not to be stored (`negative`),
 //! and the coalescing of misses into batched lookups (`misses`).
 
+pub mod feed;
 pub mod misses;
 pub mod negative;
 pub mod store;

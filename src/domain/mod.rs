@@ -4,6 +4,7 @@ mod canonical;
 mod conflict;
 mod consistency;
 mod formats;
+pub mod generator;
 mod order;
 mod order_rules;
 mod order_uid;

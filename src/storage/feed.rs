@@ -1,4 +1,4 @@
-//! The queries behind the change feed (`crate::feed`); the restore it starts from is in `restore`.
+//! The queries behind the change feed (`crate::cache::feed`); the restore it starts from is in `restore`.
 //!
 //! The cursor is (xid, id): the inserting transaction's id (column `xid`, migration V3) and the row id. A read
 //! takes only rows whose transaction is below the xmin of the statement's own snapshot (`pg_current_snapshot()` in

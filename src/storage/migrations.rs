@@ -11,8 +11,8 @@ use refinery::error::Kind;
 use refinery::{AsyncMigrate, Migration, Runner};
 use tokio_postgres::Client;
 
-use crate::error_chain::error_chain;
 use crate::storage::Pool;
+use crate::telemetry::error_chain::error_chain;
 
 mod embedded {
     refinery::embed_migrations!("migrations");

@@ -27,8 +27,8 @@ use bytes::BytesMut;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 
-use crate::configuration::DatabaseSettings;
-use crate::error_chain::error_chain;
+use crate::config::DatabaseSettings;
+use crate::telemetry::error_chain::error_chain;
 
 pub use connection::{Connection, Manager};
 pub use migrations::{migrate, MigrationReport};

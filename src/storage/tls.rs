@@ -18,7 +18,7 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::configuration::{DatabaseSettings, SslMode};
+use crate::config::{DatabaseSettings, SslMode};
 
 /// The connector every PostgreSQL connection goes through (unused under `disable`).
 pub type Tls = MakeRustlsConnect;

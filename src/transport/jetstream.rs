@@ -21,10 +21,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::configuration::JetStreamSettings;
-use crate::error_chain::error_chain;
-use crate::nats_auth::NatsTarget;
-use crate::redact;
+use crate::config::redact;
+use crate::config::JetStreamSettings;
+use crate::telemetry::error_chain::error_chain;
+use crate::transport::nats_auth::NatsTarget;
 use crate::transport::{AckHandle, ConsumerLag, Delivery};
 
 /// Most messages one pull request asks for; the client asks for more when half of them arrived.

@@ -7,6 +7,7 @@
 //! - `jetstream`: NATS JetStream through async-nats (a durable pull consumer).
 
 pub mod jetstream;
+pub mod nats_auth;
 pub mod stan;
 pub mod stan_liveness;
 
@@ -16,8 +17,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-pub use crate::configuration::SourceKind;
-use crate::configuration::StanSettings;
+pub use crate::config::SourceKind;
+use crate::config::StanSettings;
 use jetstream::{ConsumerSettings, JetStreamAck, JetStreamConnection, JetStreamError};
 use stan::{BrokerError, StanAck, StanConnection};
 

@@ -27,9 +27,9 @@ use ratsio::{RatsioError, StanClient, StanOptions};
 use stan_proto::proto;
 use tokio::sync::mpsc;
 
-use crate::configuration::StanSettings;
-use crate::nats_auth::{NatsSettingsError, NatsTarget};
-use crate::redact;
+use crate::config::redact;
+use crate::config::StanSettings;
+use crate::transport::nats_auth::{NatsSettingsError, NatsTarget};
 use crate::transport::stan_liveness::{self, ConnectWatch, LivenessError};
 use crate::transport::{AckHandle, Delivery};
 
@@ -213,7 +213,7 @@ impl StanConnection {
         .await?
         .map_err(|e| BrokerError::Unreachable {
             url: target.url.clone(),
-            message: redact::text(&crate::error_chain::error_chain(&e)),
+            message: redact::text(&crate::telemetry::error_chain::error_chain(&e)),
         })?;
         let sub_requests = claim_client_id(&acks, settings).await?;
         // Opened after the claim, whose connect request carries our client id too.

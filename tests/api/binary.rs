@@ -2,7 +2,7 @@
 
 use std::process::{Command, Stdio};
 
-use order_service::configuration::SourceKind;
+use order_service::config::SourceKind;
 use stan_testkit::StoreKind;
 
 use crate::fault_harness::{temp_path, wait_for_exit, PrivateNats, ServiceProcess};
@@ -73,7 +73,7 @@ async fn sigterm_stops_gracefully_and_the_durable_survives_for_the_next_start(
     assert!(stderr.contains(closed), "{stderr}");
     // Published while nothing runs: the durable (not unsubscribed) delivers it to the next start.
     let mut rng = rand::rng();
-    let later = order_service::generator::valid_order_json(&mut rng);
+    let later = order_service::domain::generator::valid_order_json(&mut rng);
     let later_uid = serde_json::from_slice::<serde_json::Value>(&later)?["order_uid"]
         .as_str()
         .unwrap_or_default()
@@ -258,7 +258,7 @@ fn help_says_the_default_client_id_is_derived_from_the_host_name() -> anyhow::Re
     // Assert
     let help = String::from_utf8(output.stdout)?;
     assert!(output.status.success(), "{help}");
-    let expected = order_service::client_id::default_client_id();
+    let expected = order_service::config::client_id::default_client_id();
     assert!(
         help.contains("`order-service-<host name>`")
             && help.contains(&format!("[default: {expected}]")),

@@ -3,8 +3,8 @@
 //! data.
 
 use anyhow::Context;
-use order_service::configuration::SourceKind;
-use order_service::generator;
+use order_service::config::SourceKind;
+use order_service::domain::generator;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::Value;

@@ -11,8 +11,8 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use order_service::configuration::Settings;
-use order_service::generator;
+use order_service::config::Settings;
+use order_service::domain::generator;
 use order_service::storage::Pool;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use order_service::configuration::SourceKind;
+use order_service::config::SourceKind;
 use order_service::domain::{OrderSchema, DEFAULT_MAX_BYTES};
 use order_service::storage::{self, OrderRow};
 use serde_json::Value;

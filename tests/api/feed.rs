@@ -6,12 +6,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use order_service::configuration::SslMode;
-use order_service::feed::{ChangeFeed, FeedOrder, FeedSettings, FeedSink, APPLICATION_NAME};
-use order_service::metrics::Metrics;
+use order_service::cache::feed::{ChangeFeed, FeedOrder, FeedSettings, FeedSink, APPLICATION_NAME};
+use order_service::config::SslMode;
 use order_service::storage::feed::{self as storage_feed, FeedCursor};
 use order_service::storage::restore::restore;
 use order_service::storage::tls;
+use order_service::telemetry::metrics::Metrics;
 
 use crate::helpers::{connect, eventually, insert_directly, migrated_database, WAIT};
 

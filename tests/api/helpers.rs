@@ -7,8 +7,8 @@ use async_nats::jetstream;
 use bytes::Bytes;
 use clap::Parser;
 use order_service::actors::SubscriberStatus;
-use order_service::configuration::{Cli, DatabaseSettings, Settings, SourceKind};
-use order_service::startup::{Application, ShutdownHandle};
+use order_service::app::{Application, ShutdownHandle};
+use order_service::config::{Cli, DatabaseSettings, Settings, SourceKind};
 use order_service::storage::{self, Pool};
 use order_service::telemetry::{get_subscriber, init_subscriber};
 use stan_proto::StanPublisher;
@@ -24,7 +24,7 @@ pub const WAIT: Duration = Duration::from_secs(30);
 
 /// Logs only under `TEST_LOG` (z2p).
 static TRACING: LazyLock<()> = LazyLock::new(|| {
-    let format = order_service::configuration::LogFormat::Human;
+    let format = order_service::config::LogFormat::Human;
     if std::env::var("TEST_LOG").is_ok() {
         init_subscriber(get_subscriber("info", format, std::io::stdout));
     } else {

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use order_service::configuration::{Settings, SourceKind};
+use order_service::config::{Settings, SourceKind};
 use order_service::storage::Pool;
 use serde_json::Value;
 

@@ -7,9 +7,9 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 
 use async_nats::jetstream;
-use order_service::configuration::SourceKind;
-use order_service::generator;
-use order_service::startup::Application;
+use order_service::app::Application;
+use order_service::config::SourceKind;
+use order_service::domain::generator;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::Value;

@@ -8,7 +8,7 @@ macro_rules! for_each_source {
     ($($name:ident),* $(,)?) => {
         $(
             mod $name {
-                use order_service::configuration::SourceKind;
+                use order_service::config::SourceKind;
 
                 #[actix_web::test]
                 async fn over_stan() -> anyhow::Result<()> {

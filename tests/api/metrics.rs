@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use order_service::configuration::SourceKind;
+use order_service::config::SourceKind;
 use serde_json::Value;
 
 use crate::helpers::{eventually, spawn_app, spawn_app_with, TestApp, SAMPLE, SAMPLE_UID, WAIT};
@@ -165,7 +165,7 @@ async fn pipeline_cache_and_http_metrics_count_what_happened() -> anyhow::Result
     assert_eq!(requests("/order/{order_uid}", "200"), 1.0);
     assert_eq!(requests("/order/{order_uid}", "404"), misses - read_through);
     assert_eq!(
-        requests(order_service::metrics::UNMATCHED_ROUTE, "404"),
+        requests(order_service::telemetry::metrics::UNMATCHED_ROUTE, "404"),
         1.0
     );
     Ok(())

@@ -1,4 +1,4 @@
-use order_service::configuration::SourceKind;
+use order_service::config::SourceKind;
 use serde_json::Value;
 
 use crate::helpers::{spawn_app, spawn_app_with, SAMPLE, SAMPLE_UID};
@@ -100,7 +100,7 @@ async fn after_a_restart_the_cache_is_rebuilt_from_postgres_and_serves_the_same(
     // Arrange
     let app = spawn_app().await?;
     let mut rng = rand::rng();
-    let other = order_service::generator::valid_order_json(&mut rng);
+    let other = order_service::domain::generator::valid_order_json(&mut rng);
     let other_uid = serde_json::from_slice::<Value>(&other)?["order_uid"]
         .as_str()
         .unwrap_or_default()
@@ -136,7 +136,7 @@ async fn orders_and_dead_letters_are_listed_newest_first_with_paging() -> anyhow
     let app = spawn_app().await?;
     let mut rng = rand::rng();
     let orders: Vec<Vec<u8>> = (0..3)
-        .map(|_| order_service::generator::valid_order_json(&mut rng))
+        .map(|_| order_service::domain::generator::valid_order_json(&mut rng))
         .collect();
     app.publish_all(orders).await?;
     app.publish(&b"{not json"[..]).await?;

@@ -1,8 +1,8 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use order_service::configuration::SourceKind;
-use order_service::generator::{self, InvalidKind};
+use order_service::config::SourceKind;
+use order_service::domain::generator::{self, InvalidKind};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::Value;
@@ -288,7 +288,7 @@ async fn a_second_instance_with_the_same_client_id_fails_to_start_with_a_clear_e
     let app = spawn_app().await?;
 
     // Act
-    let second = order_service::startup::Application::build(app.settings.clone()).await;
+    let second = order_service::app::Application::build(app.settings.clone()).await;
 
     // Assert
     let error = match second {

@@ -1,8 +1,8 @@
 //! Every instance serves every order: a miss reads PostgreSQL, ids not stored are remembered until they arrive, a
 //! bounded cache keeps the hottest orders, and an order one instance consumed is served by another.
 
+use order_service::app::{Application, ShutdownHandle};
 use order_service::cache::store::ENTRY_OVERHEAD;
-use order_service::startup::{Application, ShutdownHandle};
 
 use crate::helpers::{
     connect, eventually, insert_directly, prepare, sample_with_uid, spawn_app, TestApp, WAIT,

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use order_service::configuration::SourceKind;
+use order_service::config::SourceKind;
 use serde_json::Value;
 
 use crate::helpers::{prepare_with, spawn_app, spawn_app_with, TestApp, SAMPLE, SAMPLE_UID};

@@ -3,10 +3,10 @@
 //! which commit one by one.
 
 use chrono::{DateTime, Utc};
+use order_service::domain::generator::valid_order_json;
 use order_service::domain::{
     OrderSchema, RejectClass, RejectReason, ValidOrder, DEFAULT_MAX_BYTES,
 };
-use order_service::generator::valid_order_json;
 use order_service::storage::{self, DeadLetterRow, OrderRow, Stored};
 use rand::rngs::StdRng;
 use rand::SeedableRng;

@@ -7,9 +7,9 @@ use std::process::Command;
 
 use anyhow::Context;
 use async_nats::jetstream;
-use order_service::configuration::{Secret, Settings, SourceKind, SslMode};
-use order_service::nats_auth::NatsTarget;
+use order_service::config::{Secret, Settings, SourceKind, SslMode};
 use order_service::storage;
+use order_service::transport::nats_auth::NatsTarget;
 use serde_json::Value;
 use stan_testkit::StoreKind;
 

@@ -342,7 +342,7 @@ async fn recent_orders_are_listed_newest_first_paged_and_open_on_click() -> anyh
     let app = spawn_app().await?;
     let mut rng = rand::rng();
     let orders: Vec<Vec<u8>> = (0..12)
-        .map(|_| order_service::generator::valid_order_json(&mut rng))
+        .map(|_| order_service::domain::generator::valid_order_json(&mut rng))
         .collect();
     app.publish_all(orders).await?;
     app.wait_for_rows("orders", 12).await?;

@@ -14,26 +14,26 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::actors::cache::{CacheSettings, PostgresOrders};
+use crate::actors::stall::{self, PipelineHealth};
 use crate::actors::{
     CacheGroup, CachedOrder, DocumentArena, Drain, NatsSubscriber, OrderPersister, OrderValidator,
     PersisterSettings, StartSubscription, SubscriberStatus,
 };
-use crate::admin_auth::{self, AdminToken};
+use crate::cache::feed::{ChangeFeed, FeedOrder, FeedSettings, FeedSink};
 use crate::cache::store::charge;
-use crate::configuration::{Settings, SourceKind};
+use crate::config::{Settings, SourceKind};
 use crate::domain::OrderSchema;
-use crate::error_chain::error_chain;
-use crate::feed::{ChangeFeed, FeedOrder, FeedSettings, FeedSink};
-use crate::http_metrics::HttpMetrics;
-use crate::metrics::Metrics;
-use crate::nats_auth::NatsTarget;
-use crate::readiness::{Readiness, SourceStatus};
+use crate::http::admin_gate::{self, AdminToken};
+use crate::http::readiness::{Readiness, SourceStatus};
+use crate::http::request_metrics::HttpMetrics;
+use crate::http::routes::{self, Listener};
 use crate::replay::ReplayPipeline;
-use crate::routes::{self, Listener};
-use crate::stall::{self, PipelineHealth};
 use crate::storage::feed::FeedStart;
 use crate::storage::{self, Pool};
+use crate::telemetry::error_chain::error_chain;
+use crate::telemetry::metrics::Metrics;
 use crate::transport::jetstream::ConsumerSettings;
+use crate::transport::nats_auth::NatsTarget;
 use crate::transport::Transport;
 
 /// How long a graceful stop waits for messages in flight to commit and be acked.
@@ -71,7 +71,7 @@ pub struct Application {
 impl Application {
     /// Builds and starts everything; returns once the service takes messages. Errors are startup errors.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        crate::redact::register(settings.secrets());
+        crate::config::redact::register(settings.secrets());
         settings
             .application
             .check_admin_exposure()
@@ -505,7 +505,7 @@ fn run_admin(listener: TcpListener, shared: &HttpShared) -> anyhow::Result<Serve
     let server = HttpServer::new(move || {
         let cache = web::Data::new(caches.start_local_member());
         App::new()
-            .wrap(from_fn(admin_auth::gate))
+            .wrap(from_fn(admin_gate::gate))
             .wrap(HttpMetrics::new(&metrics))
             .app_data(admin_token.clone())
             .app_data(cache)

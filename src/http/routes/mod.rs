@@ -25,7 +25,7 @@ pub use ui::{admin_js, app_css, app_js, index, CONTENT_SECURITY_POLICY};
 pub enum Listener {
     /// `HTTP_ADDR`: anyone may reach it.
     Public,
-    /// `ADMIN_ADDR`: operators, behind `admin_auth::gate`.
+    /// `ADMIN_ADDR`: operators, behind `admin_gate::gate`.
     Admin,
 }
 

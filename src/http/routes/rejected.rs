@@ -8,9 +8,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::domain::RejectReason;
+use crate::http::routes::error_response;
+use crate::http::routes::pagination::{ListError, Page};
 use crate::replay::{replay_dead_letter, ReplayError, ReplayPipeline, ReplayResult};
-use crate::routes::error_response;
-use crate::routes::pagination::{ListError, Page};
 use crate::storage::listings::{self, DeadLetterListRow};
 use crate::storage::Pool;
 

@@ -10,10 +10,10 @@ use actix_web::http::StatusCode;
 use actix_web::{get, web, HttpResponse};
 use serde_json::Value;
 
-use crate::routes::{error_response, Listener};
+use crate::http::routes::{error_response, Listener};
 
-const OPENAPI: &str = include_str!("../../schema/openapi.json");
-const ORDER_SCHEMA: &str = include_str!("../../schema/order.schema.json");
+const OPENAPI: &str = include_str!("../../../schema/openapi.json");
+const ORDER_SCHEMA: &str = include_str!("../../../schema/order.schema.json");
 
 /// Built once; both inputs are compiled in, so an error here is a broken build (a unit test catches it).
 static PUBLIC: LazyLock<Result<String, String>> =

@@ -1,8 +1,8 @@
 use actix_web::{get, http::StatusCode, web, HttpResponse};
 use serde_json::{json, Value};
 
-use crate::readiness::Readiness;
-use crate::routes::error_response;
+use crate::http::readiness::Readiness;
+use crate::http::routes::error_response;
 
 /// The process is alive.
 #[get("/healthz")]

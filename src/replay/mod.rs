@@ -3,6 +3,8 @@
 //! this; the CLI `order-service replay` calls that route, so the work always happens in the service whose caches
 //! must see a stored order.
 
+pub mod client;
+
 use std::sync::Arc;
 
 use actix::{Addr, MailboxError};
@@ -11,9 +13,9 @@ use tracing::field;
 
 use crate::actors::{MessageSpan, OrderValidator, Outcome, PipelineError, ReplayMessage, Replayed};
 use crate::domain::{RejectClass, RejectReason};
-use crate::error_chain::error_chain_fmt;
 use crate::storage::dead_letters::{self, ReplayRecord};
 use crate::storage::{PersistError, Pool};
+use crate::telemetry::error_chain::error_chain_fmt;
 use crate::transport::{Origin, SourceKind};
 
 /// Where a replay enters the pipeline: the running validator.

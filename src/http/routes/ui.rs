@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{get, web, HttpRequest, HttpResponse};
 
-use crate::routes::Listener;
+use crate::http::routes::Listener;
 
 /// Only this origin's script, styles and API; no inline code, no frames, no plugins.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \

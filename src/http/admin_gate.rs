@@ -17,8 +17,8 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error};
 use subtle::ConstantTimeEq;
 
-use crate::configuration::Secret;
-use crate::routes::error_response;
+use crate::config::Secret;
+use crate::http::routes::error_response;
 
 /// The token the admin listener wants, if any (shared with the middleware through `app_data`).
 #[derive(Clone)]
@@ -27,7 +27,7 @@ pub struct AdminToken(pub Option<Secret>);
 /// Paths served without the token: the operator page's own files, which carry no data.
 const OPEN_PATHS: &[&str] = &["/", "/ui/app.js", "/ui/app.css", "/ui/admin.js"];
 
-/// The middleware (`actix_web::middleware::from_fn(admin_auth::gate)`).
+/// The middleware (`actix_web::middleware::from_fn(admin_gate::gate)`).
 pub async fn gate(
     request: ServiceRequest,
     next: Next<impl MessageBody>,

@@ -25,11 +25,11 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_postgres::AsyncMessage;
 
-use crate::error_chain::error_chain;
-use crate::metrics::Metrics;
 use crate::storage::feed::{self as storage_feed, FeedCursor, FeedStart};
 use crate::storage::tls::Tls;
 use crate::storage::{lookups, Connection, PersistError};
+use crate::telemetry::error_chain::error_chain;
+use crate::telemetry::metrics::Metrics;
 
 /// The channel the orders trigger notifies (migration V3).
 pub const CHANNEL: &str = "orders_committed";

@@ -1,6 +1,9 @@
 //! Settings: every one is a flag with an environment variable and a default in code; `--help` lists them all.
 //! The tree (application, database, the sources: stan and jetstream) follows z2p's `Settings`; clap parses it.
 
+pub mod client_id;
+pub mod redact;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,9 +11,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-
-use crate::client_id;
-use crate::redact;
 
 /// The command line: an optional subcommand (`serve` by default) and the settings.
 #[derive(Parser, Debug, Clone)]

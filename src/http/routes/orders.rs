@@ -8,11 +8,11 @@ use serde::Serialize;
 use crate::actors::cache::LookupError;
 use crate::actors::LocalCache;
 use crate::domain::{OrderUid, OrderUidError};
-use crate::error_chain::error_chain_fmt;
-use crate::routes::error_response;
-use crate::routes::pagination::{ListError, Page};
+use crate::http::routes::error_response;
+use crate::http::routes::pagination::{ListError, Page};
 use crate::storage::listings::{self, OrderListRow};
 use crate::storage::Pool;
+use crate::telemetry::error_chain::error_chain_fmt;
 
 #[derive(thiserror::Error)]
 pub enum GetOrderError {

@@ -12,7 +12,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Registry};
 
-use crate::configuration::LogFormat;
+use crate::config::LogFormat;
 
 /// A subscriber writing to `sink`, filtered by `RUST_LOG` or else by `env_filter` (e.g. "info").
 /// Generic over the sink so tests can pass `std::io::sink`.
@@ -62,7 +62,7 @@ pub(crate) mod capture {
     use serde_json::Value;
 
     use super::get_subscriber;
-    use crate::configuration::LogFormat;
+    use crate::config::LogFormat;
 
     /// A sink the test can read back.
     #[derive(Clone, Default)]

@@ -1,8 +1,8 @@
 use actix_web::{get, http::StatusCode, web, HttpResponse};
 
-use crate::metrics::{Metrics, CONTENT_TYPE};
-use crate::readiness::Readiness;
-use crate::routes::error_response;
+use crate::http::readiness::Readiness;
+use crate::http::routes::error_response;
+use crate::telemetry::metrics::{Metrics, CONTENT_TYPE};
 
 /// Every metric of this instance in the Prometheus text format.
 #[get("/metrics")]

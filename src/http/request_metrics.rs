@@ -21,7 +21,7 @@ use actix_web::http::StatusCode;
 use actix_web::{Error, HttpRequest};
 use prometheus::{Histogram, HistogramVec};
 
-use crate::metrics::{Metrics, UNMATCHED_ROUTE};
+use crate::telemetry::metrics::{Metrics, UNMATCHED_ROUTE};
 
 /// The middleware factory: `App::new().wrap(HttpMetrics::new(&metrics))`.
 pub struct HttpMetrics {

@@ -5,11 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::actors::stall::PipelineHealth;
 use crate::actors::SubscriberStatus;
-use crate::error_chain::error_chain;
-use crate::redact;
-use crate::stall::PipelineHealth;
+use crate::config::redact;
 use crate::storage::{self, Pool};
+use crate::telemetry::error_chain::error_chain;
 use crate::transport::Origin;
 
 /// How long the database may take to answer the readiness ping.

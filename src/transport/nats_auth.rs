@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use ratsio::nats_client::NatsClientOptions;
 
-use crate::configuration::{Settings, StanSettings};
+use crate::config::{Settings, StanSettings};
 
 /// How to authenticate to nats-server.
 #[derive(Clone, PartialEq, Eq)]
@@ -208,7 +208,7 @@ mod tests {
     use ratsio::nats_client::UriVec;
 
     use super::*;
-    use crate::configuration::Cli;
+    use crate::config::Cli;
 
     fn target(args: &[&str]) -> NatsTarget {
         let mut all = vec!["order-service"];

@@ -24,7 +24,7 @@ pub fn error_chain(error: &(dyn StdError + 'static)) -> String {
             text.push_str(&cause);
         }
     }
-    crate::redact::text(&text)
+    crate::config::redact::text(&text)
 }
 
 /// `Debug` for route errors (z2p's `error_chain_fmt`): the whole cause chain goes to the logs, one cause a line,
@@ -33,7 +33,7 @@ pub fn error_chain_fmt(
     error: &(dyn StdError + 'static),
     f: &mut fmt::Formatter<'_>,
 ) -> fmt::Result {
-    let mut chain = causes(error).map(|e| crate::redact::text(&e.to_string()));
+    let mut chain = causes(error).map(|e| crate::config::redact::text(&e.to_string()));
     if let Some(outer) = chain.next() {
         writeln!(f, "{outer}")?;
     }

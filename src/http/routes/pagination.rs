@@ -6,9 +6,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Deserialize;
 
-use crate::error_chain::error_chain_fmt;
-use crate::routes::error_response;
+use crate::http::routes::error_response;
 use crate::storage::PersistError;
+use crate::telemetry::error_chain::error_chain_fmt;
 
 /// `?limit=N&before=ID`: newest first, `before` is the `id` of the last row of the previous page.
 #[derive(Debug, Deserialize)]

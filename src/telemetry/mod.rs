@@ -1,0 +1,10 @@
+//! What the service tells operators: log lines (`logs`), the Prometheus registry (`metrics`), and an error with
+//! its causes for either (`error_chain`). Uses `config` and `domain` only.
+
+pub mod error_chain;
+mod logs;
+pub mod metrics;
+
+#[cfg(test)]
+pub(crate) use logs::capture;
+pub use logs::{get_subscriber, init_subscriber};
