@@ -33,7 +33,9 @@ use crate::storage::{self, Pool};
 use crate::telemetry::error_chain::error_chain;
 use crate::telemetry::metrics::Metrics;
 use crate::transport::jetstream::ConsumerSettings;
+use crate::transport::link::Link;
 use crate::transport::nats_auth::NatsTarget;
+use crate::transport::stan::StanSource;
 use crate::transport::Transport;
 
 /// How long a graceful stop waits for messages in flight to commit and be acked.
@@ -144,23 +146,40 @@ impl Application {
             validator: validator.clone(),
         };
 
-        let transports = transports(&settings);
+        let transports = transports(&settings)?;
         let mut sources = Vec::with_capacity(transports.len());
         for transport in &transports {
+            let source = transport.origin().source;
             let status = Arc::new(SubscriberStatus::default());
+            let link = Arc::new(Link::new(metrics.broker_recovery(source)));
             metrics
-                .watch_subscriber(transport.origin().source, status.clone())
+                .watch_subscriber(source, status.clone())
                 .context("Failed to register the subscriber metrics")?;
+            let read = link.clone();
+            let read_down = link.clone();
+            let read_replicas = link.clone();
+            metrics
+                .watch_link(
+                    source,
+                    move || read.server(),
+                    move || read_down.down_for(),
+                    move || read_replicas.replicas(),
+                )
+                .context("Failed to register the broker link metrics")?;
+            tracing::info!(%source, servers = %transport.servers(), "Broker servers.");
             sources.push(SourceStatus {
                 origin: transport.origin(),
                 subscription: transport.describe(),
+                servers: transport.servers(),
                 status,
+                link,
             });
         }
         let readiness = Arc::new(Readiness::new(
             sources.clone(),
             health.clone(),
             pool.clone(),
+            Duration::from_secs(settings.application.stall_after_secs),
         ));
         actix_web::rt::spawn(stall::watch(
             health,
@@ -234,8 +253,14 @@ impl Application {
         let mut subscribers = Vec::with_capacity(transports.len());
         for (transport, source) in transports.into_iter().zip(sources) {
             let subscription = source.subscription.clone();
-            let subscriber =
-                NatsSubscriber::new(transport, validator.clone(), source.status, &metrics).start();
+            let subscriber = NatsSubscriber::new(
+                transport,
+                validator.clone(),
+                source.status,
+                source.link,
+                &metrics,
+            )
+            .start();
             let failure = match subscriber.send(StartSubscription).await {
                 Ok(Ok(())) => None,
                 Ok(Err(error)) => Some(
@@ -342,19 +367,22 @@ impl Application {
     }
 }
 
-/// One transport per configured source, in the order given.
-fn transports(settings: &Settings) -> Vec<Transport> {
+/// One transport per configured source, in the order given. A malformed server list stops the start here, with
+/// the entry named and its secrets masked.
+fn transports(settings: &Settings) -> anyhow::Result<Vec<Transport>> {
     settings
         .distinct_sources()
         .into_iter()
-        .map(|source| match source {
-            SourceKind::Stan => Transport::Stan(settings.stan.clone()),
-            SourceKind::JetStream => Transport::JetStream(ConsumerSettings {
-                js: settings.jetstream.clone(),
-                nats: NatsTarget::for_jetstream(settings),
-                ack_wait: Duration::from_secs(settings.stan.ack_wait_secs.unsigned_abs().into()),
-                max_ack_pending: i64::from(settings.stan.max_in_flight),
-            }),
+        .map(|source| {
+            Ok(match source {
+                SourceKind::Stan => Transport::Stan(StanSource {
+                    settings: settings.stan.clone(),
+                    nats: NatsTarget::from_settings(&settings.stan)?,
+                }),
+                SourceKind::JetStream => {
+                    Transport::JetStream(ConsumerSettings::from_settings(settings)?)
+                }
+            })
         })
         .collect()
 }
