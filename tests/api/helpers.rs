@@ -221,10 +221,12 @@ fn base_database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-/// Creates a database named by a fresh uuid and returns its URL.
+/// Creates a database named by a fresh uuid and returns its URL. It is dropped when the test's thread ends,
+/// unless the test failed: then it is kept for inspection and its name printed (`Cleanup`).
 async fn create_database() -> anyhow::Result<String> {
     let base = base_database_url();
     let name = Uuid::new_v4().to_string();
+    Cleanup::register(&base, &name);
     let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
         .await
         .context("Failed to connect to TEST_DATABASE_URL")?;
@@ -616,6 +618,7 @@ where
             Err(error) => last_error = Some(error),
         }
         if Instant::now() > deadline {
+            Cleanup::test_failed();
             match last_error {
                 Some(error) => anyhow::bail!(
                     "timed out after {timeout:?} waiting for {what}; last error: {error:#}"
@@ -635,8 +638,85 @@ where
 {
     let until = Instant::now() + window;
     while Instant::now() < until {
-        anyhow::ensure!(check(), "{what} stopped holding");
+        if !check() {
+            Cleanup::test_failed();
+            anyhow::bail!("{what} stopped holding");
+        }
         actix_web::rt::time::sleep(Duration::from_millis(25)).await;
     }
     Ok(())
+}
+
+/// The databases one test created. Each test runs on a thread of its own, so they are kept per thread and dropped
+/// when it ends, with `psql`: a thread-local destructor cannot start an async runtime. A test that panicked, or
+/// whose `eventually`/`holds_for` gave up, keeps them and names them on stderr. A test that fails by returning
+/// another `Err` cannot be told from one that passed here, and its databases go.
+struct Cleanup {
+    base_url: String,
+    databases: Vec<String>,
+    failed: bool,
+}
+
+thread_local! {
+    static CLEANUP: std::cell::RefCell<Option<Cleanup>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Cleanup {
+    fn register(base_url: &str, name: &str) {
+        // A panic is caught by the test harness before the thread ends, so the thread cannot tell afterwards.
+        static MARK_PANICS: std::sync::Once = std::sync::Once::new();
+        MARK_PANICS.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                Cleanup::test_failed();
+                previous(info)
+            }));
+        });
+        CLEANUP.with(|cleanup| {
+            cleanup
+                .borrow_mut()
+                .get_or_insert_with(|| Cleanup {
+                    base_url: base_url.to_owned(),
+                    databases: Vec::new(),
+                    failed: false,
+                })
+                .databases
+                .push(name.to_owned())
+        });
+    }
+
+    /// Called where a test is about to fail without panicking (a returned `Err`).
+    fn test_failed() {
+        // `try_with`: a panic hook may run while the thread's locals are being torn down.
+        let _ = CLEANUP.try_with(|cleanup| {
+            if let Ok(mut cleanup) = cleanup.try_borrow_mut() {
+                if let Some(cleanup) = cleanup.as_mut() {
+                    cleanup.failed = true;
+                }
+            }
+        });
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if self.failed {
+            eprintln!(
+                "Kept the failed test's database(s) for inspection: {}",
+                self.databases.join(", ")
+            );
+            return;
+        }
+        for name in &self.databases {
+            // FORCE ends the connections a service still holds; the test is over.
+            let dropped = std::process::Command::new("psql")
+                .args(["-q", "-X", "-d", &self.base_url, "-c"])
+                .arg(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#))
+                .stdout(std::process::Stdio::null())
+                .status();
+            if !matches!(dropped, Ok(status) if status.success()) {
+                eprintln!("Could not drop test database {name}: {dropped:?}");
+            }
+        }
+    }
 }
