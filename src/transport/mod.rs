@@ -8,6 +8,7 @@
 
 pub mod jetstream;
 pub mod nats_auth;
+pub mod publisher;
 pub mod stan;
 pub mod stan_liveness;
 

@@ -1,4 +1,4 @@
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use order_service::app::{Application, ShutdownHandle};
 use order_service::config::{Cli, DatabaseSettings, Settings, SourceKind};
 use order_service::storage::{self, Pool};
 use order_service::telemetry::{get_subscriber, init_subscriber};
-use stan_proto::StanPublisher;
+use order_service::transport::publisher::OrderPublisher;
 use stan_testkit::{Broker, BrokerConfig, StoreKind};
 use uuid::Uuid;
 
@@ -67,58 +67,20 @@ pub struct StoppedApp {
     stream: Option<StreamGuard>,
 }
 
-/// Publishes test messages to one source, each confirmed by the broker (a PubAck, a JetStream publish ack).
+/// Publishes test messages to one source, each confirmed by the broker (a PubAck, a JetStream publish ack). No
+/// `Nats-Msg-Id`: a test that publishes the same order twice wants two messages in the stream.
 #[derive(Clone)]
-pub enum Publisher {
-    Stan {
-        publisher: Arc<StanPublisher>,
-        channel: String,
-    },
-    /// No `Nats-Msg-Id`: a test that publishes the same order twice wants two messages in the stream.
-    JetStream {
-        context: Box<jetstream::Context>,
-        subject: String,
-    },
-}
+pub struct Publisher(pub OrderPublisher);
 
 impl Publisher {
     pub async fn publish(&self, data: impl Into<Bytes>) -> anyhow::Result<()> {
-        match self {
-            Publisher::Stan { publisher, channel } => {
-                Ok(publisher.publish(channel, data.into()).await?)
-            }
-            Publisher::JetStream { context, subject } => {
-                context.publish(subject.clone(), data.into()).await?.await?;
-                Ok(())
-            }
-        }
+        self.0.publish(data.into(), None).await
     }
 
     /// Publishes every message, many confirmations in flight at a time; returns once all are confirmed.
     pub async fn publish_all(&self, messages: &[Vec<u8>]) -> anyhow::Result<()> {
-        for chunk in messages.chunks(256) {
-            match self {
-                Publisher::Stan { publisher, channel } => {
-                    let pending = chunk
-                        .iter()
-                        .map(|m| publisher.publish_pipelined(channel, Bytes::from(m.clone())));
-                    futures::future::try_join_all(pending).await?;
-                }
-                Publisher::JetStream { context, subject } => {
-                    let mut acks = Vec::with_capacity(chunk.len());
-                    for message in chunk {
-                        acks.push(
-                            context
-                                .publish(subject.clone(), Bytes::from(message.clone()))
-                                .await?,
-                        );
-                    }
-                    futures::future::try_join_all(acks.into_iter().map(IntoFuture::into_future))
-                        .await?;
-                }
-            }
-        }
-        Ok(())
+        let messages: Vec<Bytes> = messages.iter().cloned().map(Bytes::from).collect();
+        self.0.publish_all(&messages, 256).await
     }
 }
 
@@ -192,26 +154,17 @@ pub async fn create_stream(settings: &Settings) -> anyhow::Result<StreamGuard> {
 pub async fn publishers(settings: &Settings) -> anyhow::Result<Vec<Publisher>> {
     let mut publishers = Vec::new();
     for source in settings.distinct_sources() {
-        publishers.push(match source {
-            SourceKind::Stan => Publisher::Stan {
-                publisher: Arc::new(
-                    StanPublisher::connect(
-                        &settings.stan.url,
-                        &settings.stan.cluster_id,
-                        &format!("publisher-{}", Uuid::new_v4().simple()),
-                    )
-                    .await?,
-                ),
-                channel: settings.stan.channel.clone(),
-            },
-            SourceKind::JetStream => {
-                let client = async_nats::connect(settings.jetstream.url.as_str()).await?;
-                Publisher::JetStream {
-                    context: Box::new(jetstream::new(client)),
-                    subject: settings.jetstream.subject.clone(),
-                }
+        publishers.push(Publisher(match source {
+            SourceKind::Stan => {
+                let client_id = format!("publisher-{}", Uuid::new_v4().simple());
+                let stan = &settings.stan;
+                OrderPublisher::stan(&stan.url, &stan.cluster_id, &client_id, &stan.channel).await?
             }
-        });
+            SourceKind::JetStream => {
+                let js = &settings.jetstream;
+                OrderPublisher::jetstream(js.url.as_str(), &js.subject).await?
+            }
+        }));
     }
     Ok(publishers)
 }
@@ -485,17 +438,11 @@ impl TestApp {
             })
             .await?,
         );
-        Ok(Publisher::Stan {
-            publisher: Arc::new(
-                StanPublisher::connect(
-                    &nats_url,
-                    &cluster_id,
-                    &format!("publisher-{}", Uuid::new_v4().simple()),
-                )
-                .await?,
-            ),
-            channel: self.settings.stan.channel.clone(),
-        })
+        let client_id = format!("publisher-{}", Uuid::new_v4().simple());
+        let channel = &self.settings.stan.channel;
+        Ok(Publisher(
+            OrderPublisher::stan(&nats_url, &cluster_id, &client_id, channel).await?,
+        ))
     }
 
     pub async fn publish(&self, data: impl Into<Bytes>) -> anyhow::Result<()> {
