@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use futures::future::BoxFuture;
 use order_service::domain::generator;
-use order_service::transport::publisher::OrderPublisher;
+use order_service::transport::publisher::{Broker, PublishTarget};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use reqwest::StatusCode;
@@ -35,18 +35,8 @@ use tokio::task::JoinSet;
     about = "Publish -> first 200 from GET /order/{id}, for each order at a steady rate (a benchmark)"
 )]
 struct Cli {
-    /// Where to publish: the STAN channel or the JetStream subject.
-    #[arg(long, value_enum, default_value_t = Target::Stan)]
-    target: Target,
-    /// NATS URL of the STAN server's nats-server, or of the JetStream-enabled nats-server.
-    #[arg(long, env = "STAN_URL", default_value = "nats://127.0.0.1:4222")]
-    url: String,
-    #[arg(long, env = "STAN_CLUSTER_ID", default_value = "test-cluster")]
-    cluster_id: String,
-    #[arg(long, env = "STAN_CHANNEL", default_value = "orders")]
-    channel: String,
-    #[arg(long, env = "JS_SUBJECT", default_value = "orders")]
-    subject: String,
+    #[command(flatten)]
+    target: PublishTarget,
     /// Base URL of the service's public listener.
     #[arg(long, default_value = "http://127.0.0.1:8081")]
     service: String,
@@ -68,24 +58,6 @@ struct Cli {
     /// Also write the summary as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
-    Stan,
-    #[value(name = "jetstream")]
-    JetStream,
-}
-
-/// The publisher `--target` asks for.
-async fn connect(cli: &Cli) -> anyhow::Result<OrderPublisher> {
-    match cli.target {
-        Target::Stan => {
-            let client_id = format!("e2e-latency-{}", uuid::Uuid::new_v4().simple());
-            OrderPublisher::stan(&cli.url, &cli.cluster_id, &client_id, &cli.channel).await
-        }
-        Target::JetStream => OrderPublisher::jetstream(&cli.url, &cli.subject).await,
-    }
 }
 
 enum Outcome {
@@ -249,9 +221,9 @@ impl Summary {
         served.sort_unstable();
         let published = (cli.rate * cli.seconds).round() as u64;
         Summary {
-            target: match cli.target {
-                Target::Stan => "stan",
-                Target::JetStream => "jetstream",
+            target: match cli.target.target {
+                Broker::Stan => "stan",
+                Broker::JetStream => "jetstream",
             },
             rate: cli.rate,
             seconds: cli.seconds,
@@ -351,7 +323,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .with_context(|| format!("The service at {} is not ready", poller.base))?;
     }
     poller.gets.store(0, Ordering::Relaxed);
-    let publisher = connect(&cli).await?;
+    let publisher = cli.target.connect("e2e-latency").await?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let ticker_started = Instant::now();

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use futures::stream::{FuturesUnordered, StreamExt};
 use order_service::domain::generator;
-use order_service::transport::publisher::OrderPublisher;
+use order_service::transport::publisher::{OrderPublisher, PublishTarget};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -23,24 +23,8 @@ use rand::{Rng, SeedableRng};
     about = "Publishes valid and malformed orders to a NATS Streaming channel or a JetStream subject."
 )]
 struct Cli {
-    /// Where to publish: the STAN channel or the JetStream subject.
-    #[arg(long, env = "GENERATOR_TARGET", value_enum, default_value_t = Target::Stan)]
-    target: Target,
-    /// NATS URL of the NATS Streaming server, or of the JetStream-enabled nats-server.
-    #[arg(long, env = "STAN_URL", default_value = "nats://127.0.0.1:4222")]
-    url: String,
-    /// JetStream subject to publish to (`--target jetstream`).
-    #[arg(long, env = "JS_SUBJECT", default_value = "orders")]
-    subject: String,
-    /// NATS Streaming cluster id.
-    #[arg(long, env = "STAN_CLUSTER_ID", default_value = "test-cluster")]
-    cluster_id: String,
-    /// Channel to publish to.
-    #[arg(long, env = "STAN_CHANNEL", default_value = "orders")]
-    channel: String,
-    /// Client id of the generator [default: order-generator-<random>]. Must differ from the service's.
-    #[arg(long, env = "GENERATOR_CLIENT_ID")]
-    client_id: Option<String>,
+    #[command(flatten)]
+    target: PublishTarget,
     /// Publish this file as one message first (e.g. the sample order).
     #[arg(long)]
     file: Option<PathBuf>,
@@ -63,27 +47,6 @@ struct Cli {
     /// loads for the benchmarks, e.g. into PostgreSQL with COPY).
     #[arg(long)]
     stdout: bool,
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
-    Stan,
-    #[value(name = "jetstream")]
-    JetStream,
-}
-
-/// The publisher `--target` asks for.
-async fn connect(cli: &Cli) -> anyhow::Result<OrderPublisher> {
-    match cli.target {
-        Target::Stan => {
-            let client_id = cli
-                .client_id
-                .clone()
-                .unwrap_or_else(|| format!("order-generator-{}", uuid::Uuid::new_v4().simple()));
-            OrderPublisher::stan(&cli.url, &cli.cluster_id, &client_id, &cli.channel).await
-        }
-        Target::JetStream => OrderPublisher::jetstream(&cli.url, &cli.subject).await,
-    }
 }
 
 /// The order_uid of a message, if it has one: the `Nats-Msg-Id`, so that JetStream drops a re-send of the same
@@ -121,7 +84,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.stdout {
         return write_documents(&cli);
     }
-    let publisher = connect(&cli).await?;
+    let publisher = cli.target.connect("order-generator").await?;
 
     if let Some(path) = &cli.file {
         let data =

@@ -7,8 +7,56 @@ use std::sync::Arc;
 use anyhow::Context;
 use async_nats::jetstream;
 use bytes::Bytes;
+use clap::{Args, ValueEnum};
 use futures::future::BoxFuture;
 use stan_proto::StanPublisher;
+
+/// Where a tool publishes: the flags the order generator and the latency bench share.
+#[derive(Args, Debug, Clone)]
+pub struct PublishTarget {
+    /// Where to publish: the STAN channel or the JetStream subject.
+    #[arg(long, env = "GENERATOR_TARGET", value_enum, default_value_t = Broker::Stan)]
+    pub target: Broker,
+    /// NATS URL of the NATS Streaming server, or of the JetStream-enabled nats-server(s) (a comma-separated list).
+    #[arg(long, env = "STAN_URL", default_value = "nats://127.0.0.1:4222")]
+    pub url: String,
+    /// NATS Streaming cluster id.
+    #[arg(long, env = "STAN_CLUSTER_ID", default_value = "test-cluster")]
+    pub cluster_id: String,
+    /// STAN channel to publish to (`--target stan`).
+    #[arg(long, env = "STAN_CHANNEL", default_value = "orders")]
+    pub channel: String,
+    /// JetStream subject to publish to (`--target jetstream`).
+    #[arg(long, env = "JS_SUBJECT", default_value = "orders")]
+    pub subject: String,
+    /// STAN client id [default: <the tool's name>-<random>]. Must differ from the service's.
+    #[arg(long, env = "GENERATOR_CLIENT_ID")]
+    pub client_id: Option<String>,
+}
+
+/// The broker a tool publishes to.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broker {
+    Stan,
+    #[value(name = "jetstream")]
+    JetStream,
+}
+
+impl PublishTarget {
+    /// Connects as `--target` asks; a STAN client id not given is `<tool>-<random>`.
+    pub async fn connect(&self, tool: &str) -> anyhow::Result<OrderPublisher> {
+        match self.target {
+            Broker::Stan => {
+                let client_id = self
+                    .client_id
+                    .clone()
+                    .unwrap_or_else(|| format!("{tool}-{}", uuid::Uuid::new_v4().simple()));
+                OrderPublisher::stan(&self.url, &self.cluster_id, &client_id, &self.channel).await
+            }
+            Broker::JetStream => OrderPublisher::jetstream(&self.url, &self.subject).await,
+        }
+    }
+}
 
 /// A connection that publishes to one STAN channel or one JetStream subject. Cheap to clone.
 #[derive(Clone)]
