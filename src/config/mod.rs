@@ -1,6 +1,7 @@
 //! Settings: every one is a flag with an environment variable and a default in code; `--help` lists them all.
 //! The tree (application, database, the sources: stan and jetstream) follows z2p's `Settings`; clap parses it.
 
+pub mod backoff;
 pub mod client_id;
 pub mod redact;
 
