@@ -32,6 +32,7 @@ mod faults;
 mod feed;
 mod health_check;
 mod helpers;
+mod hostile;
 mod instances;
 mod jetstream;
 mod listeners;
