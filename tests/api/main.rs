@@ -40,6 +40,7 @@ mod metrics;
 mod migrations;
 mod openapi;
 mod orders;
+mod pg_failover;
 mod pipeline;
 mod prometheus_harness;
 mod read_through;
