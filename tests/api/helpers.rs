@@ -327,6 +327,30 @@ pub async fn prepare_on(
     sources: &[SourceKind],
 ) -> anyhow::Result<StoppedApp> {
     LazyLock::force(&TRACING);
+    let database_url = create_database().await?;
+    prepare_at(nats_url, store, sources, &database_url).await
+}
+
+/// Like `prepare`, on the database at `database_url` (one the test made itself, which several instances share):
+/// its own broker and channel, the migrations applied if they are not yet.
+pub async fn prepare_on_database(database_url: &str) -> anyhow::Result<StoppedApp> {
+    let nats_url = stan_testkit::nats_server::ensure_nats_server().await?;
+    prepare_at(
+        &nats_url,
+        StoreKind::Memory,
+        &[SourceKind::Stan],
+        database_url,
+    )
+    .await
+}
+
+async fn prepare_at(
+    nats_url: &str,
+    store: StoreKind,
+    sources: &[SourceKind],
+    database_url: &str,
+) -> anyhow::Result<StoppedApp> {
+    LazyLock::force(&TRACING);
     let nats_url = nats_url.to_owned();
     let cluster_id = format!("test-{}", Uuid::new_v4().simple());
     let broker = Broker::start(BrokerConfig {
@@ -336,8 +360,7 @@ pub async fn prepare_on(
         ..Default::default()
     })
     .await?;
-    let database_url = create_database().await?;
-    let settings = test_settings(&database_url, &nats_url, &cluster_id, sources)?;
+    let settings = test_settings(database_url, &nats_url, &cluster_id, sources)?;
     let db_pool = storage::build_pool(&settings.database).await?;
     storage::migrate(&db_pool).await?;
     let stream = if sources.contains(&SourceKind::JetStream) {

@@ -26,6 +26,7 @@ macro_rules! for_each_source {
 
 mod alerts;
 mod binary;
+mod compose;
 mod dashboard;
 mod fault_harness;
 mod faults;
@@ -41,6 +42,7 @@ mod metrics;
 mod migrations;
 mod openapi;
 mod orders;
+mod pg_failover;
 mod pipeline;
 mod prometheus_harness;
 mod read_through;
