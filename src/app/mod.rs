@@ -23,10 +23,11 @@ use crate::cache::feed::{ChangeFeed, FeedOrder, FeedSettings, FeedSink};
 use crate::cache::store::charge;
 use crate::config::{Settings, SourceKind};
 use crate::domain::OrderSchema;
-use crate::http::admin_gate::{self, AdminToken};
+use crate::http::admin_gate::{self, AdminAccess};
 use crate::http::readiness::{Readiness, SourceStatus};
 use crate::http::request_metrics::HttpMetrics;
 use crate::http::routes::{self, Listener};
+use crate::http::{error_bodies, head_requests};
 use crate::replay::ReplayPipeline;
 use crate::storage::feed::FeedStart;
 use crate::storage::{self, Pool};
@@ -204,7 +205,7 @@ impl Application {
             readiness: web::Data::from(readiness.clone()),
             replay: web::Data::new(replay),
             metrics: web::Data::from(metrics.clone()),
-            admin_token: web::Data::new(AdminToken(settings.application.admin_token.clone())),
+            admin_access: web::Data::new(AdminAccess::new(&settings.application)),
         };
         let server = run_public(listener, workers, &shared)?;
         let admin = run_admin(admin_listener, &shared)?;
@@ -474,7 +475,7 @@ struct HttpShared {
     readiness: web::Data<Readiness>,
     replay: web::Data<ReplayPipeline>,
     metrics: web::Data<Metrics>,
-    admin_token: web::Data<AdminToken>,
+    admin_access: web::Data<AdminAccess>,
 }
 
 /// The public listener: order lookups, the lookup page, health.
@@ -495,6 +496,8 @@ fn run_public(
         // Runs once on each worker thread: this worker's own cache actor (see actors/cache.rs for why).
         let cache = web::Data::new(caches.start_local_member());
         App::new()
+            .wrap(from_fn(error_bodies::json_errors))
+            .wrap(from_fn(head_requests::head_as_get))
             .wrap(HttpMetrics::new(&metrics))
             .app_data(cache)
             .app_data(readiness.clone())
@@ -519,23 +522,25 @@ fn run_admin(listener: TcpListener, shared: &HttpShared) -> anyhow::Result<Serve
         readiness,
         replay,
         metrics,
-        admin_token,
+        admin_access,
     } = shared;
-    let (caches, pool, readiness, replay, metrics, admin_token) = (
+    let (caches, pool, readiness, replay, metrics, admin_access) = (
         caches.clone(),
         pool.clone(),
         readiness.clone(),
         replay.clone(),
         metrics.clone(),
-        admin_token.clone(),
+        admin_access.clone(),
     );
     let listener_kind = web::Data::new(Listener::Admin);
     let server = HttpServer::new(move || {
         let cache = web::Data::new(caches.start_local_member());
         App::new()
             .wrap(from_fn(admin_gate::gate))
+            .wrap(from_fn(error_bodies::json_errors))
+            .wrap(from_fn(head_requests::head_as_get))
             .wrap(HttpMetrics::new(&metrics))
-            .app_data(admin_token.clone())
+            .app_data(admin_access.clone())
             .app_data(cache)
             .app_data(pool.clone())
             .app_data(readiness.clone())

@@ -1,6 +1,7 @@
 //! Settings: every one is a flag with an environment variable and a default in code; `--help` lists them all.
 //! The tree (application, database, the sources: stan and jetstream) follows z2p's `Settings`; clap parses it.
 
+pub mod backoff;
 pub mod client_id;
 pub mod redact;
 pub mod server_url;
@@ -124,6 +125,17 @@ pub struct ApplicationSettings {
     /// Bearer token every admin request must carry (`Authorization: Bearer <token>`); unset: none needed.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, global = true)]
     pub admin_token: Option<Secret>,
+    /// Host names the admin listener answers besides localhost, 127.0.0.1 and [::1] (comma-separated, each with
+    /// or without a port). Without ADMIN_TOKEN every other `Host` is refused, so a web page whose name an attacker
+    /// points at 127.0.0.1 (DNS rebinding) cannot read or replay anything; with ADMIN_TOKEN and this unset, any
+    /// `Host` is taken.
+    #[arg(
+        long,
+        env = "ADMIN_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub admin_allowed_hosts: Vec<String>,
     /// HTTP worker threads, each with its own cache actor [default: the number of CPUs].
     #[arg(long, env = "HTTP_WORKERS", global = true)]
     pub http_workers: Option<usize>,

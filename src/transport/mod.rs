@@ -10,6 +10,7 @@ pub mod deadline;
 pub mod jetstream;
 pub mod link;
 pub mod nats_auth;
+pub mod publisher;
 pub mod stan;
 pub mod stan_liveness;
 

@@ -304,8 +304,82 @@ impl ThrowawayPostgres {
         Ok(cluster)
     }
 
+    /// A primary whose commits wait until its standby named `SYNCHRONOUS_STANDBY` has flushed them (see
+    /// `standby_of`). Until that standby streams, every commit waits.
+    pub fn start_primary() -> anyhow::Result<ThrowawayPostgres> {
+        ThrowawayPostgres::start_with(|_| {
+            Ok(format!(
+                " -c synchronous_standby_names={SYNCHRONOUS_STANDBY}"
+            ))
+        })
+    }
+
+    /// A synchronous standby of `primary`: a base backup of it (`pg_basebackup -R`, which writes the connection
+    /// back to the primary and `standby.signal`), started on a port of its own and streaming under the name the
+    /// primary waits for. It starts without `synchronous_standby_names`, so once promoted it commits alone.
+    pub fn standby_of(primary: &ThrowawayPostgres) -> anyhow::Result<ThrowawayPostgres> {
+        let dir = temp_path("pg-standby");
+        std::fs::create_dir_all(&dir)?;
+        if primary.as_postgres {
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir))?;
+        }
+        let standby = ThrowawayPostgres {
+            bin: primary.bin.clone(),
+            dir,
+            port: free_port()?,
+            options: String::new(),
+            as_postgres: primary.as_postgres,
+        };
+        let primary_port = primary.port.to_string();
+        standby.run_tool(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary_port,
+                "-U",
+                "postgres",
+                "-D",
+                &standby.data_dir(),
+                "-R",
+                "--no-sync",
+            ],
+        )?;
+        // The later line wins: the same connection, named as the primary's synchronous_standby_names expects.
+        let mut auto_conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(Path::new(&standby.data_dir()).join("postgresql.auto.conf"))?;
+        writeln!(
+            auto_conf,
+            "primary_conninfo = 'host=127.0.0.1 port={primary_port} user=postgres \
+             application_name={SYNCHRONOUS_STANDBY}'"
+        )?;
+        standby.resume()?;
+        Ok(standby)
+    }
+
+    /// Promotes the standby to a primary and waits until it accepts writes.
+    pub fn promote(&self) -> anyhow::Result<()> {
+        self.run_tool(
+            "pg_ctl",
+            &["-D", &self.data_dir(), "-w", "-t", "30", "promote"],
+        )
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        self.url_of("postgres")
+    }
+
+    /// The URL of `database` on this cluster, as the superuser.
+    pub fn url_of(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
     /// Starts the stopped cluster on the same port and data.
@@ -365,6 +439,9 @@ impl Drop for ThrowawayPostgres {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The `application_name` of `ThrowawayPostgres::standby_of`'s standby, which its primary waits for.
+const SYNCHRONOUS_STANDBY: &str = "standby";
 
 /// The newest `/usr/lib/postgresql/<version>/bin` (Debian's layout), or `$PG_BIN`.
 fn postgres_bin_dir() -> anyhow::Result<PathBuf> {

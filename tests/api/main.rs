@@ -26,12 +26,14 @@ macro_rules! for_each_source {
 
 mod alerts;
 mod binary;
+mod compose;
 mod dashboard;
 mod fault_harness;
 mod faults;
 mod feed;
 mod health_check;
 mod helpers;
+mod hostile;
 mod instances;
 mod jetstream;
 mod listeners;
@@ -40,6 +42,7 @@ mod metrics;
 mod migrations;
 mod openapi;
 mod orders;
+mod pg_failover;
 mod pipeline;
 mod prometheus_harness;
 mod read_through;
