@@ -40,8 +40,8 @@ use crate::actors::message_span::MessageSpan;
 use crate::actors::persister::{all_failed, Outcome, PipelineError};
 use crate::actors::validator::{Delivered, OrderValidator, ValidateBatch};
 use crate::telemetry::error_chain::error_chain;
-use crate::telemetry::metrics::Metrics;
-use crate::transport::deadline::backoff;
+use crate::telemetry::metrics::{Metrics, Reading};
+use crate::transport::deadline::RECONNECT;
 use crate::transport::link::Link;
 use crate::transport::{
     AckHandle, BrokerMessage, ConsumerLag, Origin, SourceConnection, SourceKind, Transport,
@@ -128,6 +128,99 @@ pub struct SubscriberStatus {
 }
 
 impl SubscriberStatus {
+    /// What the metrics read from this status when scraped (`Metrics::watch`, labelled with the source).
+    pub fn readings(self: &Arc<Self>, source: SourceKind) -> Vec<Reading> {
+        type Field = fn(&SubscriberStatus) -> &AtomicU64;
+        let counters: [(&'static str, bool, &'static str, Field); 8] = [
+            (
+                "messages_received_total",
+                true,
+                "Deliveries taken from the broker, redeliveries included.",
+                |s| &s.delivered,
+            ),
+            (
+                "messages_redelivered_total",
+                true,
+                "Deliveries the broker marked as redelivered.",
+                |s| &s.redelivered,
+            ),
+            (
+                "messages_skipped_total",
+                true,
+                "Redeliveries dropped because the first delivery was still in flight.",
+                |s| &s.skipped_in_flight,
+            ),
+            (
+                "messages_in_flight",
+                false,
+                "Messages between delivery and ack.",
+                |s| &s.in_flight,
+            ),
+            (
+                "acks_total",
+                true,
+                "Acks queued for the broker (the ack connection writes them in batches).",
+                |s| &s.acked,
+            ),
+            (
+                "ack_failures_total",
+                true,
+                "Acks that failed to send; the broker redelivers those messages.",
+                |s| &s.ack_failures,
+            ),
+            (
+                "messages_not_acked_total",
+                true,
+                "Messages left unacknowledged because they could not be stored.",
+                |s| &s.not_acked,
+            ),
+            (
+                "broker_reconnects_total",
+                true,
+                "Broker connections replaced after a loss.",
+                |s| &s.reconnects,
+            ),
+        ];
+        let mut readings = Vec::new();
+        for (name, counter, help, field) in counters {
+            let status = self.clone();
+            let read = move || field(&status).load(Ordering::Relaxed) as f64;
+            readings.push(if counter {
+                Reading::counter(name, help, read)
+            } else {
+                Reading::gauge(name, help, read)
+            });
+        }
+        if source == SourceKind::JetStream {
+            type Lag = fn(&ConsumerLag) -> u64;
+            let lags: [(&'static str, &'static str, Lag); 2] = [
+                (
+                    "consumer_pending_messages",
+                    "Messages in the stream not yet delivered to the consumer, as last read from the server.",
+                    |lag| lag.pending,
+                ),
+                (
+                    "consumer_ack_pending_messages",
+                    "Messages delivered to the consumer and not yet acked, as last read from the server.",
+                    |lag| lag.ack_pending,
+                ),
+            ];
+            for (name, help, read) in lags {
+                let status = self.clone();
+                readings.push(Reading::gauge(name, help, move || {
+                    status.lag().map_or(0.0, |lag| read(&lag) as f64)
+                }));
+            }
+        }
+        let status = self.clone();
+        readings.push(Reading::gauge(
+            "broker_connected",
+            "1 while subscribed to the broker, else 0.",
+            move || f64::from(u8::from(status.check().is_ok())),
+        ));
+        readings
+    }
+
     /// `Ok` while subscribed, else why not.
     pub fn check(&self) -> Result<(), String> {
         if self.subscribed.load(Ordering::Acquire) {
@@ -276,7 +369,7 @@ impl NatsSubscriber {
         self.generation += 1;
         let old = self.connection.take();
         let replaced = self.replaced;
-        let delay = backoff(self.failed_connects);
+        let delay = RECONNECT.delay(self.failed_connects);
         self.failed_connects = self.failed_connects.saturating_add(1);
         // The old registration goes first, or the broker would refuse the new one as a duplicate; unless it is no
         // longer ours, and a close would remove the process that holds our id now.

@@ -84,7 +84,7 @@ impl Application {
         let metrics = Arc::new(Metrics::new().context("Failed to register the metrics")?);
         let pool = storage::build_pool(&settings.database).await?;
         metrics
-            .watch_pool(pool.clone())
+            .watch(&[], storage::pool_readings(&pool))
             .context("Failed to register the pool metrics")?;
         let migrations = storage::migrate(&pool).await?;
         for migration in &migrations.adopted {
@@ -154,7 +154,7 @@ impl Application {
             let status = Arc::new(SubscriberStatus::default());
             let link = Arc::new(Link::new(metrics.broker_recovery(source)));
             metrics
-                .watch_subscriber(source, status.clone())
+                .watch(&[("source", source.as_str())], status.readings(source))
                 .context("Failed to register the subscriber metrics")?;
             let read = link.clone();
             let read_down = link.clone();

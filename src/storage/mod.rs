@@ -29,12 +29,56 @@ use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 
 use crate::config::DatabaseSettings;
 use crate::telemetry::error_chain::error_chain;
+use crate::telemetry::metrics::Reading;
 
 pub use connection::{Connection, Manager};
 pub use migrations::{migrate, MigrationReport};
 pub use orders::{store_batch, DeadLetterRow, OrderRow, Stored};
 
 pub type Pool = bb8::Pool<Manager>;
+
+/// What the metrics read from the pool when scraped (`Metrics::watch`).
+pub fn pool_readings(pool: &Pool) -> Vec<Reading> {
+    type Read = fn(&bb8::State) -> f64;
+    let fields: [(&'static str, bool, &'static str, Read); 4] = [
+        (
+            "db_pool_connections",
+            false,
+            "Open database connections.",
+            |s| f64::from(s.connections),
+        ),
+        (
+            "db_pool_idle_connections",
+            false,
+            "Open database connections not in use.",
+            |s| f64::from(s.idle_connections),
+        ),
+        (
+            "db_pool_pending_gets",
+            false,
+            "Tasks waiting for a database connection.",
+            |s| s.statistics.pending_gets() as f64,
+        ),
+        (
+            "db_pool_get_timeouts_total",
+            true,
+            "Waits for a database connection that timed out.",
+            |s| s.statistics.get_timed_out as f64,
+        ),
+    ];
+    fields
+        .into_iter()
+        .map(|(name, counter, help, read)| {
+            let pool = pool.clone();
+            let value = move || read(&pool.state());
+            if counter {
+                Reading::counter(name, help, value)
+            } else {
+                Reading::gauge(name, help, value)
+            }
+        })
+        .collect()
+}
 
 /// A database failure. Every variant is treated as transient by the pipeline: the message is not acked.
 #[derive(Debug, thiserror::Error)]

@@ -6,8 +6,6 @@
 //! read when scraped instead of being counted twice: see `Sampled`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricFamily, MetricType};
@@ -16,10 +14,8 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::actors::SubscriberStatus;
+use crate::config::SourceKind;
 use crate::domain::{FlagRule, RejectClass};
-use crate::storage::Pool;
-use crate::transport::SourceKind;
 
 /// The content type of `render`'s output.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -435,146 +431,30 @@ impl Metrics {
         }))
     }
 
-    /// Registers one subscriber's counters, labelled with its source.
-    pub fn watch_subscriber(
+    /// Registers metrics read when scraped from state another part keeps (a subscriber's counters, the database
+    /// pool), each series with `labels`: the owner of the state says what to read, so this registry knows no part
+    /// above it.
+    pub fn watch(
         &self,
-        source: SourceKind,
-        status: Arc<SubscriberStatus>,
+        labels: &[(&str, &str)],
+        readings: Vec<Reading>,
     ) -> Result<(), prometheus::Error> {
-        type Field = fn(&SubscriberStatus) -> &AtomicU64;
-        let fields: [(&str, MetricType, &str, Field); 8] = [
-            (
-                "messages_received_total",
-                MetricType::COUNTER,
-                "Deliveries taken from the broker, redeliveries included.",
-                |s| &s.delivered,
-            ),
-            (
-                "messages_redelivered_total",
-                MetricType::COUNTER,
-                "Deliveries the broker marked as redelivered.",
-                |s| &s.redelivered,
-            ),
-            (
-                "messages_skipped_total",
-                MetricType::COUNTER,
-                "Redeliveries dropped because the first delivery was still in flight.",
-                |s| &s.skipped_in_flight,
-            ),
-            (
-                "messages_in_flight",
-                MetricType::GAUGE,
-                "Messages between delivery and ack.",
-                |s| &s.in_flight,
-            ),
-            (
-                "acks_total",
-                MetricType::COUNTER,
-                "Acks queued for the broker (the ack connection writes them in batches).",
-                |s| &s.acked,
-            ),
-            (
-                "ack_failures_total",
-                MetricType::COUNTER,
-                "Acks that failed to send; the broker redelivers those messages.",
-                |s| &s.ack_failures,
-            ),
-            (
-                "messages_not_acked_total",
-                MetricType::COUNTER,
-                "Messages left unacknowledged because they could not be stored.",
-                |s| &s.not_acked,
-            ),
-            (
-                "broker_reconnects_total",
-                MetricType::COUNTER,
-                "Broker connections replaced after a loss.",
-                |s| &s.reconnects,
-            ),
-        ];
-        let labels = HashMap::from([("source".to_owned(), source.as_str().to_owned())]);
-        let mut metrics = Vec::new();
-        for (base, kind, help, field) in fields {
-            let status = status.clone();
-            metrics.push(SampledMetric::labelled(
-                base,
-                kind,
-                help,
-                labels.clone(),
-                move || field(&status).load(Ordering::Relaxed) as f64,
-            )?);
-        }
-        if source == SourceKind::JetStream {
-            type Lag = fn(&crate::transport::ConsumerLag) -> u64;
-            let lags: [(&str, &str, Lag); 2] = [
-                (
-                    "consumer_pending_messages",
-                    "Messages in the stream not yet delivered to the consumer, as last read from the server.",
-                    |lag| lag.pending,
-                ),
-                (
-                    "consumer_ack_pending_messages",
-                    "Messages delivered to the consumer and not yet acked, as last read from the server.",
-                    |lag| lag.ack_pending,
-                ),
-            ];
-            for (base, help, read) in lags {
-                let status = status.clone();
-                metrics.push(SampledMetric::labelled(
-                    base,
-                    MetricType::GAUGE,
-                    help,
+        let labels: HashMap<String, String> = labels
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        let metrics = readings
+            .into_iter()
+            .map(|reading| {
+                SampledMetric::labelled(
+                    reading.name,
+                    reading.kind,
+                    reading.help,
                     labels.clone(),
-                    move || status.lag().map_or(0.0, |lag| read(&lag) as f64),
-                )?);
-            }
-        }
-        metrics.push(SampledMetric::labelled(
-            "broker_connected",
-            MetricType::GAUGE,
-            "1 while subscribed to the broker, else 0.",
-            labels,
-            move || f64::from(u8::from(status.check().is_ok())),
-        )?);
-        self.registry.register(Box::new(Sampled(metrics)))
-    }
-
-    /// Exposes the database pool's state.
-    pub fn watch_pool(&self, pool: Pool) -> Result<(), prometheus::Error> {
-        type Read = fn(&bb8::State) -> f64;
-        let fields: [(&str, MetricType, &str, Read); 4] = [
-            (
-                "db_pool_connections",
-                MetricType::GAUGE,
-                "Open database connections.",
-                |s| f64::from(s.connections),
-            ),
-            (
-                "db_pool_idle_connections",
-                MetricType::GAUGE,
-                "Open database connections not in use.",
-                |s| f64::from(s.idle_connections),
-            ),
-            (
-                "db_pool_pending_gets",
-                MetricType::GAUGE,
-                "Tasks waiting for a database connection.",
-                |s| s.statistics.pending_gets() as f64,
-            ),
-            (
-                "db_pool_get_timeouts_total",
-                MetricType::COUNTER,
-                "Waits for a database connection that timed out.",
-                |s| s.statistics.get_timed_out as f64,
-            ),
-        ];
-        let mut metrics = Vec::new();
-        for (base, kind, help, read) in fields {
-            let pool = pool.clone();
-            metrics.push(SampledMetric::new(base, kind, help, move || {
-                read(&pool.state())
-            })?);
-        }
+                    reading.read,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         self.registry.register(Box::new(Sampled(metrics)))
     }
 
@@ -635,6 +515,43 @@ impl Collector for ServerGauge {
     }
 }
 
+/// One metric read when scraped: its name without the `order_service_` prefix, counter or gauge, its help, and
+/// how to read its value.
+pub struct Reading {
+    pub name: &'static str,
+    pub kind: MetricType,
+    pub help: &'static str,
+    pub read: Box<dyn Fn() -> f64 + Send + Sync>,
+}
+
+impl Reading {
+    pub fn counter(
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> f64 + Send + Sync + 'static,
+    ) -> Reading {
+        Reading {
+            name,
+            kind: MetricType::COUNTER,
+            help,
+            read: Box::new(read),
+        }
+    }
+
+    pub fn gauge(
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> f64 + Send + Sync + 'static,
+    ) -> Reading {
+        Reading {
+            name,
+            kind: MetricType::GAUGE,
+            help,
+            read: Box::new(read),
+        }
+    }
+}
+
 /// Metrics whose values are read from state owned elsewhere each time they are scraped.
 struct Sampled(Vec<SampledMetric>);
 
@@ -645,15 +562,6 @@ struct SampledMetric {
 }
 
 impl SampledMetric {
-    fn new(
-        base: &str,
-        kind: MetricType,
-        help: &str,
-        read: impl Fn() -> f64 + Send + Sync + 'static,
-    ) -> Result<SampledMetric, prometheus::Error> {
-        SampledMetric::labelled(base, kind, help, HashMap::new(), read)
-    }
-
     /// With constant labels (the source of a subscriber's counters).
     fn labelled(
         base: &str,

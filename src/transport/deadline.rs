@@ -2,12 +2,12 @@
 //!
 //! ratsio has no timeouts of its own, and an async-nats request to a server that went away can wait for its
 //! reconnect: every broker call is bounded by `within`, so a silent broker turns into an error the subscriber acts
-//! on. `backoff` spaces the retries of a connection or a pull.
+//! on. `RECONNECT` spaces the retries of a connection or a pull.
 
 use std::future::Future;
 use std::time::Duration;
 
-use rand::Rng;
+use crate::config::backoff::Backoff;
 
 /// A broker call that did not finish in time.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,12 +29,11 @@ pub async fn within<F: Future>(
 }
 
 /// 200 ms doubling up to 10 s, with jitter so that several instances do not retry in step.
-pub fn backoff(failures: u32) -> Duration {
-    let base = Duration::from_millis(200)
-        .saturating_mul(1 << failures.min(6))
-        .min(Duration::from_secs(10));
-    base.mul_f64(rand::rng().random_range(0.8..1.2))
-}
+pub const RECONNECT: Backoff = Backoff {
+    first: Duration::from_millis(200),
+    max: Duration::from_secs(10),
+    jitter: true,
+};
 
 #[cfg(test)]
 mod tests {
@@ -57,12 +56,5 @@ mod tests {
             within("ping", Duration::from_secs(1), async { 7 }).await,
             Ok(7)
         );
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert!(backoff(0) <= Duration::from_millis(240));
-        assert!(backoff(3) >= Duration::from_millis(1280));
-        assert!(backoff(100) <= Duration::from_secs(12));
     }
 }

@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use crate::config::redact;
 use crate::config::{JetStreamSettings, Settings};
 use crate::telemetry::error_chain::error_chain;
-use crate::transport::deadline::{backoff, within, Elapsed};
+use crate::transport::deadline::{within, Elapsed, RECONNECT};
 use crate::transport::link::Link;
 use crate::transport::nats_auth::{NatsSettingsError, NatsTarget};
 use crate::transport::{AckHandle, BrokerMessage, ConsumerLag};
@@ -270,7 +270,7 @@ impl JetStreamConnection {
                             && transient_errors < MAX_TRANSIENT_ERRORS =>
                     {
                         // A leader moving, or our server gone while async-nats moves to another: pull again.
-                        let delay = backoff(transient_errors);
+                        let delay = RECONNECT.delay(transient_errors);
                         transient_errors += 1;
                         tracing::warn!(%error, attempt = transient_errors, ?delay,
                             "A JetStream pull failed; pulling again.");
