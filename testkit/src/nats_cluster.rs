@@ -49,9 +49,8 @@
 
 use std::fs::{self, File};
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ExitStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -61,6 +60,7 @@ use futures::TryStreamExt;
 use tempfile::TempDir;
 use tokio::time::{sleep, Instant};
 
+use crate::lifeline::{free_ports, spawn_with_lifeline};
 use crate::nats_server::{answers_like_nats, find_nats_server};
 
 /// How long all nodes together may take to accept connections and elect a JetStream meta leader.
@@ -105,7 +105,7 @@ struct Node {
 
 /// A nats-server under a shell wrapper that SIGKILLs it once our end of the wrapper's stdin pipe
 /// closes, and exits when it exits. The kernel closes that pipe however this process ends, so no
-/// node outlives the tests (the trick of `nats_server.rs`), and the wrapper's exit shows that the
+/// node outlives the tests (see [`crate::lifeline`]), and the wrapper's exit shows that the
 /// server died, so a node that cannot start fails the wait at once.
 struct Process {
     wrapper: Child,
@@ -441,20 +441,8 @@ impl Process {
             .append(true)
             .open(log_file)
             .with_context(|| format!("Failed to open {}", log_file.display()))?;
-        let mut wrapper = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg(binary)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("Failed to spawn {}", binary.display()))?;
-        let lifeline = wrapper
-            .stdin
-            .take()
-            .context("The nats-server wrapper has no stdin pipe")?;
+        let (wrapper, lifeline) =
+            spawn_with_lifeline(script, binary, args, log.try_clone()?.into(), log.into())?;
         Ok(Process { wrapper, lifeline })
     }
 
@@ -573,19 +561,6 @@ fn context(client: &async_nats::Client, timeout: Duration) -> jetstream::Context
     js
 }
 
-/// `count` distinct ports that were free a moment ago on 127.0.0.1. The probe sockets stay open
-/// until all are chosen, so the OS cannot hand out the same port twice.
-fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))))
-        .collect::<Result<Vec<_>, _>>()
-        .context("Failed to bind probe sockets to find free ports")?;
-    listeners
-        .iter()
-        .map(|listener| Ok(listener.local_addr()?.port()))
-        .collect()
-}
-
 /// The last lines of a node's log, or why they cannot be read.
 fn log_tail(log_file: &Path) -> String {
     match fs::read_to_string(log_file) {
@@ -600,6 +575,7 @@ fn log_tail(log_file: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
+    use std::net::TcpListener;
     use std::ops::RangeInclusive;
 
     use async_nats::jetstream::message::PublishMessage;
