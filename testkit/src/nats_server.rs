@@ -10,6 +10,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use bytes::Bytes;
+use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::OnceCell;
@@ -99,6 +101,31 @@ async fn wait_until_ready(addr: &str) -> anyhow::Result<()> {
     }
     bail!("nats-server did not accept connections on {addr} within {STARTUP_DEADLINE:?}")
 }
+
+/// Returns once nats-server has processed everything `client` sent before, SUBs included: a message
+/// to an inbox of our own comes back only after the server has handled every earlier command of the
+/// connection. async-nats's `flush` only writes the buffer out, so after it a subscription may not
+/// exist yet for a request that another connection sends at once (it gets "no responders").
+pub async fn server_has_processed(client: &async_nats::Client) -> anyhow::Result<()> {
+    let inbox = client.new_inbox();
+    let mut echo = client
+        .subscribe(inbox.clone())
+        .await
+        .context("Failed to subscribe to the echo inbox")?;
+    client
+        .publish(inbox, Bytes::new())
+        .await
+        .context("Failed to publish to the echo inbox")?;
+    client.flush().await.context("Failed to flush the echo")?;
+    timeout(ECHO_TIMEOUT, echo.next())
+        .await
+        .context("nats-server did not echo a message in time")?
+        .context("The echo subscription ended")?;
+    Ok(())
+}
+
+/// How long [`server_has_processed`] waits for its message to come back.
+const ECHO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Finds `nats-server` on PATH or in the places Debian and manual installs put it.
 pub(crate) fn find_nats_server() -> anyhow::Result<PathBuf> {

@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use ratsio::{StanClient, StanMessage, StanOptions, StartPosition};
-use stan_testkit::nats_server::ensure_nats_server;
+use stan_testkit::nats_server::{ensure_nats_server, server_has_processed};
 use stan_testkit::{Broker, BrokerConfig, StoreKind};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
@@ -179,9 +179,9 @@ impl TestCluster {
             .subscribe(flush_subject.clone())
             .await
             .context("Failed to subscribe the flush responder")?;
-        nats.flush()
+        server_has_processed(&nats)
             .await
-            .context("Failed to flush the flush responder")?;
+            .context("nats-server did not confirm the flush responder")?;
         let flush_responder = tokio::spawn(async move {
             while let Some(request) = requests.next().await {
                 if let Some(reply) = request.reply {
