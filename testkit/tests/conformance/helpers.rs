@@ -399,19 +399,43 @@ pub struct SubscriptionOptions<Start> {
     pub manual_acks: bool,
 }
 
-impl<Start> SubscriptionOptions<Start> {
-    /// Manual acks, max in flight 1024, starting at `start_position`, with `ack_wait_secs`.
-    pub fn with_defaults(start_position: Start, ack_wait_secs: i32) -> Self {
+/// A client's type of start position, with the ack wait its tests use unless they set one.
+pub trait ClientStartPosition: Sized {
+    const NEW_ONLY: Self;
+    const FIRST: Self;
+    const DEFAULT_ACK_WAIT_SECS: i32;
+}
+
+/// ratsio's: short, so that what ratsio misses right after subscribing comes back soon.
+impl ClientStartPosition for StartPosition {
+    const NEW_ONLY: Self = StartPosition::NewOnly;
+    const FIRST: Self = StartPosition::First;
+    const DEFAULT_ACK_WAIT_SECS: i32 = 1;
+}
+
+impl<Start: ClientStartPosition> SubscriptionOptions<Start> {
+    /// Manual acks, max in flight 1024, the client's default ack wait.
+    pub fn starting_at(start_position: Start) -> Self {
         SubscriptionOptions {
             queue_group: None,
             durable_name: None,
             max_in_flight: 1024,
-            ack_wait_secs,
+            ack_wait_secs: Start::DEFAULT_ACK_WAIT_SECS,
             start_position,
             start_sequence: 0,
             start_time_delta: None,
             manual_acks: true,
         }
+    }
+
+    /// Messages published after subscribing.
+    pub fn new_only() -> Self {
+        Self::starting_at(Start::NEW_ONLY)
+    }
+
+    /// Every stored message.
+    pub fn first() -> Self {
+        Self::starting_at(Start::FIRST)
     }
 
     pub fn durable(mut self, name: &str) -> Self {
@@ -455,17 +479,6 @@ impl<Start> SubscriptionOptions<Start> {
 ///
 /// Always explicit: ratsio's `subscribe()` asks for an ack wait of 1,800,000 s.
 pub type SubOptions = SubscriptionOptions<StartPosition>;
-
-impl SubOptions {
-    /// Manual acks, ack wait 1 s, max in flight 1024.
-    pub fn starting_at(start_position: StartPosition) -> SubOptions {
-        Self::with_defaults(start_position, 1)
-    }
-
-    pub fn new_only() -> SubOptions {
-        Self::starting_at(StartPosition::NewOnly)
-    }
-}
 
 /// A message with the moment it arrived.
 pub struct Received {

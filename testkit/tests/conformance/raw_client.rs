@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
-use crate::helpers::{unique, SubscriptionOptions};
+use crate::helpers::{unique, ClientStartPosition, SubscriptionOptions};
 
 /// Upper bound for any request/response exchange with the broker.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -256,21 +256,11 @@ pub async fn send_connect_request(
 /// Subscription settings for [`RawConnection::subscribe`].
 pub type RawSubOptions = SubscriptionOptions<StartPosition>;
 
-impl RawSubOptions {
-    /// Ack wait 30 s, max in flight 1024; this client always acks manually.
-    pub fn starting_at(start_position: StartPosition) -> RawSubOptions {
-        Self::with_defaults(start_position, 30)
-    }
-
-    /// Every stored message.
-    pub fn first() -> RawSubOptions {
-        Self::starting_at(StartPosition::First)
-    }
-
-    /// Messages published after subscribing.
-    pub fn new_only() -> RawSubOptions {
-        Self::starting_at(StartPosition::NewOnly)
-    }
+/// The raw client's: long, since it misses no delivery and its tests ack what they mean to.
+impl ClientStartPosition for StartPosition {
+    const NEW_ONLY: Self = StartPosition::NewOnly;
+    const FIRST: Self = StartPosition::First;
+    const DEFAULT_ACK_WAIT_SECS: i32 = 30;
 }
 
 /// An active subscription of a [`RawConnection`].
