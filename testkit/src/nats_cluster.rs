@@ -483,9 +483,7 @@ async fn stream_leader_within(
         .with_context(|| format!("Failed to get the info of stream {stream}"))?
         .cached_info()
         .clone();
-    info.cluster
-        .and_then(|cluster| cluster.leader)
-        .with_context(|| format!("Stream {stream} reports no leader"))
+    leader_of(info.cluster, || format!("Stream {stream}"))
 }
 
 /// The server name of the node leading `consumer` of `stream`, from the consumer info's cluster info.
@@ -503,9 +501,19 @@ pub async fn consumer_leader(
         .with_context(|| {
             format!("Failed to get the info of consumer {consumer} of stream {stream}")
         })?;
-    info.cluster
+    leader_of(info.cluster, || {
+        format!("Consumer {consumer} of stream {stream}")
+    })
+}
+
+/// The leader that a stream's or a consumer's cluster info names; `what` names the one asked about.
+fn leader_of(
+    cluster: Option<jetstream::stream::ClusterInfo>,
+    what: impl FnOnce() -> String,
+) -> anyhow::Result<String> {
+    cluster
         .and_then(|cluster| cluster.leader)
-        .with_context(|| format!("Consumer {consumer} of stream {stream} reports no leader"))
+        .with_context(|| format!("{} reports no leader", what()))
 }
 
 /// Waits until `stream` reports a leader other than `old_leader`, and returns it. While no node
