@@ -603,6 +603,20 @@ mod tests {
         }
     }
 
+    /// A 3-node cluster and a client of it, with stream `name` (3 replicas) holding messages
+    /// `1..=count` (see [`publish`]).
+    async fn cluster_with_replicated_stream(
+        name: &str,
+        count: u64,
+    ) -> anyhow::Result<(NatsCluster, async_nats::Client, jetstream::Context)> {
+        let cluster = NatsCluster::start(3).await?;
+        let client = cluster.client().await?;
+        let js = context(&client, REQUEST_TIMEOUT);
+        js.create_stream(replicated_stream(name)).await?;
+        publish(&js, name, 1..=count).await?;
+        Ok((cluster, client, js))
+    }
+
     /// Publishes `message <n>` to `<stream>.<n>` for each `n`, returning the last ack's sequence.
     /// A publish sent just as the client's node dies is lost without an answer, so each is tried
     /// again until acked; its message id makes the stream store it once however often it is sent.
@@ -665,11 +679,7 @@ mod tests {
     async fn killing_the_stream_leader_elects_another_node_that_keeps_the_messages(
     ) -> anyhow::Result<()> {
         // Arrange
-        let mut cluster = NatsCluster::start(3).await?;
-        let client = cluster.client().await?;
-        let js = context(&client, REQUEST_TIMEOUT);
-        js.create_stream(replicated_stream("ORDERS")).await?;
-        publish(&js, "ORDERS", 1..=10).await?;
+        let (mut cluster, client, js) = cluster_with_replicated_stream("ORDERS", 10).await?;
         let old_leader = stream_leader(&client, "ORDERS").await?;
         let old_index = cluster
             .index_of(&old_leader)
@@ -737,11 +747,7 @@ mod tests {
     #[tokio::test]
     async fn restarted_node_catches_up_on_its_old_port() -> anyhow::Result<()> {
         // Arrange
-        let mut cluster = NatsCluster::start(3).await?;
-        let client = cluster.client().await?;
-        let js = context(&client, REQUEST_TIMEOUT);
-        js.create_stream(replicated_stream("SHIPMENTS")).await?;
-        publish(&js, "SHIPMENTS", 1..=5).await?;
+        let (mut cluster, client, js) = cluster_with_replicated_stream("SHIPMENTS", 5).await?;
         let leader = stream_leader(&client, "SHIPMENTS").await?;
         let follower = (0..3)
             .find(|&i| cluster.server_name(i) != leader)
