@@ -1,4 +1,5 @@
-//! The broker under test (in-process or external), unique names, and ratsio helpers.
+//! The broker under test (in-process or external) and its settings, unique names, the subscription
+//! options of both clients, ratsio helpers, and waiting for the broker to drop a client.
 
 use std::env;
 use std::io::Write;
