@@ -109,6 +109,24 @@ async fn publish(nats_url: &str, cluster_id: &str, args: &Args) -> anyhow::Resul
     Ok(took)
 }
 
+/// Sends `request` to `subject` and decodes the broker's reply.
+async fn request<Resp: Message + Default>(
+    nats: &async_nats::Client,
+    subject: String,
+    request: &impl Message,
+) -> anyhow::Result<Resp> {
+    let reply = nats
+        .request(subject, request.encode_to_vec().into())
+        .await?;
+    Ok(Resp::decode(reply.payload)?)
+}
+
+/// Fails saying that the broker refused `what`, and why, unless its reply's `error` is empty.
+fn granted(what: &str, error: &str) -> anyhow::Result<()> {
+    ensure!(error.is_empty(), "{what} refused: {error}");
+    Ok(())
+}
+
 /// Subscribes from the first message and acks every delivery; returns the time until the last one arrived.
 async fn consume(nats_url: &str, cluster_id: &str, args: &Args) -> anyhow::Result<Duration> {
     let nats = async_nats::connect(nats_url).await?;
@@ -120,22 +138,13 @@ async fn consume(nats_url: &str, cluster_id: &str, args: &Args) -> anyhow::Resul
         ping_interval: 5,
         ping_max_out: 3,
     };
-    let reply = nats
-        .request(
-            format!("_STAN.discover.{cluster_id}"),
-            connect.encode_to_vec().into(),
-        )
-        .await?;
-    let connected = ConnectResponse::decode(reply.payload)?;
-    ensure!(
-        connected.error.is_empty(),
-        "connect refused: {}",
-        connected.error
-    );
+    let discover = format!("_STAN.discover.{cluster_id}");
+    let connected: ConnectResponse = request(&nats, discover, &connect).await?;
+    granted("connect", &connected.error)?;
 
     let inbox = nats.new_inbox();
     let mut deliveries = nats.subscribe(inbox.clone()).await?;
-    let request = SubscriptionRequest {
+    let subscription = SubscriptionRequest {
         client_id: connect.client_id.clone(),
         subject: "throughput".into(),
         inbox,
@@ -145,15 +154,9 @@ async fn consume(nats_url: &str, cluster_id: &str, args: &Args) -> anyhow::Resul
         ..SubscriptionRequest::default()
     };
     let started = Instant::now();
-    let reply = nats
-        .request(connected.sub_requests, request.encode_to_vec().into())
-        .await?;
-    let subscribed = SubscriptionResponse::decode(reply.payload)?;
-    ensure!(
-        subscribed.error.is_empty(),
-        "subscribe refused: {}",
-        subscribed.error
-    );
+    let subscribed: SubscriptionResponse =
+        request(&nats, connected.sub_requests, &subscription).await?;
+    granted("subscribe", &subscribed.error)?;
 
     let mut seen = 0;
     while seen < args.count {

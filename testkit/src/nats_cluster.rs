@@ -49,9 +49,8 @@
 
 use std::fs::{self, File};
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ExitStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -61,6 +60,7 @@ use futures::TryStreamExt;
 use tempfile::TempDir;
 use tokio::time::{sleep, Instant};
 
+use crate::lifeline::{free_ports, spawn_with_lifeline};
 use crate::nats_server::{answers_like_nats, find_nats_server};
 
 /// How long all nodes together may take to accept connections and elect a JetStream meta leader.
@@ -105,7 +105,7 @@ struct Node {
 
 /// A nats-server under a shell wrapper that SIGKILLs it once our end of the wrapper's stdin pipe
 /// closes, and exits when it exits. The kernel closes that pipe however this process ends, so no
-/// node outlives the tests (the trick of `nats_server.rs`), and the wrapper's exit shows that the
+/// node outlives the tests (see [`crate::lifeline`]), and the wrapper's exit shows that the
 /// server died, so a node that cannot start fails the wait at once.
 struct Process {
     wrapper: Child,
@@ -441,20 +441,8 @@ impl Process {
             .append(true)
             .open(log_file)
             .with_context(|| format!("Failed to open {}", log_file.display()))?;
-        let mut wrapper = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg(binary)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("Failed to spawn {}", binary.display()))?;
-        let lifeline = wrapper
-            .stdin
-            .take()
-            .context("The nats-server wrapper has no stdin pipe")?;
+        let (wrapper, lifeline) =
+            spawn_with_lifeline(script, binary, args, log.try_clone()?.into(), log.into())?;
         Ok(Process { wrapper, lifeline })
     }
 
@@ -495,9 +483,7 @@ async fn stream_leader_within(
         .with_context(|| format!("Failed to get the info of stream {stream}"))?
         .cached_info()
         .clone();
-    info.cluster
-        .and_then(|cluster| cluster.leader)
-        .with_context(|| format!("Stream {stream} reports no leader"))
+    leader_of(info.cluster, || format!("Stream {stream}"))
 }
 
 /// The server name of the node leading `consumer` of `stream`, from the consumer info's cluster info.
@@ -515,9 +501,19 @@ pub async fn consumer_leader(
         .with_context(|| {
             format!("Failed to get the info of consumer {consumer} of stream {stream}")
         })?;
-    info.cluster
+    leader_of(info.cluster, || {
+        format!("Consumer {consumer} of stream {stream}")
+    })
+}
+
+/// The leader that a stream's or a consumer's cluster info names; `what` names the one asked about.
+fn leader_of(
+    cluster: Option<jetstream::stream::ClusterInfo>,
+    what: impl FnOnce() -> String,
+) -> anyhow::Result<String> {
+    cluster
         .and_then(|cluster| cluster.leader)
-        .with_context(|| format!("Consumer {consumer} of stream {stream} reports no leader"))
+        .with_context(|| format!("{} reports no leader", what()))
 }
 
 /// Waits until `stream` reports a leader other than `old_leader`, and returns it. While no node
@@ -573,19 +569,6 @@ fn context(client: &async_nats::Client, timeout: Duration) -> jetstream::Context
     js
 }
 
-/// `count` distinct ports that were free a moment ago on 127.0.0.1. The probe sockets stay open
-/// until all are chosen, so the OS cannot hand out the same port twice.
-fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))))
-        .collect::<Result<Vec<_>, _>>()
-        .context("Failed to bind probe sockets to find free ports")?;
-    listeners
-        .iter()
-        .map(|listener| Ok(listener.local_addr()?.port()))
-        .collect()
-}
-
 /// The last lines of a node's log, or why they cannot be read.
 fn log_tail(log_file: &Path) -> String {
     match fs::read_to_string(log_file) {
@@ -600,6 +583,7 @@ fn log_tail(log_file: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
+    use std::net::TcpListener;
     use std::ops::RangeInclusive;
 
     use async_nats::jetstream::message::PublishMessage;
@@ -617,6 +601,20 @@ mod tests {
             num_replicas: 3,
             ..Default::default()
         }
+    }
+
+    /// A 3-node cluster and a client of it, with stream `name` (3 replicas) holding messages
+    /// `1..=count` (see [`publish`]).
+    async fn cluster_with_replicated_stream(
+        name: &str,
+        count: u64,
+    ) -> anyhow::Result<(NatsCluster, async_nats::Client, jetstream::Context)> {
+        let cluster = NatsCluster::start(3).await?;
+        let client = cluster.client().await?;
+        let js = context(&client, REQUEST_TIMEOUT);
+        js.create_stream(replicated_stream(name)).await?;
+        publish(&js, name, 1..=count).await?;
+        Ok((cluster, client, js))
     }
 
     /// Publishes `message <n>` to `<stream>.<n>` for each `n`, returning the last ack's sequence.
@@ -681,11 +679,7 @@ mod tests {
     async fn killing_the_stream_leader_elects_another_node_that_keeps_the_messages(
     ) -> anyhow::Result<()> {
         // Arrange
-        let mut cluster = NatsCluster::start(3).await?;
-        let client = cluster.client().await?;
-        let js = context(&client, REQUEST_TIMEOUT);
-        js.create_stream(replicated_stream("ORDERS")).await?;
-        publish(&js, "ORDERS", 1..=10).await?;
+        let (mut cluster, client, js) = cluster_with_replicated_stream("ORDERS", 10).await?;
         let old_leader = stream_leader(&client, "ORDERS").await?;
         let old_index = cluster
             .index_of(&old_leader)
@@ -753,11 +747,7 @@ mod tests {
     #[tokio::test]
     async fn restarted_node_catches_up_on_its_old_port() -> anyhow::Result<()> {
         // Arrange
-        let mut cluster = NatsCluster::start(3).await?;
-        let client = cluster.client().await?;
-        let js = context(&client, REQUEST_TIMEOUT);
-        js.create_stream(replicated_stream("SHIPMENTS")).await?;
-        publish(&js, "SHIPMENTS", 1..=5).await?;
+        let (mut cluster, client, js) = cluster_with_replicated_stream("SHIPMENTS", 5).await?;
         let leader = stream_leader(&client, "SHIPMENTS").await?;
         let follower = (0..3)
             .find(|&i| cluster.server_name(i) != leader)

@@ -4,17 +4,20 @@
 //! private `nats-server` spawned once for this process and stopped when the process exits.
 
 use std::env;
-use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use bytes::Bytes;
+use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::OnceCell;
 use tokio::time::{sleep, timeout, Instant};
+
+use crate::lifeline::{free_ports, spawn_with_lifeline};
 
 /// The URL of the machine's default nats-server.
 const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
@@ -68,7 +71,9 @@ async fn spawn_private_server() -> anyhow::Result<String> {
     let binary = find_nats_server()?;
     let mut last_error = None;
     for _attempt in 0..2 {
-        let port = free_port()?;
+        let [port] = free_ports(1)?[..] else {
+            bail!("Asked for one free port, got another number");
+        };
         let server = SpawnedServer::start(&binary, port)?;
         let addr = format!("127.0.0.1:{port}");
         match wait_until_ready(&addr).await {
@@ -97,6 +102,31 @@ async fn wait_until_ready(addr: &str) -> anyhow::Result<()> {
     bail!("nats-server did not accept connections on {addr} within {STARTUP_DEADLINE:?}")
 }
 
+/// Returns once nats-server has processed everything `client` sent before, SUBs included: a message
+/// to an inbox of our own comes back only after the server has handled every earlier command of the
+/// connection. async-nats's `flush` only writes the buffer out, so after it a subscription may not
+/// exist yet for a request that another connection sends at once (it gets "no responders").
+pub async fn server_has_processed(client: &async_nats::Client) -> anyhow::Result<()> {
+    let inbox = client.new_inbox();
+    let mut echo = client
+        .subscribe(inbox.clone())
+        .await
+        .context("Failed to subscribe to the echo inbox")?;
+    client
+        .publish(inbox, Bytes::new())
+        .await
+        .context("Failed to publish to the echo inbox")?;
+    client.flush().await.context("Failed to flush the echo")?;
+    timeout(ECHO_TIMEOUT, echo.next())
+        .await
+        .context("nats-server did not echo a message in time")?
+        .context("The echo subscription ended")?;
+    Ok(())
+}
+
+/// How long [`server_has_processed`] waits for its message to come back.
+const ECHO_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Finds `nats-server` on PATH or in the places Debian and manual installs put it.
 pub(crate) fn find_nats_server() -> anyhow::Result<PathBuf> {
     let on_path = env::var_os("PATH")
@@ -117,15 +147,7 @@ pub(crate) fn find_nats_server() -> anyhow::Result<PathBuf> {
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
-fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .context("Failed to bind a probe socket to find a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// A nats-server running under a small shell wrapper that kills it when our end of its stdin
-/// pipe closes. The kernel closes that pipe however this process ends (even SIGKILL), so the
-/// server never outlives the tests, without unsafe code or a signal-handling dependency.
+/// A nats-server running under the wrapper of [`crate::lifeline`], so it never outlives the tests.
 struct SpawnedServer {
     _wrapper: Child,
     _lifeline: ChildStdin,
@@ -134,20 +156,13 @@ struct SpawnedServer {
 impl SpawnedServer {
     fn start(binary: &Path, port: u16) -> anyhow::Result<SpawnedServer> {
         let script = r#""$0" -a 127.0.0.1 -p "$1" & server=$!; read -r _; kill "$server""#;
-        let mut wrapper = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg(binary)
-            .arg(port.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("Failed to spawn {}", binary.display()))?;
-        let lifeline = wrapper
-            .stdin
-            .take()
-            .context("The nats-server wrapper has no stdin pipe")?;
+        let (wrapper, lifeline) = spawn_with_lifeline(
+            script,
+            binary,
+            &[port.to_string()],
+            Stdio::null(),
+            Stdio::null(),
+        )?;
         Ok(SpawnedServer {
             _wrapper: wrapper,
             _lifeline: lifeline,

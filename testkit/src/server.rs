@@ -16,6 +16,7 @@ use stan_proto::proto;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{BrokerConfig, StoreKind};
+use crate::nats_server::server_has_processed;
 use crate::state::{State, Subjects};
 use crate::store::{FileStore, MemoryStore, Recovered, Store};
 
@@ -127,10 +128,10 @@ async fn serve(
                 .with_context(|| format!("Failed to subscribe to {subject}"))?;
             streams.push(sub.map(move |m| (kind, m)).boxed());
         }
-        client
-            .flush()
+        // Ready means answering: every subscription exists on the server before anyone hears of it.
+        server_has_processed(&client)
             .await
-            .context("Failed to flush subscriptions to nats-server")?;
+            .context("nats-server did not confirm the broker's subscriptions")?;
         anyhow::Ok((client, state, select_all(streams)))
     };
     let (client, mut state, mut requests) = match setup.await {

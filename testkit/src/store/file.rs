@@ -307,19 +307,28 @@ mod tests {
         channel.next_message(Bytes::from_static(data))
     }
 
+    /// Appends `payloads` to channel `name` of a new file store in `dir`, commits and closes the
+    /// store; returns the channel as written.
+    fn write_committed(
+        dir: &Path,
+        name: &str,
+        payloads: &[&'static [u8]],
+    ) -> anyhow::Result<Channel> {
+        let mut channel = Channel::new();
+        let (mut store, _) = FileStore::open(dir, false, 0, 0)?.expect("unlocked");
+        for data in payloads {
+            let m = msg(&channel, data);
+            store.append(name, &m)?;
+            channel.push(m, 0, 0);
+        }
+        store.commit()?;
+        Ok(channel)
+    }
+
     #[test]
     fn messages_survive_a_reopen_and_a_torn_tail_is_cut_off() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
-        let mut channel = Channel::new();
-        {
-            let (mut store, _) = FileStore::open(dir.path(), false, 0, 0)?.expect("unlocked");
-            for data in [&b"a"[..], b"b"] {
-                let m = msg(&channel, data);
-                store.append("orders.x", &m)?;
-                channel.push(m, 0, 0);
-            }
-            store.commit()?;
-        }
+        let channel = write_committed(dir.path(), "orders.x", &[b"a", b"b"])?;
         let log = fs::read_dir(dir.path().join(CHANNELS))?
             .next()
             .expect("one log")?
@@ -366,16 +375,7 @@ mod tests {
     #[test]
     fn limits_apply_on_load_and_compact_the_log() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
-        let mut channel = Channel::new();
-        {
-            let (mut store, _) = FileStore::open(dir.path(), false, 0, 0)?.expect("unlocked");
-            for data in [&b"1"[..], b"2", b"3", b"4"] {
-                let m = msg(&channel, data);
-                store.append("c", &m)?;
-                channel.push(m, 0, 0);
-            }
-            store.commit()?;
-        }
+        write_committed(dir.path(), "c", &[b"1", b"2", b"3", b"4"])?;
 
         let (_, recovered) = FileStore::open(dir.path(), false, 2, 0)?.expect("unlocked");
         let (_, again) = FileStore::open(dir.path(), false, 0, 0)?.expect("unlocked");

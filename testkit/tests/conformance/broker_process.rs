@@ -1,43 +1,68 @@
 //! The `stan-broker` binary with a file store, killed with SIGKILL or stopped with SIGTERM.
 //! Skipped against an external server, which we cannot kill.
 
-use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
 use futures::future::try_join_all;
-use stan_testkit::nats_server::ensure_nats_server;
+use tempfile::TempDir;
 use tokio::process::{Child, Command};
 use tokio::time::{sleep, timeout, Instant};
 
-use crate::helpers::{external_server, skip_on_external_server, unique};
-use crate::raw_client::{RawConnection, RawSubOptions};
+use crate::helpers::{local_nats_url, publish_all, unique};
+use crate::raw_client::{assert_no_delivery, RawConnection, RawSubOptions, DELIVERY_WAIT};
 
-/// A `stan-broker` process on a file store.
+/// The `stan-broker` binary on a file store of its own, with what it takes to start it there again.
 struct BrokerProcess {
-    process: Child,
+    /// Declared first, so it is dropped (killed) before its store directory is removed.
+    process: Option<Child>,
+    nats_url: String,
+    cluster_id: String,
+    dir: TempDir,
 }
 
 impl BrokerProcess {
-    /// Starts the binary and waits until it accepts a connection.
-    async fn start(nats_url: &str, cluster_id: &str, dir: &Path) -> anyhow::Result<BrokerProcess> {
+    /// Starts the binary on a fresh store and cluster id named after `name`; `None` (and a skip
+    /// line) when the suite targets an external server, which we cannot kill.
+    async fn start_new(test: &str, name: &str) -> anyhow::Result<Option<BrokerProcess>> {
+        let reason = "needs to kill and restart the broker process";
+        let Some(nats_url) = local_nats_url(test, reason).await? else {
+            return Ok(None);
+        };
+        let mut broker = BrokerProcess {
+            process: None,
+            nats_url,
+            cluster_id: unique(name),
+            dir: tempfile::tempdir().context("Failed to create a store directory")?,
+        };
+        broker.start().await?;
+        Ok(Some(broker))
+    }
+
+    /// Starts the binary on this store and waits until it accepts a connection.
+    async fn start(&mut self) -> anyhow::Result<()> {
         let process = Command::new(env!("CARGO_BIN_EXE_stan-broker"))
-            .args(["--cluster_id", cluster_id, "--nats_server", nats_url])
+            .args([
+                "--cluster_id",
+                &self.cluster_id,
+                "--nats_server",
+                &self.nats_url,
+            ])
             .args(["--store", "file", "--dir"])
-            .arg(dir)
+            .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .context("Failed to start stan-broker")?;
+        self.process = Some(process);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let probe = RawConnection::connect(nats_url, cluster_id, &unique("probe")).await;
-            match probe {
+            match self.connect("probe").await {
                 Ok(probe) => {
                     probe.close().await?;
-                    return Ok(BrokerProcess { process });
+                    return Ok(());
                 }
                 Err(error) if Instant::now() >= deadline => {
                     return Err(error.context("stan-broker did not answer within 10 s"))
@@ -47,49 +72,53 @@ impl BrokerProcess {
         }
     }
 
-    async fn kill(mut self) -> anyhow::Result<()> {
-        self.process
+    /// A live raw connection to this broker, with a client id named after `name`.
+    async fn connect(&self, name: &str) -> anyhow::Result<RawConnection> {
+        RawConnection::connect(&self.nats_url, &self.cluster_id, &unique(name)).await
+    }
+
+    /// The running process; fails if it was already killed or stopped.
+    fn running(&mut self) -> anyhow::Result<Child> {
+        self.process.take().context("stan-broker is not running")
+    }
+
+    /// Kills the process with SIGKILL.
+    async fn kill(&mut self) -> anyhow::Result<()> {
+        self.running()?
             .kill()
             .await
             .context("Failed to kill stan-broker")
     }
 
     /// Sends SIGTERM and returns how the process exited.
-    async fn terminate(mut self) -> anyhow::Result<ExitStatus> {
-        let pid = self.process.id().context("stan-broker already exited")?;
+    async fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
+        let mut process = self.running()?;
+        let pid = process.id().context("stan-broker already exited")?;
         let status = std::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status()
             .context("Failed to run kill")?;
         anyhow::ensure!(status.success(), "kill -TERM {pid} failed");
-        timeout(Duration::from_secs(5), self.process.wait())
+        timeout(Duration::from_secs(5), process.wait())
             .await
             .context("stan-broker did not exit within 5 s of SIGTERM")?
             .context("Failed to wait for stan-broker")
     }
 }
 
-/// The NATS url, or `None` (and a skip line) when the suite targets an external server.
-async fn local_nats(test: &str) -> anyhow::Result<Option<String>> {
-    if external_server().is_some() {
-        skip_on_external_server(test, "needs to kill and restart the broker process");
-        return Ok(None);
-    }
-    ensure_nats_server().await.map(Some)
-}
-
 #[tokio::test]
 async fn acknowledged_messages_survive_a_broker_killed_with_sigkill() -> anyhow::Result<()> {
     // Arrange
-    let Some(nats_url) =
-        local_nats("acknowledged_messages_survive_a_broker_killed_with_sigkill").await?
+    let Some(mut broker) = BrokerProcess::start_new(
+        "acknowledged_messages_survive_a_broker_killed_with_sigkill",
+        "sigkill",
+    )
+    .await?
     else {
         return Ok(());
     };
-    let (cluster_id, channel) = (unique("sigkill"), unique("conf.sigkill"));
-    let dir = tempfile::tempdir()?;
-    let broker = BrokerProcess::start(&nats_url, &cluster_id, dir.path()).await?;
-    let publisher = RawConnection::connect(&nats_url, &cluster_id, &unique("pub")).await?;
+    let channel = unique("conf.sigkill");
+    let publisher = broker.connect("pub").await?;
     let payloads: Vec<String> = (1..=200).map(|i| format!("m{i}")).collect();
     // Many PubAcks in flight at once, so the kill lands on a busy broker.
     let acks = try_join_all(
@@ -105,15 +134,12 @@ async fn acknowledged_messages_survive_a_broker_killed_with_sigkill() -> anyhow:
 
     // Act
     broker.kill().await?;
-    let _restarted = BrokerProcess::start(&nats_url, &cluster_id, dir.path()).await?;
+    broker.start().await?;
 
     // Assert
-    let reader = RawConnection::connect(&nats_url, &cluster_id, &unique("reader")).await?;
+    let reader = broker.connect("reader").await?;
     let mut subscription = reader.subscribe(&channel, RawSubOptions::first()).await?;
-    let mut stored = Vec::new();
-    while let Some(message) = subscription.next_if_any(Duration::from_millis(500)).await? {
-        stored.push(message);
-    }
+    let stored = subscription.until_quiet(Duration::from_millis(500)).await?;
     let sequences: Vec<u64> = stored.iter().map(|m| m.sequence).collect();
     assert_eq!(sequences, (1..=200).collect::<Vec<u64>>());
     let mut got: Vec<String> = stored
@@ -134,48 +160,33 @@ async fn acknowledged_messages_survive_a_broker_killed_with_sigkill() -> anyhow:
 #[tokio::test]
 async fn sigterm_stops_the_broker_cleanly_with_positions_saved() -> anyhow::Result<()> {
     // Arrange
-    let Some(nats_url) =
-        local_nats("sigterm_stops_the_broker_cleanly_with_positions_saved").await?
+    let Some(mut broker) = BrokerProcess::start_new(
+        "sigterm_stops_the_broker_cleanly_with_positions_saved",
+        "sigterm",
+    )
+    .await?
     else {
         return Ok(());
     };
-    let (cluster_id, channel) = (unique("sigterm"), unique("conf.sigterm"));
-    let dir = tempfile::tempdir()?;
-    let broker = BrokerProcess::start(&nats_url, &cluster_id, dir.path()).await?;
-    let client = RawConnection::connect(&nats_url, &cluster_id, &unique("durable")).await?;
+    let channel = unique("conf.sigterm");
+    let client = broker.connect("durable").await?;
     let options = RawSubOptions::first().durable("d").max_in_flight(1);
     let mut subscription = client.subscribe(&channel, options.clone()).await?;
-    let publisher = RawConnection::connect(&nats_url, &cluster_id, &unique("pub")).await?;
-    for payload in ["1", "2", "3"] {
-        publisher
-            .publish_confirmed(&channel, payload.as_bytes())
-            .await?;
-    }
-    for expected in [1, 2] {
-        let message = subscription.next_within(Duration::from_secs(2)).await?;
-        assert_eq!(message.sequence, expected);
-        subscription.ack(message.sequence).await?;
-    }
-    // Max in flight 1: receiving 3 proves the acks of 1 and 2 were processed.
-    let three = subscription.next_within(Duration::from_secs(2)).await?;
-    assert_eq!(three.sequence, 3);
+    let publisher = broker.connect("pub").await?;
+    publish_all(&publisher, &channel, &["1", "2", "3"]).await?;
+    subscription.ack_all_but_last(&[1, 2, 3]).await?;
 
     // Act
     let status = broker.terminate().await?;
-    let _restarted = BrokerProcess::start(&nats_url, &cluster_id, dir.path()).await?;
+    broker.start().await?;
     subscription.close(&client).await?;
     let mut resumed = client.subscribe(&channel, options).await?;
-    let again = resumed.next_within(Duration::from_secs(2)).await?;
-    resumed.ack(again.sequence).await?;
+    let again = resumed.next_acked_within(DELIVERY_WAIT).await?;
     let extra = resumed.next_if_any(Duration::from_millis(500)).await?;
 
     // Assert
     assert!(status.success(), "stan-broker exited with {status}");
     assert_eq!((again.sequence, again.redelivered), (3, true));
-    assert!(
-        extra.is_none(),
-        "1 and 2 stay acked, got {:?}",
-        extra.map(|m| m.sequence)
-    );
+    assert_no_delivery(extra, "1 and 2 stay acked");
     Ok(())
 }

@@ -134,6 +134,14 @@ impl ChildClient {
         parse_event(&line).with_context(|| format!("Unexpected child client line {line:?}"))
     }
 
+    /// The sequence of the next message the child receives (and, acking nothing, holds) within 2 s.
+    pub async fn next_held_sequence(&mut self) -> anyhow::Result<u64> {
+        match self.next_event_within(Duration::from_secs(2)).await? {
+            ChildEvent::Received { sequence, .. } => Ok(sequence),
+            ChildEvent::Acked { .. } => bail!("The child acked without being asked to"),
+        }
+    }
+
     /// Kills the child with SIGKILL and reaps it.
     pub async fn kill(mut self) -> anyhow::Result<()> {
         self.process

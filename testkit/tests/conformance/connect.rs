@@ -4,15 +4,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::time::{sleep, Instant};
+use tokio::time::Instant;
 
 use crate::helpers::{
-    close_ratsio, distinct_sequences, publish_all, unique, SubOptions, TestCluster,
+    close_ratsio, distinct_sequences, heartbeats, publish_all, unique, wait_until_unregistered,
+    SubOptions, TestCluster, NO_LONGER_REGISTERED,
 };
-use crate::raw_client::{nats_connect, send_connect_request, RawConnection, RawSubOptions};
+use crate::raw_client::{nats_connect, send_connect_request, RawSubOptions};
 
 const ALREADY_REGISTERED: &str = "stan: clientID already registered";
-const NO_LONGER_REGISTERED: &str = "client has been replaced or is no longer registered";
 
 #[tokio::test]
 async fn connect_response_names_the_protocol_subjects_and_echoes_ping_settings(
@@ -52,14 +52,9 @@ async fn duplicate_client_id_is_refused_while_the_first_client_answers_heartbeat
     let second = cluster.raw_client(&unique("observer")).await?;
 
     // Act
-    let response = send_connect_request(
-        second.nats(),
-        &cluster.cluster_id,
-        &client_id,
-        &second.nats().new_inbox(),
-        unique("conn").into_bytes(),
-    )
-    .await?;
+    let response = second
+        .request_connect_as(&cluster.cluster_id, &client_id)
+        .await?;
 
     // Assert
     assert_eq!(response.error, ALREADY_REGISTERED);
@@ -73,9 +68,8 @@ async fn duplicate_client_id_replaces_a_client_that_stopped_answering_heartbeats
     // Arrange
     let cluster = TestCluster::start().await?;
     let client_id = unique("replaced");
-    let dead =
-        RawConnection::connect_unresponsive(&cluster.nats_url, &cluster.cluster_id, &client_id)
-            .await?;
+    let mut dead = cluster.raw_client(&client_id).await?;
+    dead.stop_answering_heartbeats().await?;
 
     // Act
     let started = Instant::now();
@@ -103,11 +97,7 @@ async fn server_sends_heartbeats_to_the_client_heartbeat_inbox() -> anyhow::Resu
     // Arrange
     let Some(cluster) = TestCluster::start_configured(
         "server_sends_heartbeats_to_the_client_heartbeat_inbox",
-        |config| {
-            config.hb_interval = Duration::from_millis(200);
-            config.hb_timeout = Duration::from_millis(500);
-            config.hb_fail_count = 10;
-        },
+        heartbeats(Duration::from_millis(200), Duration::from_millis(500), 10),
     )
     .await?
     else {
@@ -156,11 +146,7 @@ async fn client_that_stops_answering_heartbeats_is_removed_and_its_durable_suspe
     // Arrange
     let Some(cluster) = TestCluster::start_configured(
         "client_that_stops_answering_heartbeats_is_removed_and_its_durable_suspended",
-        |config| {
-            config.hb_interval = Duration::from_millis(200);
-            config.hb_timeout = Duration::from_millis(200);
-            config.hb_fail_count = 3;
-        },
+        heartbeats(Duration::from_millis(200), Duration::from_millis(200), 3),
     )
     .await?
     else {
@@ -181,11 +167,7 @@ async fn client_that_stops_answering_heartbeats_is_removed_and_its_durable_suspe
         )
         .await?;
     publish_all(&publisher, &channel, &["one", "two"]).await?;
-    let first = durable.next_within(Duration::from_secs(2)).await?;
-    durable.ack(first.sequence).await?;
-    // With max in flight 1, the second delivery proves the first ack was processed.
-    let second = durable.next_within(Duration::from_secs(2)).await?;
-    assert_eq!((first.sequence, second.sequence), (1, 2));
+    durable.ack_all_but_last(&[1, 2]).await?;
 
     // Act
     dying.stop_answering_heartbeats().await?;
@@ -203,10 +185,9 @@ async fn client_that_stops_answering_heartbeats_is_removed_and_its_durable_suspe
         "a live client stays registered"
     );
 
-    let resumed = cluster.ratsio_client(&client_id).await?;
-    let mut resumed_sub = cluster
-        .subscribe(
-            &resumed,
+    let (resumed, mut resumed_sub) = cluster
+        .ratsio_subscriber(
+            &client_id,
             &channel,
             SubOptions::new_only().durable("d").max_in_flight(10),
         )
@@ -220,22 +201,6 @@ async fn client_that_stops_answering_heartbeats_is_removed_and_its_durable_suspe
     assert_eq!(distinct_sequences(&received), vec![2, 3]);
     close_ratsio(&resumed).await?;
     Ok(())
-}
-
-/// Polls Ping for `client`'s connection until the server no longer knows it.
-async fn wait_until_unregistered(
-    observer: &RawConnection,
-    client: &RawConnection,
-    limit: Duration,
-) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if observer.ping_as(client.conn_id.clone()).await?.error == NO_LONGER_REGISTERED {
-            return Ok(started.elapsed());
-        }
-        sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!("The client was still registered after {limit:?}")
 }
 
 #[tokio::test]
@@ -309,9 +274,12 @@ async fn ratsio_client_connects_publishes_subscribes_and_closes() -> anyhow::Res
     // Arrange
     let cluster = TestCluster::start().await?;
     let channel = cluster.channel("ratsio");
-    let client = cluster.ratsio_client(&unique("ratsio")).await?;
-    let mut subscription = cluster
-        .subscribe(&client, &channel, SubOptions::new_only().auto_ack())
+    let (client, mut subscription) = cluster
+        .ratsio_subscriber(
+            &unique("ratsio"),
+            &channel,
+            SubOptions::new_only().auto_ack(),
+        )
         .await?;
 
     // Act

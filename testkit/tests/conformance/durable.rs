@@ -12,7 +12,7 @@ use crate::child_process::{ChildClient, ChildEvent, ChildSpec};
 use crate::helpers::{
     close_ratsio, distinct_sequences, publish_all, unique, Received, SubOptions, TestCluster,
 };
-use crate::raw_client::RawSubOptions;
+use crate::raw_client::{assert_no_delivery, RawSubOptions, DELIVERY_WAIT};
 
 fn first_delivery_of(received: &[Received], sequence: u64) -> Option<&Received> {
     received.iter().find(|r| r.message.sequence == sequence)
@@ -31,16 +31,14 @@ async fn durable_resumes_after_the_ratsio_client_closes() -> anyhow::Result<()> 
         .subscribe(&before, &channel, options.clone())
         .await?;
     publish_all(&publisher, &channel, &["1", "2", "3"]).await?;
-    let one = subscription.next_within(Duration::from_secs(2)).await?;
-    subscription.ack(&one.message).await?;
-    let two = subscription.next_within(Duration::from_secs(2)).await?;
-    assert_eq!((one.message.sequence, two.message.sequence), (1, 2));
+    subscription.ack_all_but_last(&[1, 2]).await?;
 
     // Act
     close_ratsio(&before).await?;
     publish_all(&publisher, &channel, &["4"]).await?;
-    let after = cluster.ratsio_client(&client_id).await?;
-    let mut resumed = cluster.subscribe(&after, &channel, options).await?;
+    let (after, mut resumed) = cluster
+        .ratsio_subscriber(&client_id, &channel, options)
+        .await?;
     let received = resumed
         .collect_until(Instant::now() + Duration::from_millis(3000), true)
         .await?;
@@ -83,8 +81,9 @@ async fn acks_sent_right_before_closing_are_kept() -> anyhow::Result<()> {
         subscription.ack(&received.message).await?;
     }
     close_ratsio(&before).await?;
-    let after = cluster.ratsio_client(&client_id).await?;
-    let mut resumed = cluster.subscribe(&after, &channel, options).await?;
+    let (after, mut resumed) = cluster
+        .ratsio_subscriber(&client_id, &channel, options)
+        .await?;
     publish_all(&publisher, &channel, &["4"]).await?;
     let received = resumed
         .collect_until(Instant::now() + Duration::from_millis(2000), true)
@@ -125,10 +124,9 @@ async fn durable_resumes_after_the_client_process_is_killed() -> anyhow::Result<
     // Act
     child.kill().await?;
     publish_all(&publisher, &channel, &["4"]).await?;
-    let after = cluster.ratsio_client(&client_id).await?;
-    let mut resumed = cluster
-        .subscribe(
-            &after,
+    let (after, mut resumed) = cluster
+        .ratsio_subscriber(
+            &client_id,
             &channel,
             SubOptions::new_only().durable("d").max_in_flight(1),
         )
@@ -161,19 +159,14 @@ async fn closing_a_durable_subscription_suspends_it() -> anyhow::Result<()> {
     let options = RawSubOptions::first().durable("d").max_in_flight(1);
     let mut subscription = client.subscribe(&channel, options.clone()).await?;
     publish_all(&publisher, &channel, &["1", "2"]).await?;
-    let one = subscription.next_within(Duration::from_secs(2)).await?;
-    subscription.ack(one.sequence).await?;
-    let two = subscription.next_within(Duration::from_secs(2)).await?;
-    assert_eq!((one.sequence, two.sequence), (1, 2));
+    subscription.ack_all_but_last(&[1, 2]).await?;
 
     // Act
     let response = subscription.close(&client).await?;
     publish_all(&publisher, &channel, &["3"]).await?;
     let mut resumed = client.subscribe(&channel, options).await?;
-    let redelivered = resumed.next_within(Duration::from_secs(2)).await?;
-    resumed.ack(redelivered.sequence).await?;
-    let next = resumed.next_within(Duration::from_secs(2)).await?;
-    resumed.ack(next.sequence).await?;
+    let redelivered = resumed.next_acked_within(DELIVERY_WAIT).await?;
+    let next = resumed.next_acked_within(DELIVERY_WAIT).await?;
     let extra = resumed.next_if_any(Duration::from_millis(500)).await?;
 
     // Assert
@@ -184,11 +177,7 @@ async fn closing_a_durable_subscription_suspends_it() -> anyhow::Result<()> {
         "the unacked message is resent first, flagged"
     );
     assert_eq!((next.sequence, next.redelivered), (3, false));
-    assert!(
-        extra.is_none(),
-        "unexpected delivery {:?}",
-        extra.map(|m| m.sequence)
-    );
+    assert_no_delivery(extra, "unexpected delivery");
     Ok(())
 }
 
@@ -202,11 +191,7 @@ async fn unsubscribing_a_durable_deletes_it() -> anyhow::Result<()> {
     let options = RawSubOptions::first().durable("d");
     let mut subscription = client.subscribe(&channel, options.clone()).await?;
     publish_all(&publisher, &channel, &["1", "2"]).await?;
-    for expected in [1, 2] {
-        let delivered = subscription.next_within(Duration::from_secs(2)).await?;
-        assert_eq!(delivered.sequence, expected);
-        subscription.ack(delivered.sequence).await?;
-    }
+    subscription.receive_and_ack(&[1, 2]).await?;
 
     // Act
     let response = subscription.unsubscribe(&client).await?;

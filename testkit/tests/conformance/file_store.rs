@@ -3,15 +3,37 @@
 
 use std::time::Duration;
 
-use stan_testkit::nats_server::ensure_nats_server;
+use anyhow::Context;
 use stan_testkit::{Broker, BrokerConfig, StoreKind};
+use tempfile::TempDir;
 use tokio::time::Instant;
 
 use crate::helpers::{
-    close_ratsio, distinct_sequences, external_server, publish_all, skip_on_external_server,
-    unique, SubOptions, TestCluster,
+    close_ratsio, distinct_sequences, heartbeats, local_nats_url, publish_all, unique,
+    wait_until_unregistered, SubOptions, TestCluster,
 };
-use crate::raw_client::{send_connect_request, RawConnection, RawSubOptions};
+use crate::raw_client::{assert_no_delivery, RawConnection, RawSubOptions, DELIVERY_WAIT};
+
+/// Settings for brokers that `test` starts itself, on a file store in a fresh directory (returned
+/// with them, to keep) and a cluster id named after `name`; `None` (and a skip line) when the suite
+/// targets an external server.
+async fn own_file_store_config(
+    test: &str,
+    name: &str,
+) -> anyhow::Result<Option<(BrokerConfig, TempDir)>> {
+    let reason = "needs to start brokers of its own";
+    let Some(nats_url) = local_nats_url(test, reason).await? else {
+        return Ok(None);
+    };
+    let dir = tempfile::tempdir().context("Failed to create a store directory")?;
+    let config = BrokerConfig {
+        cluster_id: unique(name),
+        nats_url,
+        store: StoreKind::File(dir.path().to_path_buf()),
+        ..BrokerConfig::default()
+    };
+    Ok(Some((config, dir)))
+}
 
 /// `(sequence, timestamp)` of the first `count` messages of `channel`, read by a fresh client.
 async fn read_all(
@@ -87,14 +109,9 @@ async fn file_store_keeps_clients_across_a_restart() -> anyhow::Result<()> {
     );
     client.publish_confirmed(&channel, b"still here").await?;
     // The client still answers heartbeats, so a second connect with its id is a duplicate.
-    let duplicate = send_connect_request(
-        client.nats(),
-        &cluster.cluster_id,
-        &client_id,
-        &client.nats().new_inbox(),
-        unique("conn").into_bytes(),
-    )
-    .await?;
+    let duplicate = client
+        .request_connect_as(&cluster.cluster_id, &client_id)
+        .await?;
     assert_eq!(duplicate.error, "stan: clientID already registered");
     Ok(())
 }
@@ -120,30 +137,21 @@ async fn file_store_keeps_durables_and_their_unacked_messages_across_a_restart(
         .ack_wait_secs(5);
     let mut subscription = client.subscribe(&channel, options.clone()).await?;
     publish_all(&cluster.publisher().await?, &channel, &["1", "2", "3"]).await?;
-    let one = subscription.next_within(Duration::from_secs(2)).await?;
-    subscription.ack(one.sequence).await?;
-    // Max in flight 1: receiving 2 proves the ack of 1 arrived; 2 stays unacked.
-    let two = subscription.next_within(Duration::from_secs(2)).await?;
-    assert_eq!((one.sequence, two.sequence), (1, 2));
+    // 2 stays unacked.
+    subscription.ack_all_but_last(&[1, 2]).await?;
     subscription.close(&client).await?;
 
     // Act
     cluster.restart_broker().await?;
     let mut resumed = client.subscribe(&channel, options).await?;
-    let again = resumed.next_within(Duration::from_secs(3)).await?;
-    resumed.ack(again.sequence).await?;
-    let next = resumed.next_within(Duration::from_secs(2)).await?;
-    resumed.ack(next.sequence).await?;
+    let again = resumed.next_acked_within(Duration::from_secs(3)).await?;
+    let next = resumed.next_acked_within(DELIVERY_WAIT).await?;
     let extra = resumed.next_if_any(Duration::from_millis(1500)).await?;
 
     // Assert
     assert_eq!((again.sequence, again.redelivered), (2, true));
     assert_eq!((next.sequence, next.redelivered), (3, false));
-    assert!(
-        extra.is_none(),
-        "unexpected delivery {:?}",
-        extra.map(|m| m.sequence)
-    );
+    assert_no_delivery(extra, "unexpected delivery");
     Ok(())
 }
 
@@ -158,17 +166,13 @@ async fn ratsio_subscription_keeps_working_across_a_file_store_restart() -> anyh
         return Ok(());
     };
     let channel = cluster.channel("fslive");
-    let client = cluster.ratsio_client(&unique("live")).await?;
-    let mut subscription = cluster
-        .subscribe(
-            &client,
-            &channel,
-            // 5 s: the resend after the restart is the restart's doing, not the ack wait's.
-            SubOptions::new_only()
-                .durable("d")
-                .max_in_flight(1)
-                .ack_wait_secs(5),
-        )
+    // 5 s: the resend after the restart is the restart's doing, not the ack wait's.
+    let options = SubOptions::new_only()
+        .durable("d")
+        .max_in_flight(1)
+        .ack_wait_secs(5);
+    let (client, mut subscription) = cluster
+        .ratsio_subscriber(&unique("live"), &channel, options)
         .await?;
     let publisher = cluster.publisher().await?;
     publish_all(&publisher, &channel, &["before"]).await?;
@@ -221,29 +225,20 @@ async fn file_store_keeps_durable_queue_groups_across_a_restart() -> anyhow::Res
     let mut member = client.subscribe(&channel, options).await?;
     let publisher = cluster.publisher().await?;
     publish_all(&publisher, &channel, &["1", "2"]).await?;
-    let one = member.next_within(Duration::from_secs(2)).await?;
-    member.ack(one.sequence).await?;
-    let two = member.next_within(Duration::from_secs(2)).await?;
-    assert_eq!((one.sequence, two.sequence), (1, 2));
+    member.ack_all_but_last(&[1, 2]).await?;
 
     // Act
     cluster.restart_broker().await?;
     // The ack wait is 30 s: getting 2 again within 3 s is the restart's redelivery, not a timeout.
-    let again = member.next_within(Duration::from_secs(3)).await?;
-    member.ack(again.sequence).await?;
+    let again = member.next_acked_within(Duration::from_secs(3)).await?;
     publish_all(&publisher, &channel, &["3"]).await?;
-    let three = member.next_within(Duration::from_secs(2)).await?;
-    member.ack(three.sequence).await?;
+    let three = member.next_acked_within(DELIVERY_WAIT).await?;
     let extra = member.next_if_any(Duration::from_millis(500)).await?;
 
     // Assert
     assert_eq!((again.sequence, again.redelivered), (2, true));
     assert_eq!((three.sequence, three.redelivered), (3, false));
-    assert!(
-        extra.is_none(),
-        "unexpected delivery {:?}",
-        extra.map(|m| m.sequence)
-    );
+    assert_no_delivery(extra, "unexpected delivery");
     Ok(())
 }
 
@@ -287,11 +282,7 @@ async fn restored_client_that_stops_answering_heartbeats_is_removed() -> anyhow:
     // Arrange
     let Some(mut cluster) = TestCluster::start_with_file_store_configured(
         "restored_client_that_stops_answering_heartbeats_is_removed",
-        |config| {
-            config.hb_interval = Duration::from_millis(200);
-            config.hb_timeout = Duration::from_millis(200);
-            config.hb_fail_count = 3;
-        },
+        heartbeats(Duration::from_millis(200), Duration::from_millis(200), 3),
     )
     .await?
     else {
@@ -304,17 +295,10 @@ async fn restored_client_that_stops_answering_heartbeats_is_removed() -> anyhow:
 
     // Act
     dying.stop_answering_heartbeats().await?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut removed = false;
-    while !removed && Instant::now() < deadline {
-        removed = !live.ping_as(dying.conn_id.clone()).await?.error.is_empty();
-        if !removed {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    // Fails if it is still registered 10 s after it stopped answering.
+    wait_until_unregistered(&live, &dying, Duration::from_secs(10)).await?;
 
     // Assert
-    assert!(removed, "still registered 10 s after it stopped answering");
     assert_eq!(live.ping().await?.error, "", "a live restored client stays");
     Ok(())
 }
@@ -322,24 +306,18 @@ async fn restored_client_that_stops_answering_heartbeats_is_removed() -> anyhow:
 #[tokio::test]
 async fn a_broker_started_right_after_dropping_one_takes_over_its_store() -> anyhow::Result<()> {
     // Arrange
-    if external_server().is_some() {
-        skip_on_external_server(
-            "a_broker_started_right_after_dropping_one_takes_over_its_store",
-            "needs to start brokers of its own",
-        );
+    let Some((config, _dir)) = own_file_store_config(
+        "a_broker_started_right_after_dropping_one_takes_over_its_store",
+        "takeover",
+    )
+    .await?
+    else {
         return Ok(());
-    }
-    let nats_url = ensure_nats_server().await?;
-    let dir = tempfile::tempdir()?;
-    let config = BrokerConfig {
-        cluster_id: unique("takeover"),
-        nats_url: nats_url.clone(),
-        store: StoreKind::File(dir.path().to_path_buf()),
-        ..BrokerConfig::default()
     };
+    let nats_url = &config.nats_url;
     let channel = unique("conf.takeover");
     let first = Broker::start(config.clone()).await?;
-    let publisher = RawConnection::connect(&nats_url, &config.cluster_id, &unique("pub")).await?;
+    let publisher = RawConnection::connect(nats_url, &config.cluster_id, &unique("pub")).await?;
     publisher.publish_confirmed(&channel, b"kept").await?;
 
     // Act
@@ -348,7 +326,7 @@ async fn a_broker_started_right_after_dropping_one_takes_over_its_store() -> any
     let _second = Broker::start(config.clone()).await?;
 
     // Assert
-    let reader = RawConnection::connect(&nats_url, &config.cluster_id, &unique("reader")).await?;
+    let reader = RawConnection::connect(nats_url, &config.cluster_id, &unique("reader")).await?;
     let mut subscription = reader.subscribe(&channel, RawSubOptions::first()).await?;
     let kept = subscription.next_within(Duration::from_secs(2)).await?;
     assert_eq!((kept.sequence, &kept.data[..]), (1, &b"kept"[..]));
@@ -358,19 +336,10 @@ async fn a_broker_started_right_after_dropping_one_takes_over_its_store() -> any
 #[tokio::test]
 async fn a_file_store_refuses_a_different_cluster_id() -> anyhow::Result<()> {
     // Arrange
-    if external_server().is_some() {
-        skip_on_external_server(
-            "a_file_store_refuses_a_different_cluster_id",
-            "needs to start brokers of its own",
-        );
+    let Some((config, _dir)) =
+        own_file_store_config("a_file_store_refuses_a_different_cluster_id", "owner").await?
+    else {
         return Ok(());
-    }
-    let dir = tempfile::tempdir()?;
-    let config = BrokerConfig {
-        cluster_id: unique("owner"),
-        nats_url: ensure_nats_server().await?,
-        store: StoreKind::File(dir.path().to_path_buf()),
-        ..BrokerConfig::default()
     };
     Broker::start(config.clone()).await?.shutdown().await;
 

@@ -1,4 +1,5 @@
-//! The broker under test (in-process or external), unique names, and ratsio helpers.
+//! The broker under test (in-process or external) and its settings, unique names, the subscription
+//! options of both clients, ratsio helpers, and waiting for the broker to drop a client.
 
 use std::env;
 use std::io::Write;
@@ -10,13 +11,13 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use ratsio::{StanClient, StanMessage, StanOptions, StartPosition};
-use stan_testkit::nats_server::ensure_nats_server;
+use stan_testkit::nats_server::{ensure_nats_server, server_has_processed};
 use stan_testkit::{Broker, BrokerConfig, StoreKind};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, timeout_at, Instant};
 
-use crate::raw_client::{nats_connect, RawConnection, REQUEST_TIMEOUT};
+use crate::raw_client::{nats_connect, RawConnection, DELIVERY_WAIT, REQUEST_TIMEOUT};
 
 /// A name no other test (or earlier run against a shared server) uses.
 pub fn unique(prefix: &str) -> String {
@@ -31,6 +32,40 @@ pub fn assert_close_to(actual: Duration, expected: Duration, tolerance: Duration
         actual >= low && actual <= high,
         "{what}: took {actual:?}, expected {expected:?} +/- {tolerance:?}"
     );
+}
+
+/// Broker settings that send heartbeats every `interval`, wait `timeout` for each answer and
+/// remove a client after `fail_count` unanswered ones in a row.
+pub fn heartbeats(
+    interval: Duration,
+    timeout: Duration,
+    fail_count: u32,
+) -> impl Fn(&mut BrokerConfig) + Send + Sync + 'static {
+    move |config: &mut BrokerConfig| {
+        config.hb_interval = interval;
+        config.hb_timeout = timeout;
+        config.hb_fail_count = fail_count;
+    }
+}
+
+/// What a Ping for a connection the broker no longer knows gets.
+pub const NO_LONGER_REGISTERED: &str = "client has been replaced or is no longer registered";
+
+/// Polls Ping from `observer` for `client`'s connection until the server no longer knows it;
+/// returns how long that took.
+pub async fn wait_until_unregistered(
+    observer: &RawConnection,
+    client: &RawConnection,
+    limit: Duration,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if observer.ping_as(client.conn_id.clone()).await?.error == NO_LONGER_REGISTERED {
+            return Ok(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("The client was still registered after {limit:?}")
 }
 
 /// Broker settings a test changes from the defaults.
@@ -74,13 +109,8 @@ impl TestCluster {
         test: &str,
         configure: impl Fn(&mut BrokerConfig) + Send + Sync + 'static,
     ) -> anyhow::Result<Option<TestCluster>> {
-        if external_server().is_some() {
-            skip_on_external_server(test, "needs to configure the broker");
-            return Ok(None);
-        }
-        Self::start_in_process(Arc::new(configure), None)
-            .await
-            .map(Some)
+        let reason = "needs to configure the broker";
+        Self::start_unless_external(test, reason, Arc::new(configure), false).await
     }
 
     /// An in-process broker with a file store in a fresh directory; `None` (and a skip line) when external.
@@ -93,14 +123,28 @@ impl TestCluster {
         test: &str,
         configure: impl Fn(&mut BrokerConfig) + Send + Sync + 'static,
     ) -> anyhow::Result<Option<TestCluster>> {
+        let reason = "needs to restart the broker";
+        Self::start_unless_external(test, reason, Arc::new(configure), true).await
+    }
+
+    /// An in-process broker (on a file store in a fresh directory if `file_store`), or `None` and
+    /// a skip line giving `reason` when the suite targets an external server.
+    async fn start_unless_external(
+        test: &str,
+        reason: &str,
+        configure: Arc<Configure>,
+        file_store: bool,
+    ) -> anyhow::Result<Option<TestCluster>> {
         if external_server().is_some() {
-            skip_on_external_server(test, "needs to restart the broker");
+            skip_on_external_server(test, reason);
             return Ok(None);
         }
-        let store_dir = tempfile::tempdir().context("Failed to create a store directory")?;
-        Self::start_in_process(Arc::new(configure), Some(store_dir))
-            .await
-            .map(Some)
+        let store_dir = if file_store {
+            Some(tempfile::tempdir().context("Failed to create a store directory")?)
+        } else {
+            None
+        };
+        Self::start_in_process(configure, store_dir).await.map(Some)
     }
 
     async fn start_in_process(
@@ -136,9 +180,9 @@ impl TestCluster {
             .subscribe(flush_subject.clone())
             .await
             .context("Failed to subscribe the flush responder")?;
-        nats.flush()
+        server_has_processed(&nats)
             .await
-            .context("Failed to flush the flush responder")?;
+            .context("nats-server did not confirm the flush responder")?;
         let flush_responder = tokio::spawn(async move {
             while let Some(request) = requests.next().await {
                 if let Some(reply) = request.reply {
@@ -245,6 +289,19 @@ impl TestCluster {
         })
     }
 
+    /// A ratsio client connected as `client_id` and subscribed to `channel` with `options` (see
+    /// [`TestCluster::subscribe`]).
+    pub async fn ratsio_subscriber(
+        &self,
+        client_id: &str,
+        channel: &str,
+        options: SubOptions,
+    ) -> anyhow::Result<(Arc<StanClient>, RatsioSubscription)> {
+        let client = self.ratsio_client(client_id).await?;
+        let subscription = self.subscribe(&client, channel, options).await?;
+        Ok((client, subscription))
+    }
+
     /// Round trip on the ratsio client's NATS connection (see [`TestCluster::flush_subject`]).
     pub async fn flush(&self, client: &StanClient) -> anyhow::Result<()> {
         timeout(
@@ -297,6 +354,16 @@ pub fn skip_on_external_server(test: &str, reason: &str) {
     }
 }
 
+/// The NATS url for brokers `test` starts itself, or `None` (and a skip line giving `reason`) when
+/// the suite targets an external server.
+pub async fn local_nats_url(test: &str, reason: &str) -> anyhow::Result<Option<String>> {
+    if external_server().is_some() {
+        skip_on_external_server(test, reason);
+        return Ok(None);
+    }
+    ensure_nats_server().await.map(Some)
+}
+
 /// Where each skipped test is recorded, one line each, for the run's summary.
 pub const SKIPPED_FILE: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/conformance-skipped.txt");
 
@@ -318,29 +385,43 @@ fn broker_config(
     config
 }
 
-/// Subscription settings passed to ratsio's `subscribe_with_all`.
+/// Subscription settings for either client; `Start` is that client's type of start position.
 ///
-/// Always explicit: ratsio's `subscribe()` asks for an ack wait of 1,800,000 s.
+/// The raw client never acks on its own, so `manual_acks` only matters to ratsio.
 #[derive(Clone, Debug)]
-pub struct SubOptions {
+pub struct SubscriptionOptions<Start> {
     pub queue_group: Option<String>,
     pub durable_name: Option<String>,
     pub max_in_flight: i32,
     pub ack_wait_secs: i32,
-    pub start_position: StartPosition,
+    pub start_position: Start,
     pub start_sequence: u64,
     pub start_time_delta: Option<i32>,
     pub manual_acks: bool,
 }
 
-impl SubOptions {
-    /// Manual acks, ack wait 1 s, max in flight 1024.
-    pub fn starting_at(start_position: StartPosition) -> SubOptions {
-        SubOptions {
+/// A client's type of start position, with the ack wait its tests use unless they set one.
+pub trait ClientStartPosition: Sized {
+    const NEW_ONLY: Self;
+    const FIRST: Self;
+    const DEFAULT_ACK_WAIT_SECS: i32;
+}
+
+/// ratsio's: short, so that what ratsio misses right after subscribing comes back soon.
+impl ClientStartPosition for StartPosition {
+    const NEW_ONLY: Self = StartPosition::NewOnly;
+    const FIRST: Self = StartPosition::First;
+    const DEFAULT_ACK_WAIT_SECS: i32 = 1;
+}
+
+impl<Start: ClientStartPosition> SubscriptionOptions<Start> {
+    /// Manual acks, max in flight 1024, the client's default ack wait.
+    pub fn starting_at(start_position: Start) -> Self {
+        SubscriptionOptions {
             queue_group: None,
             durable_name: None,
             max_in_flight: 1024,
-            ack_wait_secs: 1,
+            ack_wait_secs: Start::DEFAULT_ACK_WAIT_SECS,
             start_position,
             start_sequence: 0,
             start_time_delta: None,
@@ -348,46 +429,57 @@ impl SubOptions {
         }
     }
 
-    pub fn new_only() -> SubOptions {
-        Self::starting_at(StartPosition::NewOnly)
+    /// Messages published after subscribing.
+    pub fn new_only() -> Self {
+        Self::starting_at(Start::NEW_ONLY)
     }
 
-    pub fn durable(mut self, name: &str) -> SubOptions {
+    /// Every stored message.
+    pub fn first() -> Self {
+        Self::starting_at(Start::FIRST)
+    }
+
+    pub fn durable(mut self, name: &str) -> Self {
         self.durable_name = Some(name.to_string());
         self
     }
 
-    pub fn queue(mut self, group: &str) -> SubOptions {
+    pub fn queue(mut self, group: &str) -> Self {
         self.queue_group = Some(group.to_string());
         self
     }
 
-    pub fn max_in_flight(mut self, max: i32) -> SubOptions {
+    pub fn max_in_flight(mut self, max: i32) -> Self {
         self.max_in_flight = max;
         self
     }
 
-    pub fn ack_wait_secs(mut self, secs: i32) -> SubOptions {
+    pub fn ack_wait_secs(mut self, secs: i32) -> Self {
         self.ack_wait_secs = secs;
         self
     }
 
-    pub fn start_sequence(mut self, sequence: u64) -> SubOptions {
+    pub fn start_sequence(mut self, sequence: u64) -> Self {
         self.start_sequence = sequence;
         self
     }
 
     /// ratsio passes this through unchanged and the server reads nanoseconds.
-    pub fn start_time_delta_nanos(mut self, nanos: i32) -> SubOptions {
+    pub fn start_time_delta_nanos(mut self, nanos: i32) -> Self {
         self.start_time_delta = Some(nanos);
         self
     }
 
-    pub fn auto_ack(mut self) -> SubOptions {
+    pub fn auto_ack(mut self) -> Self {
         self.manual_acks = false;
         self
     }
 }
+
+/// Subscription settings passed to ratsio's `subscribe_with_all`.
+///
+/// Always explicit: ratsio's `subscribe()` asks for an ack wait of 1,800,000 s.
+pub type SubOptions = SubscriptionOptions<StartPosition>;
 
 /// A message with the moment it arrived.
 pub struct Received {
@@ -439,6 +531,22 @@ impl RatsioSubscription {
             received.push(next);
         }
         Ok(received)
+    }
+
+    /// Receives the sequences `expected` in this order, asserting each, acks all but the last and
+    /// returns the last, unacked. With max in flight 1 each delivery proves the ack before it arrived.
+    pub async fn ack_all_but_last(&mut self, expected: &[u64]) -> anyhow::Result<Received> {
+        let Some((&last, acked)) = expected.split_last() else {
+            bail!("ack_all_but_last needs at least one expected sequence");
+        };
+        for &sequence in acked {
+            let delivered = self.next_within(DELIVERY_WAIT).await?;
+            assert_eq!(delivered.message.sequence, sequence);
+            self.ack(&delivered.message).await?;
+        }
+        let held = self.next_within(DELIVERY_WAIT).await?;
+        assert_eq!(held.message.sequence, last);
+        Ok(held)
     }
 
     /// Manually acknowledges `message`.

@@ -4,71 +4,58 @@
 
 use std::time::Duration;
 
-use crate::helpers::TestCluster;
-use crate::raw_client::{RawSubOptions, RawSubscription};
+use stan_testkit::BrokerConfig;
 
-/// Reads deliveries until the inbox stays quiet for a moment.
-async fn stored_sequences(subscription: &mut RawSubscription) -> anyhow::Result<Vec<u64>> {
-    let mut sequences = Vec::new();
-    while let Some(message) = subscription.next_if_any(Duration::from_millis(500)).await? {
-        sequences.push(message.sequence);
+use crate::helpers::TestCluster;
+use crate::raw_client::RawSubOptions;
+
+/// Starts a broker changed by `configure`, publishes `payloads` to a fresh channel and asserts that
+/// exactly the sequences `kept` stay stored.
+async fn assert_limit_keeps(
+    test: &str,
+    configure: impl Fn(&mut BrokerConfig) + Send + Sync + 'static,
+    payloads: &[&[u8]],
+    kept: &[u64],
+) -> anyhow::Result<()> {
+    let Some(cluster) = TestCluster::start_configured(test, configure).await? else {
+        return Ok(());
+    };
+    let channel = cluster.channel("limits");
+    let publisher = cluster.publisher().await?;
+    for payload in payloads {
+        publisher.publish_confirmed(&channel, payload).await?;
     }
-    Ok(sequences)
+    let mut subscription = publisher
+        .subscribe(&channel, RawSubOptions::first())
+        .await?;
+    let stored = subscription.until_quiet(Duration::from_millis(500)).await?;
+    let sequences: Vec<u64> = stored.iter().map(|m| m.sequence).collect();
+    assert_eq!(sequences, kept);
+    Ok(())
 }
 
 #[tokio::test]
 async fn max_msgs_drops_the_oldest_messages() -> anyhow::Result<()> {
-    // Arrange
-    let Some(cluster) = TestCluster::start_configured("max_msgs_drops_the_oldest_messages", |c| {
-        c.max_msgs = 3;
-    })
-    .await?
-    else {
-        return Ok(());
-    };
-    let channel = cluster.channel("maxmsgs");
-    let publisher = cluster.publisher().await?;
-
-    // Act
-    for payload in ["1", "2", "3", "4", "5"] {
-        publisher
-            .publish_confirmed(&channel, payload.as_bytes())
-            .await?;
-    }
-
-    // Assert
-    let mut subscription = publisher
-        .subscribe(&channel, RawSubOptions::first())
-        .await?;
-    assert_eq!(stored_sequences(&mut subscription).await?, vec![3, 4, 5]);
-    Ok(())
+    let payloads: [&[u8]; 5] = [b"1", b"2", b"3", b"4", b"5"];
+    assert_limit_keeps(
+        "max_msgs_drops_the_oldest_messages",
+        |c| c.max_msgs = 3,
+        &payloads,
+        &[3, 4, 5],
+    )
+    .await
 }
 
 #[tokio::test]
 async fn max_bytes_drops_the_oldest_messages() -> anyhow::Result<()> {
-    // Arrange
     // 200-byte payloads: with up to 50 bytes of per-message overhead (however a store counts
     // it) exactly two fit in 500 bytes.
-    let Some(cluster) = TestCluster::start_configured("max_bytes_drops_the_oldest_messages", |c| {
-        c.max_bytes = 500;
-    })
-    .await?
-    else {
-        return Ok(());
-    };
-    let channel = cluster.channel("maxbytes");
-    let publisher = cluster.publisher().await?;
-    let payload = [b'x'; 200];
-
-    // Act
-    for _ in 0..5 {
-        publisher.publish_confirmed(&channel, &payload).await?;
-    }
-
-    // Assert
-    let mut subscription = publisher
-        .subscribe(&channel, RawSubOptions::first())
-        .await?;
-    assert_eq!(stored_sequences(&mut subscription).await?, vec![4, 5]);
-    Ok(())
+    let payload: &[u8] = &[b'x'; 200];
+    assert_limit_keeps(
+        "max_bytes_drops_the_oldest_messages",
+        |c| c.max_bytes = 500,
+        &[payload; 5],
+        &[4, 5],
+    )
+    .await
 }

@@ -3,6 +3,17 @@
 use stan_proto::proto::PubMsg;
 
 use crate::helpers::{unique, TestCluster};
+use crate::raw_client::pub_msg;
+
+/// A PubMsg from a client id and connection the broker has never seen.
+fn stranger_pub_msg(channel: &str, data: &[u8]) -> PubMsg {
+    pub_msg(
+        &unique("stranger"),
+        unique("conn").as_bytes(),
+        channel,
+        data,
+    )
+}
 
 #[tokio::test]
 async fn publish_is_acknowledged_with_the_message_guid() -> anyhow::Result<()> {
@@ -10,21 +21,13 @@ async fn publish_is_acknowledged_with_the_message_guid() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
     let client = cluster.raw_client(&unique("publisher")).await?;
     let channel = cluster.channel("puback");
-    let guid = unique("guid");
-    let message = PubMsg {
-        client_id: client.client_id.clone(),
-        guid: guid.clone(),
-        subject: channel.clone(),
-        data: b"payload".to_vec(),
-        conn_id: client.conn_id.clone(),
-        ..PubMsg::default()
-    };
+    let message = pub_msg(&client.client_id, &client.conn_id, &channel, b"payload");
 
     // Act
     let ack = client.publish_message(&channel, &message).await?;
 
     // Assert
-    assert_eq!(ack.guid, guid);
+    assert_eq!(ack.guid, message.guid);
     assert_eq!(ack.error, "");
     Ok(())
 }
@@ -35,22 +38,17 @@ async fn publish_with_an_unknown_client_id_gets_invalid_publish_request() -> any
     let cluster = TestCluster::start().await?;
     let client = cluster.raw_client(&unique("publisher")).await?;
     let channel = cluster.channel("stranger");
-    let guid = unique("guid");
-    let message = PubMsg {
-        client_id: unique("stranger"),
-        guid: guid.clone(),
-        subject: channel.clone(),
-        data: b"payload".to_vec(),
-        conn_id: unique("conn").into_bytes(),
-        ..PubMsg::default()
-    };
+    let message = stranger_pub_msg(&channel, b"payload");
 
     // Act
     let ack = client.publish_message(&channel, &message).await?;
 
     // Assert
     assert_eq!(ack.error, "stan: invalid publish request");
-    assert_eq!(ack.guid, guid, "the error PubAck still names the message");
+    assert_eq!(
+        ack.guid, message.guid,
+        "the error PubAck still names the message"
+    );
     Ok(())
 }
 
@@ -60,14 +58,7 @@ async fn refused_publish_is_not_stored() -> anyhow::Result<()> {
     let cluster = TestCluster::start().await?;
     let client = cluster.raw_client(&unique("publisher")).await?;
     let channel = cluster.channel("notstored");
-    let stranger = PubMsg {
-        client_id: unique("stranger"),
-        guid: unique("guid"),
-        subject: channel.clone(),
-        data: b"refused".to_vec(),
-        conn_id: unique("conn").into_bytes(),
-        ..PubMsg::default()
-    };
+    let stranger = stranger_pub_msg(&channel, b"refused");
 
     // Act
     client.publish_message(&channel, &stranger).await?;

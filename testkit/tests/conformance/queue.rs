@@ -1,11 +1,13 @@
 //! Queue groups and durable queue groups, including a member killed with SIGKILL.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use ratsio::StanClient;
 use tokio::time::Instant;
 
-use crate::child_process::{ChildClient, ChildEvent, ChildSpec};
+use crate::child_process::{ChildClient, ChildSpec};
 use crate::helpers::{
     close_ratsio, distinct_sequences, publish_all, unique, RatsioSubscription, SubOptions,
     TestCluster,
@@ -62,16 +64,11 @@ async fn durable_queue_group_survives_its_last_member_closing() -> anyhow::Resul
         .queue("workers")
         .durable("dq")
         .max_in_flight(1);
-    let leaving = cluster.ratsio_client(&unique("leaving")).await?;
-    let mut subscription = cluster
-        .subscribe(&leaving, &channel, options.clone())
+    let (leaving, mut subscription) = cluster
+        .ratsio_subscriber(&unique("leaving"), &channel, options.clone())
         .await?;
     publish_all(&publisher, &channel, &["1", "2"]).await?;
-    let one = subscription.next_within(Duration::from_secs(2)).await?;
-    subscription.ack(&one.message).await?;
-    // Max in flight 1: receiving 2 proves the ack of 1 arrived.
-    let two = subscription.next_within(Duration::from_secs(2)).await?;
-    assert_eq!((one.message.sequence, two.message.sequence), (1, 2));
+    subscription.ack_all_but_last(&[1, 2]).await?;
 
     // Act
     close_ratsio(&leaving).await?;
@@ -112,6 +109,34 @@ async fn first_arrivals(
     Ok(arrivals)
 }
 
+/// Two members of the durable queue group `dq`/`workers` on `channel`, both with `ack_wait_secs`:
+/// a child process `client_id` that acks nothing, and a ratsio client in this process.
+async fn doomed_and_live_members(
+    cluster: &TestCluster,
+    channel: &str,
+    client_id: &str,
+    ack_wait_secs: i32,
+) -> anyhow::Result<(ChildClient, Arc<StanClient>, RatsioSubscription)> {
+    let spec = ChildSpec {
+        client_id: client_id.to_string(),
+        channel: channel.to_string(),
+        durable_name: Some("dq".to_string()),
+        queue_group: Some("workers".to_string()),
+        max_in_flight: 1024,
+        ack_wait_secs,
+        ack_below: 0,
+    };
+    let doomed = ChildClient::spawn(cluster, &spec).await?;
+    let options = SubOptions::new_only()
+        .queue("workers")
+        .durable("dq")
+        .ack_wait_secs(ack_wait_secs);
+    let (survivor, live) = cluster
+        .ratsio_subscriber(&unique("survivor"), channel, options)
+        .await?;
+    Ok((doomed, survivor, live))
+}
+
 #[tokio::test]
 async fn killed_queue_members_unacked_messages_go_to_a_live_member_after_ack_wait(
 ) -> anyhow::Result<()> {
@@ -119,35 +144,10 @@ async fn killed_queue_members_unacked_messages_go_to_a_live_member_after_ack_wai
     let cluster = TestCluster::start().await?;
     let channel = cluster.channel("qkill");
     let publisher = cluster.publisher().await?;
-    let spec = ChildSpec {
-        client_id: unique("doomed"),
-        channel: channel.clone(),
-        durable_name: Some("dq".to_string()),
-        queue_group: Some("workers".to_string()),
-        max_in_flight: 1024,
-        ack_wait_secs: 1,
-        ack_below: 0,
-    };
-    let mut doomed = ChildClient::spawn(&cluster, &spec).await?;
-    let survivor = cluster.ratsio_client(&unique("survivor")).await?;
-    let mut live = cluster
-        .subscribe(
-            &survivor,
-            &channel,
-            SubOptions::new_only()
-                .queue("workers")
-                .durable("dq")
-                .ack_wait_secs(1),
-        )
-        .await?;
+    let (mut doomed, survivor, mut live) =
+        doomed_and_live_members(&cluster, &channel, &unique("doomed"), 1).await?;
     publish_all(&publisher, &channel, &["1", "2", "3", "4"]).await?;
-    let ChildEvent::Received {
-        sequence: held_by_doomed,
-        ..
-    } = doomed.next_event_within(Duration::from_secs(2)).await?
-    else {
-        anyhow::bail!("The doomed member acked without being asked to");
-    };
+    let held_by_doomed = doomed.next_held_sequence().await?;
     let held_since = Instant::now();
 
     // Act
@@ -187,35 +187,10 @@ async fn reconnecting_a_killed_members_client_id_hands_its_pending_messages_over
     let publisher = cluster.publisher().await?;
     let client_id = unique("doomed");
     // A 10 s ack wait: anything the live member gets within 2 s was handed over, not expired.
-    let spec = ChildSpec {
-        client_id: client_id.clone(),
-        channel: channel.clone(),
-        durable_name: Some("dq".to_string()),
-        queue_group: Some("workers".to_string()),
-        max_in_flight: 1024,
-        ack_wait_secs: 10,
-        ack_below: 0,
-    };
-    let mut doomed = ChildClient::spawn(&cluster, &spec).await?;
-    let survivor = cluster.ratsio_client(&unique("survivor")).await?;
-    let mut live = cluster
-        .subscribe(
-            &survivor,
-            &channel,
-            SubOptions::new_only()
-                .queue("workers")
-                .durable("dq")
-                .ack_wait_secs(10),
-        )
-        .await?;
+    let (mut doomed, survivor, mut live) =
+        doomed_and_live_members(&cluster, &channel, &client_id, 10).await?;
     publish_all(&publisher, &channel, &["1", "2"]).await?;
-    let ChildEvent::Received {
-        sequence: held_by_doomed,
-        ..
-    } = doomed.next_event_within(Duration::from_secs(2)).await?
-    else {
-        anyhow::bail!("The doomed member acked without being asked to");
-    };
+    let held_by_doomed = doomed.next_held_sequence().await?;
     doomed.kill().await?;
 
     // Act
@@ -248,11 +223,7 @@ async fn unsubscribing_the_last_member_deletes_a_durable_queue_group() -> anyhow
     let options = RawSubOptions::first().queue("workers").durable("dq");
     let mut subscription = member.subscribe(&channel, options.clone()).await?;
     publish_all(&publisher, &channel, &["1", "2"]).await?;
-    for expected in [1, 2] {
-        let delivered = subscription.next_within(Duration::from_secs(2)).await?;
-        assert_eq!(delivered.sequence, expected);
-        subscription.ack(delivered.sequence).await?;
-    }
+    subscription.receive_and_ack(&[1, 2]).await?;
 
     // Act
     let response = subscription.unsubscribe(&member).await?;

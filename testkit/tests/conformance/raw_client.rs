@@ -21,10 +21,12 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
-use crate::helpers::unique;
+use crate::helpers::{unique, ClientStartPosition, SubscriptionOptions};
 
 /// Upper bound for any request/response exchange with the broker.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a delivery the broker should send at once may take to arrive.
+pub const DELIVERY_WAIT: Duration = Duration::from_secs(2);
 /// The `pingInterval` and `pingMaxOut` we announce; the server echoes them back.
 const PING_INTERVAL_SECS: i32 = 5;
 const PING_MAX_OUT: i32 = 3;
@@ -67,32 +69,9 @@ impl RawConnection {
         cluster_id: &str,
         client_id: &str,
     ) -> anyhow::Result<RawConnection> {
-        Self::open(nats_url, cluster_id, client_id, true).await
-    }
-
-    /// Connects `client_id` but never answers heartbeats, like a client that died right after
-    /// connecting.
-    pub async fn connect_unresponsive(
-        nats_url: &str,
-        cluster_id: &str,
-        client_id: &str,
-    ) -> anyhow::Result<RawConnection> {
-        Self::open(nats_url, cluster_id, client_id, false).await
-    }
-
-    async fn open(
-        nats_url: &str,
-        cluster_id: &str,
-        client_id: &str,
-        answer_heartbeats: bool,
-    ) -> anyhow::Result<RawConnection> {
         let nats = nats_connect(nats_url).await?;
         let heartbeat_inbox = nats.new_inbox();
-        let heartbeats = if answer_heartbeats {
-            Some(HeartbeatResponder::start(&nats, &heartbeat_inbox).await?)
-        } else {
-            None
-        };
+        let heartbeats = Some(HeartbeatResponder::start(&nats, &heartbeat_inbox).await?);
         let conn_id = unique("conn").into_bytes();
         let response = send_connect_request(
             &nats,
@@ -116,6 +95,18 @@ impl RawConnection {
         })
     }
 
+    /// Sends a ConnectRequest for `client_id` over this connection's NATS connection, with a fresh
+    /// heartbeat inbox and connection id, and returns the response, whatever it says.
+    pub async fn request_connect_as(
+        &self,
+        cluster_id: &str,
+        client_id: &str,
+    ) -> anyhow::Result<ConnectResponse> {
+        let heartbeat_inbox = self.nats.new_inbox();
+        let conn_id = unique("conn").into_bytes();
+        send_connect_request(&self.nats, cluster_id, client_id, &heartbeat_inbox, conn_id).await
+    }
+
     /// The NATS connection under this STAN connection.
     pub fn nats(&self) -> &Client {
         &self.nats
@@ -134,14 +125,7 @@ impl RawConnection {
 
     /// Publishes `data` to `channel` and returns the broker's PubAck, whatever it says.
     pub async fn publish(&self, channel: &str, data: &[u8]) -> anyhow::Result<PubAck> {
-        let message = PubMsg {
-            client_id: self.client_id.clone(),
-            guid: unique("guid"),
-            subject: channel.to_string(),
-            data: data.to_vec(),
-            conn_id: self.conn_id.clone(),
-            ..PubMsg::default()
-        };
+        let message = pub_msg(&self.client_id, &self.conn_id, channel, data);
         self.publish_message(channel, &message).await
     }
 
@@ -219,7 +203,7 @@ impl RawConnection {
             durable_name: options.durable_name.clone().unwrap_or_default(),
             start_position: options.start_position as i32,
             start_sequence: options.start_sequence,
-            start_time_delta: 0,
+            start_time_delta: options.start_time_delta.map_or(0, i64::from),
         };
         let response = self.request_subscription(&subscription).await?;
         ensure!(
@@ -235,6 +219,18 @@ impl RawConnection {
             durable_name: options.durable_name.unwrap_or_default(),
             deliveries,
         })
+    }
+}
+
+/// A PubMsg of `data` to `channel` from `client_id` on `conn_id`, with a fresh guid.
+pub fn pub_msg(client_id: &str, conn_id: &[u8], channel: &str, data: &[u8]) -> PubMsg {
+    PubMsg {
+        client_id: client_id.to_string(),
+        guid: unique("guid"),
+        subject: channel.to_string(),
+        data: data.to_vec(),
+        conn_id: conn_id.to_vec(),
+        ..PubMsg::default()
     }
 }
 
@@ -258,58 +254,13 @@ pub async fn send_connect_request(
 }
 
 /// Subscription settings for [`RawConnection::subscribe`].
-#[derive(Clone, Debug)]
-pub struct RawSubOptions {
-    pub queue_group: Option<String>,
-    pub durable_name: Option<String>,
-    pub max_in_flight: i32,
-    pub ack_wait_secs: i32,
-    pub start_position: StartPosition,
-    pub start_sequence: u64,
-}
+pub type RawSubOptions = SubscriptionOptions<StartPosition>;
 
-impl RawSubOptions {
-    /// Manual acks are implied: this client never acks on its own.
-    pub fn starting_at(start_position: StartPosition) -> RawSubOptions {
-        RawSubOptions {
-            queue_group: None,
-            durable_name: None,
-            max_in_flight: 1024,
-            ack_wait_secs: 30,
-            start_position,
-            start_sequence: 0,
-        }
-    }
-
-    /// Every stored message.
-    pub fn first() -> RawSubOptions {
-        Self::starting_at(StartPosition::First)
-    }
-
-    /// Messages published after subscribing.
-    pub fn new_only() -> RawSubOptions {
-        Self::starting_at(StartPosition::NewOnly)
-    }
-
-    pub fn durable(mut self, name: &str) -> RawSubOptions {
-        self.durable_name = Some(name.to_string());
-        self
-    }
-
-    pub fn queue(mut self, group: &str) -> RawSubOptions {
-        self.queue_group = Some(group.to_string());
-        self
-    }
-
-    pub fn max_in_flight(mut self, max: i32) -> RawSubOptions {
-        self.max_in_flight = max;
-        self
-    }
-
-    pub fn ack_wait_secs(mut self, secs: i32) -> RawSubOptions {
-        self.ack_wait_secs = secs;
-        self
-    }
+/// The raw client's: long, since it misses no delivery and its tests ack what they mean to.
+impl ClientStartPosition for StartPosition {
+    const NEW_ONLY: Self = StartPosition::NewOnly;
+    const FIRST: Self = StartPosition::First;
+    const DEFAULT_ACK_WAIT_SECS: i32 = 30;
 }
 
 /// An active subscription of a [`RawConnection`].
@@ -343,6 +294,44 @@ impl RawSubscription {
             Ok(None) => bail!("The delivery inbox of {} was closed", self.channel),
             Err(_) => Ok(None),
         }
+    }
+
+    /// Every delivery until the inbox stays quiet for `quiet`.
+    pub async fn until_quiet(&mut self, quiet: Duration) -> anyhow::Result<Vec<MsgProto>> {
+        let mut deliveries = Vec::new();
+        while let Some(message) = self.next_if_any(quiet).await? {
+            deliveries.push(message);
+        }
+        Ok(deliveries)
+    }
+
+    /// The next delivery within `wait`, acknowledged.
+    pub async fn next_acked_within(&mut self, wait: Duration) -> anyhow::Result<MsgProto> {
+        let message = self.next_within(wait).await?;
+        self.ack(message.sequence).await?;
+        Ok(message)
+    }
+
+    /// Receives the sequences `expected` in this order, asserting each, and acks each one.
+    pub async fn receive_and_ack(&mut self, expected: &[u64]) -> anyhow::Result<()> {
+        for &sequence in expected {
+            let delivered = self.next_within(DELIVERY_WAIT).await?;
+            assert_eq!(delivered.sequence, sequence);
+            self.ack(delivered.sequence).await?;
+        }
+        Ok(())
+    }
+
+    /// Receives the sequences `expected` in this order, asserting each, acks all but the last and
+    /// returns the last, unacked. With max in flight 1 each delivery proves the ack before it arrived.
+    pub async fn ack_all_but_last(&mut self, expected: &[u64]) -> anyhow::Result<MsgProto> {
+        let Some((&last, acked)) = expected.split_last() else {
+            bail!("ack_all_but_last needs at least one expected sequence");
+        };
+        self.receive_and_ack(acked).await?;
+        let held = self.next_within(DELIVERY_WAIT).await?;
+        assert_eq!(held.sequence, last);
+        Ok(held)
     }
 
     /// Acknowledges `sequence` and flushes, so the ack has left this process on return.
@@ -386,6 +375,15 @@ impl RawSubscription {
         };
         request(&self.nats, subject, &unsubscribe).await
     }
+}
+
+/// Fails, naming its sequence, if `extra` is a delivery where none should have come.
+pub fn assert_no_delivery(extra: Option<MsgProto>, what: &str) {
+    assert!(
+        extra.is_none(),
+        "{what}: got {:?}",
+        extra.map(|m| m.sequence)
+    );
 }
 
 /// Answers the server's heartbeats on a heartbeat inbox until stopped.

@@ -22,9 +22,12 @@ async fn unacked_message_is_redelivered_every_ack_wait_with_the_redelivered_flag
     // Arrange
     let cluster = TestCluster::start().await?;
     let channel = cluster.channel("redeliver");
-    let client = cluster.ratsio_client(&unique("slow")).await?;
-    let mut subscription = cluster
-        .subscribe(&client, &channel, SubOptions::new_only().ack_wait_secs(1))
+    let (client, mut subscription) = cluster
+        .ratsio_subscriber(
+            &unique("slow"),
+            &channel,
+            SubOptions::new_only().ack_wait_secs(1),
+        )
         .await?;
 
     // Act
@@ -74,9 +77,12 @@ async fn acked_message_is_not_redelivered() -> anyhow::Result<()> {
     // Arrange
     let cluster = TestCluster::start().await?;
     let channel = cluster.channel("acked");
-    let client = cluster.ratsio_client(&unique("prompt")).await?;
-    let mut subscription = cluster
-        .subscribe(&client, &channel, SubOptions::new_only().ack_wait_secs(1))
+    let (_client, mut subscription) = cluster
+        .ratsio_subscriber(
+            &unique("prompt"),
+            &channel,
+            SubOptions::new_only().ack_wait_secs(1),
+        )
         .await?;
     publish_all(&cluster.publisher().await?, &channel, &["1", "2"]).await?;
 
@@ -99,10 +105,9 @@ async fn auto_acked_message_is_not_redelivered() -> anyhow::Result<()> {
     // Arrange
     let cluster = TestCluster::start().await?;
     let channel = cluster.channel("autoack");
-    let client = cluster.ratsio_client(&unique("auto")).await?;
-    let mut subscription = cluster
-        .subscribe(
-            &client,
+    let (_client, mut subscription) = cluster
+        .ratsio_subscriber(
+            &unique("auto"),
             &channel,
             SubOptions::new_only().ack_wait_secs(1).auto_ack(),
         )
@@ -132,11 +137,10 @@ async fn max_in_flight_holds_back_messages_until_acks_come() -> anyhow::Result<(
     // Arrange
     let cluster = TestCluster::start().await?;
     let channel = cluster.channel("inflight");
-    let client = cluster.ratsio_client(&unique("bounded")).await?;
     // A long ack wait keeps redeliveries out of the picture.
-    let mut subscription = cluster
-        .subscribe(
-            &client,
+    let (client, mut subscription) = cluster
+        .ratsio_subscriber(
+            &unique("bounded"),
             &channel,
             SubOptions::new_only().max_in_flight(2).ack_wait_secs(30),
         )
@@ -182,10 +186,9 @@ async fn new_ack_wait_on_resume_applies_to_new_deliveries_while_pending_keep_the
     let channel = cluster.channel("resumewait");
     let client_id = unique("resumer");
     let publisher = cluster.publisher().await?;
-    let before = cluster.ratsio_client(&client_id).await?;
-    let mut old = cluster
-        .subscribe(
-            &before,
+    let (before, mut old) = cluster
+        .ratsio_subscriber(
+            &client_id,
             &channel,
             SubOptions::new_only().durable("d").ack_wait_secs(3),
         )

@@ -35,52 +35,38 @@ async fn sequences_delivered(
     Ok(distinct_sequences(&received))
 }
 
+/// Publishes `stored` to a fresh channel, subscribes with `options`, publishes `after`, and asserts
+/// that exactly the sequences `expected` were delivered.
+async fn assert_start_delivers(
+    stored: &[&str],
+    options: SubOptions,
+    after: &[&str],
+    expected: &[u64],
+) -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let channel = cluster.channel("start");
+    publish_all(&cluster.publisher().await?, &channel, stored).await?;
+    let sequences = sequences_delivered(&cluster, &channel, options, after).await?;
+    assert_eq!(sequences, expected);
+    Ok(())
+}
+
 #[tokio::test]
 async fn new_only_start_receives_only_messages_published_after_subscribing() -> anyhow::Result<()> {
-    // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("newonly");
-    publish_all(&cluster.publisher().await?, &channel, &["1", "2"]).await?;
-
-    // Act
-    let sequences = sequences_delivered(&cluster, &channel, SubOptions::new_only(), &["3"]).await?;
-
-    // Assert
-    assert_eq!(sequences, vec![3]);
-    Ok(())
+    assert_start_delivers(&["1", "2"], SubOptions::new_only(), &["3"], &[3]).await
 }
 
 #[tokio::test]
 async fn last_received_start_receives_the_last_stored_message_then_new_ones() -> anyhow::Result<()>
 {
-    // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("last");
-    publish_all(&cluster.publisher().await?, &channel, &["1", "2", "3"]).await?;
-
-    // Act
     let options = SubOptions::starting_at(StartPosition::LastReceived);
-    let sequences = sequences_delivered(&cluster, &channel, options, &["4"]).await?;
-
-    // Assert
-    assert_eq!(sequences, vec![3, 4]);
-    Ok(())
+    assert_start_delivers(&["1", "2", "3"], options, &["4"], &[3, 4]).await
 }
 
 #[tokio::test]
 async fn sequence_start_receives_from_the_given_sequence_on() -> anyhow::Result<()> {
-    // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("seq");
-    publish_all(&cluster.publisher().await?, &channel, &["1", "2", "3", "4"]).await?;
-
-    // Act
     let options = SubOptions::starting_at(StartPosition::SequenceStart).start_sequence(3);
-    let sequences = sequences_delivered(&cluster, &channel, options, &["5"]).await?;
-
-    // Assert
-    assert_eq!(sequences, vec![3, 4, 5]);
-    Ok(())
+    assert_start_delivers(&["1", "2", "3", "4"], options, &["5"], &[3, 4, 5]).await
 }
 
 #[tokio::test]
@@ -110,18 +96,8 @@ async fn time_delta_start_receives_messages_stored_within_the_delta() -> anyhow:
 
 #[tokio::test]
 async fn first_start_receives_every_stored_message() -> anyhow::Result<()> {
-    // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("first");
-    publish_all(&cluster.publisher().await?, &channel, &["1", "2", "3"]).await?;
-
-    // Act
     let options = SubOptions::starting_at(StartPosition::First);
-    let sequences = sequences_delivered(&cluster, &channel, options, &["4"]).await?;
-
-    // Assert
-    assert_eq!(sequences, vec![1, 2, 3, 4]);
-    Ok(())
+    assert_start_delivers(&["1", "2", "3"], options, &["4"], &[1, 2, 3, 4]).await
 }
 
 #[tokio::test]
