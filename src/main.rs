@@ -11,14 +11,11 @@ use order_service::{storage, telemetry};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// Log filter unless RUST_LOG says otherwise.
-const DEFAULT_LOG_FILTER: &str = "info";
-
 #[actix_web::main]
 async fn main() {
     let cli = Cli::parse();
     let subscriber = telemetry::get_subscriber(
-        DEFAULT_LOG_FILTER,
+        telemetry::DEFAULT_LOG_FILTER,
         cli.settings.application.log_format,
         std::io::stderr,
     );

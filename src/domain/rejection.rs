@@ -63,9 +63,38 @@ impl RejectReason {
     pub fn shortened(&self) -> RejectReason {
         RejectReason {
             pointer: cut(&self.pointer, POINTER_CHARS),
-            message: cut(&shorten_values(&self.message), MESSAGE_CHARS),
+            message: cut(
+                &shorten_property_names(&self.message)
+                    .unwrap_or_else(|| shorten_values(&self.message)),
+                MESSAGE_CHARS,
+            ),
         }
     }
+}
+
+/// The validator's "Additional properties are not allowed ('<name>', '<name>' were unexpected)" (and its
+/// "Unevaluated ..."), each name cut to `VALUE_PREFIX_CHARS`: a property name is whatever text the publisher
+/// chose, as much the message's own data as a value. `None` for any other message.
+fn shorten_property_names(message: &str) -> Option<String> {
+    const OPEN: &str = "properties are not allowed (";
+    let open = message.find(OPEN)? + OPEN.len();
+    let close = ["' was unexpected)", "' were unexpected)"]
+        .iter()
+        .filter_map(|suffix| message.rfind(suffix))
+        .max()?
+        + 1;
+    let names = message.get(open..close)?;
+    let names = names.strip_prefix('\'')?.strip_suffix('\'')?;
+    let cut_names: Vec<String> = names
+        .split("', '")
+        .map(|name| cut(name, VALUE_PREFIX_CHARS))
+        .collect();
+    Some(format!(
+        "{}'{}'{}",
+        &message[..open],
+        cut_names.join("', '"),
+        &message[close..]
+    ))
 }
 
 /// The message with its leading JSON value (the instance a validator quotes first) cut to `VALUE_PREFIX_CHARS`
@@ -263,6 +292,31 @@ mod tests {
             let short = reason("/delivery/email", message).shortened();
             assert_eq!(short.pointer, "/delivery/email");
             assert_eq!(short.message, expected, "{message}");
+        }
+    }
+
+    #[test]
+    fn unexpected_property_names_are_cut_like_values() {
+        let cases = [
+            (
+                "Additional properties are not allowed ('x\n2099-01-01T00:00:00Z ERROR' was unexpected)",
+                "Additional properties are not allowed ('x\n2099-0…' was unexpected)",
+            ),
+            (
+                "Additional properties are not allowed ('secret_name', 'ok' were unexpected)",
+                "Additional properties are not allowed ('secret_n…', 'ok' were unexpected)",
+            ),
+            (
+                "Unevaluated properties are not allowed ('jane.doe@example' was unexpected)",
+                "Unevaluated properties are not allowed ('jane.doe…' was unexpected)",
+            ),
+        ];
+        for (message, expected) in cases {
+            assert_eq!(
+                reason("", message).shortened().message,
+                expected,
+                "{message}"
+            );
         }
     }
 

@@ -168,6 +168,15 @@ impl Metrics {
                 &["source"],
             )?,
         )?;
+        // Counted by the log layer that sees actix-http's events (`logs::MalformedRequests`), once per process.
+        registry.register(Box::new(Sampled(vec![SampledMetric::labelled(
+            "http_malformed_requests_total",
+            MetricType::COUNTER,
+            "Requests the HTTP server could not parse (400 or 431 before any route), in this process; the default \
+             log filter leaves them out of the log.",
+            HashMap::new(),
+            || crate::telemetry::malformed_requests() as f64,
+        )?])))?;
         Ok(Metrics {
             delivery_attempts,
             broker_recovery,

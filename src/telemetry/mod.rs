@@ -7,4 +7,4 @@ pub mod metrics;
 
 #[cfg(test)]
 pub(crate) use logs::capture;
-pub use logs::{get_subscriber, init_subscriber};
+pub use logs::{get_subscriber, init_subscriber, malformed_requests, DEFAULT_LOG_FILTER};

@@ -108,6 +108,8 @@ impl ServiceProcess {
         let sources: Vec<&str> = settings.sources.iter().map(|s| s.as_str()).collect();
         let js = &settings.jetstream;
         let child = Command::new(BINARY)
+            // The service's own default log filter, unless the test passes one.
+            .env_remove("RUST_LOG")
             .env("ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
             .env("ADMIN_TOKEN", admin_token)
             .env("SOURCE", sources.join(","))

@@ -2,10 +2,18 @@
 //! rebinding, log lines forged from a message, a log flooded by malformed requests, HEAD, and the error shape of
 //! whatever no route answers.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{prepare, TestApp};
+use crate::fault_harness::ServiceProcess;
+use crate::helpers::{eventually, prepare, spawn_app, TestApp, SAMPLE, SAMPLE_UID, WAIT};
+
+/// A property name and an order_uid that would write a log line of their own and clear a terminal.
+const FORGING: &str = "x\n2099-01-01T00:00:00Z ERROR order_service: FORGED \u{1b}[2J";
 
 /// A service whose admin listener has no token (its default), with `ADMIN_ALLOWED_HOSTS` as given, and one dead
 /// letter (its id).
@@ -223,7 +231,7 @@ async fn admin_allowed_hosts_adds_names_and_still_applies_with_a_token() -> anyh
 async fn with_a_token_and_no_host_list_any_host_is_taken_but_a_foreign_origin_is_not(
 ) -> anyhow::Result<()> {
     // Arrange: the helpers' service has a token and no ADMIN_ALLOWED_HOSTS.
-    let app = crate::helpers::spawn_app().await?;
+    let app = spawn_app().await?;
 
     // Act
     let listed = app
@@ -255,5 +263,223 @@ async fn with_a_token_and_no_host_list_any_host_is_taken_but_a_foreign_origin_is
         StatusCode::NOT_FOUND,
         "past the gate: no dead letter 1"
     );
+    Ok(())
+}
+
+/// Sends `request` as raw bytes to `address` (`http://host:port`) and reads until the service closes.
+fn raw_exchange(address: &str, request: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let host_port = address.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host_port)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(request)?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    Ok(answer)
+}
+
+/// The value of `name` in a Prometheus text exposition, 0 when absent.
+fn sample_value(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+#[actix_web::test]
+async fn a_property_name_or_order_uid_cannot_forge_a_line_of_the_human_log() -> anyhow::Result<()> {
+    // Arrange: the binary with its human log format.
+    let stopped = prepare().await?;
+    let mut service =
+        ServiceProcess::spawn_with(&stopped.settings, &[("LOG_FORMAT", "human".to_owned())])?;
+    service.wait_ready().await?;
+    let mut unknown_property: Value = serde_json::from_str(SAMPLE)?;
+    unknown_property[FORGING] = json!(1);
+    let mut forged_uid: Value = serde_json::from_str(SAMPLE)?;
+    forged_uid["order_uid"] = json!(FORGING);
+
+    // Act
+    stopped
+        .publish(serde_json::to_vec(&unknown_property)?)
+        .await?;
+    stopped.publish(serde_json::to_vec(&forged_uid)?).await?;
+    eventually(WAIT, "two dead letters", || async {
+        Ok(
+            (crate::helpers::count(&stopped.db_pool, "rejected_messages").await? == 2)
+                .then_some(()),
+        )
+    })
+    .await?;
+    let token = stopped
+        .settings
+        .application
+        .admin_token
+        .as_ref()
+        .map(|t| t.expose().to_owned())
+        .unwrap_or_default();
+    let listing = reqwest::Client::new()
+        .get(format!("{}/rejected", service.admin_address))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .text()
+        .await?;
+    let (_, log) = service.terminate().await?;
+
+    // Assert: nothing of the forgery starts a line or reaches the terminal raw; the property name is cut.
+    assert!(
+        log.contains("Rejected a message"),
+        "the rejections were logged:\n{log}"
+    );
+    for line in log.lines() {
+        assert!(!line.starts_with("2099-"), "a forged line:\n{log}");
+    }
+    assert!(
+        !log.contains('\u{1b}'),
+        "a raw escape character in the log:\n{log:?}"
+    );
+    assert!(
+        log.contains(r"x\n2099-0"),
+        "the property name, escaped and cut:\n{log}"
+    );
+    assert!(
+        !log.contains("FORGED \\u001b"),
+        "the property name is cut:\n{log}"
+    );
+    assert!(
+        log.contains(r"x\n2099-01-01T00:00:00Z ERROR order_service: FORGED \u{1b}[2J"),
+        "the order_uid in its span, escaped:\n{log}"
+    );
+    let listing: Value = serde_json::from_str(&listing)?;
+    let reasons = listing
+        .as_array()
+        .and_then(|letters| letters.iter().find(|l| l["order_uid"] == SAMPLE_UID))
+        .map(|letter| letter["reasons"].to_string())
+        .ok_or_else(|| anyhow::anyhow!("no dead letter for the unknown property: {listing}"))?;
+    assert!(
+        reasons.contains("Additional properties") && !reasons.contains("FORGED"),
+        "the listing cuts the property name: {reasons}"
+    );
+    Ok(())
+}
+
+#[actix_web::test]
+async fn malformed_requests_are_counted_and_write_no_log_line() -> anyhow::Result<()> {
+    // Arrange
+    let stopped = prepare().await?;
+    let mut service = ServiceProcess::spawn(&stopped.settings)?;
+    service.wait_ready().await?;
+    let token = stopped
+        .settings
+        .application
+        .admin_token
+        .as_ref()
+        .map(|t| t.expose().to_owned())
+        .unwrap_or_default();
+    let client = reqwest::Client::new();
+    let metrics_url = format!("{}/metrics", service.admin_address);
+    let scrape = || async {
+        let text = client
+            .get(&metrics_url)
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .text()
+            .await?;
+        anyhow::Ok(sample_value(
+            &text,
+            "order_service_http_malformed_requests_total",
+        ))
+    };
+    let before = scrape().await?;
+    let malformed: [&[u8]; 3] = [
+        b"\x01\x02\x03\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: localhost\r\nno colon here\r\n\r\n",
+        b"GET /\x7f HTTP/9.9\r\n\r\n",
+    ];
+    let sent = 30;
+
+    // Act: to both listeners.
+    for round in 0..sent {
+        let address = if round % 2 == 0 {
+            &service.address
+        } else {
+            &service.admin_address
+        };
+        let answer = raw_exchange(address, malformed[round % malformed.len()])?;
+        assert!(
+            answer.starts_with(b"HTTP/1.1 400"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let counted = eventually(WAIT, "the malformed requests to be counted", || async {
+        let now = scrape().await?;
+        Ok((now - before >= sent as f64).then_some(now - before))
+    })
+    .await?;
+    let (_, log) = service.terminate().await?;
+
+    // Assert
+    assert_eq!(counted, sent as f64);
+    assert!(log.contains("Serving."), "the log was captured:\n{log}");
+    for line in log.lines() {
+        assert!(
+            !line.contains("actix_http") && !line.contains("parse error"),
+            "a line per malformed request:\n{log}"
+        );
+    }
+    Ok(())
+}
+
+#[actix_web::test]
+async fn head_sends_the_headers_of_get_and_no_body_on_the_wire() -> anyhow::Result<()> {
+    // Arrange
+    let app = spawn_app().await?;
+    app.publish(SAMPLE).await?;
+    app.served(SAMPLE_UID).await?;
+
+    for (address, path) in [
+        (&app.address, "/healthz".to_owned()),
+        (&app.address, format!("/order/{SAMPLE_UID}")),
+        (&app.admin_address, "/".to_owned()),
+    ] {
+        // Act
+        let request = |method: &str| {
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        };
+        let head = raw_exchange(address, request("HEAD").as_bytes())?;
+        let get = raw_exchange(address, request("GET").as_bytes())?;
+
+        // Assert: the same status line and length; nothing after the headers.
+        let head = String::from_utf8(head)?;
+        let get = String::from_utf8(get)?;
+        let (head_headers, head_body) = head.split_once("\r\n\r\n").unwrap_or((&head, ""));
+        let (get_headers, get_body) = get.split_once("\r\n\r\n").unwrap_or((&get, ""));
+        assert!(
+            head_headers.starts_with("HTTP/1.1 200 OK"),
+            "HEAD {path}: {head}"
+        );
+        assert_eq!(head_body, "", "HEAD {path}: a body");
+        assert!(!get_body.is_empty(), "GET {path}");
+        let length = |headers: &str| {
+            headers.lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(str::to_owned)
+            })
+        };
+        assert_eq!(length(head_headers), length(get_headers), "HEAD {path}");
+        assert_eq!(
+            length(get_headers),
+            Some(get_body.len().to_string()),
+            "GET {path}"
+        );
+    }
     Ok(())
 }

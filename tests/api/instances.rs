@@ -214,10 +214,8 @@ async fn a_process_whose_client_id_was_taken_over_while_it_stalled_reports_not_r
 
     // Assert: not ready with the reason, then a non-zero exit whose last line says why.
     assert!(
-        answers
-            .iter()
-            .any(|(status, message)| *status == 503
-                && message.contains("not consuming STAN channel")),
+        answers.iter().any(|(status, message)| *status == 503
+            && message.contains("not consuming the STAN channel")),
         "/readyz answered {answers:?}; log:\n{log}"
     );
     assert!(!status.success(), "exit status {status:?}; log:\n{log}");
@@ -228,7 +226,7 @@ async fn a_process_whose_client_id_was_taken_over_while_it_stalled_reports_not_r
             && last.contains(&stopped.settings.stan.client_id),
         "{log}"
     );
-    // /readyz names the subscription that is down; the log says why (the broker's answer).
+    // /readyz says which source is down (`/readyz/detail` names the subscription); the log says why.
     assert!(
         log.contains("Lost the client id") && log.contains("no longer knows this connection"),
         "{log}"
@@ -265,14 +263,14 @@ async fn a_process_whose_client_id_was_taken_over_by_a_process_now_gone_reconnec
     // Assert: not ready with the reason, then ready again, and it takes messages.
     let log = first.log()?;
     let not_ready = answers.iter().position(|(status, message)| {
-        *status == 503 && message.contains("not consuming STAN channel")
+        *status == 503 && message.contains("not consuming the STAN channel")
     });
     let ready_again = answers.iter().rposition(|(status, _)| *status == 200);
     assert!(
         matches!((not_ready, ready_again), (Some(down), Some(up)) if down < up),
         "/readyz answered {answers:?}; log:\n{log}"
     );
-    // /readyz names the subscription that is down; the log says why (the broker's answer).
+    // /readyz says which source is down (`/readyz/detail` names the subscription); the log says why.
     assert!(
         log.contains("Lost the client id") && log.contains("no longer knows this connection"),
         "{log}"

@@ -207,6 +207,7 @@ async fn every_registered_route_is_documented_and_every_documented_one_is_regist
         "/rejected/{id}",
         "/rejected/{id}/replay",
         "/metrics",
+        "/readyz/detail",
     ] {
         assert!(
             !public_operations.iter().any(|(_, path)| path == admin_only),
@@ -300,6 +301,8 @@ async fn every_documented_operation_answers_as_documented() -> anyhow::Result<()
         Case::get("/rejected", "/rejected", 200),
         Case::get("/metrics", "/metrics", 200),
         Case::get("/metrics", "/metrics", 401),
+        Case::get("/readyz/detail", "/readyz/detail", 200),
+        Case::get("/readyz/detail", "/readyz/detail", 401),
     ]);
 
     // Act + Assert

@@ -12,7 +12,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
-pub use health_check::{healthz, readyz};
+pub use health_check::{healthz, readyz, readyz_detail};
 pub use metrics::get_metrics;
 pub use openapi::{allowed_methods, openapi_document};
 pub use orders::{get_order, list_orders, GetOrderError, OrderSummary};
@@ -66,6 +66,7 @@ pub fn configure_admin(cfg: &mut web::ServiceConfig) {
         .service(get_rejected)
         .service(replay_rejected)
         .service(get_metrics)
+        .service(readyz_detail)
         .service(openapi_document)
         .service(index)
         .service(app_js)
