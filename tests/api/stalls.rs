@@ -175,8 +175,13 @@ async fn a_message_refused_even_as_a_dead_letter_is_reported_and_the_stream_flow
     })
     .await?;
     assert!(
-        body.contains("sequences ["),
-        "the sequence is named: {body}"
+        body.contains("1 message(s)") && !body.contains("sequences"),
+        "the public answer counts it: {body}"
+    );
+    let detail = app.admin_get("/readyz/detail").await?.text().await?;
+    assert!(
+        detail.contains("sequences ["),
+        "the operator's detail names the sequence: {detail}"
     );
     assert_eq!(gauge(&app, "order_service_messages_unstorable").await?, 1.0);
     assert_eq!(count(&app.db_pool, "rejected_messages").await?, 0);
