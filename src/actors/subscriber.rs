@@ -16,7 +16,8 @@
 //! subscription or a failed probe drops the connection and connects afresh with backoff, through the whole server
 //! list, resubscribing the durable; this repeats until it succeeds and never ends the process. For JetStream the
 //! probe reads the consumer's state, which also gives its backlog; while a leader moves that read can fail, so
-//! only `JETSTREAM_FAILED_PROBES` failures in a row drop the connection (async-nats reconnects by itself). The
+//! only `JETSTREAM_FAILED_PROBES` failures in a row drop the connection (async-nats reconnects by itself), as
+//! `STAN_LATE_PINGS` late pings do for STAN. The
 //! source's `Link` records the loss and, at the first message or answer after it, how long it lasted. A redelivery of a message still
 //! in flight is skipped, so a slow database cannot multiply the work in flight.
 //!
@@ -66,6 +67,10 @@ const DELIVERY_RUN: usize = 256;
 
 /// Failed reads of a JetStream consumer's state in a row before the connection is dropped and made afresh.
 const JETSTREAM_FAILED_PROBES: u32 = 3;
+/// STAN pings in a row that time out before the connection is dropped: the ping shares ratsio's connection with
+/// the deliveries, so under a heavy backlog one answer can come late. A ping that fails outright (a broken
+/// connection, a replaced registration) drops it at once.
+const STAN_LATE_PINGS: u32 = 2;
 
 /// A delivery waiting for the pipeline's answer.
 struct Awaiting {
@@ -530,6 +535,15 @@ impl NatsSubscriber {
         }
     }
 
+    /// How many probes in a row may fail like `error` before the connection is dropped.
+    fn probes_tolerated(&self, error: &TransportError) -> u32 {
+        match self.origin.source {
+            SourceKind::JetStream => JETSTREAM_FAILED_PROBES,
+            SourceKind::Stan if error.is_timeout() => STAN_LATE_PINGS,
+            SourceKind::Stan => 1,
+        }
+    }
+
     fn probe(&mut self, ctx: &mut Context<Self>) {
         let Some(connection) = self.connection.clone() else {
             return;
@@ -556,14 +570,10 @@ impl NatsSubscriber {
                             act.status.set_lag(None);
                             act.replaced(&error, ctx);
                         }
-                        Err(error)
-                            if act.origin.source == SourceKind::JetStream
-                                && act.failed_probes + 1 < JETSTREAM_FAILED_PROBES =>
-                        {
+                        Err(error) if act.failed_probes + 1 < act.probes_tolerated(&error) => {
                             act.failed_probes += 1;
-                            act.link.lost();
                             tracing::warn!(%error, failed = act.failed_probes,
-                                "Could not read the JetStream consumer's state; trying again at the next probe.");
+                                "A probe of the broker connection failed; trying again at the next probe.");
                         }
                         Err(error) => {
                             act.status.set_lag(None);

@@ -89,6 +89,15 @@ impl TransportError {
         matches!(self, TransportError::Stan(error) if error.is_replaced())
     }
 
+    /// The broker did not answer in time (as opposed to a connection that failed outright).
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            TransportError::Stan(BrokerError::Timeout(_))
+                | TransportError::JetStream(JetStreamError::Timeout(_))
+        )
+    }
+
     /// STAN: the broker refused our client id, which a live process holds.
     pub fn is_refused(&self) -> bool {
         matches!(self, TransportError::Stan(BrokerError::Refused { .. }))

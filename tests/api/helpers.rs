@@ -423,6 +423,11 @@ impl StoppedApp {
 }
 
 impl TestApp {
+    /// The service is still running: it has not stopped or given up.
+    pub fn is_running(&self) -> bool {
+        !self.running.is_finished()
+    }
+
     /// Stops the service the way SIGTERM does and waits until it is down.
     pub async fn stop(self) -> anyhow::Result<StoppedApp> {
         self.shutdown.shutdown();

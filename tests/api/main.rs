@@ -26,6 +26,7 @@ macro_rules! for_each_source {
 
 mod alerts;
 mod binary;
+mod clusters;
 mod compose;
 mod dashboard;
 mod fault_harness;
