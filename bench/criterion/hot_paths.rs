@@ -11,8 +11,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use futures::future::BoxFuture;
-use order_service::actors::cache::{CacheSettings, OrderSource};
-use order_service::actors::{CacheGroup, CachedOrder};
+use order_service::actors::OrderCache;
+use order_service::cache::{CacheGroup, CacheSettings, CachedOrder, OrderSource};
 use order_service::domain::generator;
 use order_service::domain::{OrderSchema, OrderUid, DEFAULT_MAX_BYTES};
 use order_service::storage::PersistError;
@@ -140,7 +140,7 @@ fn cache_actor_lookup(c: &mut Criterion) {
                 source: Arc::new(NothingStored),
             };
             let group = CacheGroup::new(orders.clone(), 1, settings, &metrics);
-            let member = group.start_local_member();
+            let member = OrderCache::start_local_member(&group);
             group.wait_until_warm(1).await;
             member
         });

@@ -2,7 +2,8 @@
 //!
 //! In: `GetOrder` from the HTTP handler of its own worker thread; `CacheOrders` after each commit of this instance's
 //! persister and each batch of the change feed (through `CacheGroup::broadcast`); `WarmCache` once at start. Out:
-//! lookup queries to PostgreSQL for misses (through an `OrderSource`), run off the actor.
+//! lookup queries to PostgreSQL for misses (through an `OrderSource`), run off the actor. The messages, the group,
+//! the document store and the read-through source live in `crate::cache`; this file is the owner that answers.
 //!
 //! Why one cache actor per HTTP worker: a lookup that crosses threads to a single actor costs a wake-up of another
 //! thread per request, which measured at 0.6-0.8x of a plain map read; an actor on the worker's own arbiter is a
@@ -16,99 +17,20 @@
 //! ids found missing are remembered (`NegativeCache`) until the feed or the persister delivers them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use actix::prelude::*;
-use bytes::{Bytes, BytesMut};
-use futures::future::BoxFuture;
-use prometheus::{IntCounter, IntGauge};
-use tokio::sync::{oneshot, Notify};
+use bytes::Bytes;
+use tokio::sync::oneshot;
 
-use crate::cache::{DocumentStore, MissQueue, NegativeCache};
+use crate::cache::group::{CacheCounters, Member};
+use crate::cache::{
+    CacheGroup, CacheOrders, CachedOrder, DocumentStore, ExportOrders, GetOrder, LookupError,
+    MissQueue, NegativeCache, OrderSource, WarmCache,
+};
 use crate::domain::OrderUid;
-use crate::storage::{lookups, PersistError, Pool};
+use crate::storage::PersistError;
 use crate::telemetry::error_chain::error_chain;
-use crate::telemetry::metrics::Metrics;
-
-/// Look up one order's JSON: `Ok(None)` when PostgreSQL does not hold it either.
-#[derive(Message)]
-#[rtype(result = "Result<Option<Bytes>, LookupError>")]
-pub struct GetOrder(pub OrderUid);
-
-/// Remember orders that were just committed (by this instance or, through the feed, by any).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CacheOrders(pub Arc<[CachedOrder]>);
-
-/// Load what PostgreSQL held at start.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct WarmCache(pub Arc<[CachedOrder]>);
-
-/// Every cached order, to warm a member that joins late (an HTTP worker restarted after a panic).
-#[derive(Message)]
-#[rtype(result = "Arc<[CachedOrder]>")]
-pub struct ExportOrders;
-
-/// One order as the cache keeps it.
-#[derive(Debug, Clone)]
-pub struct CachedOrder {
-    pub uid: Arc<str>,
-    pub document: Bytes,
-}
-
-/// A lookup that could not be answered.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum LookupError {
-    #[error("the cache is unavailable")]
-    Mailbox(#[from] MailboxError),
-    #[error("PostgreSQL could not be asked for the order")]
-    Database(#[source] Arc<PersistError>),
-    #[error("the cache stopped before answering")]
-    Dropped,
-}
-
-/// Where misses are read from: PostgreSQL in the service, a map in unit tests.
-pub trait OrderSource: Send + Sync + 'static {
-    /// The stored orders among `uids`; an id not returned is not stored.
-    fn find(
-        &self,
-        uids: Vec<Arc<str>>,
-    ) -> BoxFuture<'static, Result<Vec<CachedOrder>, PersistError>>;
-}
-
-/// PostgreSQL as the source of misses.
-pub struct PostgresOrders(pub Pool);
-
-impl OrderSource for PostgresOrders {
-    fn find(
-        &self,
-        uids: Vec<Arc<str>>,
-    ) -> BoxFuture<'static, Result<Vec<CachedOrder>, PersistError>> {
-        let pool = self.0.clone();
-        Box::pin(async move {
-            let ids: Vec<&str> = uids.iter().map(|uid| &**uid).collect();
-            let found = lookups::find_orders_pooled(&pool, &ids).await?;
-            Ok(found
-                .into_iter()
-                .map(|(uid, document)| CachedOrder {
-                    uid: Arc::from(uid),
-                    document,
-                })
-                .collect())
-        })
-    }
-}
-
-/// How the members of a group are built.
-#[derive(Clone)]
-pub struct CacheSettings {
-    /// Bytes one worker's cache may hold (see `crate::cache::store::charge`); `None` keeps every order.
-    pub max_bytes: Option<usize>,
-    pub source: Arc<dyn OrderSource>,
-}
 
 /// Lookup queries one cache runs at a time: with one, the database sees at most one lookup per HTTP worker.
 const LOOKUPS_IN_FLIGHT: usize = 1;
@@ -127,42 +49,38 @@ pub struct OrderCache {
     /// Evictions so far: a lookup that saw one while it ran does not record negative answers (below).
     evictions: u64,
     group: Option<CacheGroup>,
-    counters: Counters,
-}
-
-/// The collectors a member counts into.
-#[derive(Clone)]
-struct Counters {
-    hits: IntCounter,
-    misses: IntCounter,
-    negative_hits: IntCounter,
-    found: IntCounter,
-    not_found: IntCounter,
-    errors: IntCounter,
-    queries: IntCounter,
-    evictions: IntCounter,
-    entries: IntGauge,
-    bytes: IntGauge,
-}
-
-impl Counters {
-    fn new(metrics: &Metrics) -> Counters {
-        Counters {
-            hits: metrics.cache_hits.clone(),
-            misses: metrics.cache_misses.clone(),
-            negative_hits: metrics.cache_negative_hits.clone(),
-            found: metrics.cache_read_through_found.clone(),
-            not_found: metrics.cache_read_through_not_found.clone(),
-            errors: metrics.cache_read_through_errors.clone(),
-            queries: metrics.cache_read_through_queries.clone(),
-            evictions: metrics.cache_evictions.clone(),
-            entries: metrics.cache_entries.clone(),
-            bytes: metrics.cache_bytes.clone(),
-        }
-    }
+    counters: CacheCounters,
 }
 
 impl OrderCache {
+    /// Starts a cache actor on the current thread's arbiter (call it from the HTTP app factory, which runs on each
+    /// worker) and joins it to `group`, which registers it for broadcasts and warms it.
+    pub fn start_local_member(group: &CacheGroup) -> LocalCache {
+        let snapshot = group.snapshot();
+        let settings = group.settings();
+        let capacity = match settings.max_bytes {
+            None => snapshot.as_ref().map_or(0, |s| s.len()),
+            Some(_) => 0,
+        };
+        let addr = OrderCache {
+            store: DocumentStore::new(settings.max_bytes, capacity),
+            negative: NegativeCache::new(NEGATIVE_CAPACITY),
+            misses: MissQueue::new(LOOKUPS_IN_FLIGHT, LOOKUP_BATCH),
+            source: settings.source.clone(),
+            evictions: 0,
+            group: Some(group.clone()),
+            counters: group.counters().clone(),
+        }
+        .start();
+        let member = Member {
+            orders: addr.clone().recipient(),
+            warm: addr.clone().recipient(),
+            export: addr.clone().recipient(),
+        };
+        group.join(member, snapshot);
+        LocalCache(addr)
+    }
+
     /// Adds orders (the first document of a uid stays) and forgets them as "not stored".
     fn insert_all(&mut self, orders: &[CachedOrder], referenced: bool) {
         for order in orders {
@@ -319,185 +237,6 @@ impl Handler<ExportOrders> for OrderCache {
     }
 }
 
-/// The registry of cache actors, one per HTTP worker: the persister and the feed broadcast to it, startup waits on
-/// it.
-#[derive(Clone)]
-pub struct CacheGroup {
-    inner: Arc<GroupInner>,
-}
-
-struct GroupInner {
-    members: Mutex<Vec<Addr<OrderCache>>>,
-    /// What PostgreSQL held at start, kept until the expected members are warm, then dropped.
-    snapshot: Mutex<Option<Arc<[CachedOrder]>>>,
-    expected_members: usize,
-    warmed: AtomicUsize,
-    warm_changed: Notify,
-    settings: CacheSettings,
-    counters: Counters,
-    /// Orders this instance's persister cached, until the change feed passes them: the feed need not read their
-    /// documents again. Entries the feed never meets (a duplicate of an old order) are dropped after a while.
-    own_commits: Mutex<HashMap<Arc<str>, Instant>>,
-}
-
-/// How long an own commit is remembered for the feed; far longer than the feed's lag.
-const OWN_COMMIT_MEMORY: Duration = Duration::from_secs(30);
-/// Own commits remembered before the old ones are dropped (checked on insert).
-const OWN_COMMITS_PRUNE_AT: usize = 200_000;
-
-impl CacheGroup {
-    /// A group of `expected_members` caches, each warmed with `snapshot`.
-    pub fn new(
-        snapshot: Arc<[CachedOrder]>,
-        expected_members: usize,
-        settings: CacheSettings,
-        metrics: &Metrics,
-    ) -> CacheGroup {
-        CacheGroup {
-            inner: Arc::new(GroupInner {
-                members: Mutex::new(Vec::new()),
-                snapshot: Mutex::new(Some(snapshot)),
-                expected_members,
-                warmed: AtomicUsize::new(0),
-                warm_changed: Notify::new(),
-                settings,
-                counters: Counters::new(metrics),
-                own_commits: Mutex::new(HashMap::new()),
-            }),
-        }
-    }
-
-    /// Starts a cache actor on the current thread's arbiter (call it from the HTTP app factory, which runs on each
-    /// worker), registers it for broadcasts, and warms it. Registering before warming means no commit is missed:
-    /// inserts are idempotent, so an order both broadcast and in the warm-up data is simply added once.
-    pub fn start_local_member(&self) -> LocalCache {
-        let snapshot = self
-            .inner
-            .snapshot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let settings = &self.inner.settings;
-        let capacity = match settings.max_bytes {
-            None => snapshot.as_ref().map_or(0, |s| s.len()),
-            Some(_) => 0,
-        };
-        let addr = OrderCache {
-            store: DocumentStore::new(settings.max_bytes, capacity),
-            negative: NegativeCache::new(NEGATIVE_CAPACITY),
-            misses: MissQueue::new(LOOKUPS_IN_FLIGHT, LOOKUP_BATCH),
-            source: settings.source.clone(),
-            evictions: 0,
-            group: Some(self.clone()),
-            counters: self.inner.counters.clone(),
-        }
-        .start();
-        let donor = self.any_member();
-        self.lock_members().push(addr.clone());
-        match (snapshot, donor) {
-            (Some(snapshot), _) => addr.do_send(WarmCache(snapshot)),
-            // A late member (its worker restarted): copy a live member, which holds the snapshot and every commit.
-            (None, Some(donor)) => {
-                let member = addr.clone();
-                actix::spawn(async move {
-                    match donor.send(ExportOrders).await {
-                        Ok(orders) => member.do_send(WarmCache(orders)),
-                        Err(error) => {
-                            tracing::error!(%error, "Failed to warm a late cache member.")
-                        }
-                    }
-                });
-            }
-            (None, None) => addr.do_send(WarmCache(Arc::from(Vec::new()))),
-        }
-        LocalCache(addr)
-    }
-
-    /// Where to copy documents this group will cache (packed into chunks only without a bound).
-    pub fn document_arena(&self) -> DocumentArena {
-        DocumentArena::for_bound(self.inner.settings.max_bytes)
-    }
-
-    /// Sends orders this instance's persister committed to every member, and remembers them for the feed.
-    pub fn cache_committed(&self, orders: Arc<[CachedOrder]>) {
-        {
-            let mut own = self.lock_own_commits();
-            let now = Instant::now();
-            if own.len() >= OWN_COMMITS_PRUNE_AT {
-                own.retain(|_, at| now.duration_since(*at) < OWN_COMMIT_MEMORY);
-            }
-            for order in orders.iter() {
-                own.insert(order.uid.clone(), now);
-            }
-        }
-        self.broadcast(orders);
-    }
-
-    /// True (once) for an order this instance's persister cached: the feed skips its document.
-    pub fn take_own_commit(&self, uid: &str) -> bool {
-        self.lock_own_commits().remove(uid).is_some()
-    }
-
-    fn lock_own_commits(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Instant>> {
-        // A plain map of hints: a panic mid-update cannot leave it inconsistent in a way that matters.
-        self.inner
-            .own_commits
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Sends committed orders to every member. Members of stopped workers are dropped.
-    pub fn broadcast(&self, orders: Arc<[CachedOrder]>) {
-        let mut members = self.lock_members();
-        members.retain(|member| member.connected());
-        for member in members.iter() {
-            member.do_send(CacheOrders(orders.clone()));
-        }
-    }
-
-    /// Waits until at least `count` members are warm.
-    pub async fn wait_until_warm(&self, count: usize) {
-        loop {
-            let notified = self.inner.warm_changed.notified();
-            if self.warmed_members() >= count {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    /// Members that loaded the snapshot.
-    pub fn warmed_members(&self) -> usize {
-        self.inner.warmed.load(Ordering::Acquire)
-    }
-
-    /// Any one member, for counting.
-    pub fn any_member(&self) -> Option<Addr<OrderCache>> {
-        self.lock_members().iter().find(|m| m.connected()).cloned()
-    }
-
-    fn member_warmed(&self) {
-        let warmed = self.inner.warmed.fetch_add(1, Ordering::AcqRel) + 1;
-        if warmed >= self.inner.expected_members {
-            // Every expected member holds the snapshot now; it need not stay in memory twice.
-            *self
-                .inner
-                .snapshot
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = None;
-        }
-        self.inner.warm_changed.notify_waiters();
-    }
-
-    fn lock_members(&self) -> std::sync::MutexGuard<'_, Vec<Addr<OrderCache>>> {
-        // The list stays consistent even if a holder panicked: every operation on it is a single push or retain.
-        self.inner
-            .members
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
 /// The cache of the current HTTP worker: what the routes use.
 #[derive(Clone)]
 pub struct LocalCache(Addr<OrderCache>);
@@ -509,69 +248,18 @@ impl LocalCache {
     }
 }
 
-/// Copies restored documents into large shared chunks: one allocation per megabyte instead of one per order, so a
-/// million cached orders cost little more than their JSON. With a bound the chunks are not used: a chunk lives
-/// while any of its documents is cached, so evicting a document would free nothing.
-pub struct DocumentArena {
-    chunk: BytesMut,
-    packed: bool,
-    /// Bytes of every chunk allocated so far: what the arena has cost, for tests and accounting.
-    allocated: usize,
-}
-
-/// Size of one arena chunk.
-const ARENA_CHUNK: usize = 1 << 20;
-
-impl DocumentArena {
-    pub fn new() -> DocumentArena {
-        DocumentArena {
-            chunk: BytesMut::new(),
-            packed: true,
-            allocated: 0,
-        }
-    }
-
-    /// Packed into chunks without a cache bound, one allocation per document with one.
-    pub fn for_bound(max_bytes: Option<usize>) -> DocumentArena {
-        DocumentArena {
-            chunk: BytesMut::new(),
-            packed: max_bytes.is_none(),
-            allocated: 0,
-        }
-    }
-
-    /// Bytes of every chunk allocated so far.
-    pub fn allocated_bytes(&self) -> usize {
-        self.allocated
-    }
-
-    /// A `Bytes` with a copy of `document`, sharing its chunk with its neighbours when packed.
-    pub fn copy(&mut self, document: &[u8]) -> Bytes {
-        if !self.packed {
-            return Bytes::copy_from_slice(document);
-        }
-        if self.chunk.capacity() - self.chunk.len() < document.len() {
-            let size = ARENA_CHUNK.max(document.len());
-            self.chunk = BytesMut::with_capacity(size);
-            self.allocated += size;
-        }
-        self.chunk.extend_from_slice(document);
-        self.chunk.split().freeze()
-    }
-}
-
-impl Default for DocumentArena {
-    fn default() -> Self {
-        DocumentArena::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use futures::future::BoxFuture;
     use tokio::sync::Semaphore;
 
     use super::*;
     use crate::cache::store::ENTRY_OVERHEAD;
+    use crate::cache::CacheSettings;
+    use crate::telemetry::metrics::Metrics;
 
     /// Orders in a map; each query takes its answer at once (its snapshot) and returns it when the gate lets it.
     #[derive(Default)]
@@ -669,7 +357,7 @@ mod tests {
         // Arrange
         let metrics = metrics();
         let group = CacheGroup::new(vec![order("a", b"{}")].into(), 1, unbounded(), &metrics);
-        let member = group.start_local_member();
+        let member = OrderCache::start_local_member(&group);
         group.wait_until_warm(1).await;
 
         // Act: "a" again is not a new entry.
@@ -689,8 +377,8 @@ mod tests {
     async fn members_are_warmed_and_see_every_broadcast() {
         // Arrange
         let group = CacheGroup::new(vec![order("a", b"{}")].into(), 2, unbounded(), &metrics());
-        let first = group.start_local_member();
-        let second = group.start_local_member();
+        let first = OrderCache::start_local_member(&group);
+        let second = OrderCache::start_local_member(&group);
 
         // Act
         group.wait_until_warm(2).await;
@@ -713,7 +401,7 @@ mod tests {
     #[actix::test]
     async fn a_cached_order_keeps_its_first_document() {
         let group = CacheGroup::new(vec![order("a", b"1")].into(), 1, unbounded(), &metrics());
-        let member = group.start_local_member();
+        let member = OrderCache::start_local_member(&group);
         group.wait_until_warm(1).await;
         group.broadcast(vec![order("a", b"2")].into());
         assert_eq!(
@@ -726,12 +414,12 @@ mod tests {
     async fn a_late_member_is_warmed_from_a_live_one_with_later_commits() {
         // Arrange: the expected member is warm, so the snapshot is gone; an order was committed since.
         let group = CacheGroup::new(vec![order("a", b"1")].into(), 1, unbounded(), &metrics());
-        let _first = group.start_local_member();
+        let _first = OrderCache::start_local_member(&group);
         group.wait_until_warm(1).await;
         group.broadcast(vec![order("b", b"2")].into());
 
         // Act
-        let late = group.start_local_member();
+        let late = OrderCache::start_local_member(&group);
         group.wait_until_warm(2).await;
 
         // Assert
@@ -752,7 +440,7 @@ mod tests {
         let source = Arc::new(MapSource::default());
         source.store("x", b"{\"x\":1}");
         let group = CacheGroup::new(Vec::new().into(), 1, settings(&source, None), &metrics);
-        let member = group.start_local_member();
+        let member = OrderCache::start_local_member(&group);
         group.wait_until_warm(1).await;
 
         // Act
@@ -774,7 +462,7 @@ mod tests {
         let (source, gate) = MapSource::gated();
         source.store("found", b"1");
         let group = CacheGroup::new(Vec::new().into(), 1, settings(&source, None), &metrics);
-        let member = group.start_local_member();
+        let member = OrderCache::start_local_member(&group);
         group.wait_until_warm(1).await;
 
         // Act: the first miss starts a query; 300 more arrive while it is held.
@@ -813,7 +501,7 @@ mod tests {
         let metrics = metrics();
         let source = Arc::new(MapSource::default());
         let group = CacheGroup::new(Vec::new().into(), 1, settings(&source, None), &metrics);
-        let member = group.start_local_member();
+        let member = OrderCache::start_local_member(&group);
         group.wait_until_warm(1).await;
 
         // Act
@@ -835,7 +523,7 @@ mod tests {
         let metrics = metrics();
         let (source, gate) = MapSource::gated();
         let group = CacheGroup::new(Vec::new().into(), 1, settings(&source, None), &metrics);
-        let member = group.start_local_member();
+        let member = OrderCache::start_local_member(&group);
         group.wait_until_warm(1).await;
         let lookup = actix::spawn({
             let member = member.clone();
@@ -866,7 +554,7 @@ mod tests {
             settings(&source, room_for_one),
             &metrics,
         );
-        let member = group.start_local_member();
+        let member = OrderCache::start_local_member(&group);
         group.wait_until_warm(1).await;
         let lookup = actix::spawn({
             let member = member.clone();
@@ -908,7 +596,7 @@ mod tests {
             source: source.clone(),
         };
         let group = CacheGroup::new(Vec::new().into(), 1, settings, &metrics);
-        let member = group.start_local_member();
+        let member = OrderCache::start_local_member(&group);
         group.wait_until_warm(1).await;
 
         let first = member.get(uid("x")).await;
@@ -926,7 +614,7 @@ mod tests {
     #[actix::test]
     async fn the_feed_skips_each_own_commit_once_and_nothing_else() {
         let group = CacheGroup::new(Vec::new().into(), 1, unbounded(), &metrics());
-        let member = group.start_local_member();
+        let member = OrderCache::start_local_member(&group);
         group.wait_until_warm(1).await;
 
         group.cache_committed(vec![order("own", b"1")].into());
@@ -938,19 +626,5 @@ mod tests {
             member.get(uid("own")).await.expect("answered"),
             Some(Bytes::from_static(b"1"))
         );
-    }
-
-    #[test]
-    fn the_arena_returns_exact_copies() {
-        let mut arena = DocumentArena::new();
-        let big = vec![7u8; ARENA_CHUNK + 1];
-        let copies: Vec<Bytes> = [&b"one"[..], &b"two!"[..], &big, &b""[..]]
-            .iter()
-            .map(|d| arena.copy(d))
-            .collect();
-        assert_eq!(copies[0], &b"one"[..]);
-        assert_eq!(copies[1], &b"two!"[..]);
-        assert_eq!(copies[2], big);
-        assert!(copies[3].is_empty());
     }
 }

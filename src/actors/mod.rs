@@ -22,7 +22,7 @@ pub mod stall;
 pub mod subscriber;
 pub mod validator;
 
-pub use cache::{CacheGroup, CachedOrder, DocumentArena, LocalCache, OrderCache};
+pub use cache::{LocalCache, OrderCache};
 pub use message_span::MessageSpan;
 pub use persister::{OrderPersister, Outcome, PersisterSettings, PipelineError};
 pub use subscriber::{Drain, NatsSubscriber, StartSubscription, SubscriberStatus};

@@ -28,9 +28,9 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 
-use crate::actors::cache::{CacheGroup, CachedOrder, DocumentArena};
 use crate::actors::message_span::MessageSpan;
 use crate::actors::stall::PipelineHealth;
+use crate::cache::{CacheGroup, CachedOrder, DocumentArena};
 use crate::domain::{Order, OrderUid, RejectClass, RejectReason, Rejection, ValidOrder};
 use crate::storage::{self, DeadLetterRow, OrderRow, PersistError, Pool, Stored};
 use crate::telemetry::error_chain::error_chain;

@@ -13,14 +13,14 @@ use anyhow::Context;
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::actors::cache::{CacheSettings, PostgresOrders};
 use crate::actors::stall::{self, PipelineHealth};
 use crate::actors::{
-    CacheGroup, CachedOrder, DocumentArena, Drain, NatsSubscriber, OrderPersister, OrderValidator,
-    PersisterSettings, StartSubscription, SubscriberStatus,
+    Drain, NatsSubscriber, OrderCache, OrderPersister, OrderValidator, PersisterSettings,
+    StartSubscription, SubscriberStatus,
 };
-use crate::cache::feed::{ChangeFeed, FeedOrder, FeedSettings, FeedSink};
+use crate::cache::feed::{CacheFeedSink, ChangeFeed, FeedSettings};
 use crate::cache::store::charge;
+use crate::cache::{CacheGroup, CacheSettings, CachedOrder, DocumentArena, PostgresOrders};
 use crate::config::{Settings, SourceKind};
 use crate::domain::OrderSchema;
 use crate::http::admin_gate::{self, AdminAccess};
@@ -244,10 +244,7 @@ impl Application {
             },
             feed_start,
             metrics.clone(),
-            CacheFeedSink {
-                arena: caches.document_arena(),
-                caches: caches.clone(),
-            },
+            CacheFeedSink::new(caches.clone()),
         );
 
         // One subscriber per source, all feeding the same validator.
@@ -412,29 +409,6 @@ async fn drain_all(subscribers: &[Addr<NatsSubscriber>]) {
     }
 }
 
-/// Hands the change feed's orders to every worker's cache, except this instance's own commits (cached already).
-struct CacheFeedSink {
-    caches: CacheGroup,
-    arena: DocumentArena,
-}
-
-impl FeedSink for CacheFeedSink {
-    fn wants(&mut self, uid: &str) -> bool {
-        !self.caches.take_own_commit(uid)
-    }
-
-    fn deliver(&mut self, orders: Vec<FeedOrder>) {
-        let orders: Vec<CachedOrder> = orders
-            .into_iter()
-            .map(|order| CachedOrder {
-                uid: Arc::from(order.uid),
-                document: self.arena.copy(&order.document),
-            })
-            .collect();
-        self.caches.broadcast(orders.into());
-    }
-}
-
 /// Streams the stored orders into one snapshot, documents packed into shared chunks (unless bounded), and returns
 /// where the change feed starts. With a bound, the newest orders that fit in it.
 async fn restore_orders(
@@ -494,7 +468,7 @@ fn run_public(
     let listener_kind = web::Data::new(Listener::Public);
     let server = HttpServer::new(move || {
         // Runs once on each worker thread: this worker's own cache actor (see actors/cache.rs for why).
-        let cache = web::Data::new(caches.start_local_member());
+        let cache = web::Data::new(OrderCache::start_local_member(&caches));
         App::new()
             .wrap(from_fn(error_bodies::json_errors))
             .wrap(from_fn(head_requests::head_as_get))
@@ -534,7 +508,7 @@ fn run_admin(listener: TcpListener, shared: &HttpShared) -> anyhow::Result<Serve
     );
     let listener_kind = web::Data::new(Listener::Admin);
     let server = HttpServer::new(move || {
-        let cache = web::Data::new(caches.start_local_member());
+        let cache = web::Data::new(OrderCache::start_local_member(&caches));
         App::new()
             .wrap(from_fn(admin_gate::gate))
             .wrap(from_fn(error_bodies::json_errors))

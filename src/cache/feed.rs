@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_postgres::AsyncMessage;
 
+use crate::cache::{CacheGroup, CachedOrder, DocumentArena};
 use crate::config::backoff::Backoff;
 use crate::storage::feed::{self as storage_feed, FeedCursor, FeedStart};
 use crate::storage::tls::Tls;
@@ -72,6 +73,38 @@ pub trait FeedSink: 'static {
     fn wants(&mut self, uid: &str) -> bool;
     /// The orders wanted from one read, in cursor order.
     fn deliver(&mut self, orders: Vec<FeedOrder>);
+}
+
+/// Hands the change feed's orders to every worker's cache, except this instance's own commits (cached already).
+pub struct CacheFeedSink {
+    caches: CacheGroup,
+    arena: DocumentArena,
+}
+
+impl CacheFeedSink {
+    pub fn new(caches: CacheGroup) -> CacheFeedSink {
+        CacheFeedSink {
+            arena: caches.document_arena(),
+            caches,
+        }
+    }
+}
+
+impl FeedSink for CacheFeedSink {
+    fn wants(&mut self, uid: &str) -> bool {
+        !self.caches.take_own_commit(uid)
+    }
+
+    fn deliver(&mut self, orders: Vec<FeedOrder>) {
+        let orders: Vec<CachedOrder> = orders
+            .into_iter()
+            .map(|order| CachedOrder {
+                uid: Arc::from(order.uid),
+                document: self.arena.copy(&order.document),
+            })
+            .collect();
+        self.caches.broadcast(orders.into());
+    }
 }
 
 /// One order the feed delivers.

@@ -5,8 +5,8 @@ use actix_web::{get, http::header::ContentType, web, HttpResponse, ResponseError
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::actors::cache::LookupError;
 use crate::actors::LocalCache;
+use crate::cache::LookupError;
 use crate::domain::{OrderUid, OrderUidError};
 use crate::http::routes::error_response;
 use crate::http::routes::pagination::{ListError, Page};
