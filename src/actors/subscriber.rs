@@ -70,7 +70,7 @@ const JETSTREAM_FAILED_PROBES: u32 = 3;
 /// STAN pings in a row that time out before the connection is dropped: the ping shares ratsio's connection with
 /// the deliveries, so under a heavy backlog one answer can come late. A ping that fails outright (a broken
 /// connection, a replaced registration) drops it at once.
-const STAN_LATE_PINGS: u32 = 2;
+const STAN_LATE_PINGS: u32 = 3;
 
 /// A delivery waiting for the pipeline's answer.
 struct Awaiting {

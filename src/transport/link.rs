@@ -2,6 +2,7 @@
 //! working connection, and (JetStream) the stream's replica count. The transports write it (async-nats reports its own disconnects and reconnects), the
 //! subscriber writes it when it drops a connection and when messages flow again; metrics and readiness read it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,8 @@ use prometheus::Histogram;
 #[derive(Debug)]
 pub struct Link {
     state: Mutex<State>,
+    /// Disconnections async-nats reported, ever.
+    disconnects: AtomicU64,
     /// Seconds from losing the connection to the next message or successful call, observed once per loss.
     recovery: Histogram,
 }
@@ -29,6 +32,7 @@ impl Link {
     pub fn new(recovery: Histogram) -> Link {
         Link {
             state: Mutex::new(State::default()),
+            disconnects: AtomicU64::new(0),
             recovery,
         }
     }
@@ -47,6 +51,17 @@ impl Link {
         let mut state = self.state();
         state.server = None;
         state.lost_at.get_or_insert_with(Instant::now);
+    }
+
+    /// async-nats lost its connection (it reconnects by itself): counted, and a loss.
+    pub fn disconnected(&self) {
+        self.disconnects.fetch_add(1, Ordering::AcqRel);
+        self.lost();
+    }
+
+    /// How many disconnections async-nats has reported so far.
+    pub fn disconnects(&self) -> u64 {
+        self.disconnects.load(Ordering::Acquire)
     }
 
     /// A message arrived or the broker answered: the loss, if any, is over.

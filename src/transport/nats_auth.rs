@@ -166,7 +166,7 @@ impl NatsTarget {
             .retain_servers_order()
             .event_callback(move |event| {
                 if matches!(event, Event::Disconnected) {
-                    link.lost();
+                    link.disconnected();
                 }
                 async {}
             })

@@ -72,6 +72,11 @@ pub enum BrokerError {
     },
     #[error(transparent)]
     Liveness(#[from] LivenessError),
+    #[error(
+        "the connection to the NATS server was lost (the ack connection moved to another server; ratsio's does \
+         not follow)"
+    )]
+    NodeLost,
     #[error("the broker no longer knows client id {0:?}")]
     NotRegistered(String),
     #[error("the broker answered with an error: {0}")]
@@ -139,6 +144,9 @@ pub struct StanConnection {
     /// The connection id ratsio registered us with, and where the broker answers pings about it.
     conn_id: Vec<u8>,
     ping_subject: String,
+    /// The ack connection's disconnections when this connection was made: both connections sit on the first
+    /// reachable server of the list, so a later one means ratsio's server is likely gone too.
+    disconnects_at_connect: u64,
 }
 
 /// What acknowledging one STAN delivery needs: the ack connection, the subscription's ack inbox and the message's
@@ -279,6 +287,7 @@ impl StanConnection {
                 link: link.clone(),
                 conn_id,
                 ping_subject,
+                disconnects_at_connect: link.disconnects(),
             })
         }
         .await;
@@ -391,12 +400,16 @@ impl StanConnection {
         Ok(receiver)
     }
 
-    /// Pings the broker with our connection id, over ratsio's connection (the one our subscription and heartbeats
-    /// live on): an error when that connection is dead, when the broker no longer holds this connection as the
+    /// Fails at once when the ack connection lost its server since connecting (ratsio's, on the same server, is
+    /// then gone or about to be). Else pings the broker with our connection id, over ratsio's connection (the one
+    /// our subscription and heartbeats live on): an error when that connection is dead, when the broker no longer holds this connection as the
     /// registration of our client id (`is_replaced`: another process took the id over, or the broker forgot us),
     /// or when it does not answer.
     pub async fn probe(&self) -> Result<(), BrokerError> {
         let s = &self.settings;
+        if self.link.disconnects() > self.disconnects_at_connect {
+            return Err(BrokerError::NodeLost);
+        }
         let request = stan_liveness::ping_request(&self.conn_id);
         let reply = within(
             "ping",
