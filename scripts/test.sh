@@ -17,4 +17,14 @@ export TEST_DATABASE_URL
 ./scripts/interop.sh
 ./scripts/nats-py.sh
 ./scripts/compose.sh
-cargo test --workspace --locked "$@"
+# The conformance tests that cannot run against an external STAN server (STAN_CONFORMANCE_URL) record themselves
+# here; the harness can only count them as passed, so the summary below says how many were skipped.
+skipped="${CARGO_TARGET_DIR:-target}/tmp/conformance-skipped.txt"
+rm -f "$skipped"
+status=0
+cargo test --workspace --locked "$@" || status=$?
+if [ -s "$skipped" ]; then
+    echo "conformance against an external server: $(wc -l <"$skipped") skipped (counted as passed above):"
+    sed 's/^/  /' "$skipped"
+fi
+exit "$status"

@@ -17,11 +17,11 @@ pub struct MessageSpan(Arc<Inner>);
 
 struct Inner {
     /// `None` for a span opened by its maker (a replay's).
-    delivery: Option<Delivery>,
+    delivery: Option<MessagePlace>,
     state: Mutex<State>,
 }
 
-struct Delivery {
+struct MessagePlace {
     origin: Origin,
     sequence: u64,
     redelivered: bool,
@@ -37,7 +37,7 @@ impl MessageSpan {
     /// The span of a delivery: "Process order" with `source`, `channel`, `seq`, `redelivered` and `order_uid`.
     pub fn delivery(origin: &Origin, sequence: u64, redelivered: bool) -> MessageSpan {
         MessageSpan(Arc::new(Inner {
-            delivery: Some(Delivery {
+            delivery: Some(MessagePlace {
                 origin: origin.clone(),
                 sequence,
                 redelivered,

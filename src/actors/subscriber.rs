@@ -13,8 +13,12 @@
 //! | `Err(PipelineError)`        | database or mailbox failure                | no: redelivered after ack wait |
 //!
 //! Connection care (see transport/stan.rs for the ratsio defects behind it): a lost connection, an ended
-//! subscription or a failed probe drops the connection and connects afresh with backoff, resubscribing the durable.
-//! For JetStream the probe reads the consumer's state, which also gives its backlog. A redelivery of a message still
+//! subscription or a failed probe drops the connection and connects afresh with backoff, through the whole server
+//! list, resubscribing the durable; this repeats until it succeeds and never ends the process. For JetStream the
+//! probe reads the consumer's state, which also gives its backlog; while a leader moves that read can fail, so
+//! only `JETSTREAM_FAILED_PROBES` failures in a row drop the connection (async-nats reconnects by itself), as
+//! `STAN_LATE_PINGS` late pings do for STAN. The
+//! source's `Link` records the loss and, at the first message or answer after it, how long it lasted. A redelivery of a message still
 //! in flight is skipped, so a slow database cannot multiply the work in flight.
 //!
 //! A lost STAN client id: when the probe finds that the broker no longer holds this connection as our client id's
@@ -31,7 +35,6 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use futures::stream;
 use prometheus::Histogram;
-use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::actors::message_span::MessageSpan;
@@ -39,8 +42,11 @@ use crate::actors::persister::{all_failed, Outcome, PipelineError};
 use crate::actors::validator::{Delivered, OrderValidator, ValidateBatch};
 use crate::telemetry::error_chain::error_chain;
 use crate::telemetry::metrics::Metrics;
+use crate::transport::deadline::backoff;
+use crate::transport::link::Link;
 use crate::transport::{
-    AckHandle, Connection, ConsumerLag, Delivery, Origin, SourceKind, Transport, TransportError,
+    AckHandle, BrokerMessage, ConsumerLag, Origin, SourceConnection, SourceKind, Transport,
+    TransportError,
 };
 
 /// Connect and subscribe; answers when the first subscription is up, or with why it is not.
@@ -58,6 +64,13 @@ pub struct Drain {
 
 /// Most deliveries taken from the subscription in one run: they travel down the pipeline in one message.
 const DELIVERY_RUN: usize = 256;
+
+/// Failed reads of a JetStream consumer's state in a row before the connection is dropped and made afresh.
+const JETSTREAM_FAILED_PROBES: u32 = 3;
+/// STAN pings in a row that time out before the connection is dropped: the ping shares ratsio's connection with
+/// the deliveries, so under a heavy backlog one answer can come late. A ping that fails outright (a broken
+/// connection, a replaced registration) drops it at once.
+const STAN_LATE_PINGS: u32 = 2;
 
 /// A delivery waiting for the pipeline's answer.
 struct Awaiting {
@@ -88,7 +101,7 @@ struct Acked {
 /// What the subscription stream yields; the generation tells a current subscription from a replaced one.
 enum Incoming {
     /// The deliveries that were ready together, at most `DELIVERY_RUN`.
-    Deliveries(u64, Vec<Delivery>),
+    Deliveries(u64, Vec<BrokerMessage>),
     Ended(u64),
 }
 
@@ -180,7 +193,10 @@ pub struct NatsSubscriber {
     ack_duration: Histogram,
     /// Deliveries per message, observed on each delivery when the source counts them.
     delivery_attempts: Histogram,
-    connection: Option<Arc<Connection>>,
+    connection: Option<Arc<SourceConnection>>,
+    link: Arc<Link>,
+    /// Probes failed in a row on the current connection.
+    failed_probes: u32,
     /// Bumped on every new subscription; answers and deliveries of older ones are stale.
     generation: u64,
     stream: Option<SpawnHandle>,
@@ -199,6 +215,7 @@ impl NatsSubscriber {
         transport: Transport,
         validator: Addr<OrderValidator>,
         status: Arc<SubscriberStatus>,
+        link: Arc<Link>,
         metrics: &Metrics,
     ) -> Self {
         let origin = transport.origin();
@@ -210,6 +227,8 @@ impl NatsSubscriber {
             status,
             ack_duration: metrics.ack_duration.clone(),
             connection: None,
+            link,
+            failed_probes: 0,
             generation: 0,
             stream: None,
             in_flight: HashMap::new(),
@@ -224,8 +243,8 @@ impl NatsSubscriber {
     /// Takes over a fresh subscription.
     fn install(
         &mut self,
-        connection: Connection,
-        deliveries: mpsc::UnboundedReceiver<Delivery>,
+        connection: SourceConnection,
+        deliveries: mpsc::UnboundedReceiver<BrokerMessage>,
         ctx: &mut Context<Self>,
     ) {
         self.generation += 1;
@@ -243,9 +262,11 @@ impl NatsSubscriber {
         self.stream = Some(ctx.add_stream(incoming));
         self.connection = Some(Arc::new(connection));
         self.failed_connects = 0;
+        self.failed_probes = 0;
         self.replaced = false;
         self.status.set_up();
-        tracing::info!(source = %self.origin.source, subscription = %self.transport.describe(), "Subscribed.");
+        tracing::info!(source = %self.origin.source, subscription = %self.transport.describe(),
+            server = self.link.server().unwrap_or_default(), "Subscribed.");
     }
 
     /// Drops the connection and connects afresh after a backoff (ratsio's own reconnect cannot be trusted).
@@ -253,6 +274,7 @@ impl NatsSubscriber {
         tracing::warn!(source = %self.origin.source, %reason, "Lost the subscription; connecting afresh.");
         self.status.set_down(reason);
         self.status.reconnects.fetch_add(1, Ordering::Relaxed);
+        self.link.lost();
         if let Some(handle) = self.stream.take() {
             ctx.cancel_future(handle);
         }
@@ -282,9 +304,9 @@ impl NatsSubscriber {
         if self.draining {
             return;
         }
-        let transport = self.transport.clone();
+        let (transport, link) = (self.transport.clone(), self.link.clone());
         ctx.spawn(
-            async move { transport.connect().await }
+            async move { transport.connect(&link).await }
                 .into_actor(self)
                 .map(|result, act, ctx| match result {
                     Ok((connection, deliveries)) if !act.draining => {
@@ -319,12 +341,13 @@ impl NatsSubscriber {
     }
 
     /// Sends a run of deliveries down the pipeline, as one message, and settles each with its answer.
-    fn take(&mut self, generation: u64, run: Vec<Delivery>, ctx: &mut Context<Self>) {
+    fn take(&mut self, generation: u64, run: Vec<BrokerMessage>, ctx: &mut Context<Self>) {
         if self.draining || generation != self.generation {
             // Not acked: the broker redelivers them (to this instance after a restart, or to another member).
             return;
         }
         let received = Instant::now();
+        self.link.working();
         let mut messages = Vec::with_capacity(run.len());
         let mut awaiting = Vec::with_capacity(run.len());
         for delivery in run {
@@ -361,11 +384,11 @@ impl NatsSubscriber {
     fn admit(
         &mut self,
         generation: u64,
-        delivery: Delivery,
+        delivery: BrokerMessage,
         received: Instant,
     ) -> Option<(Delivered, Awaiting)> {
         self.status.delivered.fetch_add(1, Ordering::Relaxed);
-        let Delivery {
+        let BrokerMessage {
             payload,
             sequence,
             redelivered,
@@ -419,6 +442,15 @@ impl NatsSubscriber {
         }
     }
 
+    /// How many probes in a row may fail like `error` before the connection is dropped.
+    fn probes_tolerated(&self, error: &TransportError) -> u32 {
+        match self.origin.source {
+            SourceKind::JetStream => JETSTREAM_FAILED_PROBES,
+            SourceKind::Stan if error.is_timeout() => STAN_LATE_PINGS,
+            SourceKind::Stan => 1,
+        }
+    }
+
     fn probe(&mut self, ctx: &mut Context<Self>) {
         let Some(connection) = self.connection.clone() else {
             return;
@@ -434,13 +466,21 @@ impl NatsSubscriber {
                 .map(move |result, act, ctx| {
                     act.probing = false;
                     match result {
-                        Ok(lag) => act.status.set_lag(lag),
+                        Ok(lag) => {
+                            act.failed_probes = 0;
+                            act.status.set_lag(lag);
+                        }
                         Err(error) if generation != act.generation || act.draining => {
                             tracing::debug!(%error, "A probe of a replaced connection failed.");
                         }
                         Err(error) if error.is_replaced() => {
                             act.status.set_lag(None);
                             act.replaced(&error, ctx);
+                        }
+                        Err(error) if act.failed_probes + 1 < act.probes_tolerated(&error) => {
+                            act.failed_probes += 1;
+                            tracing::warn!(%error, failed = act.failed_probes,
+                                "A probe of the broker connection failed; trying again at the next probe.");
                         }
                         Err(error) => {
                             act.status.set_lag(None);
@@ -450,14 +490,6 @@ impl NatsSubscriber {
                 }),
         );
     }
-}
-
-/// 200 ms doubling up to 10 s, with jitter so that several instances do not reconnect in step.
-fn backoff(failures: u32) -> Duration {
-    let base = Duration::from_millis(200)
-        .saturating_mul(1 << failures.min(6))
-        .min(Duration::from_secs(10));
-    base.mul_f64(rand::rng().random_range(0.8..1.2))
 }
 
 impl Actor for NatsSubscriber {
@@ -475,9 +507,9 @@ impl Handler<StartSubscription> for NatsSubscriber {
 
     /// The first connection: its failure is the caller's (a startup error), later ones are retried here.
     fn handle(&mut self, _: StartSubscription, _: &mut Self::Context) -> Self::Result {
-        let transport = self.transport.clone();
+        let (transport, link) = (self.transport.clone(), self.link.clone());
         Box::pin(
-            async move { transport.connect().await }
+            async move { transport.connect(&link).await }
                 .into_actor(self)
                 .map(|result, act, ctx| match result {
                     Ok((connection, deliveries)) => {
@@ -626,17 +658,5 @@ impl Handler<Drain> for NatsSubscriber {
             })
             .map(|_, _, ctx| ctx.stop()),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert!(backoff(0) <= Duration::from_millis(240));
-        assert!(backoff(3) >= Duration::from_millis(1280));
-        assert!(backoff(100) <= Duration::from_secs(12));
     }
 }

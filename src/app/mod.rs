@@ -23,17 +23,20 @@ use crate::cache::feed::{ChangeFeed, FeedOrder, FeedSettings, FeedSink};
 use crate::cache::store::charge;
 use crate::config::{Settings, SourceKind};
 use crate::domain::OrderSchema;
-use crate::http::admin_gate::{self, AdminToken};
+use crate::http::admin_gate::{self, AdminAccess};
 use crate::http::readiness::{Readiness, SourceStatus};
 use crate::http::request_metrics::HttpMetrics;
 use crate::http::routes::{self, Listener};
+use crate::http::{error_bodies, head_requests};
 use crate::replay::ReplayPipeline;
 use crate::storage::feed::FeedStart;
 use crate::storage::{self, Pool};
 use crate::telemetry::error_chain::error_chain;
 use crate::telemetry::metrics::Metrics;
 use crate::transport::jetstream::ConsumerSettings;
+use crate::transport::link::Link;
 use crate::transport::nats_auth::NatsTarget;
+use crate::transport::stan::StanSource;
 use crate::transport::Transport;
 
 /// How long a graceful stop waits for messages in flight to commit and be acked.
@@ -144,23 +147,40 @@ impl Application {
             validator: validator.clone(),
         };
 
-        let transports = transports(&settings);
+        let transports = transports(&settings)?;
         let mut sources = Vec::with_capacity(transports.len());
         for transport in &transports {
+            let source = transport.origin().source;
             let status = Arc::new(SubscriberStatus::default());
+            let link = Arc::new(Link::new(metrics.broker_recovery(source)));
             metrics
-                .watch_subscriber(transport.origin().source, status.clone())
+                .watch_subscriber(source, status.clone())
                 .context("Failed to register the subscriber metrics")?;
+            let read = link.clone();
+            let read_down = link.clone();
+            let read_replicas = link.clone();
+            metrics
+                .watch_link(
+                    source,
+                    move || read.server(),
+                    move || read_down.down_for(),
+                    move || read_replicas.replicas(),
+                )
+                .context("Failed to register the broker link metrics")?;
+            tracing::info!(%source, servers = %transport.servers(), "Broker servers.");
             sources.push(SourceStatus {
                 origin: transport.origin(),
                 subscription: transport.describe(),
+                servers: transport.servers(),
                 status,
+                link,
             });
         }
         let readiness = Arc::new(Readiness::new(
             sources.clone(),
             health.clone(),
             pool.clone(),
+            Duration::from_secs(settings.application.stall_after_secs),
         ));
         actix_web::rt::spawn(stall::watch(
             health,
@@ -185,7 +205,7 @@ impl Application {
             readiness: web::Data::from(readiness.clone()),
             replay: web::Data::new(replay),
             metrics: web::Data::from(metrics.clone()),
-            admin_token: web::Data::new(AdminToken(settings.application.admin_token.clone())),
+            admin_access: web::Data::new(AdminAccess::new(&settings.application)),
         };
         let server = run_public(listener, workers, &shared)?;
         let admin = run_admin(admin_listener, &shared)?;
@@ -234,8 +254,14 @@ impl Application {
         let mut subscribers = Vec::with_capacity(transports.len());
         for (transport, source) in transports.into_iter().zip(sources) {
             let subscription = source.subscription.clone();
-            let subscriber =
-                NatsSubscriber::new(transport, validator.clone(), source.status, &metrics).start();
+            let subscriber = NatsSubscriber::new(
+                transport,
+                validator.clone(),
+                source.status,
+                source.link,
+                &metrics,
+            )
+            .start();
             let failure = match subscriber.send(StartSubscription).await {
                 Ok(Ok(())) => None,
                 Ok(Err(error)) => Some(
@@ -342,19 +368,22 @@ impl Application {
     }
 }
 
-/// One transport per configured source, in the order given.
-fn transports(settings: &Settings) -> Vec<Transport> {
+/// One transport per configured source, in the order given. A malformed server list stops the start here, with
+/// the entry named and its secrets masked.
+fn transports(settings: &Settings) -> anyhow::Result<Vec<Transport>> {
     settings
         .distinct_sources()
         .into_iter()
-        .map(|source| match source {
-            SourceKind::Stan => Transport::Stan(settings.stan.clone()),
-            SourceKind::JetStream => Transport::JetStream(ConsumerSettings {
-                js: settings.jetstream.clone(),
-                nats: NatsTarget::for_jetstream(settings),
-                ack_wait: Duration::from_secs(settings.stan.ack_wait_secs.unsigned_abs().into()),
-                max_ack_pending: i64::from(settings.stan.max_in_flight),
-            }),
+        .map(|source| {
+            Ok(match source {
+                SourceKind::Stan => Transport::Stan(StanSource {
+                    settings: settings.stan.clone(),
+                    nats: NatsTarget::from_settings(&settings.stan)?,
+                }),
+                SourceKind::JetStream => {
+                    Transport::JetStream(ConsumerSettings::from_settings(settings)?)
+                }
+            })
         })
         .collect()
 }
@@ -446,7 +475,7 @@ struct HttpShared {
     readiness: web::Data<Readiness>,
     replay: web::Data<ReplayPipeline>,
     metrics: web::Data<Metrics>,
-    admin_token: web::Data<AdminToken>,
+    admin_access: web::Data<AdminAccess>,
 }
 
 /// The public listener: order lookups, the lookup page, health.
@@ -467,6 +496,8 @@ fn run_public(
         // Runs once on each worker thread: this worker's own cache actor (see actors/cache.rs for why).
         let cache = web::Data::new(caches.start_local_member());
         App::new()
+            .wrap(from_fn(error_bodies::json_errors))
+            .wrap(from_fn(head_requests::head_as_get))
             .wrap(HttpMetrics::new(&metrics))
             .app_data(cache)
             .app_data(readiness.clone())
@@ -491,23 +522,25 @@ fn run_admin(listener: TcpListener, shared: &HttpShared) -> anyhow::Result<Serve
         readiness,
         replay,
         metrics,
-        admin_token,
+        admin_access,
     } = shared;
-    let (caches, pool, readiness, replay, metrics, admin_token) = (
+    let (caches, pool, readiness, replay, metrics, admin_access) = (
         caches.clone(),
         pool.clone(),
         readiness.clone(),
         replay.clone(),
         metrics.clone(),
-        admin_token.clone(),
+        admin_access.clone(),
     );
     let listener_kind = web::Data::new(Listener::Admin);
     let server = HttpServer::new(move || {
         let cache = web::Data::new(caches.start_local_member());
         App::new()
             .wrap(from_fn(admin_gate::gate))
+            .wrap(from_fn(error_bodies::json_errors))
+            .wrap(from_fn(head_requests::head_as_get))
             .wrap(HttpMetrics::new(&metrics))
-            .app_data(admin_token.clone())
+            .app_data(admin_access.clone())
             .app_data(cache)
             .app_data(pool.clone())
             .app_data(readiness.clone())

@@ -3,21 +3,18 @@
 //! stream's duplicate window drops a re-send): a file (`--file`), random valid orders (`--count`, `--rate`), and a
 //! share of malformed ones (`--invalid-ratio`). Prints progress and a summary; exits non-zero when a publish fails.
 
-use std::future::IntoFuture;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use async_nats::jetstream;
 use bytes::Bytes;
-use clap::{Parser, ValueEnum};
-use futures::future::BoxFuture;
+use clap::Parser;
 use futures::stream::{FuturesUnordered, StreamExt};
 use order_service::domain::generator;
+use order_service::transport::publisher::{OrderPublisher, PublishTarget};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use stan_proto::StanPublisher;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -26,24 +23,8 @@ use stan_proto::StanPublisher;
     about = "Publishes valid and malformed orders to a NATS Streaming channel or a JetStream subject."
 )]
 struct Cli {
-    /// Where to publish: the STAN channel or the JetStream subject.
-    #[arg(long, env = "GENERATOR_TARGET", value_enum, default_value_t = Target::Stan)]
-    target: Target,
-    /// NATS URL of the NATS Streaming server, or of the JetStream-enabled nats-server.
-    #[arg(long, env = "STAN_URL", default_value = "nats://127.0.0.1:4222")]
-    url: String,
-    /// JetStream subject to publish to (`--target jetstream`).
-    #[arg(long, env = "JS_SUBJECT", default_value = "orders")]
-    subject: String,
-    /// NATS Streaming cluster id.
-    #[arg(long, env = "STAN_CLUSTER_ID", default_value = "test-cluster")]
-    cluster_id: String,
-    /// Channel to publish to.
-    #[arg(long, env = "STAN_CHANNEL", default_value = "orders")]
-    channel: String,
-    /// Client id of the generator [default: order-generator-<random>]. Must differ from the service's.
-    #[arg(long, env = "GENERATOR_CLIENT_ID")]
-    client_id: Option<String>,
+    #[command(flatten)]
+    target: PublishTarget,
     /// Publish this file as one message first (e.g. the sample order).
     #[arg(long)]
     file: Option<PathBuf>,
@@ -66,109 +47,6 @@ struct Cli {
     /// loads for the benchmarks, e.g. into PostgreSQL with COPY).
     #[arg(long)]
     stdout: bool,
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
-    Stan,
-    #[value(name = "jetstream")]
-    JetStream,
-}
-
-/// A connection that publishes and waits for the broker's confirmation.
-enum Publisher {
-    Stan {
-        publisher: StanPublisher,
-        channel: String,
-    },
-    JetStream {
-        client: async_nats::Client,
-        context: Box<jetstream::Context>,
-        subject: String,
-    },
-}
-
-impl Publisher {
-    async fn connect(cli: &Cli) -> anyhow::Result<Publisher> {
-        match cli.target {
-            Target::Stan => {
-                let client_id = cli.client_id.clone().unwrap_or_else(|| {
-                    format!("order-generator-{}", uuid::Uuid::new_v4().simple())
-                });
-                let publisher = StanPublisher::connect(&cli.url, &cli.cluster_id, &client_id)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "Failed to connect to cluster {:?} at {}",
-                            cli.cluster_id, cli.url
-                        )
-                    })?;
-                Ok(Publisher::Stan {
-                    publisher,
-                    channel: cli.channel.clone(),
-                })
-            }
-            Target::JetStream => {
-                let client = async_nats::connect(cli.url.as_str())
-                    .await
-                    .with_context(|| format!("Failed to connect to nats-server at {}", cli.url))?;
-                Ok(Publisher::JetStream {
-                    context: Box::new(jetstream::new(client.clone())),
-                    client,
-                    subject: cli.subject.clone(),
-                })
-            }
-        }
-    }
-
-    /// The channel or subject, for messages.
-    fn destination(&self) -> &str {
-        match self {
-            Publisher::Stan { channel, .. } => channel,
-            Publisher::JetStream { subject, .. } => subject,
-        }
-    }
-
-    /// Sends one message; the future answers when the broker confirmed it.
-    async fn publish(&self, data: Bytes) -> anyhow::Result<BoxFuture<'_, anyhow::Result<()>>> {
-        match self {
-            Publisher::Stan { publisher, channel } => {
-                let confirmed = publisher.publish_pipelined(channel, data);
-                Ok(Box::pin(async move { Ok(confirmed.await?) }))
-            }
-            Publisher::JetStream {
-                context, subject, ..
-            } => {
-                let mut headers = async_nats::HeaderMap::new();
-                if let Some(uid) = order_uid(&data) {
-                    headers.insert("Nats-Msg-Id", uid.as_str());
-                }
-                let confirmed = context
-                    .publish_with_headers(subject.clone(), headers, data)
-                    .await
-                    .context("Failed to publish")?
-                    .into_future();
-                let subject = subject.clone();
-                Ok(Box::pin(async move {
-                    confirmed.await.with_context(|| {
-                        format!(
-                            "No publish ack from a JetStream stream on subject {subject:?} (does a stream \
-                             take it? the service creates one at its first start)"
-                        )
-                    })?;
-                    Ok(())
-                }))
-            }
-        }
-    }
-
-    async fn close(self) -> anyhow::Result<()> {
-        match self {
-            Publisher::Stan { publisher, .. } => Ok(publisher.close().await?),
-            // Every publish was confirmed already; this only sends what is left of the protocol.
-            Publisher::JetStream { client, .. } => Ok(client.flush().await?),
-        }
-    }
 }
 
 /// The order_uid of a message, if it has one: the `Nats-Msg-Id`, so that JetStream drops a re-send of the same
@@ -206,14 +84,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.stdout {
         return write_documents(&cli);
     }
-    let publisher = Publisher::connect(&cli).await?;
+    let publisher = cli.target.connect("order-generator").await?;
 
     if let Some(path) = &cli.file {
         let data =
             std::fs::read(path).with_context(|| format!("Failed to read {}", path.display()))?;
+        let uid = order_uid(&data);
         publisher
-            .publish(Bytes::from(data))
-            .await?
+            .publish(Bytes::from(data), uid.as_deref())
             .await
             .with_context(|| format!("Failed to publish {}", path.display()))?;
         println!(
@@ -261,7 +139,7 @@ struct Summary {
     elapsed: Duration,
 }
 
-async fn publish_random(publisher: &Publisher, cli: &Cli) -> anyhow::Result<Summary> {
+async fn publish_random(publisher: &OrderPublisher, cli: &Cli) -> anyhow::Result<Summary> {
     let mut rng = match cli.seed {
         Some(seed) => StdRng::seed_from_u64(seed),
         None => StdRng::from_rng(&mut rand::rng()),
@@ -281,7 +159,8 @@ async fn publish_random(publisher: &Publisher, cli: &Cli) -> anyhow::Result<Summ
         } else {
             generator::valid_order_json(&mut rng)
         };
-        in_flight.push(publisher.publish(Bytes::from(message)).await?);
+        let uid = order_uid(&message);
+        in_flight.push(publisher.send(Bytes::from(message), uid.as_deref()).await?);
         while in_flight.len() >= cli.window.max(1) {
             if let Some(result) = in_flight.next().await {
                 result.context("A publish failed")?;

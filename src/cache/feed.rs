@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_postgres::AsyncMessage;
 
+use crate::config::backoff::Backoff;
 use crate::storage::feed::{self as storage_feed, FeedCursor, FeedStart};
 use crate::storage::tls::Tls;
 use crate::storage::{lookups, Connection, PersistError};
@@ -40,8 +41,12 @@ pub const APPLICATION_NAME: &str = "order-service feed";
 const READ_BATCH: i64 = 1000;
 /// First wait before reading again when rows were held back; doubles up to the catch-up interval.
 const HELD_BACK_FIRST_RETRY: Duration = Duration::from_millis(5);
-const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(100);
-const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
+/// Waits between reconnects: 100 ms, doubling, at most 5 s.
+const RECONNECT: Backoff = Backoff {
+    first: Duration::from_millis(100),
+    max: Duration::from_secs(5),
+    jitter: false,
+};
 
 #[derive(Clone)]
 pub struct FeedSettings {
@@ -159,7 +164,7 @@ impl Follower {
             let error = self.follow(&mut failures).await;
             connected_before = true;
             self.metrics.feed_connected.set(0);
-            let delay = reconnect_delay(failures);
+            let delay = RECONNECT.delay(failures);
             failures = failures.saturating_add(1);
             tracing::warn!(error = %error_chain(&error), ?delay, "The change feed lost its connection; reconnecting.");
             tokio::time::sleep(delay).await;
@@ -285,24 +290,5 @@ impl Follower {
             }
         }
         Ok(storage_feed::has_rows_after(conn, self.cursor).await?)
-    }
-}
-
-/// 100 ms, doubling, at most 5 s.
-fn reconnect_delay(failures: u32) -> Duration {
-    FIRST_RECONNECT_DELAY
-        .saturating_mul(1u32 << failures.min(16))
-        .min(MAX_RECONNECT_DELAY)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reconnect_delay_grows_and_is_capped() {
-        assert_eq!(reconnect_delay(0), FIRST_RECONNECT_DELAY);
-        assert_eq!(reconnect_delay(1), FIRST_RECONNECT_DELAY * 2);
-        assert_eq!(reconnect_delay(100), MAX_RECONNECT_DELAY);
     }
 }

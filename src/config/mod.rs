@@ -1,8 +1,10 @@
 //! Settings: every one is a flag with an environment variable and a default in code; `--help` lists them all.
 //! The tree (application, database, the sources: stan and jetstream) follows z2p's `Settings`; clap parses it.
 
+pub mod backoff;
 pub mod client_id;
 pub mod redact;
+pub mod server_url;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -11,6 +13,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use server_url::UrlParts;
 
 /// The command line: an optional subcommand (`serve` by default) and the settings.
 #[derive(Parser, Debug, Clone)]
@@ -121,6 +125,17 @@ pub struct ApplicationSettings {
     /// Bearer token every admin request must carry (`Authorization: Bearer <token>`); unset: none needed.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, global = true)]
     pub admin_token: Option<Secret>,
+    /// Host names the admin listener answers besides localhost, 127.0.0.1 and [::1] (comma-separated, each with
+    /// or without a port). Without ADMIN_TOKEN every other `Host` is refused, so a web page whose name an attacker
+    /// points at 127.0.0.1 (DNS rebinding) cannot read or replay anything; with ADMIN_TOKEN and this unset, any
+    /// `Host` is taken.
+    #[arg(
+        long,
+        env = "ADMIN_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub admin_allowed_hosts: Vec<String>,
     /// HTTP worker threads, each with its own cache actor [default: the number of CPUs].
     #[arg(long, env = "HTTP_WORKERS", global = true)]
     pub http_workers: Option<usize>,
@@ -309,8 +324,9 @@ impl fmt::Debug for DatabaseSettings {
 
 #[derive(Args, Clone)]
 pub struct StanSettings {
-    /// NATS URL of the NATS Streaming server. May carry credentials (`nats://user:password@host`,
-    /// `nats://token@host`); they never reach a log line.
+    /// NATS servers of the NATS Streaming cluster: one URL, or a comma-separated list of the nodes of one NATS
+    /// cluster (the service moves to another when its node dies). Entries may carry credentials
+    /// (`nats://user:password@host`, `nats://token@host`), alike in every entry; they never reach a log line.
     #[arg(
         id = "stan_url",
         value_name = "STAN_URL",
@@ -443,9 +459,13 @@ impl Settings {
                 secrets.push(String::from_utf8_lossy(password).into_owned());
             }
         }
-        secrets.extend(url_secret(&self.database.url, false));
-        secrets.extend(url_secret(&self.stan.url, true));
-        secrets.extend(url_secret(&self.jetstream.url, true));
+        secrets.extend(
+            UrlParts::split(&self.database.url)
+                .and_then(|parts| parts.user_info())
+                .and_then(|user_info| user_info.secret()),
+        );
+        secrets.extend(server_url::list_secrets(&self.stan.url));
+        secrets.extend(server_url::list_secrets(&self.jetstream.url));
         secrets.extend(
             [
                 &self.stan.nats_password,
@@ -460,17 +480,6 @@ impl Settings {
     }
 }
 
-/// The password in a URL's user info; with `token_in_user` (NATS) a user info without `:` is a token, else a user
-/// name, which is no secret.
-fn url_secret(url: &str, token_in_user: bool) -> Option<String> {
-    let (_, rest) = url.split_once("://")?;
-    let (userinfo, _) = rest.rsplit_once('@')?;
-    match userinfo.split_once(':') {
-        Some((_, password)) => Some(password.to_owned()),
-        None => token_in_user.then(|| userinfo.to_owned()),
-    }
-}
-
 impl StanSettings {
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs)
@@ -482,12 +491,13 @@ impl StanSettings {
     }
 }
 
-/// The JetStream source. Ack wait and max ack pending are the in-flight settings shared with STAN
-/// (`STAN_ACK_WAIT`, `STAN_MAX_IN_FLIGHT`).
+/// The JetStream source. Its ack wait and max ack pending fall back to STAN's in-flight settings (`STAN_ACK_WAIT`,
+/// `STAN_MAX_IN_FLIGHT`), which they were before they had names of their own.
 #[derive(Args, Clone)]
 pub struct JetStreamSettings {
-    /// NATS URL of the JetStream-enabled nats-server. May carry credentials, as STAN_URL; else NATS_USER,
-    /// NATS_PASSWORD, NATS_TOKEN and NATS_CA_FILE apply here too.
+    /// NATS servers with JetStream: one URL, or a comma-separated list of the nodes of one cluster. Entries may
+    /// carry credentials, as STAN_URL's; else NATS_USER, NATS_PASSWORD, NATS_TOKEN and NATS_CA_FILE apply to every
+    /// entry.
     #[arg(
         id = "nats_url",
         value_name = "NATS_URL",
@@ -551,6 +561,21 @@ pub struct JetStreamSettings {
     #[arg(id = "js_duplicate_window", long = "js-duplicate-window", env = "JS_DUPLICATE_WINDOW", default_value_t = 120,
           value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub duplicate_window_secs: u64,
+    /// Replicas of a stream the service creates (at most the number of JetStream servers in the cluster; 3 for a
+    /// three-node cluster). An existing stream keeps its own count, which is logged and exposed as a metric.
+    #[arg(id = "js_replicas", long = "js-replicas", env = "JS_REPLICAS", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=5), global = true)]
+    pub replicas: u8,
+    /// Seconds before an unacknowledged JetStream message is delivered again [default: STAN_ACK_WAIT, which is
+    /// read as a fallback].
+    #[arg(id = "js_ack_wait", long = "js-ack-wait", env = "JS_ACK_WAIT",
+          value_parser = clap::value_parser!(i32).range(1..=3600), global = true)]
+    pub ack_wait_secs: Option<i32>,
+    /// JetStream messages delivered and not yet acknowledged, at most, over every instance sharing the consumer
+    /// [default: STAN_MAX_IN_FLIGHT, which is read as a fallback].
+    #[arg(id = "js_max_ack_pending", long = "js-max-ack-pending", env = "JS_MAX_ACK_PENDING",
+          value_parser = clap::value_parser!(i32).range(1..=65536), global = true)]
+    pub max_ack_pending: Option<i32>,
     /// Seconds any single JetStream call may take.
     #[arg(id = "js_timeout", long = "js-timeout", env = "JS_TIMEOUT", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(1..=600), global = true)]
@@ -573,9 +598,32 @@ impl fmt::Debug for JetStreamSettings {
             .field("max_bytes", &self.max_bytes)
             .field("max_age_secs", &self.max_age_secs)
             .field("duplicate_window_secs", &self.duplicate_window_secs)
+            .field("replicas", &self.replicas)
+            .field("ack_wait_secs", &self.ack_wait_secs)
+            .field("max_ack_pending", &self.max_ack_pending)
             .field("timeout_secs", &self.timeout_secs)
             .field("info_interval_secs", &self.info_interval_secs)
             .finish()
+    }
+}
+
+impl Settings {
+    /// JetStream's ack wait: `JS_ACK_WAIT`, else `STAN_ACK_WAIT`.
+    pub fn js_ack_wait(&self) -> Duration {
+        let secs = self
+            .jetstream
+            .ack_wait_secs
+            .unwrap_or(self.stan.ack_wait_secs);
+        Duration::from_secs(secs.unsigned_abs().into())
+    }
+
+    /// JetStream's max ack pending: `JS_MAX_ACK_PENDING`, else `STAN_MAX_IN_FLIGHT`.
+    pub fn js_max_ack_pending(&self) -> i64 {
+        i64::from(
+            self.jetstream
+                .max_ack_pending
+                .unwrap_or(self.stan.max_in_flight),
+        )
     }
 }
 
@@ -632,6 +680,37 @@ mod tests {
             [SourceKind::Stan, SourceKind::JetStream]
         );
         assert!(Cli::try_parse_from(["order-service", "--source", "kafka"]).is_err());
+    }
+
+    #[test]
+    fn jetstream_reads_its_own_in_flight_settings_and_falls_back_to_stan_s() {
+        let fallback = Cli::try_parse_from([
+            "order-service",
+            "--stan-ack-wait",
+            "7",
+            "--stan-max-in-flight",
+            "99",
+        ])
+        .expect("parses");
+        assert_eq!(fallback.settings.js_ack_wait(), Duration::from_secs(7));
+        assert_eq!(fallback.settings.js_max_ack_pending(), 99);
+        assert_eq!(fallback.settings.jetstream.replicas, 1);
+        let own = Cli::try_parse_from([
+            "order-service",
+            "--stan-ack-wait",
+            "7",
+            "--js-ack-wait",
+            "11",
+            "--js-max-ack-pending",
+            "300",
+            "--js-replicas",
+            "3",
+        ])
+        .expect("parses");
+        assert_eq!(own.settings.js_ack_wait(), Duration::from_secs(11));
+        assert_eq!(own.settings.js_max_ack_pending(), 300);
+        assert_eq!(own.settings.jetstream.replicas, 3);
+        assert!(Cli::try_parse_from(["order-service", "--js-replicas", "0"]).is_err());
     }
 
     #[test]

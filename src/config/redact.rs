@@ -9,6 +9,8 @@
 
 use std::sync::{PoisonError, RwLock};
 
+use crate::config::server_url::{self, UrlParts, UserInfo};
+
 /// What a secret is replaced with.
 pub const MASK: &str = "***";
 
@@ -23,9 +25,6 @@ const SECRET_KEYS: &[&str] = &[
     "auth_token",
 ];
 
-/// Schemes whose user info without a `:` is a token (NATS: `nats://<token>@host`), not a user name.
-const TOKEN_SCHEMES: &[&str] = &["nats", "tls", "ws", "wss"];
-
 /// Secrets known by value, registered once at start; never removed (tests run several services in one process).
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
@@ -39,7 +38,7 @@ where
     let mut known = SECRETS.write().unwrap_or_else(PoisonError::into_inner);
     for secret in secrets {
         let secret = secret.as_ref();
-        for form in [secret.to_owned(), percent_decode(secret)] {
+        for form in [secret.to_owned(), server_url::decode(secret)] {
             if !form.is_empty() && !known.contains(&form) {
                 known.push(form);
             }
@@ -137,8 +136,8 @@ fn value_end(input: &str, start: usize) -> usize {
     i
 }
 
-/// Masks the user info of every `scheme://user:password@host` in `input`. The password may hold `/` and `@`: the
-/// user info ends at the last `@` before the next blank.
+/// Masks the user info of every `scheme://user:password@host` in `input` (read by `server_url`'s rules). A URL ends at
+/// the next blank, quote, bracket or comma.
 fn urls(input: &str) -> String {
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
@@ -146,33 +145,38 @@ fn urls(input: &str) -> String {
         let scheme_start = rest[..found]
             .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
             .map_or(0, |i| i + 1);
-        let scheme = &rest[scheme_start..found];
         let after = found + 3;
-        out.push_str(&rest[..after]);
-        let tail = &rest[after..];
-        let url_end = tail
+        let end = rest[after..]
             .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | ','))
-            .unwrap_or(tail.len());
-        let url = &tail[..url_end];
-        match url.rfind('@') {
-            Some(at) => {
-                let userinfo = &url[..at];
-                match userinfo.split_once(':') {
-                    Some((user, _password)) => {
+            .map_or(rest.len(), |i| after + i);
+        out.push_str(&rest[..scheme_start]);
+        let url = &rest[scheme_start..end];
+        match UrlParts::split(url) {
+            Some(parts) => {
+                out.push_str(parts.scheme);
+                out.push_str("://");
+                match parts.user_info() {
+                    Some(UserInfo::UserPassword { user, .. }) => {
                         out.push_str(user);
                         out.push(':');
                         out.push_str(MASK);
+                        out.push('@');
                     }
-                    None if TOKEN_SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()) => {
-                        out.push_str(MASK)
+                    Some(UserInfo::Token(_)) => {
+                        out.push_str(MASK);
+                        out.push('@');
                     }
-                    None => out.push_str(userinfo),
+                    Some(UserInfo::User(user)) => {
+                        out.push_str(user);
+                        out.push('@');
+                    }
+                    None => {}
                 }
-                out.push_str(&url[at..]);
+                out.push_str(parts.rest);
             }
             None => out.push_str(url),
         }
-        rest = &tail[url_end..];
+        rest = &rest[end..];
     }
     out.push_str(rest);
     out
@@ -185,28 +189,6 @@ fn utf8_len(first: u8) -> usize {
         0xe0..=0xef => 3,
         _ => 4,
     }
-}
-
-/// `%40` -> `@`: a password in a URL is often percent-encoded, and a library may print either form.
-fn percent_decode(input: &str) -> String {
-    let bytes = input.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(byte) = input
-                .get(i + 1..i + 3)
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-            {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

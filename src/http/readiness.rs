@@ -10,6 +10,7 @@ use crate::actors::SubscriberStatus;
 use crate::config::redact;
 use crate::storage::{self, Pool};
 use crate::telemetry::error_chain::error_chain;
+use crate::transport::link::Link;
 use crate::transport::Origin;
 
 /// How long the database may take to answer the readiness ping.
@@ -22,6 +23,8 @@ pub struct Readiness {
     pub subscribers: Vec<SourceStatus>,
     pub pipeline: Arc<PipelineHealth>,
     pool: Pool,
+    /// How long a source may go without a working connection (`STALL_AFTER`).
+    stall_after: Duration,
 }
 
 /// One source's subscription, as readiness and the tests see it.
@@ -30,7 +33,11 @@ pub struct SourceStatus {
     pub origin: Origin,
     /// What it consumes, as whom: `JetStream consumer "order-service" on stream "ORDERS" (subject "orders")`.
     pub subscription: String,
+    /// Its server list, without credentials.
+    pub servers: String,
     pub status: Arc<SubscriberStatus>,
+    /// The server it is on, and how long it has been without a working connection.
+    pub link: Arc<Link>,
 }
 
 impl Readiness {
@@ -39,12 +46,14 @@ impl Readiness {
         subscribers: Vec<SourceStatus>,
         pipeline: Arc<PipelineHealth>,
         pool: Pool,
+        stall_after: Duration,
     ) -> Readiness {
         Readiness {
             cache_restored: AtomicBool::new(false),
             subscribers,
             pipeline,
             pool,
+            stall_after,
         }
     }
 
@@ -84,6 +93,14 @@ impl Readiness {
                 reasons.push(format!(
                     "not consuming {} (broker unreachable or subscription down)",
                     source.subscription
+                ));
+            } else if let Some(down) = source.link.down_for().filter(|d| *d >= self.stall_after) {
+                // Subscribed, but nothing has come through for too long: pulls keep failing while a leader moves,
+                // or the connection is gone and not yet replaced.
+                reasons.push(format!(
+                    "no message or answer from the broker of {} for {} s",
+                    source.subscription,
+                    down.as_secs()
                 ));
             }
         }

@@ -59,6 +59,7 @@ pub struct Metrics {
     /// From a delivery's arrival to its ack being sent.
     pub ack_duration: Histogram,
     delivery_attempts: HistogramVec,
+    broker_recovery: HistogramVec,
     pub cache_entries: IntGauge,
     pub cache_bytes: IntGauge,
     pub cache_hits: IntCounter,
@@ -160,8 +161,20 @@ impl Metrics {
                 &["source"],
             )?,
         )?;
+        let broker_recovery = register(
+            r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    name("broker_recovery_seconds"),
+                    "From losing a broker connection to the next message or answer from the broker, by source.",
+                )
+                .buckets(vec![0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0]),
+                &["source"],
+            )?,
+        )?;
         Ok(Metrics {
             delivery_attempts,
+            broker_recovery,
             orders_validated: register(
                 r,
                 IntCounter::with_opts(opts(
@@ -377,6 +390,51 @@ impl Metrics {
         self.delivery_attempts.with_label_values(&[source.as_str()])
     }
 
+    /// The recovery-time histogram of one source.
+    pub fn broker_recovery(&self, source: SourceKind) -> Histogram {
+        self.broker_recovery.with_label_values(&[source.as_str()])
+    }
+
+    /// Exposes one source's link to its broker, read when scraped: `broker_server{source, server}` (1 for the server
+    /// the connection is on now, no series while none), `broker_disconnected_seconds{source}` (0 while the link
+    /// works), and for JetStream `stream_replicas{source}`.
+    pub fn watch_link(
+        &self,
+        source: SourceKind,
+        server: impl Fn() -> Option<String> + Send + Sync + 'static,
+        down_for: impl Fn() -> Option<std::time::Duration> + Send + Sync + 'static,
+        replicas: impl Fn() -> Option<usize> + Send + Sync + 'static,
+    ) -> Result<(), prometheus::Error> {
+        let labels = HashMap::from([("source".to_owned(), source.as_str().to_owned())]);
+        let mut metrics = vec![SampledMetric::labelled(
+            "broker_disconnected_seconds",
+            MetricType::GAUGE,
+            "Seconds the source has been without a working broker connection; 0 while it works.",
+            labels.clone(),
+            move || down_for().map_or(0.0, |down| down.as_secs_f64()),
+        )?];
+        if source == SourceKind::JetStream {
+            metrics.push(SampledMetric::labelled(
+                "stream_replicas",
+                MetricType::GAUGE,
+                "Replicas of the JetStream stream, as found at connect.",
+                labels.clone(),
+                move || replicas().map_or(0.0, |replicas| replicas as f64),
+            )?);
+        }
+        self.registry.register(Box::new(Sampled(metrics)))?;
+        self.registry.register(Box::new(ServerGauge {
+            desc: Desc::new(
+                name("broker_server"),
+                "1 for the broker server (host:port) each source's connection is on now."
+                    .to_owned(),
+                vec!["server".to_owned()],
+                labels,
+            )?,
+            read: Box::new(server),
+        }))
+    }
+
     /// Registers one subscriber's counters, labelled with its source.
     pub fn watch_subscriber(
         &self,
@@ -540,6 +598,41 @@ fn register<C: Collector + Clone + 'static>(
 ) -> Result<C, prometheus::Error> {
     registry.register(Box::new(collector.clone()))?;
     Ok(collector)
+}
+
+/// `broker_server{source, server}`: one series at 1 for the server a source is on, none while it is on none. A label
+/// whose value changes is beyond `Sampled`, whose labels are fixed.
+struct ServerGauge {
+    desc: Desc,
+    read: Box<dyn Fn() -> Option<String> + Send + Sync>,
+}
+
+impl Collector for ServerGauge {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut family = MetricFamily::default();
+        family.set_name(self.desc.fq_name.clone());
+        family.set_help(self.desc.help.clone());
+        family.set_field_type(MetricType::GAUGE);
+        if let Some(server) = (self.read)() {
+            let mut label = proto::LabelPair::default();
+            label.set_name("server".to_owned());
+            label.set_value(server);
+            let mut labels = self.desc.const_label_pairs.clone();
+            labels.push(label);
+            labels.sort_by(|a, b| a.name().cmp(b.name()));
+            let mut gauge = proto::Gauge::default();
+            gauge.set_value(1.0);
+            let mut metric = proto::Metric::default();
+            metric.set_label(labels);
+            metric.set_gauge(gauge);
+            family.set_metric(vec![metric]);
+        }
+        vec![family]
+    }
 }
 
 /// Metrics whose values are read from state owned elsewhere each time they are scraped.

@@ -1,19 +1,26 @@
 //! The JetStream adapter: the only code that calls async-nats' JetStream API.
 //!
 //! - The stream: looked up by name; if it does not exist it is created (file storage, the configured subject and
-//!   limits) when `JS_CREATE_STREAM` allows it, else start-up fails naming the stream it needs.
+//!   limits, `JS_REPLICAS` replicas) when `JS_CREATE_STREAM` allows it, else start-up fails naming the stream it
+//!   needs. An existing stream is used as it is: its replica count is logged and exposed, never changed. The
+//!   consumer is created with the stream's replica count (JetStream's default: it follows the stream).
 //! - The consumer: one durable pull consumer, shared by every instance (JetStream hands each pulled message to one
 //!   of them), with explicit acks, ack wait and max ack pending from the in-flight settings, and a filter on the
 //!   subject. A new consumer starts at the first message of the stream; an existing one resumes where it stands.
 //! - Acks: a `+ACK` published to the delivery's reply subject through the shared client, only after the message's
 //!   outcome is committed (the subscriber decides). A lost ack means a redelivery, which is found stored.
-//! - Any error of the message stream ends the subscription; the subscriber connects afresh, as it does for STAN.
+//! - The servers: the whole `NATS_URL` list; async-nats moves to another server by itself when its own dies.
+//! - While a stream's or a consumer's leader moves, pulls time out, find no responders or end with "leadership
+//!   change": those are retried on the same message stream with backoff. Only when they go on past
+//!   `MAX_TRANSIENT_ERRORS` in a row, or the consumer is gone, does the subscription end, and the subscriber
+//!   connects afresh; nothing here ends the process.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::pull::MessagesErrorKind;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
-use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
 use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
 use async_nats::jetstream::{self, ErrorCode};
 use async_nats::Subject;
@@ -22,10 +29,12 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::config::redact;
-use crate::config::JetStreamSettings;
+use crate::config::{JetStreamSettings, Settings};
 use crate::telemetry::error_chain::error_chain;
-use crate::transport::nats_auth::NatsTarget;
-use crate::transport::{AckHandle, ConsumerLag, Delivery};
+use crate::transport::deadline::{backoff, within, Elapsed};
+use crate::transport::link::Link;
+use crate::transport::nats_auth::{NatsSettingsError, NatsTarget};
+use crate::transport::{AckHandle, BrokerMessage, ConsumerLag};
 
 /// Most messages one pull request asks for; the client asks for more when half of them arrived.
 const MAX_BATCH: i64 = 512;
@@ -34,6 +43,9 @@ const MAX_BATCH: i64 = 512;
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// How long one pull request stays open.
 const EXPIRES: Duration = Duration::from_secs(30);
+/// Transient pull errors in a row (a leader moving) retried on the same message stream before it is given up and
+/// the subscriber connects afresh. With the backoff, about half a minute.
+const MAX_TRANSIENT_ERRORS: u32 = 8;
 
 /// The JetStream settings plus the in-flight settings shared with STAN.
 #[derive(Debug, Clone)]
@@ -47,12 +59,24 @@ pub struct ConsumerSettings {
     pub max_ack_pending: i64,
 }
 
+impl ConsumerSettings {
+    /// The settings of a source: `NATS_URL` parsed, `JS_ACK_WAIT` / `JS_MAX_ACK_PENDING` or their STAN fallbacks.
+    pub fn from_settings(settings: &Settings) -> Result<ConsumerSettings, NatsSettingsError> {
+        Ok(ConsumerSettings {
+            js: settings.jetstream.clone(),
+            nats: NatsTarget::for_jetstream(settings)?,
+            ack_wait: settings.js_ack_wait(),
+            max_ack_pending: settings.js_max_ack_pending(),
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum JetStreamError {
     #[error("cannot reach nats-server at {url}: {message}")]
     Unreachable { url: String, message: String },
-    #[error("{what} got no answer from JetStream within {after:?}")]
-    Timeout { what: &'static str, after: Duration },
+    #[error(transparent)]
+    Timeout(#[from] Elapsed),
     #[error(
         "the JetStream stream {stream:?} does not exist and JS_CREATE_STREAM is false: create it (file storage, \
          subject {subject:?}) or let the service create it"
@@ -67,8 +91,20 @@ pub enum JetStreamError {
         subject: String,
         subjects: Vec<String>,
     },
+    #[error(
+        "the JetStream stream {stream:?} cannot be created with {replicas} replicas: the cluster has fewer \
+         JetStream servers (or too little storage) for them. Set JS_REPLICAS to at most the number of servers \
+         (JetStream answered: {answer})"
+    )]
+    TooFewServers {
+        stream: String,
+        replicas: usize,
+        answer: String,
+    },
     #[error("{what} failed: {message}")]
     Request { what: &'static str, message: String },
+    #[error(transparent)]
+    Settings(#[from] NatsSettingsError),
     #[error("the delivery carries no JetStream ack subject")]
     NoAckSubject,
     #[error("failed to send an ack: {0}")]
@@ -82,23 +118,13 @@ fn request_error<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> 
     }
 }
 
-/// Runs `future` for at most `after`.
-async fn bounded<F: std::future::Future>(
-    what: &'static str,
-    after: Duration,
-    future: F,
-) -> Result<F::Output, JetStreamError> {
-    tokio::time::timeout(after, future)
-        .await
-        .map_err(|_| JetStreamError::Timeout { what, after })
-}
-
 /// A connection to nats-server and the durable consumer on the stream.
 pub struct JetStreamConnection {
     /// Shared by every delivery's ack handle: an `Arc` clone is one increment, a `Client` clone about eight.
     client: Arc<async_nats::Client>,
     consumer: PullConsumer,
     settings: ConsumerSettings,
+    link: Arc<Link>,
 }
 
 /// What acknowledging one JetStream delivery needs: the client and the delivery's reply subject.
@@ -112,7 +138,7 @@ impl JetStreamAck {
     /// Queues `+ACK` for the client's next write.
     pub async fn ack(self) -> Result<(), JetStreamError> {
         let ack = Bytes::from_static(b"+ACK");
-        bounded("ack", self.timeout, self.client.publish(self.reply, ack)).await??;
+        within("ack", self.timeout, self.client.publish(self.reply, ack)).await??;
         Ok(())
     }
 }
@@ -122,26 +148,28 @@ impl JetStreamConnection {
     /// creating it at the first message of the stream if it does not exist.
     pub async fn connect(
         settings: &ConsumerSettings,
+        link: &Arc<Link>,
     ) -> Result<JetStreamConnection, JetStreamError> {
         let s = &settings.js;
         let timeout = s.timeout();
         let nats = &settings.nats;
-        let client = bounded(
+        let client = within(
             "connect",
             timeout,
-            nats.async_nats_options()
+            nats.async_nats_options_for(link)
                 .name(format!("order-service {}", s.consumer))
-                .connect(nats.async_nats_url()),
+                .connect(nats.async_nats_servers()?),
         )
         .await?
         .map_err(|e| JetStreamError::Unreachable {
-            url: redact::connection_string(&nats.url),
-            message: error_chain(&e),
+            url: nats.display(),
+            message: redact::text(&error_chain(&e)),
         })?;
+        link.connected(nats.server_of(&client.server_info()));
         let context = jetstream::context::ContextBuilder::new()
             .timeout(timeout)
             .build(client.clone());
-        let stream = match bounded("stream lookup", timeout, context.get_stream(&s.stream)).await? {
+        let stream = match within("stream lookup", timeout, context.get_stream(&s.stream)).await? {
             Ok(stream) => stream,
             Err(error) if is_stream_not_found(error.kind()) => {
                 if !s.create_stream {
@@ -150,18 +178,38 @@ impl JetStreamConnection {
                         subject: s.subject.clone(),
                     });
                 }
-                let created = bounded(
+                let created = within(
                     "stream creation",
                     timeout,
                     context.get_or_create_stream(stream_config(s)),
                 )
                 .await?
-                .map_err(request_error("creating the stream"))?;
-                tracing::info!(stream = %s.stream, subject = %s.subject, "Created the JetStream stream.");
+                .map_err(|error| match error.kind() {
+                    CreateStreamErrorKind::JetStream(answer)
+                        if is_too_few_servers(answer.error_code()) =>
+                    {
+                        JetStreamError::TooFewServers {
+                            stream: s.stream.clone(),
+                            replicas: usize::from(s.replicas),
+                            answer: answer.to_string(),
+                        }
+                    }
+                    _ => request_error("creating the stream")(error),
+                })?;
+                tracing::info!(stream = %s.stream, subject = %s.subject, replicas = usize::from(s.replicas),
+                    "Created the JetStream stream.");
                 created
             }
             Err(error) => return Err(request_error("looking up the stream")(error)),
         };
+        let replicas = stream.cached_info().config.num_replicas.max(1);
+        if replicas != usize::from(s.replicas) {
+            tracing::info!(stream = %s.stream, replicas, js_replicas = usize::from(s.replicas),
+                "The JetStream stream exists with its own replica count; using it as it is.");
+        } else {
+            tracing::info!(stream = %s.stream, replicas, "Using the JetStream stream.");
+        }
+        link.stream_replicas(replicas);
         let subjects = &stream.cached_info().config.subjects;
         if !subjects.iter().any(|pattern| covers(pattern, &s.subject)) {
             return Err(JetStreamError::SubjectNotInStream {
@@ -170,7 +218,7 @@ impl JetStreamConnection {
                 subjects: subjects.clone(),
             });
         }
-        let consumer: PullConsumer = bounded(
+        let consumer: PullConsumer = within(
             "consumer lookup",
             timeout,
             stream.get_or_create_consumer(&s.consumer, consumer_config(settings)),
@@ -181,14 +229,17 @@ impl JetStreamConnection {
             client: Arc::new(client),
             consumer,
             settings: settings.clone(),
+            link: link.clone(),
         })
     }
 
     /// Starts pulling. Deliveries arrive on the returned channel, which closes when the message stream fails.
-    pub async fn subscribe(&self) -> Result<mpsc::UnboundedReceiver<Delivery>, JetStreamError> {
+    pub async fn subscribe(
+        &self,
+    ) -> Result<mpsc::UnboundedReceiver<BrokerMessage>, JetStreamError> {
         let timeout = self.settings.js.timeout();
         let batch = self.settings.max_ack_pending.clamp(1, MAX_BATCH);
-        let messages = bounded(
+        let messages = within(
             "pull",
             timeout,
             self.consumer
@@ -207,9 +258,25 @@ impl JetStreamConnection {
         // practice.
         tokio::spawn(async move {
             let mut messages = Box::pin(messages);
+            let mut transient_errors = 0;
             while let Some(item) = messages.next().await {
                 let message = match item {
-                    Ok(message) => message,
+                    Ok(message) => {
+                        transient_errors = 0;
+                        message
+                    }
+                    Err(error)
+                        if is_transient(error.kind())
+                            && transient_errors < MAX_TRANSIENT_ERRORS =>
+                    {
+                        // A leader moving, or our server gone while async-nats moves to another: pull again.
+                        let delay = backoff(transient_errors);
+                        transient_errors += 1;
+                        tracing::warn!(%error, attempt = transient_errors, ?delay,
+                            "A JetStream pull failed; pulling again.");
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
                     Err(error) => {
                         tracing::warn!(%error, "The JetStream message stream failed.");
                         break;
@@ -228,13 +295,16 @@ impl JetStreamConnection {
 
     /// The consumer's backlog, read from the server; an error means the connection or the consumer is gone.
     pub async fn lag(&self) -> Result<ConsumerLag, JetStreamError> {
-        let info = bounded(
+        let info = within(
             "consumer info",
             self.settings.js.timeout(),
             self.consumer.get_info(),
         )
         .await?
         .map_err(request_error("reading the consumer's state"))?;
+        self.link
+            .connected(self.settings.nats.server_of(&self.client.server_info()));
+        self.link.working();
         Ok(ConsumerLag {
             pending: info.num_pending,
             ack_pending: u64::try_from(info.num_ack_pending).unwrap_or(u64::MAX),
@@ -244,10 +314,10 @@ impl JetStreamConnection {
     /// Sends the acks queued, then closes the connection. The durable consumer stays.
     pub async fn close(&self) {
         let timeout = self.settings.js.timeout();
-        if let Ok(Err(error)) = bounded("flush", timeout, self.client.flush()).await {
+        if let Ok(Err(error)) = within("flush", timeout, self.client.flush()).await {
             tracing::warn!(%error, "Failed to flush the last acks; those messages will be redelivered.");
         }
-        let _ = bounded("drain", timeout, self.client.drain()).await;
+        let _ = within("drain", timeout, self.client.drain()).await;
     }
 }
 
@@ -257,7 +327,7 @@ fn delivery_of(
     message: jetstream::Message,
     client: &Arc<async_nats::Client>,
     timeout: Duration,
-) -> Option<Delivery> {
+) -> Option<BrokerMessage> {
     let (sequence, delivered) = match message.info() {
         Ok(info) => (info.stream_sequence, info.delivered),
         Err(error) => {
@@ -268,7 +338,7 @@ fn delivery_of(
     let jetstream::Message { message, .. } = message;
     let reply = message.reply?;
     let delivery_count = u64::try_from(delivered).ok();
-    Some(Delivery {
+    Some(BrokerMessage {
         payload: message.payload,
         sequence,
         redelivered: delivered > 1,
@@ -279,6 +349,27 @@ fn delivery_of(
             timeout,
         }),
     })
+}
+
+/// Pull errors of a moving leader or a lost server, which the next pull may not meet.
+fn is_transient(kind: MessagesErrorKind) -> bool {
+    matches!(
+        kind,
+        MessagesErrorKind::MissingHeartbeat
+            | MessagesErrorKind::NoResponders
+            | MessagesErrorKind::Pull
+            | MessagesErrorKind::Other
+    )
+}
+
+/// JetStream's answers to a stream asking for more replicas than the cluster has servers.
+fn is_too_few_servers(code: ErrorCode) -> bool {
+    [
+        ErrorCode::INSUFFICIENT_RESOURCES,
+        ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED,
+        ErrorCode::CLUSTER_NO_PEERS,
+    ]
+    .contains(&code)
 }
 
 fn is_stream_not_found(kind: GetStreamErrorKind) -> bool {
@@ -296,6 +387,7 @@ fn stream_config(s: &JetStreamSettings) -> StreamConfig {
         max_bytes: s.max_bytes,
         max_age: Duration::from_secs(s.max_age_secs),
         duplicate_window: Duration::from_secs(s.duplicate_window_secs),
+        num_replicas: usize::from(s.replicas),
         ..Default::default()
     }
 }

@@ -1,4 +1,4 @@
-//! The brokers orders come from, behind one shape: a connection yields `Delivery`s, each with its payload, its
+//! The brokers orders come from, behind one shape: a connection yields `BrokerMessage`s, each with its payload, its
 //! place in the source (sequence), whether it is a redelivery, and the handle that acknowledges it. The subscriber
 //! actor drives any of them; the validator, persister and cache never learn which one a message came from, except
 //! through its `Origin`, which dead letters record.
@@ -6,8 +6,11 @@
 //! - `stan`: NATS Streaming through ratsio (a durable queue subscription).
 //! - `jetstream`: NATS JetStream through async-nats (a durable pull consumer).
 
+pub mod deadline;
 pub mod jetstream;
+pub mod link;
 pub mod nats_auth;
+pub mod publisher;
 pub mod stan;
 pub mod stan_liveness;
 
@@ -18,9 +21,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 pub use crate::config::SourceKind;
-use crate::config::StanSettings;
 use jetstream::{ConsumerSettings, JetStreamAck, JetStreamConnection, JetStreamError};
-use stan::{BrokerError, StanAck, StanConnection};
+use link::Link;
+use stan::{BrokerError, StanAck, StanConnection, StanSource};
 
 /// Where a message came from: the broker and the channel (STAN) or stream (JetStream) in it. With the message's
 /// sequence it names one message of one source, which is what a dead letter's unique key is made of.
@@ -46,7 +49,7 @@ impl std::fmt::Display for Origin {
 }
 
 /// One message delivered by a source.
-pub struct Delivery {
+pub struct BrokerMessage {
     pub payload: Bytes,
     /// The message's sequence in its channel or stream (the same on every redelivery).
     pub sequence: u64,
@@ -86,6 +89,15 @@ impl TransportError {
         matches!(self, TransportError::Stan(error) if error.is_replaced())
     }
 
+    /// The broker did not answer in time (as opposed to a connection that failed outright).
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            TransportError::Stan(BrokerError::Timeout(_))
+                | TransportError::JetStream(JetStreamError::Timeout(_))
+        )
+    }
+
     /// STAN: the broker refused our client id, which a live process holds.
     pub fn is_refused(&self) -> bool {
         matches!(self, TransportError::Stan(BrokerError::Refused { .. }))
@@ -95,7 +107,7 @@ impl TransportError {
 /// How to reach one source.
 #[derive(Debug, Clone)]
 pub enum Transport {
-    Stan(StanSettings),
+    Stan(StanSource),
     JetStream(ConsumerSettings),
 }
 
@@ -111,28 +123,40 @@ pub struct ConsumerLag {
 impl Transport {
     pub fn origin(&self) -> Origin {
         match self {
-            Transport::Stan(s) => Origin::new(SourceKind::Stan, &s.channel),
+            Transport::Stan(s) => Origin::new(SourceKind::Stan, &s.settings.channel),
             Transport::JetStream(s) => Origin::new(SourceKind::JetStream, &s.js.stream),
         }
     }
 
-    /// How often the connection is checked (`Connection::probe`); `None`: never.
+    /// How often the connection is checked (`SourceConnection::probe`); `None`: never.
     pub fn probe_interval(&self) -> Option<Duration> {
         match self {
-            Transport::Stan(s) => s.probe_interval(),
+            Transport::Stan(s) => s.settings.probe_interval(),
             Transport::JetStream(s) => Some(s.js.info_interval()),
         }
     }
 
-    /// Connects and subscribes. Deliveries arrive on the returned channel, which closes when the subscription ends.
+    /// The servers it connects to, without credentials: `nats://a:4222,nats://b:4222`.
+    pub fn servers(&self) -> String {
+        match self {
+            Transport::Stan(s) => s.nats.display(),
+            Transport::JetStream(s) => s.nats.display(),
+        }
+    }
+
+    /// Connects and subscribes, telling `link` which server it is on. Deliveries arrive on the returned channel,
+    /// which closes when the subscription ends.
     pub async fn connect(
         &self,
-    ) -> Result<(Connection, mpsc::UnboundedReceiver<Delivery>), TransportError> {
+        link: &Arc<Link>,
+    ) -> Result<(SourceConnection, mpsc::UnboundedReceiver<BrokerMessage>), TransportError> {
         match self {
-            Transport::Stan(settings) => {
-                let connection = StanConnection::connect(settings).await?;
+            Transport::Stan(source) => {
+                let connection = StanConnection::connect(source, link).await?;
                 match connection.subscribe().await {
-                    Ok(deliveries) => Ok((Connection::Stan(Box::new(connection)), deliveries)),
+                    Ok(deliveries) => {
+                        Ok((SourceConnection::Stan(Box::new(connection)), deliveries))
+                    }
                     Err(error) => {
                         // Leaving it registered would make the broker refuse our next connect as a duplicate.
                         connection.close().await;
@@ -141,9 +165,12 @@ impl Transport {
                 }
             }
             Transport::JetStream(settings) => {
-                let connection = JetStreamConnection::connect(settings).await?;
+                let connection = JetStreamConnection::connect(settings, link).await?;
                 let deliveries = connection.subscribe().await?;
-                Ok((Connection::JetStream(Box::new(connection)), deliveries))
+                Ok((
+                    SourceConnection::JetStream(Box::new(connection)),
+                    deliveries,
+                ))
             }
         }
     }
@@ -151,7 +178,7 @@ impl Transport {
     /// The subscription, for log lines: what is consumed, and as whom.
     pub fn describe(&self) -> String {
         match self {
-            Transport::Stan(s) => format!(
+            Transport::Stan(StanSource { settings: s, .. }) => format!(
                 "STAN channel {:?} (client id {:?}, durable {:?}, queue group {:?})",
                 s.channel, s.client_id, s.durable_name, s.queue_group
             ),
@@ -164,31 +191,31 @@ impl Transport {
 }
 
 /// A live connection to one source.
-pub enum Connection {
+pub enum SourceConnection {
     /// Boxed: its settings (credentials, TLS) make it large.
     Stan(Box<StanConnection>),
     /// Boxed: the consumer's cached info makes it large.
     JetStream(Box<JetStreamConnection>),
 }
 
-impl Connection {
+impl SourceConnection {
     /// Checks that the source still serves us; JetStream also answers its consumer's backlog. An error means the
     /// subscription is gone and the caller connects afresh.
     pub async fn probe(&self) -> Result<Option<ConsumerLag>, TransportError> {
         match self {
-            Connection::Stan(connection) => {
+            SourceConnection::Stan(connection) => {
                 connection.probe().await?;
                 Ok(None)
             }
-            Connection::JetStream(connection) => Ok(Some(connection.lag().await?)),
+            SourceConnection::JetStream(connection) => Ok(Some(connection.lag().await?)),
         }
     }
 
     /// Closes the connection; durable state (STAN durable, JetStream consumer) stays for the next start.
     pub async fn close(&self) {
         match self {
-            Connection::Stan(connection) => connection.close().await,
-            Connection::JetStream(connection) => connection.close().await,
+            SourceConnection::Stan(connection) => connection.close().await,
+            SourceConnection::JetStream(connection) => connection.close().await,
         }
     }
 
@@ -196,8 +223,8 @@ impl Connection {
     /// client id, so it would remove the process that holds the id now.
     pub async fn abandon(&self) {
         match self {
-            Connection::Stan(connection) => connection.abandon().await,
-            Connection::JetStream(connection) => connection.close().await,
+            SourceConnection::Stan(connection) => connection.abandon().await,
+            SourceConnection::JetStream(connection) => connection.close().await,
         }
     }
 }

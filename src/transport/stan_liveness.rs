@@ -24,6 +24,8 @@ use futures::StreamExt;
 use prost::Message as _;
 use stan_proto::proto;
 
+use crate::transport::deadline::{within, Elapsed};
+
 #[derive(Debug, thiserror::Error)]
 pub enum LivenessError {
     #[error(
@@ -32,8 +34,8 @@ pub enum LivenessError {
          (it answered: {answer})"
     )]
     Replaced { client_id: String, answer: String },
-    #[error("{what} got no answer from the broker within {after:?}")]
-    Timeout { what: &'static str, after: Duration },
+    #[error(transparent)]
+    Timeout(#[from] Elapsed),
     #[error("{what} failed: {message}")]
     Nats { what: &'static str, message: String },
     #[error("malformed answer from the broker: {0}")]
@@ -56,16 +58,6 @@ fn nats_error<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Liv
     }
 }
 
-async fn bounded<F: std::future::Future>(
-    what: &'static str,
-    after: Duration,
-    future: F,
-) -> Result<F::Output, LivenessError> {
-    tokio::time::timeout(after, future)
-        .await
-        .map_err(|_| LivenessError::Timeout { what, after })
-}
-
 fn discover_subject(cluster_id: &str) -> String {
     format!("_STAN.discover.{cluster_id}")
 }
@@ -84,7 +76,7 @@ impl ConnectWatch {
         timeout: Duration,
     ) -> Result<ConnectWatch, LivenessError> {
         let what = "watching connect requests";
-        let requests = bounded(what, timeout, async {
+        let requests = within(what, timeout, async {
             let requests = nats
                 .subscribe(discover_subject(cluster_id))
                 .await
@@ -115,7 +107,7 @@ impl ConnectWatch {
         client_id: &str,
         timeout: Duration,
     ) -> Result<Vec<u8>, LivenessError> {
-        let seen = bounded("reading our connect request", timeout, async {
+        let seen = within("reading our connect request", timeout, async {
             while let Some(message) = self.requests.next().await {
                 // Anything undecodable on the discover subject is somebody else's problem.
                 if let Ok(request) = proto::ConnectRequest::decode(message.payload) {
@@ -148,7 +140,7 @@ pub async fn ping_subject(
         ping_interval: 5,
         ping_max_out: 3,
     };
-    let reply = bounded(
+    let reply = within(
         "asking for the ping subject",
         timeout,
         nats.request(
@@ -166,7 +158,7 @@ pub async fn ping_subject(
         client_id: request.client_id,
     };
     // Best effort: a registration whose close is lost goes once its heartbeats fail.
-    let _ = bounded(
+    let _ = within(
         "closing the ping subject's connection",
         timeout,
         nats.request(response.close_requests, Bytes::from(close.encode_to_vec())),
@@ -178,25 +170,18 @@ pub async fn ping_subject(
     Ok(response.ping_requests)
 }
 
-/// Pings with our conn_id: `Ok` while the broker holds this connection as the registration of `client_id`.
-pub async fn ping(
-    nats: &async_nats::Client,
-    subject: &str,
-    conn_id: &[u8],
-    client_id: &str,
-    timeout: Duration,
-) -> Result<(), LivenessError> {
-    let ping = proto::Ping {
+/// The ping with our conn_id, to send on the ping subject.
+pub fn ping_request(conn_id: &[u8]) -> Vec<u8> {
+    proto::Ping {
         conn_id: conn_id.to_vec(),
-    };
-    let reply = bounded(
-        "ping",
-        timeout,
-        nats.request(subject.to_owned(), Bytes::from(ping.encode_to_vec())),
-    )
-    .await?
-    .map_err(nats_error("ping"))?;
-    let response = proto::PingResponse::decode(reply.payload)?;
+    }
+    .encode_to_vec()
+}
+
+/// Reads the broker's answer to `ping_request`: `Ok` while it holds the pinging connection as the registration of
+/// `client_id`.
+pub fn read_pong(payload: &[u8], client_id: &str) -> Result<(), LivenessError> {
+    let response = proto::PingResponse::decode(payload)?;
     if response.error.is_empty() {
         Ok(())
     } else {

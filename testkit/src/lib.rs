@@ -35,6 +35,7 @@
 mod broker;
 mod channel;
 mod config;
+pub mod nats_cluster;
 pub mod nats_server;
 mod server;
 mod state;

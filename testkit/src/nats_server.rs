@@ -49,7 +49,7 @@ pub async fn ensure_nats_server() -> anyhow::Result<String> {
 }
 
 /// True if `addr` accepts a TCP connection and greets with a NATS `INFO` line.
-async fn answers_like_nats(addr: &str) -> bool {
+pub(crate) async fn answers_like_nats(addr: &str) -> bool {
     let probe = async {
         let stream = TcpStream::connect(addr).await.ok()?;
         let mut first_line = String::new();
@@ -98,7 +98,7 @@ async fn wait_until_ready(addr: &str) -> anyhow::Result<()> {
 }
 
 /// Finds `nats-server` on PATH or in the places Debian and manual installs put it.
-fn find_nats_server() -> anyhow::Result<PathBuf> {
+pub(crate) fn find_nats_server() -> anyhow::Result<PathBuf> {
     let on_path = env::var_os("PATH")
         .map(|paths| {
             env::split_paths(&paths)

@@ -44,7 +44,7 @@ fn the_alert_rules_and_the_prometheus_config_pass_promtools_checks() -> anyhow::
 
     // Assert: promtool exits non-zero on an error, which `promtool` turns into Err; the counts show the rules
     // file was the one read.
-    assert!(rules.contains("SUCCESS: 5 rules found"), "{rules}");
+    assert!(rules.contains("SUCCESS: 6 rules found"), "{rules}");
     assert!(config.contains("1 rule files found"), "{config}");
     Ok(())
 }

@@ -1,4 +1,4 @@
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use order_service::app::{Application, ShutdownHandle};
 use order_service::config::{Cli, DatabaseSettings, Settings, SourceKind};
 use order_service::storage::{self, Pool};
 use order_service::telemetry::{get_subscriber, init_subscriber};
-use stan_proto::StanPublisher;
+use order_service::transport::publisher::OrderPublisher;
 use stan_testkit::{Broker, BrokerConfig, StoreKind};
 use uuid::Uuid;
 
@@ -67,58 +67,20 @@ pub struct StoppedApp {
     stream: Option<StreamGuard>,
 }
 
-/// Publishes test messages to one source, each confirmed by the broker (a PubAck, a JetStream publish ack).
+/// Publishes test messages to one source, each confirmed by the broker (a PubAck, a JetStream publish ack). No
+/// `Nats-Msg-Id`: a test that publishes the same order twice wants two messages in the stream.
 #[derive(Clone)]
-pub enum Publisher {
-    Stan {
-        publisher: Arc<StanPublisher>,
-        channel: String,
-    },
-    /// No `Nats-Msg-Id`: a test that publishes the same order twice wants two messages in the stream.
-    JetStream {
-        context: Box<jetstream::Context>,
-        subject: String,
-    },
-}
+pub struct Publisher(pub OrderPublisher);
 
 impl Publisher {
     pub async fn publish(&self, data: impl Into<Bytes>) -> anyhow::Result<()> {
-        match self {
-            Publisher::Stan { publisher, channel } => {
-                Ok(publisher.publish(channel, data.into()).await?)
-            }
-            Publisher::JetStream { context, subject } => {
-                context.publish(subject.clone(), data.into()).await?.await?;
-                Ok(())
-            }
-        }
+        self.0.publish(data.into(), None).await
     }
 
     /// Publishes every message, many confirmations in flight at a time; returns once all are confirmed.
     pub async fn publish_all(&self, messages: &[Vec<u8>]) -> anyhow::Result<()> {
-        for chunk in messages.chunks(256) {
-            match self {
-                Publisher::Stan { publisher, channel } => {
-                    let pending = chunk
-                        .iter()
-                        .map(|m| publisher.publish_pipelined(channel, Bytes::from(m.clone())));
-                    futures::future::try_join_all(pending).await?;
-                }
-                Publisher::JetStream { context, subject } => {
-                    let mut acks = Vec::with_capacity(chunk.len());
-                    for message in chunk {
-                        acks.push(
-                            context
-                                .publish(subject.clone(), Bytes::from(message.clone()))
-                                .await?,
-                        );
-                    }
-                    futures::future::try_join_all(acks.into_iter().map(IntoFuture::into_future))
-                        .await?;
-                }
-            }
-        }
-        Ok(())
+        let messages: Vec<Bytes> = messages.iter().cloned().map(Bytes::from).collect();
+        self.0.publish_all(&messages, 256).await
     }
 }
 
@@ -192,26 +154,17 @@ pub async fn create_stream(settings: &Settings) -> anyhow::Result<StreamGuard> {
 pub async fn publishers(settings: &Settings) -> anyhow::Result<Vec<Publisher>> {
     let mut publishers = Vec::new();
     for source in settings.distinct_sources() {
-        publishers.push(match source {
-            SourceKind::Stan => Publisher::Stan {
-                publisher: Arc::new(
-                    StanPublisher::connect(
-                        &settings.stan.url,
-                        &settings.stan.cluster_id,
-                        &format!("publisher-{}", Uuid::new_v4().simple()),
-                    )
-                    .await?,
-                ),
-                channel: settings.stan.channel.clone(),
-            },
-            SourceKind::JetStream => {
-                let client = async_nats::connect(settings.jetstream.url.as_str()).await?;
-                Publisher::JetStream {
-                    context: Box::new(jetstream::new(client)),
-                    subject: settings.jetstream.subject.clone(),
-                }
+        publishers.push(Publisher(match source {
+            SourceKind::Stan => {
+                let client_id = format!("publisher-{}", Uuid::new_v4().simple());
+                let stan = &settings.stan;
+                OrderPublisher::stan(&stan.url, &stan.cluster_id, &client_id, &stan.channel).await?
             }
-        });
+            SourceKind::JetStream => {
+                let js = &settings.jetstream;
+                OrderPublisher::jetstream(js.url.as_str(), &js.subject).await?
+            }
+        }));
     }
     Ok(publishers)
 }
@@ -221,10 +174,12 @@ fn base_database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-/// Creates a database named by a fresh uuid and returns its URL.
+/// Creates a database named by a fresh uuid and returns its URL. It is dropped when the test's thread ends,
+/// unless the test failed: then it is kept for inspection and its name printed (`Cleanup`).
 async fn create_database() -> anyhow::Result<String> {
     let base = base_database_url();
     let name = Uuid::new_v4().to_string();
+    Cleanup::register(&base, &name);
     let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
         .await
         .context("Failed to connect to TEST_DATABASE_URL")?;
@@ -468,6 +423,11 @@ impl StoppedApp {
 }
 
 impl TestApp {
+    /// The service is still running: it has not stopped or given up.
+    pub fn is_running(&self) -> bool {
+        !self.running.is_finished()
+    }
+
     /// Stops the service the way SIGTERM does and waits until it is down.
     pub async fn stop(self) -> anyhow::Result<StoppedApp> {
         self.shutdown.shutdown();
@@ -506,17 +466,11 @@ impl TestApp {
             })
             .await?,
         );
-        Ok(Publisher::Stan {
-            publisher: Arc::new(
-                StanPublisher::connect(
-                    &nats_url,
-                    &cluster_id,
-                    &format!("publisher-{}", Uuid::new_v4().simple()),
-                )
-                .await?,
-            ),
-            channel: self.settings.stan.channel.clone(),
-        })
+        let client_id = format!("publisher-{}", Uuid::new_v4().simple());
+        let channel = &self.settings.stan.channel;
+        Ok(Publisher(
+            OrderPublisher::stan(&nats_url, &cluster_id, &client_id, channel).await?,
+        ))
     }
 
     pub async fn publish(&self, data: impl Into<Bytes>) -> anyhow::Result<()> {
@@ -639,6 +593,7 @@ where
             Err(error) => last_error = Some(error),
         }
         if Instant::now() > deadline {
+            Cleanup::test_failed();
             match last_error {
                 Some(error) => anyhow::bail!(
                     "timed out after {timeout:?} waiting for {what}; last error: {error:#}"
@@ -658,8 +613,85 @@ where
 {
     let until = Instant::now() + window;
     while Instant::now() < until {
-        anyhow::ensure!(check(), "{what} stopped holding");
+        if !check() {
+            Cleanup::test_failed();
+            anyhow::bail!("{what} stopped holding");
+        }
         actix_web::rt::time::sleep(Duration::from_millis(25)).await;
     }
     Ok(())
+}
+
+/// The databases one test created. Each test runs on a thread of its own, so they are kept per thread and dropped
+/// when it ends, with `psql`: a thread-local destructor cannot start an async runtime. A test that panicked, or
+/// whose `eventually`/`holds_for` gave up, keeps them and names them on stderr. A test that fails by returning
+/// another `Err` cannot be told from one that passed here, and its databases go.
+struct Cleanup {
+    base_url: String,
+    databases: Vec<String>,
+    failed: bool,
+}
+
+thread_local! {
+    static CLEANUP: std::cell::RefCell<Option<Cleanup>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Cleanup {
+    fn register(base_url: &str, name: &str) {
+        // A panic is caught by the test harness before the thread ends, so the thread cannot tell afterwards.
+        static MARK_PANICS: std::sync::Once = std::sync::Once::new();
+        MARK_PANICS.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                Cleanup::test_failed();
+                previous(info)
+            }));
+        });
+        CLEANUP.with(|cleanup| {
+            cleanup
+                .borrow_mut()
+                .get_or_insert_with(|| Cleanup {
+                    base_url: base_url.to_owned(),
+                    databases: Vec::new(),
+                    failed: false,
+                })
+                .databases
+                .push(name.to_owned())
+        });
+    }
+
+    /// Called where a test is about to fail without panicking (a returned `Err`).
+    fn test_failed() {
+        // `try_with`: a panic hook may run while the thread's locals are being torn down.
+        let _ = CLEANUP.try_with(|cleanup| {
+            if let Ok(mut cleanup) = cleanup.try_borrow_mut() {
+                if let Some(cleanup) = cleanup.as_mut() {
+                    cleanup.failed = true;
+                }
+            }
+        });
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if self.failed {
+            eprintln!(
+                "Kept the failed test's database(s) for inspection: {}",
+                self.databases.join(", ")
+            );
+            return;
+        }
+        for name in &self.databases {
+            // FORCE ends the connections a service still holds; the test is over.
+            let dropped = std::process::Command::new("psql")
+                .args(["-q", "-X", "-d", &self.base_url, "-c"])
+                .arg(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#))
+                .stdout(std::process::Stdio::null())
+                .status();
+            if !matches!(dropped, Ok(status) if status.success()) {
+                eprintln!("Could not drop test database {name}: {dropped:?}");
+            }
+        }
+    }
 }

@@ -26,6 +26,7 @@ macro_rules! for_each_source {
 
 mod alerts;
 mod binary;
+mod clusters;
 mod compose;
 mod dashboard;
 mod fault_harness;
@@ -33,6 +34,7 @@ mod faults;
 mod feed;
 mod health_check;
 mod helpers;
+mod hostile;
 mod instances;
 mod jetstream;
 mod listeners;

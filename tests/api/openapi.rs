@@ -464,3 +464,175 @@ async fn the_schemas_refuse_what_the_service_never_sends() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+/// `path` with its parameters filled in: the sample order, the dead letter.
+fn concrete(template: &str, dead_letter: i64) -> String {
+    template
+        .replace("{order_uid}", SAMPLE_UID)
+        .replace("{id}", &dead_letter.to_string())
+}
+
+/// Checks the shared error body, its content type and `nosniff`; answers the error code.
+async fn error_shape(what: &str, response: reqwest::Response) -> anyhow::Result<String> {
+    let headers = response.headers().clone();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let body = response.bytes().await?;
+    let text = String::from_utf8_lossy(&body);
+    anyhow::ensure!(
+        header("content-type").starts_with("application/json"),
+        "{what}: content-type {:?}: {text}",
+        header("content-type")
+    );
+    anyhow::ensure!(
+        header("x-content-type-options") == "nosniff",
+        "{what}: no nosniff"
+    );
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| anyhow::anyhow!("{what}: not JSON ({e}): {text}"))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| anyhow::anyhow!("{what}: {text}"))?;
+    anyhow::ensure!(
+        object.len() == 2 && value["message"].is_string(),
+        "{what}: not the error shape: {text}"
+    );
+    value["error"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("{what}: {text}"))
+}
+
+#[actix_web::test]
+async fn every_documented_route_answers_head_a_wrong_method_and_a_bad_parameter_in_one_shape(
+) -> anyhow::Result<()> {
+    // Arrange
+    let (app, dead_letter) = app_with_an_order_and_a_dead_letter().await?;
+    let (public, admin) = documents(&app).await?;
+    let client = reqwest::Client::new();
+
+    for (base, token, document) in [
+        (&app.address, None, &public),
+        (&app.admin_address, Some(&app.admin_token), &admin),
+    ] {
+        let operations = documented_operations(document)?;
+        let templates: BTreeSet<&String> = operations.iter().map(|(_, t)| t).collect();
+        for template in templates {
+            let methods: BTreeSet<&str> = operations
+                .iter()
+                .filter(|(_, t)| t == template)
+                .map(|(m, _)| m.as_str())
+                .collect();
+            let path = concrete(template, dead_letter);
+            let send = |method: reqwest::Method, path: String| {
+                let mut request = client
+                    .request(method, format!("{base}{path}"))
+                    .json(&json!({}));
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                request.send()
+            };
+
+            // HEAD where GET is: same status and headers, no body.
+            if methods.contains("get") && template != "/rejected/{id}/replay" {
+                let get = send(reqwest::Method::GET, path.clone()).await?;
+                let head = send(reqwest::Method::HEAD, path.clone()).await?;
+                let what = format!("HEAD {base}{path}");
+                assert_eq!(head.status(), get.status(), "{what}");
+                // The date moves, and so does the length of what changes between two requests (metrics, lag).
+                let comparable = |response: &reqwest::Response| -> BTreeSet<(String, String)> {
+                    response
+                        .headers()
+                        .iter()
+                        .filter(|(name, _)| *name != "date" && *name != "content-length")
+                        .map(|(name, value)| {
+                            (
+                                name.to_string(),
+                                String::from_utf8_lossy(value.as_bytes()).into(),
+                            )
+                        })
+                        .collect()
+                };
+                assert_eq!(comparable(&head), comparable(&get), "{what}");
+                assert!(
+                    head.headers().contains_key("content-length"),
+                    "{what}: the length of the body GET would send"
+                );
+                assert!(head.bytes().await?.is_empty(), "{what}: a body");
+            }
+
+            // A method the path does not take: 405 with Allow, in the error shape.
+            let wrong = ["delete", "put", "patch"]
+                .into_iter()
+                .find(|m| !methods.contains(m))
+                .ok_or_else(|| anyhow::anyhow!("{template} takes every method"))?;
+            let response = send(wrong.to_uppercase().parse()?, path.clone()).await?;
+            let what = format!("{} {base}{path}", wrong.to_uppercase());
+            assert_eq!(response.status(), 405, "{what}");
+            let mut expected_allow: Vec<String> =
+                methods.iter().map(|m| m.to_uppercase()).collect();
+            if methods.contains("get") {
+                expected_allow.push("HEAD".into());
+            }
+            let allow: BTreeSet<String> = response
+                .headers()
+                .get("allow")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .split(',')
+                .map(|m| m.trim().to_owned())
+                .collect();
+            assert_eq!(
+                allow,
+                expected_allow.into_iter().collect::<BTreeSet<_>>(),
+                "{what}: Allow"
+            );
+            assert_eq!(error_shape(&what, response).await?, "method_not_allowed");
+
+            // A bad parameter: a 400 that does not echo it; and a path below the route: a 404.
+            let method = if methods.contains("get") {
+                reqwest::Method::GET
+            } else {
+                reqwest::Method::POST
+            };
+            for (template_part, bad) in [
+                ("{id}", "abc"),
+                ("{id}", "99999999999999999999"),
+                ("{order_uid}", "bad%20id%3Cscript%3E"),
+            ] {
+                if !template.contains(template_part) {
+                    continue;
+                }
+                let bad_path = concrete(&template.replace(template_part, bad), dead_letter);
+                let what = format!("{method} {base}{bad_path}");
+                let response = send(method.clone(), bad_path.clone()).await?;
+                assert_eq!(response.status(), 400, "{what}");
+                let code = error_shape(&what, response).await?;
+                assert!(code.starts_with("invalid"), "{what}: {code}");
+            }
+            let below = format!("{}/nosuch/deeper", path.trim_end_matches('/'));
+            let what = format!("{method} {base}{below}");
+            let response = send(method.clone(), below).await?;
+            assert_eq!(response.status(), 404, "{what}");
+            assert_eq!(error_shape(&what, response).await?, "not_found");
+
+            // OPTIONS without the token: the admin listener wants it first.
+            if token.is_some() {
+                let response = client
+                    .request(reqwest::Method::OPTIONS, format!("{base}{path}"))
+                    .send()
+                    .await?;
+                let what = format!("OPTIONS {base}{path}");
+                assert_eq!(response.status(), 401, "{what}");
+                assert_eq!(error_shape(&what, response).await?, "unauthorized");
+            }
+        }
+    }
+    Ok(())
+}

@@ -314,16 +314,16 @@ async fn a_nats_token_from_the_settings_logs_the_ack_connection_in_and_a_wrong_o
 
     // Act
     settings.stan.nats_token = Some(Secret::new(token.clone()));
-    let target = NatsTarget::from_settings(&settings.stan);
+    let target = NatsTarget::from_settings(&settings.stan)?;
     let right = target
         .async_nats_options()
-        .connect(target.async_nats_url())
+        .connect(target.async_nats_servers()?)
         .await;
     settings.stan.nats_token = Some(Secret::new(format!("{token}x")));
-    let target = NatsTarget::from_settings(&settings.stan);
+    let target = NatsTarget::from_settings(&settings.stan)?;
     let wrong = target
         .async_nats_options()
-        .connect(target.async_nats_url())
+        .connect(target.async_nats_servers()?)
         .await;
 
     // Assert
@@ -352,16 +352,16 @@ async fn async_nats_connections_use_tls_with_the_ca_and_refuse_another_ca() -> a
 
     // Act
     settings.stan.nats_ca_file = Some(certificates.ca.clone());
-    let target = NatsTarget::from_settings(&settings.stan);
+    let target = NatsTarget::from_settings(&settings.stan)?;
     let trusted = target
         .async_nats_options()
-        .connect(target.async_nats_url())
+        .connect(target.async_nats_servers()?)
         .await;
     settings.stan.nats_ca_file = Some(certificates.other_ca.clone());
-    let target = NatsTarget::from_settings(&settings.stan);
+    let target = NatsTarget::from_settings(&settings.stan)?;
     let untrusted = target
         .async_nats_options()
-        .connect(target.async_nats_url())
+        .connect(target.async_nats_servers()?)
         .await;
     // ratsio cannot do TLS: the service says so at start instead of connecting in plain text.
     settings.stan.nats_ca_file = Some(certificates.ca.clone());

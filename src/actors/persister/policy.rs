@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::actors::persister::Outcome;
+use crate::config::backoff::Backoff;
 use crate::domain::RejectClass;
 use crate::storage::Stored;
 
@@ -67,8 +68,7 @@ impl Failure {
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     pub max_attempts: u32,
-    pub first_delay: Duration,
-    pub max_delay: Duration,
+    pub backoff: Backoff,
     /// Give up as soon as the same refusal comes twice in a row (a batch: bisect it rather than wait).
     pub stop_on_repeat: bool,
 }
@@ -76,8 +76,11 @@ pub struct RetryPolicy {
 /// Attempts per batch before its messages are answered with an error (and so left unacked).
 pub const RETRY: RetryPolicy = RetryPolicy {
     max_attempts: 5,
-    first_delay: Duration::from_millis(100),
-    max_delay: Duration::from_secs(2),
+    backoff: Backoff {
+        first: Duration::from_millis(100),
+        max: Duration::from_secs(2),
+        jitter: false,
+    },
     stop_on_repeat: true,
 };
 
@@ -107,12 +110,7 @@ impl RetryPolicy {
         {
             return None;
         }
-        let doublings = attempt.saturating_sub(1).min(31);
-        Some(
-            self.first_delay
-                .saturating_mul(1 << doublings)
-                .min(self.max_delay),
-        )
+        Some(self.backoff.delay(attempt.saturating_sub(1)))
     }
 }
 
@@ -248,11 +246,14 @@ mod tests {
             let wait = policy
                 .after_failure(attempt, &Failure::LockWait, None)
                 .expect("a retry");
-            assert!(wait <= policy.max_delay, "attempt {attempt} waits {wait:?}");
+            assert!(
+                wait <= policy.backoff.max,
+                "attempt {attempt} waits {wait:?}"
+            );
         }
         assert_eq!(
             policy.after_failure(99, &Failure::LockWait, None),
-            Some(policy.max_delay)
+            Some(policy.backoff.max)
         );
     }
 

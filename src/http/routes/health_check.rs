@@ -24,6 +24,9 @@ pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
                     json!({
                         "source": s.origin.source.as_str(),
                         "subscription": s.subscription,
+                        "servers": s.servers,
+                        "server": s.link.server(),
+                        "stream_replicas": s.link.replicas(),
                         "consumer_pending": lag.map(|l| l.pending),
                         "consumer_ack_pending": lag.map(|l| l.ack_pending),
                     })

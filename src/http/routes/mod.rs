@@ -8,13 +8,13 @@ mod pagination;
 mod rejected;
 mod ui;
 
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
 pub use health_check::{healthz, readyz};
 pub use metrics::get_metrics;
-pub use openapi::openapi_document;
+pub use openapi::{allowed_methods, openapi_document};
 pub use orders::{get_order, list_orders, GetOrderError, OrderSummary};
 pub use pagination::{ListError, Page};
 pub use rejected::{get_rejected, list_rejected, replay_rejected, RejectedMessage, ReplayAnswer};
@@ -43,6 +43,8 @@ impl Listener {
 /// counts anything; every admin path answers 404.
 pub fn configure_public(cfg: &mut web::ServiceConfig) {
     cfg.app_data(query_config())
+        .app_data(path_config())
+        .default_service(web::to(unmatched))
         .service(get_order)
         .service(healthz)
         .service(readyz)
@@ -56,6 +58,8 @@ pub fn configure_public(cfg: &mut web::ServiceConfig) {
 /// plus the order lookup the operator page uses.
 pub fn configure_admin(cfg: &mut web::ServiceConfig) {
     cfg.app_data(query_config())
+        .app_data(path_config())
+        .default_service(web::to(unmatched))
         .service(get_order)
         .service(list_orders)
         .service(list_rejected)
@@ -77,6 +81,37 @@ fn query_config() -> web::QueryConfig {
     })
 }
 
+/// A path parameter that does not parse (`/rejected/abc`, an id beyond 64 bits) is a 400 with the shared body. The
+/// message does not quote the input: actix-web's own does, whole.
+fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|error, _| {
+        let response = error_response(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            "a path parameter does not parse (an id is a 64-bit integer)",
+        );
+        actix_web::error::InternalError::from_response(error, response).into()
+    })
+}
+
+/// What no route matched: 405 with `Allow` when the path exists with other methods on this listener, else 404.
+async fn unmatched(request: HttpRequest, listener: web::Data<Listener>) -> HttpResponse {
+    match allowed_methods(**listener, request.path()) {
+        Some(methods) => {
+            let mut response = error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("this path takes {methods} only"),
+            );
+            if let Ok(value) = header::HeaderValue::from_str(methods) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+            response
+        }
+        None => error_response(StatusCode::NOT_FOUND, "not_found", "no such resource"),
+    }
+}
+
 /// The error body of every route.
 #[derive(Debug, Serialize)]
 pub struct ErrorBody<'a> {
@@ -90,8 +125,10 @@ pub(crate) fn error_response(
     code: &str,
     message: impl ToString,
 ) -> HttpResponse {
-    HttpResponse::build(status).json(ErrorBody {
-        error: code,
-        message: message.to_string(),
-    })
+    HttpResponse::build(status)
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .json(ErrorBody {
+            error: code,
+            message: message.to_string(),
+        })
 }

@@ -5,6 +5,7 @@
 
 use std::sync::LazyLock;
 
+use actix_web::dev::ResourceDef;
 use actix_web::http::header::ContentType;
 use actix_web::http::StatusCode;
 use actix_web::{get, web, HttpResponse};
@@ -19,6 +20,50 @@ const ORDER_SCHEMA: &str = include_str!("../../../schema/order.schema.json");
 static PUBLIC: LazyLock<Result<String, String>> =
     LazyLock::new(|| served_document(Listener::Public));
 static ADMIN: LazyLock<Result<String, String>> = LazyLock::new(|| served_document(Listener::Admin));
+
+/// Each path the listener documents, with the methods it takes there (`GET` implies `HEAD`): the `Allow` of a 405.
+/// The document is the route table here because `tests/api/openapi.rs` keeps it equal to the registered routes.
+static PUBLIC_METHODS: LazyLock<Vec<(ResourceDef, String)>> =
+    LazyLock::new(|| methods_by_path(Listener::Public));
+static ADMIN_METHODS: LazyLock<Vec<(ResourceDef, String)>> =
+    LazyLock::new(|| methods_by_path(Listener::Admin));
+
+/// The methods `path` takes on `listener` (`"GET, HEAD"`), or `None` when no route has that path.
+pub fn allowed_methods(listener: Listener, path: &str) -> Option<&'static str> {
+    let table = match listener {
+        Listener::Public => &*PUBLIC_METHODS,
+        Listener::Admin => &*ADMIN_METHODS,
+    };
+    table
+        .iter()
+        .find(|(pattern, _)| pattern.is_match(path))
+        .map(|(_, methods)| methods.as_str())
+}
+
+fn methods_by_path(listener: Listener) -> Vec<(ResourceDef, String)> {
+    let Ok(document) = serde_json::from_str::<Value>(OPENAPI) else {
+        return Vec::new();
+    };
+    let Some(paths) = document["paths"].as_object() else {
+        return Vec::new();
+    };
+    paths
+        .iter()
+        .filter_map(|(path, item)| {
+            let mut methods = Vec::new();
+            for (method, operation) in item.as_object()? {
+                if serves(operation, listener) {
+                    methods.push(method.to_ascii_uppercase());
+                    if method == "get" {
+                        methods.push("HEAD".to_owned());
+                    }
+                }
+            }
+            // Path templates are actix-web's (`{id}` is one segment).
+            (!methods.is_empty()).then(|| (ResourceDef::new(path.as_str()), methods.join(", ")))
+        })
+        .collect()
+}
 
 /// The document as `listener` serves it: its own operations only, `components.schemas.Order` replaced by the order
 /// schema itself.
@@ -80,6 +125,23 @@ mod tests {
             document["components"]["schemas"]["Order"]["title"], "Order",
             "the order schema, not the $ref"
         );
+    }
+
+    #[test]
+    fn allowed_methods_follow_the_document_per_listener() {
+        assert_eq!(
+            allowed_methods(Listener::Admin, "/rejected/12/replay"),
+            Some("POST")
+        );
+        assert_eq!(
+            allowed_methods(Listener::Public, "/order/abc"),
+            Some("GET, HEAD")
+        );
+        assert_eq!(
+            allowed_methods(Listener::Public, "/rejected/12/replay"),
+            None
+        );
+        assert_eq!(allowed_methods(Listener::Public, "/order/a/b"), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! The script and the styles are separate files so the Content-Security-Policy can forbid every inline script and
 //! style: an order field that slipped into the page as markup could not run.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use actix_web::http::header::{self, HeaderValue};
@@ -18,16 +19,17 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 /// One embedded file with its validator, so a reload costs a 304 instead of the file.
 struct Embedded {
     content_type: &'static str,
-    body: &'static str,
+    body: Cow<'static, str>,
     etag: String,
 }
 
 impl Embedded {
-    fn new(content_type: &'static str, body: &'static str) -> Embedded {
+    fn new(content_type: &'static str, body: impl Into<Cow<'static, str>>) -> Embedded {
+        let body = body.into();
         Embedded {
             content_type,
-            body,
             etag: format!("\"{:016x}\"", fnv1a(body.as_bytes())),
+            body,
         }
     }
 
@@ -59,7 +61,7 @@ impl Embedded {
         if fresh {
             response.finish()
         } else {
-            response.body(self.body)
+            response.body(self.body.clone())
         }
     }
 }
@@ -71,10 +73,51 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// Both pages share one shell (`ui/page.html`); each fills its `{{slot}}`s. Filled once, on first use.
+const PAGE_SHELL: &str = include_str!("../ui/page.html");
+
+/// The shell with every `{{name}}` replaced by its value.
+fn page(slots: &[(&str, &str)]) -> String {
+    slots
+        .iter()
+        .fold(PAGE_SHELL.to_owned(), |page, (name, value)| {
+            page.replace(&format!("{{{{{name}}}}}"), value)
+        })
+}
+
+fn public_page() -> String {
+    page(&[
+        ("title", "Orders"),
+        ("scripts", ""),
+        ("page", "public"),
+        ("badge", ""),
+        ("welcome", "Type an order id above."),
+        ("panels", ""),
+        ("aside", ""),
+        ("footer", r#"<a href="/readyz">/readyz</a>"#),
+    ])
+}
+
+fn operator_page() -> String {
+    page(&[
+        ("title", "Operator"),
+        ("scripts", "<script src=\"/ui/admin.js\" defer></script>\n"),
+        ("page", "operator"),
+        ("badge", r#" <span class="badge">operator</span>"#),
+        (
+            "welcome",
+            "Type an order id above, or pick one of the most recent orders.",
+        ),
+        ("panels", include_str!("../ui/operator-panels.html")),
+        ("aside", include_str!("../ui/operator-aside.html")),
+        ("footer", r#"<a href="/metrics">/metrics</a>"#),
+    ])
+}
+
 static INDEX_HTML: LazyLock<Embedded> =
-    LazyLock::new(|| Embedded::new("text/html; charset=utf-8", include_str!("../ui/index.html")));
+    LazyLock::new(|| Embedded::new("text/html; charset=utf-8", public_page()));
 static ADMIN_HTML: LazyLock<Embedded> =
-    LazyLock::new(|| Embedded::new("text/html; charset=utf-8", include_str!("../ui/admin.html")));
+    LazyLock::new(|| Embedded::new("text/html; charset=utf-8", operator_page()));
 static ADMIN_JS: LazyLock<Embedded> = LazyLock::new(|| {
     Embedded::new(
         "text/javascript; charset=utf-8",
@@ -119,16 +162,24 @@ pub async fn app_css(request: HttpRequest) -> HttpResponse {
 
 #[cfg(test)]
 mod tests {
+    use super::{operator_page, public_page};
+
     #[test]
     fn the_pages_load_nothing_from_other_origins_and_no_inline_code() {
-        for page in [
-            include_str!("../ui/index.html"),
-            include_str!("../ui/admin.html"),
-        ] {
-            assert_page_is_safe(page);
+        for page in [public_page(), operator_page()] {
+            assert_page_is_safe(&page);
         }
-        assert!(include_str!("../ui/admin.html")
-            .contains(r#"<script src="/ui/admin.js" defer></script>"#));
+        assert!(operator_page().contains(r#"<script src="/ui/admin.js" defer></script>"#));
+        assert!(!public_page().contains("admin.js"));
+    }
+
+    #[test]
+    fn every_slot_of_the_shell_is_filled_on_both_pages() {
+        for page in [public_page(), operator_page()] {
+            assert!(!page.contains("{{"), "a slot left unfilled: {page}");
+        }
+        assert!(operator_page().contains(r#"id="dead-letters""#));
+        assert!(!public_page().contains(r#"id="dead-letters""#));
     }
 
     fn assert_page_is_safe(page: &str) {
