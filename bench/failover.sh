@@ -269,7 +269,7 @@ done
     echo
     echo "- command: \`bench/failover.sh $N\`; date: $(date -u '+%Y-%m-%d %H:%M UTC'); load average before/after:" \
         "$LOAD_BEFORE / $(load_now)"
-    echo "- machine: $(machine); every node, the broker and the service on the same machine"
+    echo "- machine: $(machine); every node, the broker and the service on the same machine; binaries: \`$BIN\`"
     echo "- $N orders wait in the broker; the service works through them and the node is killed once a third is" \
         "stored. gap: from the kill to the first commit after it; longest pause: the longest time without a commit" \
         "from the kill until all are stored (both from orders.ingested_at, the start of each committing" \

@@ -62,7 +62,7 @@ fn the_cluster_profile_gives_the_instances_every_node_and_both_postgresql_server
     let environment = environment(&config["services"]["cluster-app"])?;
 
     // Assert: the URL names both servers and asks for the one that takes writes; the NATS list names the three
-    // nodes, which route to each other.
+    // nodes, which route to each other; the stream the instances create has a replica on each node.
     let database: tokio_postgres::Config = environment["DATABASE_URL"].parse()?;
     assert_eq!(database.get_hosts().len(), 2, "{database:?}");
     assert_eq!(
@@ -92,6 +92,7 @@ fn the_cluster_profile_gives_the_instances_every_node_and_both_postgresql_server
             );
         }
     }
+    assert_eq!(environment["JS_REPLICAS"], "3");
     Ok(())
 }
 
