@@ -436,9 +436,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let started = Instant::now();
         let published = publisher.publish(&order.order_uid, payload);
         if i % probe_every == 0 {
-            tasks.spawn(track(started, published, poller.clone(), order.order_uid));
+            tasks.spawn(track(
+                started,
+                published,
+                poller.clone(),
+                order.order_uid.into_owned(),
+            ));
         } else {
-            tasks.spawn(publish_only(published, order.order_uid));
+            tasks.spawn(publish_only(published, order.order_uid.into_owned()));
         }
         while let Some(outcome) = tasks.try_join_next() {
             tally.record(outcome);
