@@ -115,11 +115,11 @@ async fn a_batch_meeting_stored_orders_tells_new_duplicate_and_conflicting_ones_
     document["delivery"]["city"] = "Elsewhere".into();
     changed.document = serde_json::to_vec(&document)?.into();
     let batch = [
-        row(&orders[1].0, &orders[1].1, 2),
+        row(orders[1].0, &orders[1].1, 2),
         row(stored_raw, stored_order, 3),
         row(stored_raw, &changed, 4),
-        row(&orders[2].0, &orders[2].1, 5),
-        row(&orders[1].0, &orders[1].1, 6),
+        row(orders[2].0, &orders[2].1, 5),
+        row(orders[1].0, &orders[1].1, 6),
     ];
 
     // Act
