@@ -84,7 +84,7 @@ fn cache_lookup(c: &mut Criterion) {
     let orders: HashMap<Box<str>, Bytes> = (0..100_000)
         .map(|_| {
             let order = generator::valid_order(&mut rng);
-            let uid = order.order_uid.as_str().into();
+            let uid = order.order_uid.as_ref().into();
             (
                 uid,
                 Bytes::from(serde_json::to_vec(&order).unwrap_or_default()),
@@ -109,7 +109,7 @@ fn cache_actor_lookup(c: &mut Criterion) {
         .map(|_| {
             let order = generator::valid_order(&mut rng);
             CachedOrder {
-                uid: Arc::from(order.order_uid.as_str()),
+                uid: Arc::from(order.order_uid.as_ref()),
                 document: Bytes::from(serde_json::to_vec(&order).unwrap_or_default()),
             }
         })

@@ -347,9 +347,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Box::pin(async move { publisher.publish(payload, Some(&uid)).await })
         };
         if i % probe_every == 0 {
-            tasks.spawn(track(started, published, poller.clone(), order.order_uid));
+            tasks.spawn(track(
+                started,
+                published,
+                poller.clone(),
+                order.order_uid.into_owned(),
+            ));
         } else {
-            tasks.spawn(publish_only(published, order.order_uid));
+            tasks.spawn(publish_only(published, order.order_uid.into_owned()));
         }
         while let Some(outcome) = tasks.try_join_next() {
             tally.record(outcome);

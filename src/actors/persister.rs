@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 use crate::actors::message_span::MessageSpan;
 use crate::actors::stall::PipelineHealth;
 use crate::cache::{CacheGroup, CachedOrder, DocumentArena};
-use crate::domain::{Order, OrderUid, RejectClass, RejectReason, Rejection, ValidOrder};
+use crate::domain::{OrderUid, RejectClass, RejectReason, Rejection, ValidOrder};
 use crate::storage::{self, DeadLetterRow, OrderRow, PersistError, Pool, Stored};
 use crate::telemetry::error_chain::error_chain;
 use crate::telemetry::metrics::Metrics;
@@ -42,13 +42,7 @@ use policy::{
 
 /// A valid order to store: what the database and the caches keep of it.
 pub struct PersistOrder {
-    pub uid: OrderUid,
-    /// The canonical document, stored and served as-is.
-    pub document: Bytes,
-    pub track_number: String,
-    pub customer_id: String,
-    /// `None` when PostgreSQL could not represent the instant (the document keeps the text).
-    pub date_created: Option<DateTime<Utc>>,
+    pub columns: OrderColumns,
     /// The message as delivered, kept as a dead letter if the order turns out to be a conflict.
     pub raw: Bytes,
     pub origin: Origin,
@@ -58,42 +52,35 @@ pub struct PersistOrder {
     pub span: MessageSpan,
 }
 
-impl PersistOrder {
-    /// Keeps of a valid order what is stored. The rest of the typed order is dropped here, on the thread that
-    /// built it: freeing its many small allocations on the persister's thread would cost the allocator more.
-    pub fn new(
-        order: ValidOrder,
-        raw: Bytes,
-        origin: Origin,
-        sequence: u64,
-        replay: bool,
-        span: MessageSpan,
-    ) -> Self {
+/// What an order's row takes from the order itself: its uid, its document and the key columns. The typed order
+/// borrows its strings from the message, so these few are copied out of it; the rest of it is dropped here, on the
+/// thread that built it.
+pub struct OrderColumns {
+    pub uid: OrderUid,
+    /// The canonical document, stored and served as-is.
+    pub document: Bytes,
+    pub track_number: String,
+    pub customer_id: String,
+    /// `None` when PostgreSQL could not represent the instant (the document keeps the text).
+    pub date_created: Option<DateTime<Utc>>,
+}
+
+impl From<ValidOrder<'_>> for OrderColumns {
+    fn from(order: ValidOrder<'_>) -> Self {
         let ValidOrder {
             uid,
             order,
             document,
             ..
         } = order;
-        let Order {
-            track_number,
-            customer_id,
-            date_created,
-            ..
-        } = order;
-        PersistOrder {
+        OrderColumns {
             uid,
             document,
-            track_number,
-            customer_id,
-            date_created: DateTime::parse_from_rfc3339(&date_created)
+            track_number: order.track_number.into_owned(),
+            customer_id: order.customer_id.into_owned(),
+            date_created: DateTime::parse_from_rfc3339(&order.date_created)
                 .ok()
                 .map(|d| d.with_timezone(&Utc)),
-            raw,
-            origin,
-            sequence,
-            replay,
-            span,
         }
     }
 }
@@ -219,7 +206,7 @@ impl Item {
     /// What the message puts into a transaction: the payload, the document, the reasons.
     fn bytes(&self) -> usize {
         match self {
-            Item::Order(o) => o.raw.len() + o.document.len(),
+            Item::Order(o) => o.raw.len() + o.columns.document.len(),
             Item::Rejected(r) => {
                 r.raw.len()
                     + r.rejection
@@ -443,8 +430,8 @@ impl OrderPersister {
             .filter_map(|(pending, result)| match (&pending.item, result) {
                 (Item::Order(o), Ok(outcome @ (Outcome::Persisted | Outcome::Duplicate))) => {
                     Some(CachedOrder {
-                        uid: Arc::from(o.uid.as_str()),
-                        document: cache_copy(&mut self.documents, &o.document, *outcome),
+                        uid: Arc::from(o.columns.uid.as_str()),
+                        document: cache_copy(&mut self.documents, &o.columns.document, *outcome),
                     })
                 }
                 _ => None,
@@ -572,7 +559,7 @@ async fn store_refused(
         message: format!("PostgreSQL refused the message: {}", error_chain(error)),
     }];
     let (payload, order_uid, origin) = match item {
-        Item::Order(o) => (&o.raw, Some(o.uid.as_str()), &o.origin),
+        Item::Order(o) => (&o.raw, Some(o.columns.uid.as_str()), &o.origin),
         Item::Rejected(r) => (&r.raw, r.rejection.order_uid.as_deref(), &r.origin),
     };
     let sequence = item.sequence();
@@ -699,12 +686,13 @@ fn failure_of(error: &PersistError) -> Failure {
 }
 
 fn order_row(o: &PersistOrder) -> OrderRow<'_> {
+    let columns = &o.columns;
     OrderRow {
-        uid: o.uid.as_str(),
-        document: &o.document,
-        track_number: &o.track_number,
-        customer_id: &o.customer_id,
-        date_created: o.date_created,
+        uid: columns.uid.as_str(),
+        document: &columns.document,
+        track_number: &columns.track_number,
+        customer_id: &columns.customer_id,
+        date_created: columns.date_created,
         source: o.origin.source.as_str(),
         channel: &o.origin.name,
         sequence: o.sequence,
@@ -716,7 +704,7 @@ fn order_row(o: &PersistOrder) -> OrderRow<'_> {
 fn outcomes(items: &[&Item], stored: &[Stored]) -> Result<Vec<Outcome>, PersistError> {
     let kinds: Vec<Kind> = items.iter().map(|item| item.kind()).collect();
     let outcomes = pair_outcomes(&kinds, stored).map_err(|i| match items[i] {
-        Item::Order(o) => PersistError::Vanished(o.uid.to_string()),
+        Item::Order(o) => PersistError::Vanished(o.columns.uid.to_string()),
         Item::Rejected(_) => PersistError::Vanished("a dead letter".into()),
     })?;
     let conflicts = items

@@ -13,8 +13,8 @@ use tracing::Instrument;
 
 use crate::actors::message_span::MessageSpan;
 use crate::actors::persister::{
-    all_failed, Item, OrderPersister, Outcome, PersistBatch, PersistOrder, PersistRejected,
-    PipelineError,
+    all_failed, Item, OrderColumns, OrderPersister, Outcome, PersistBatch, PersistOrder,
+    PersistRejected, PipelineError,
 };
 use crate::domain::{OrderSchema, RejectReason};
 use crate::telemetry::metrics::Metrics;
@@ -113,14 +113,15 @@ impl OrderValidator {
                     tracing::debug!(parent: &span.open(), flags = ?order.flags,
                         "Accepted an order with flagged inconsistencies.");
                 }
-                Item::Order(Box::new(PersistOrder::new(
-                    order,
-                    payload,
+                // The order borrows from the payload: its columns are copied out before the payload moves on.
+                Item::Order(Box::new(PersistOrder {
+                    columns: OrderColumns::from(order),
+                    raw: payload,
                     origin,
                     sequence,
-                    keep_reasons,
+                    replay: keep_reasons,
                     span,
-                )))
+                }))
             }
             Err(rejection) => {
                 if let Some(uid) = &rejection.order_uid {

@@ -57,19 +57,19 @@ fn pick<'a>(rng: &mut impl Rng, values: &[&'a str]) -> &'a str {
 }
 
 /// A random valid order with a fresh order_uid (19 lowercase letters and digits, like the sample's).
-pub fn valid_order(rng: &mut impl Rng) -> Order {
+pub fn valid_order(rng: &mut impl Rng) -> Order<'static> {
     let order_uid = token(rng, 19);
     let track_number = format!("WB{}", token(rng, 12).to_ascii_uppercase());
-    let items: Vec<Item> = (0..rng.random_range(1..=5))
+    let items: Vec<Item<'static>> = (0..rng.random_range(1..=5))
         .map(|_| {
             let (name, brand) = PRODUCTS.choose(rng).copied().unwrap_or(("Item", "Brand"));
             let price = rng.random_range(50..50_000);
             let sale = rng.random_range(0..=70);
             Item {
                 chrt_id: rng.random_range(1_000_000..99_999_999),
-                track_number: track_number.clone(),
+                track_number: track_number.clone().into(),
                 price,
-                rid: token(rng, 21),
+                rid: token(rng, 21).into(),
                 name: name.into(),
                 sale,
                 size: pick(rng, SIZES).into(),
@@ -97,21 +97,21 @@ pub fn valid_order(rng: &mut impl Rng) -> Order {
         .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_else(|| "2021-11-26T06:22:19Z".into());
     Order {
-        order_uid: order_uid.clone(),
-        track_number,
+        order_uid: order_uid.clone().into(),
+        track_number: track_number.into(),
         entry: "WBIL".into(),
         delivery: Delivery {
-            name: format!("{} {}", pick(rng, FIRST_NAMES), pick(rng, LAST_NAMES)),
-            phone: format!("+972{}", rng.random_range(100_000_000..999_999_999)),
-            zip: rng.random_range(100_000..9_999_999).to_string(),
+            name: format!("{} {}", pick(rng, FIRST_NAMES), pick(rng, LAST_NAMES)).into(),
+            phone: format!("+972{}", rng.random_range(100_000_000..999_999_999)).into(),
+            zip: rng.random_range(100_000..9_999_999).to_string().into(),
             city: city.into(),
-            address: format!("{} {}", pick(rng, STREETS), rng.random_range(1..200)),
+            address: format!("{} {}", pick(rng, STREETS), rng.random_range(1..200)).into(),
             region: region.into(),
-            email: format!("{}@example.com", token(rng, 8)),
+            email: format!("{}@example.com", token(rng, 8)).into(),
         },
         payment: Payment {
-            transaction: order_uid,
-            request_id: String::new(),
+            transaction: order_uid.into(),
+            request_id: "".into(),
             currency: pick(rng, CURRENCIES).into(),
             provider: "wbpay".into(),
             amount: goods_total + delivery_cost + custom_fee,
@@ -123,13 +123,13 @@ pub fn valid_order(rng: &mut impl Rng) -> Order {
         },
         items,
         locale: pick(rng, LOCALES).into(),
-        internal_signature: String::new(),
-        customer_id: token(rng, 8),
+        internal_signature: "".into(),
+        customer_id: token(rng, 8).into(),
         delivery_service: pick(rng, DELIVERY_SERVICES).into(),
-        shardkey: rng.random_range(0..10).to_string(),
+        shardkey: rng.random_range(0..10).to_string().into(),
         sm_id: rng.random_range(1..200),
-        date_created,
-        oof_shard: rng.random_range(0..3).to_string(),
+        date_created: date_created.into(),
+        oof_shard: rng.random_range(0..3).to_string().into(),
     }
 }
 

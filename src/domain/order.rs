@@ -1,48 +1,54 @@
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 /// An order as the channel carries it. Field order follows the published model, so the canonical document we store
 /// and serve reads like the input. Unknown fields are refused, as in the schema.
+///
+/// Its strings are `Cow`s: the fast path's reader (`typed_json`) borrows each from the message (`'a`) unless the JSON
+/// string holds an escape, so reading an order allocates only its list of items. The derived `Deserialize` (the
+/// reference path, from a `Value`) gives owned strings; either way the order compares and serializes the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Order {
-    pub order_uid: String,
-    pub track_number: String,
-    pub entry: String,
-    pub delivery: Delivery,
-    pub payment: Payment,
-    pub items: Vec<Item>,
-    pub locale: String,
-    pub internal_signature: String,
-    pub customer_id: String,
-    pub delivery_service: String,
-    pub shardkey: String,
+pub struct Order<'a> {
+    pub order_uid: Cow<'a, str>,
+    pub track_number: Cow<'a, str>,
+    pub entry: Cow<'a, str>,
+    pub delivery: Delivery<'a>,
+    pub payment: Payment<'a>,
+    pub items: Vec<Item<'a>>,
+    pub locale: Cow<'a, str>,
+    pub internal_signature: Cow<'a, str>,
+    pub customer_id: Cow<'a, str>,
+    pub delivery_service: Cow<'a, str>,
+    pub shardkey: Cow<'a, str>,
     pub sm_id: i64,
-    pub date_created: String,
-    pub oof_shard: String,
+    pub date_created: Cow<'a, str>,
+    pub oof_shard: Cow<'a, str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Delivery {
-    pub name: String,
-    pub phone: String,
-    pub zip: String,
-    pub city: String,
-    pub address: String,
-    pub region: String,
-    pub email: String,
+pub struct Delivery<'a> {
+    pub name: Cow<'a, str>,
+    pub phone: Cow<'a, str>,
+    pub zip: Cow<'a, str>,
+    pub city: Cow<'a, str>,
+    pub address: Cow<'a, str>,
+    pub region: Cow<'a, str>,
+    pub email: Cow<'a, str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Payment {
-    pub transaction: String,
-    pub request_id: String,
-    pub currency: String,
-    pub provider: String,
+pub struct Payment<'a> {
+    pub transaction: Cow<'a, str>,
+    pub request_id: Cow<'a, str>,
+    pub currency: Cow<'a, str>,
+    pub provider: Cow<'a, str>,
     pub amount: i64,
     pub payment_dt: i64,
-    pub bank: String,
+    pub bank: Cow<'a, str>,
     pub delivery_cost: i64,
     pub goods_total: i64,
     pub custom_fee: i64,
@@ -50,16 +56,16 @@ pub struct Payment {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Item {
+pub struct Item<'a> {
     pub chrt_id: i64,
-    pub track_number: String,
+    pub track_number: Cow<'a, str>,
     pub price: i64,
-    pub rid: String,
-    pub name: String,
+    pub rid: Cow<'a, str>,
+    pub name: Cow<'a, str>,
     pub sale: i64,
-    pub size: String,
+    pub size: Cow<'a, str>,
     pub total_price: i64,
     pub nm_id: i64,
-    pub brand: String,
+    pub brand: Cow<'a, str>,
     pub status: i64,
 }

@@ -1,6 +1,6 @@
 //! The constraints of `schema/order.schema.json`, compiled to Rust over the typed order, for the fast path.
 //!
-//! Each object's rules are a table (`Object::PROPERTIES`) that the check runs and that `declared` lists keyword by
+//! Each object's rules are a table (`Object::properties`) that the check runs and that `declared` lists keyword by
 //! keyword, so a test compares the tables with the schema file: an edit of the schema without an edit here fails
 //! that test instead of letting through what the schema now refuses. Types, required fields and
 //! `additionalProperties: false` are enforced by the reader (`typed_json`); they are declared here too.
@@ -18,17 +18,22 @@ const DRAFT: &str = "https://json-schema.org/draft/2020-12/schema";
 const MAX_SAFE: i64 = 9_007_199_254_740_991;
 
 /// An object of the schema: its properties and the rule for each.
-pub(crate) trait Object: Fields + Sized + 'static {
-    const PROPERTIES: &'static [Property<Self>];
+pub(crate) trait Object: Fields + Sized {
+    /// The table. A function rather than a constant because the types borrow (`Order<'a>`), and a constant's type
+    /// cannot name the lifetime of its impl; the table is a constant all the same (`const { .. }`), built at compile
+    /// time.
+    fn properties<'t>() -> &'t [Property<Self>]
+    where
+        Self: 't;
 }
 
 /// One property of an object and its rule.
-pub(crate) struct Property<T: 'static> {
+pub(crate) struct Property<T> {
     pub name: &'static str,
     pub rule: Rule<T>,
 }
 
-pub(crate) enum Rule<T: 'static> {
+pub(crate) enum Rule<T> {
     Text(fn(&T) -> &str, Text),
     Integer(fn(&T) -> i64, Integer),
     /// A nested object: `check` runs its table, `declare` lists it.
@@ -76,7 +81,7 @@ pub(crate) type Constraint = (String, &'static str, Value);
 
 /// True when the order meets every constraint of the schema.
 pub(crate) fn accepts<T: Object>(value: &T) -> bool {
-    T::PROPERTIES.iter().all(|p| p.rule.accepts(value))
+    T::properties().iter().all(|p| p.rule.accepts(value))
 }
 
 /// Every constraint the fast check enforces, to compare with the schema's.
@@ -90,13 +95,13 @@ pub(crate) fn declared() -> Vec<Constraint> {
 fn declare<T: Object>(pointer: &str, out: &mut Vec<Constraint>) {
     let mut required: Vec<&str> = T::FIELDS.to_vec();
     required.sort_unstable();
-    let mut properties: Vec<&str> = T::PROPERTIES.iter().map(|p| p.name).collect();
+    let mut properties: Vec<&str> = T::properties().iter().map(|p| p.name).collect();
     properties.sort_unstable();
     out.push((pointer.into(), "type", json!("object")));
     out.push((pointer.into(), "additionalProperties", json!(false)));
     out.push((pointer.into(), "required", json!(required)));
     out.push((pointer.into(), "properties", json!(properties)));
-    for property in T::PROPERTIES {
+    for property in T::properties() {
         property
             .rule
             .declare(&format!("{pointer}/properties/{}", property.name), out);
@@ -221,244 +226,272 @@ const EMAIL: Format = Format {
     accepts: formats::is_plain_email,
 };
 
-impl Object for Order {
-    const PROPERTIES: &'static [Property<Order>] = &[
-        Property {
-            name: "order_uid",
-            rule: Rule::Text(
-                |o| &o.order_uid,
-                Text {
-                    min_length: None,
-                    max_length: None,
-                    pattern: Some(ORDER_UID),
-                    format: None,
+impl Object for Order<'_> {
+    fn properties<'t>() -> &'t [Property<Self>]
+    where
+        Self: 't,
+    {
+        const {
+            &[
+                Property {
+                    name: "order_uid",
+                    rule: Rule::Text(
+                        |o| &o.order_uid,
+                        Text {
+                            min_length: None,
+                            max_length: None,
+                            pattern: Some(ORDER_UID),
+                            format: None,
+                        },
+                    ),
                 },
-            ),
-        },
-        Property {
-            name: "track_number",
-            rule: Rule::Text(|o| &o.track_number, text(Some(1), 64)),
-        },
-        Property {
-            name: "entry",
-            rule: Rule::Text(|o| &o.entry, text(Some(1), 32)),
-        },
-        Property {
-            name: "delivery",
-            rule: Rule::Object {
-                check: |o| accepts(&o.delivery),
-                declare: declare::<Delivery>,
-            },
-        },
-        Property {
-            name: "payment",
-            rule: Rule::Object {
-                check: |o| accepts(&o.payment),
-                declare: declare::<Payment>,
-            },
-        },
-        Property {
-            name: "items",
-            rule: Rule::Items(
-                |o| &o.items,
-                Items {
-                    min_items: 1,
-                    max_items: 1000,
+                Property {
+                    name: "track_number",
+                    rule: Rule::Text(|o| &o.track_number, text(Some(1), 64)),
                 },
-            ),
-        },
-        Property {
-            name: "locale",
-            rule: Rule::Text(|o| &o.locale, text(Some(2), 16)),
-        },
-        Property {
-            name: "internal_signature",
-            rule: Rule::Text(|o| &o.internal_signature, text(None, 512)),
-        },
-        Property {
-            name: "customer_id",
-            rule: Rule::Text(|o| &o.customer_id, text(Some(1), 64)),
-        },
-        Property {
-            name: "delivery_service",
-            rule: Rule::Text(|o| &o.delivery_service, text(Some(1), 64)),
-        },
-        Property {
-            name: "shardkey",
-            rule: Rule::Text(|o| &o.shardkey, text(Some(1), 16)),
-        },
-        Property {
-            name: "sm_id",
-            rule: Rule::Integer(|o| o.sm_id, integer(MAX_SAFE)),
-        },
-        Property {
-            name: "date_created",
-            rule: Rule::Text(
-                |o| &o.date_created,
-                Text {
-                    min_length: None,
-                    max_length: Some(40),
-                    pattern: None,
-                    format: Some(DATE_TIME),
+                Property {
+                    name: "entry",
+                    rule: Rule::Text(|o| &o.entry, text(Some(1), 32)),
                 },
-            ),
-        },
-        Property {
-            name: "oof_shard",
-            rule: Rule::Text(|o| &o.oof_shard, text(Some(1), 16)),
-        },
-    ];
+                Property {
+                    name: "delivery",
+                    rule: Rule::Object {
+                        check: |o| accepts(&o.delivery),
+                        declare: declare::<Delivery>,
+                    },
+                },
+                Property {
+                    name: "payment",
+                    rule: Rule::Object {
+                        check: |o| accepts(&o.payment),
+                        declare: declare::<Payment>,
+                    },
+                },
+                Property {
+                    name: "items",
+                    rule: Rule::Items(
+                        |o| &o.items,
+                        Items {
+                            min_items: 1,
+                            max_items: 1000,
+                        },
+                    ),
+                },
+                Property {
+                    name: "locale",
+                    rule: Rule::Text(|o| &o.locale, text(Some(2), 16)),
+                },
+                Property {
+                    name: "internal_signature",
+                    rule: Rule::Text(|o| &o.internal_signature, text(None, 512)),
+                },
+                Property {
+                    name: "customer_id",
+                    rule: Rule::Text(|o| &o.customer_id, text(Some(1), 64)),
+                },
+                Property {
+                    name: "delivery_service",
+                    rule: Rule::Text(|o| &o.delivery_service, text(Some(1), 64)),
+                },
+                Property {
+                    name: "shardkey",
+                    rule: Rule::Text(|o| &o.shardkey, text(Some(1), 16)),
+                },
+                Property {
+                    name: "sm_id",
+                    rule: Rule::Integer(|o| o.sm_id, integer(MAX_SAFE)),
+                },
+                Property {
+                    name: "date_created",
+                    rule: Rule::Text(
+                        |o| &o.date_created,
+                        Text {
+                            min_length: None,
+                            max_length: Some(40),
+                            pattern: None,
+                            format: Some(DATE_TIME),
+                        },
+                    ),
+                },
+                Property {
+                    name: "oof_shard",
+                    rule: Rule::Text(|o| &o.oof_shard, text(Some(1), 16)),
+                },
+            ]
+        }
+    }
 }
 
-impl Object for Delivery {
-    const PROPERTIES: &'static [Property<Delivery>] = &[
-        Property {
-            name: "name",
-            rule: Rule::Text(|d| &d.name, text(Some(1), 256)),
-        },
-        Property {
-            name: "phone",
-            rule: Rule::Text(
-                |d| &d.phone,
-                Text {
-                    min_length: Some(1),
-                    max_length: Some(32),
-                    pattern: Some(PHONE),
-                    format: None,
+impl Object for Delivery<'_> {
+    fn properties<'t>() -> &'t [Property<Self>]
+    where
+        Self: 't,
+    {
+        const {
+            &[
+                Property {
+                    name: "name",
+                    rule: Rule::Text(|d| &d.name, text(Some(1), 256)),
                 },
-            ),
-        },
-        Property {
-            name: "zip",
-            rule: Rule::Text(|d| &d.zip, text(Some(1), 32)),
-        },
-        Property {
-            name: "city",
-            rule: Rule::Text(|d| &d.city, text(Some(1), 256)),
-        },
-        Property {
-            name: "address",
-            rule: Rule::Text(|d| &d.address, text(Some(1), 512)),
-        },
-        Property {
-            name: "region",
-            rule: Rule::Text(|d| &d.region, text(None, 256)),
-        },
-        Property {
-            name: "email",
-            rule: Rule::Text(
-                |d| &d.email,
-                Text {
-                    min_length: Some(3),
-                    max_length: Some(254),
-                    pattern: None,
-                    format: Some(EMAIL),
+                Property {
+                    name: "phone",
+                    rule: Rule::Text(
+                        |d| &d.phone,
+                        Text {
+                            min_length: Some(1),
+                            max_length: Some(32),
+                            pattern: Some(PHONE),
+                            format: None,
+                        },
+                    ),
                 },
-            ),
-        },
-    ];
+                Property {
+                    name: "zip",
+                    rule: Rule::Text(|d| &d.zip, text(Some(1), 32)),
+                },
+                Property {
+                    name: "city",
+                    rule: Rule::Text(|d| &d.city, text(Some(1), 256)),
+                },
+                Property {
+                    name: "address",
+                    rule: Rule::Text(|d| &d.address, text(Some(1), 512)),
+                },
+                Property {
+                    name: "region",
+                    rule: Rule::Text(|d| &d.region, text(None, 256)),
+                },
+                Property {
+                    name: "email",
+                    rule: Rule::Text(
+                        |d| &d.email,
+                        Text {
+                            min_length: Some(3),
+                            max_length: Some(254),
+                            pattern: None,
+                            format: Some(EMAIL),
+                        },
+                    ),
+                },
+            ]
+        }
+    }
 }
 
-impl Object for Payment {
-    const PROPERTIES: &'static [Property<Payment>] = &[
-        Property {
-            name: "transaction",
-            rule: Rule::Text(|p| &p.transaction, text(Some(1), 64)),
-        },
-        Property {
-            name: "request_id",
-            rule: Rule::Text(|p| &p.request_id, text(None, 128)),
-        },
-        Property {
-            name: "currency",
-            rule: Rule::Text(
-                |p| &p.currency,
-                Text {
-                    min_length: Some(3),
-                    max_length: Some(3),
-                    pattern: Some(CURRENCY),
-                    format: None,
+impl Object for Payment<'_> {
+    fn properties<'t>() -> &'t [Property<Self>]
+    where
+        Self: 't,
+    {
+        const {
+            &[
+                Property {
+                    name: "transaction",
+                    rule: Rule::Text(|p| &p.transaction, text(Some(1), 64)),
                 },
-            ),
-        },
-        Property {
-            name: "provider",
-            rule: Rule::Text(|p| &p.provider, text(Some(1), 64)),
-        },
-        Property {
-            name: "amount",
-            rule: Rule::Integer(|p| p.amount, integer(MAX_SAFE)),
-        },
-        Property {
-            name: "payment_dt",
-            rule: Rule::Integer(|p| p.payment_dt, integer(MAX_SAFE)),
-        },
-        Property {
-            name: "bank",
-            rule: Rule::Text(|p| &p.bank, text(Some(1), 64)),
-        },
-        Property {
-            name: "delivery_cost",
-            rule: Rule::Integer(|p| p.delivery_cost, integer(MAX_SAFE)),
-        },
-        Property {
-            name: "goods_total",
-            rule: Rule::Integer(|p| p.goods_total, integer(MAX_SAFE)),
-        },
-        Property {
-            name: "custom_fee",
-            rule: Rule::Integer(|p| p.custom_fee, integer(MAX_SAFE)),
-        },
-    ];
+                Property {
+                    name: "request_id",
+                    rule: Rule::Text(|p| &p.request_id, text(None, 128)),
+                },
+                Property {
+                    name: "currency",
+                    rule: Rule::Text(
+                        |p| &p.currency,
+                        Text {
+                            min_length: Some(3),
+                            max_length: Some(3),
+                            pattern: Some(CURRENCY),
+                            format: None,
+                        },
+                    ),
+                },
+                Property {
+                    name: "provider",
+                    rule: Rule::Text(|p| &p.provider, text(Some(1), 64)),
+                },
+                Property {
+                    name: "amount",
+                    rule: Rule::Integer(|p| p.amount, integer(MAX_SAFE)),
+                },
+                Property {
+                    name: "payment_dt",
+                    rule: Rule::Integer(|p| p.payment_dt, integer(MAX_SAFE)),
+                },
+                Property {
+                    name: "bank",
+                    rule: Rule::Text(|p| &p.bank, text(Some(1), 64)),
+                },
+                Property {
+                    name: "delivery_cost",
+                    rule: Rule::Integer(|p| p.delivery_cost, integer(MAX_SAFE)),
+                },
+                Property {
+                    name: "goods_total",
+                    rule: Rule::Integer(|p| p.goods_total, integer(MAX_SAFE)),
+                },
+                Property {
+                    name: "custom_fee",
+                    rule: Rule::Integer(|p| p.custom_fee, integer(MAX_SAFE)),
+                },
+            ]
+        }
+    }
 }
 
-impl Object for Item {
-    const PROPERTIES: &'static [Property<Item>] = &[
-        Property {
-            name: "chrt_id",
-            rule: Rule::Integer(|i| i.chrt_id, integer(MAX_SAFE)),
-        },
-        Property {
-            name: "track_number",
-            rule: Rule::Text(|i| &i.track_number, text(Some(1), 64)),
-        },
-        Property {
-            name: "price",
-            rule: Rule::Integer(|i| i.price, integer(MAX_SAFE)),
-        },
-        Property {
-            name: "rid",
-            rule: Rule::Text(|i| &i.rid, text(Some(1), 64)),
-        },
-        Property {
-            name: "name",
-            rule: Rule::Text(|i| &i.name, text(Some(1), 256)),
-        },
-        Property {
-            name: "sale",
-            rule: Rule::Integer(|i| i.sale, integer(100)),
-        },
-        Property {
-            name: "size",
-            rule: Rule::Text(|i| &i.size, text(None, 32)),
-        },
-        Property {
-            name: "total_price",
-            rule: Rule::Integer(|i| i.total_price, integer(MAX_SAFE)),
-        },
-        Property {
-            name: "nm_id",
-            rule: Rule::Integer(|i| i.nm_id, integer(MAX_SAFE)),
-        },
-        Property {
-            name: "brand",
-            rule: Rule::Text(|i| &i.brand, text(None, 256)),
-        },
-        Property {
-            name: "status",
-            rule: Rule::Integer(|i| i.status, integer(999)),
-        },
-    ];
+impl Object for Item<'_> {
+    fn properties<'t>() -> &'t [Property<Self>]
+    where
+        Self: 't,
+    {
+        const {
+            &[
+                Property {
+                    name: "chrt_id",
+                    rule: Rule::Integer(|i| i.chrt_id, integer(MAX_SAFE)),
+                },
+                Property {
+                    name: "track_number",
+                    rule: Rule::Text(|i| &i.track_number, text(Some(1), 64)),
+                },
+                Property {
+                    name: "price",
+                    rule: Rule::Integer(|i| i.price, integer(MAX_SAFE)),
+                },
+                Property {
+                    name: "rid",
+                    rule: Rule::Text(|i| &i.rid, text(Some(1), 64)),
+                },
+                Property {
+                    name: "name",
+                    rule: Rule::Text(|i| &i.name, text(Some(1), 256)),
+                },
+                Property {
+                    name: "sale",
+                    rule: Rule::Integer(|i| i.sale, integer(100)),
+                },
+                Property {
+                    name: "size",
+                    rule: Rule::Text(|i| &i.size, text(None, 32)),
+                },
+                Property {
+                    name: "total_price",
+                    rule: Rule::Integer(|i| i.total_price, integer(MAX_SAFE)),
+                },
+                Property {
+                    name: "nm_id",
+                    rule: Rule::Integer(|i| i.nm_id, integer(MAX_SAFE)),
+                },
+                Property {
+                    name: "brand",
+                    rule: Rule::Text(|i| &i.brand, text(None, 256)),
+                },
+                Property {
+                    name: "status",
+                    rule: Rule::Integer(|i| i.status, integer(999)),
+                },
+            ]
+        }
+    }
 }
 
 #[cfg(test)]
@@ -539,7 +572,7 @@ mod tests {
     #[test]
     fn each_table_names_the_fields_the_reader_reads() {
         fn names<T: Object>() -> (Vec<&'static str>, &'static [&'static str]) {
-            (T::PROPERTIES.iter().map(|p| p.name).collect(), T::FIELDS)
+            (T::properties().iter().map(|p| p.name).collect(), T::FIELDS)
         }
         for (table, fields) in [
             names::<Order>(),

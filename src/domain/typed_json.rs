@@ -4,7 +4,11 @@
 //!
 //! Written out rather than derived: serde's derived `Deserialize` takes a JSON array where a struct is expected
 //! (fields by position), which the schema does not; here every object must be a JSON object.
+//!
+//! A string without escapes is borrowed from `text` (serde_json hands it over as it stands in the input); one with
+//! escapes is owned, as serde_json must unescape it.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -13,7 +17,7 @@ use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, Seq
 use super::order::{Delivery, Item, Order, Payment};
 
 /// `text` as an order, or the first thing that keeps it from being read as one.
-pub(crate) fn parse(text: &str) -> Result<Order, serde_json::Error> {
+pub(crate) fn parse(text: &str) -> Result<Order<'_>, serde_json::Error> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let order = Order::read(&mut deserializer)?;
     deserializer.end()?;
@@ -48,26 +52,33 @@ impl<'de> Strict<'de> for i64 {
     }
 }
 
-impl<'de> Strict<'de> for String {
-    fn read<D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-        deserializer.deserialize_string(TextVisitor)
+impl<'de> Strict<'de> for Cow<'de, str> {
+    fn read<D: Deserializer<'de>>(deserializer: D) -> Result<Cow<'de, str>, D::Error> {
+        deserializer.deserialize_str(TextVisitor)
     }
 }
 
 struct TextVisitor;
 
-impl Visitor<'_> for TextVisitor {
-    type Value = String;
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Cow<'de, str>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a string without NUL characters")
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+    /// A string as it stands in the input: it holds no escape, and serde_json refuses a raw control character in a
+    /// string, so it holds no NUL either.
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    /// A string serde_json unescaped: only an escape (`\u0000`) can have put a NUL in it.
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Cow<'de, str>, E> {
         if v.contains('\0') {
             return Err(E::custom("string contains a NUL character"));
         }
-        Ok(v.to_owned())
+        Ok(Cow::Owned(v.to_owned()))
     }
 }
 
@@ -100,12 +111,12 @@ impl<'de, T: Strict<'de>> Visitor<'de> for ArrayVisitor<T> {
 /// every field, so adding one to the type without adding it here does not compile.
 macro_rules! strict_object {
     ($name:ident { $($field:ident),+ $(,)? }) => {
-        impl Fields for $name {
+        impl Fields for $name<'_> {
             const FIELDS: &'static [&'static str] = &[$(stringify!($field)),+];
         }
 
-        impl<'de> Strict<'de> for $name {
-            fn read<D: Deserializer<'de>>(deserializer: D) -> Result<$name, D::Error> {
+        impl<'de> Strict<'de> for $name<'de> {
+            fn read<D: Deserializer<'de>>(deserializer: D) -> Result<$name<'de>, D::Error> {
                 #[allow(non_camel_case_types)]
                 enum Field {
                     $($field),+
@@ -123,7 +134,7 @@ macro_rules! strict_object {
                     fn visit_str<E: de::Error>(self, v: &str) -> Result<Field, E> {
                         match v {
                             $(stringify!($field) => Ok(Field::$field),)+
-                            _ => Err(E::unknown_field(v, <$name as Fields>::FIELDS)),
+                            _ => Err(E::unknown_field(v, <$name<'static> as Fields>::FIELDS)),
                         }
                     }
                 }
@@ -141,13 +152,13 @@ macro_rules! strict_object {
                 struct ObjectVisitor;
 
                 impl<'de> Visitor<'de> for ObjectVisitor {
-                    type Value = $name;
+                    type Value = $name<'de>;
 
                     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                         f.write_str(concat!("a JSON object for ", stringify!($name)))
                     }
 
-                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<$name, A::Error> {
+                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<$name<'de>, A::Error> {
                         $(let mut $field = None;)+
                         while let Some(key) = map.next_key_seed(FieldSeed)? {
                             match key {
@@ -284,6 +295,11 @@ mod tests {
                 "NUL",
             ),
             (
+                "a raw NUL",
+                sample_replacing(r#""entry":"WBIL""#, "\"entry\":\"WB\0IL\""),
+                "control character",
+            ),
+            (
                 "trailing characters",
                 sample_replacing("", "") + " x",
                 "trailing",
@@ -305,6 +321,29 @@ mod tests {
 
             // Assert
             assert!(error.contains(expected), "{description}: {error}");
+        }
+    }
+
+    #[test]
+    fn strings_are_borrowed_from_the_text_unless_they_hold_an_escape() {
+        // Arrange
+        let text = sample_replacing(r#""entry":"WBIL""#, r#""entry":"W\"BIL""#);
+
+        // Act
+        let order = parse(&text).expect("an order");
+
+        // Assert
+        assert_eq!(order.entry, r#"W"BIL"#);
+        assert!(matches!(order.entry, Cow::Owned(_)), "escaped: owned");
+        let plain = [
+            &order.order_uid,
+            &order.date_created,
+            &order.delivery.email,
+            &order.payment.currency,
+            &order.items[0].name,
+        ];
+        for text in plain {
+            assert!(matches!(text, Cow::Borrowed(_)), "{text} is borrowed");
         }
     }
 

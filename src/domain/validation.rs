@@ -62,11 +62,12 @@ fn cut(text: String) -> String {
     format!("{}…{}", &text[..head], &text[tail..])
 }
 
-/// A message that passed every check, ready to store and serve.
+/// A message that passed every check, ready to store and serve. The order borrows its strings from the message
+/// (`'a`); keep what outlives the message by copying it out.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ValidOrder {
+pub struct ValidOrder<'a> {
     pub uid: OrderUid,
-    pub order: Order,
+    pub order: Order<'a>,
     /// The canonical JSON (the typed order serialized once): stored as-is and served as-is.
     pub document: Bytes,
     pub flags: Vec<FlagRule>,
@@ -109,7 +110,7 @@ impl OrderSchema {
 
     /// Turns raw bytes from the channel into an order, or into every reason it is not one. Never panics; time and
     /// memory are bounded by the size limit and the nesting limit.
-    pub fn validate(&self, raw: &[u8]) -> Result<ValidOrder, Rejection> {
+    pub fn validate<'a>(&self, raw: &'a [u8]) -> Result<ValidOrder<'a>, Rejection> {
         let text = self.admit(raw)?;
         match accept_fast(text) {
             Some(order) => Ok(order),
@@ -118,13 +119,13 @@ impl OrderSchema {
     }
 
     /// `validate` by the reference path alone: what `validate` must always answer. For tests and benchmarks.
-    pub fn validate_reference(&self, raw: &[u8]) -> Result<ValidOrder, Rejection> {
+    pub fn validate_reference<'a>(&self, raw: &'a [u8]) -> Result<ValidOrder<'a>, Rejection> {
         self.validate_by_reference(self.admit(raw)?)
     }
 
     /// The fast path alone: the order when it accepts the message, `None` when the reference path would have to
     /// decide. For tests and benchmarks.
-    pub fn accept_fast(&self, raw: &[u8]) -> Option<ValidOrder> {
+    pub fn accept_fast<'a>(&self, raw: &'a [u8]) -> Option<ValidOrder<'a>> {
         accept_fast(self.admit(raw).ok()?)
     }
 
@@ -149,7 +150,7 @@ impl OrderSchema {
     }
 
     /// The reference path: strict JSON, the JSON Schema, the typed order, the consistency rules.
-    fn validate_by_reference(&self, text: &str) -> Result<ValidOrder, Rejection> {
+    fn validate_by_reference<'a>(&self, text: &'a str) -> Result<ValidOrder<'a>, Rejection> {
         let value = strict_json::parse(text).map_err(|e| {
             Rejection::whole(
                 RejectClass::MalformedJson,
@@ -208,7 +209,7 @@ impl OrderSchema {
 
 /// The fast path: `None` as soon as any step fails. Its steps mirror the reference path's, so an order it accepts is
 /// the order the reference path would build, and its document the same bytes.
-fn accept_fast(text: &str) -> Option<ValidOrder> {
+fn accept_fast(text: &str) -> Option<ValidOrder<'_>> {
     let order = typed_json::parse(text).ok()?;
     if !order_rules::accepts(&order) {
         return None;

@@ -13,22 +13,27 @@ use rand::SeedableRng;
 
 use crate::helpers::spawn_app;
 
-/// `count` valid generated orders, validated as the pipeline does.
-fn orders(count: usize, seed: u64) -> anyhow::Result<Vec<(Vec<u8>, ValidOrder)>> {
-    let schema = OrderSchema::new(DEFAULT_MAX_BYTES)?;
+/// `count` valid generated orders as a publisher sends them.
+fn messages(count: usize, seed: u64) -> Vec<Vec<u8>> {
     let mut rng = StdRng::seed_from_u64(seed);
-    (0..count)
-        .map(|_| {
-            let raw = valid_order_json(&mut rng);
-            let order = schema.validate(&raw).map_err(|rejection| {
+    (0..count).map(|_| valid_order_json(&mut rng)).collect()
+}
+
+/// Each message with its order, validated as the pipeline does (the order borrows from its message).
+fn validated(messages: &[Vec<u8>]) -> anyhow::Result<Vec<(&[u8], ValidOrder<'_>)>> {
+    let schema = OrderSchema::new(DEFAULT_MAX_BYTES)?;
+    messages
+        .iter()
+        .map(|raw| {
+            let order = schema.validate(raw).map_err(|rejection| {
                 anyhow::anyhow!("a generated order is rejected: {rejection}")
             })?;
-            Ok((raw, order))
+            Ok((raw.as_slice(), order))
         })
         .collect()
 }
 
-fn row<'a>(raw: &'a [u8], order: &'a ValidOrder, sequence: u64) -> OrderRow<'a> {
+fn row<'a>(raw: &'a [u8], order: &'a ValidOrder<'_>, sequence: u64) -> OrderRow<'a> {
     OrderRow {
         uid: order.uid.as_str(),
         document: &order.document,
@@ -48,7 +53,8 @@ fn row<'a>(raw: &'a [u8], order: &'a ValidOrder, sequence: u64) -> OrderRow<'a> 
 async fn a_batch_of_new_orders_is_stored_whole_with_its_key_columns() -> anyhow::Result<()> {
     // Arrange
     let app = spawn_app().await?;
-    let orders = orders(50, 1)?;
+    let messages = messages(50, 1);
+    let orders = validated(&messages)?;
     let rows: Vec<OrderRow> = orders
         .iter()
         .enumerate()
@@ -100,7 +106,8 @@ async fn a_batch_meeting_stored_orders_tells_new_duplicate_and_conflicting_ones_
     // Arrange: one order stored before; the batch repeats it unchanged, changes it, and brings two new ones, one of
     // them twice.
     let app = spawn_app().await?;
-    let orders = orders(3, 2)?;
+    let messages = messages(3, 2);
+    let orders = validated(&messages)?;
     let (stored_raw, stored_order) = &orders[0];
     storage::store_batch(&app.db_pool, &[row(stored_raw, stored_order, 1)], &[]).await?;
     let mut changed = stored_order.clone();
@@ -108,11 +115,11 @@ async fn a_batch_meeting_stored_orders_tells_new_duplicate_and_conflicting_ones_
     document["delivery"]["city"] = "Elsewhere".into();
     changed.document = serde_json::to_vec(&document)?.into();
     let batch = [
-        row(&orders[1].0, &orders[1].1, 2),
+        row(orders[1].0, &orders[1].1, 2),
         row(stored_raw, stored_order, 3),
         row(stored_raw, &changed, 4),
-        row(&orders[2].0, &orders[2].1, 5),
-        row(&orders[1].0, &orders[1].1, 6),
+        row(orders[2].0, &orders[2].1, 5),
+        row(orders[1].0, &orders[1].1, 6),
     ];
 
     // Act
@@ -139,7 +146,8 @@ async fn a_large_batch_meeting_a_stored_order_falls_back_from_copy_and_stores_th
 ) -> anyhow::Result<()> {
     // Arrange: a batch large enough to be tried with COPY, which the stored order makes fail.
     let app = spawn_app().await?;
-    let orders = orders(40, 3)?;
+    let messages = messages(40, 3);
+    let orders = validated(&messages)?;
     let (stored_raw, stored_order) = &orders[0];
     storage::store_batch(&app.db_pool, &[row(stored_raw, stored_order, 1)], &[]).await?;
     let batch: Vec<OrderRow> = orders
@@ -165,7 +173,8 @@ async fn a_small_batch_interrupted_after_its_orders_is_stored_whole_when_retried
 ) -> anyhow::Result<()> {
     // Arrange: a small batch (its statements commit one by one) whose dead letters PostgreSQL refuses at first.
     let app = spawn_app().await?;
-    let orders = orders(2, 4)?;
+    let messages = messages(2, 4);
+    let orders = validated(&messages)?;
     let batch: Vec<OrderRow> = orders
         .iter()
         .enumerate()
