@@ -192,14 +192,16 @@ async fn wait_for_stored(app: &TestApp, at_least: i64) -> anyhow::Result<()> {
     .await
 }
 
-/// `/readyz`'s body once it answers 200.
+/// Once the public `/readyz` answers 200, the operator's `/readyz/detail`, which names the servers (the public
+/// answer names no identity or address).
 async fn wait_until_ready(app: &TestApp) -> anyhow::Result<Value> {
     eventually(DEADLINE, "/readyz to answer 200", || async {
         let response = app.get("/readyz").await?;
         if response.status() != 200 {
             return Ok(None);
         }
-        Ok(Some(response.json::<Value>().await?))
+        let detail = app.admin_get("/readyz/detail").await?;
+        Ok(Some(detail.json::<Value>().await?))
     })
     .await
 }
