@@ -9,6 +9,7 @@ use std::sync::LazyLock;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{get, web, HttpRequest, HttpResponse};
+use bytes::Bytes;
 
 use crate::http::routes::Listener;
 
@@ -19,16 +20,20 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 /// One embedded file with its validator, so a reload costs a 304 instead of the file.
 struct Embedded {
     content_type: &'static str,
-    body: Cow<'static, str>,
+    body: Bytes,
     etag: String,
 }
 
 impl Embedded {
     fn new(content_type: &'static str, body: impl Into<Cow<'static, str>>) -> Embedded {
-        let body = body.into();
+        // Bytes, so that each answer shares the one copy instead of copying a filled page.
+        let body = match body.into() {
+            Cow::Borrowed(text) => Bytes::from_static(text.as_bytes()),
+            Cow::Owned(text) => Bytes::from(text),
+        };
         Embedded {
             content_type,
-            etag: format!("\"{:016x}\"", fnv1a(body.as_bytes())),
+            etag: format!("\"{:016x}\"", fnv1a(&body)),
             body,
         }
     }
