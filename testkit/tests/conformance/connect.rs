@@ -190,13 +190,7 @@ async fn client_that_stops_answering_heartbeats_is_removed_and_its_durable_suspe
     // wait; a deleted durable would start over with new messages only.
     let options = SubOptions::new_only().durable("d").max_in_flight(10);
     let received = cluster
-        .ratsio_collect(
-            &client_id,
-            &channel,
-            options,
-            &["three"],
-            Duration::from_millis(2500),
-        )
+        .ratsio_collect(&client_id, &channel, options, &["three"])
         .await?;
     assert_eq!(distinct_sequences(&received), vec![2, 3]);
     Ok(())

@@ -31,7 +31,7 @@ async fn durable_resumes_after_the_ratsio_client_closes() -> anyhow::Result<()> 
     close_ratsio(&before).await?;
     cluster.publish(&channel, &["4"]).await?;
     let received = cluster
-        .ratsio_collect(&client_id, &channel, options, &[], Duration::from_secs(3))
+        .ratsio_collect(&client_id, &channel, options, &[])
         .await?;
 
     // Assert
@@ -70,13 +70,7 @@ async fn acks_sent_right_before_closing_are_kept() -> anyhow::Result<()> {
     }
     close_ratsio(&before).await?;
     let received = cluster
-        .ratsio_collect(
-            &client_id,
-            &channel,
-            options,
-            &["4"],
-            Duration::from_secs(2),
-        )
+        .ratsio_collect(&client_id, &channel, options, &["4"])
         .await?;
 
     // Assert
@@ -111,7 +105,7 @@ async fn durable_resumes_after_the_client_process_is_killed() -> anyhow::Result<
     child.kill().await?;
     cluster.publish(&channel, &["4"]).await?;
     let received = cluster
-        .ratsio_collect(&client_id, &channel, options, &[], Duration::from_secs(3))
+        .ratsio_collect(&client_id, &channel, options, &[])
         .await?;
 
     // Assert

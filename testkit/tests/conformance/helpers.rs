@@ -69,6 +69,11 @@ pub async fn wait_until_unregistered(
     bail!("The client was still registered after {limit:?}")
 }
 
+/// How long [`TestCluster::ratsio_collect`] collects: what ratsio misses right after subscribing
+/// (see [`TestCluster::subscribe`]) comes back once its 1 s ack wait expires, and the rest of a
+/// max-in-flight-1 durable follows ack by ack; the margin is for a loaded machine.
+pub const MISSED_COMES_BACK: Duration = Duration::from_secs(3);
+
 /// Broker settings a test changes from the defaults.
 type Configure = dyn Fn(&mut BrokerConfig) + Send + Sync;
 
@@ -318,21 +323,20 @@ impl TestCluster {
 
     /// Connects ratsio as `client_id`, subscribes to `channel` with `options` (resuming a durable
     /// of that client id), publishes `after` once subscribed, and returns everything that arrives
-    /// within `collect_for` of subscribing, each acked on arrival; then closes the client.
+    /// within [`MISSED_COMES_BACK`] of subscribing, each acked on arrival; then closes the client.
     pub async fn ratsio_collect(
         &self,
         client_id: &str,
         channel: &str,
         options: SubOptions,
         after: &[&str],
-        collect_for: Duration,
     ) -> anyhow::Result<Vec<Received>> {
         let (client, mut subscription) =
             self.ratsio_subscriber(client_id, channel, options).await?;
         let subscribed = Instant::now();
         self.publish(channel, after).await?;
         let received = subscription
-            .collect_until(subscribed + collect_for, true)
+            .collect_until(subscribed + MISSED_COMES_BACK, true)
             .await?;
         close_ratsio(&client).await?;
         Ok(received)

@@ -67,13 +67,7 @@ async fn durable_queue_group_survives_its_last_member_closing() -> anyhow::Resul
     close_ratsio(&leaving).await?;
     cluster.publish(&channel, &["3"]).await?;
     let received = cluster
-        .ratsio_collect(
-            &unique("joining"),
-            &channel,
-            options,
-            &[],
-            Duration::from_secs(3),
-        )
+        .ratsio_collect(&unique("joining"), &channel, options, &[])
         .await?;
 
     // Assert

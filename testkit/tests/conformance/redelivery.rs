@@ -72,11 +72,9 @@ async fn unacked_message_is_redelivered_every_ack_wait_with_the_redelivered_flag
 }
 
 /// Subscribes a ratsio client with `options` and a 1 s ack wait, publishes two messages, and
-/// returns `(sequence, redelivered)` of everything delivered within 1.8 s, acking each by hand
-/// unless `options` auto-ack.
-async fn deliveries_within_an_ack_wait_and_more(
-    options: SubOptions,
-) -> anyhow::Result<Vec<(u64, bool)>> {
+/// asserts that each is delivered once, unflagged, within 1.8 s, acking each by hand unless
+/// `options` auto-ack (`how`, for the assert message).
+async fn assert_each_delivered_once(options: SubOptions, how: &str) -> anyhow::Result<()> {
     let (cluster, channel) = TestCluster::start_on_channel("acked").await?;
     let manual_acks = options.manual_acks;
     let (client, mut subscription) = cluster
@@ -94,30 +92,22 @@ async fn deliveries_within_an_ack_wait_and_more(
         deliveries.push((received.message.sequence, received.message.redelivered));
     }
     close_ratsio(&client).await?;
-    Ok(deliveries)
+    assert_eq!(
+        deliveries,
+        vec![(1, false), (2, false)],
+        "(sequence, redelivered) of messages {how}: each delivered once and never again"
+    );
+    Ok(())
 }
 
 #[tokio::test]
 async fn acked_message_is_not_redelivered() -> anyhow::Result<()> {
-    let deliveries = deliveries_within_an_ack_wait_and_more(SubOptions::new_only()).await?;
-    assert_eq!(
-        deliveries,
-        vec![(1, false), (2, false)],
-        "(sequence, redelivered): each acked message once"
-    );
-    Ok(())
+    assert_each_delivered_once(SubOptions::new_only(), "acked by hand").await
 }
 
 #[tokio::test]
 async fn auto_acked_message_is_not_redelivered() -> anyhow::Result<()> {
-    let deliveries =
-        deliveries_within_an_ack_wait_and_more(SubOptions::new_only().auto_ack()).await?;
-    assert_eq!(
-        deliveries,
-        vec![(1, false), (2, false)],
-        "(sequence, redelivered): delivered once and never again"
-    );
-    Ok(())
+    assert_each_delivered_once(SubOptions::new_only().auto_ack(), "auto-acked").await
 }
 
 #[tokio::test]

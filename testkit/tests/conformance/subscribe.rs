@@ -2,8 +2,8 @@
 //!
 //! Messages stored before a subscription are sent right after the subscription response, which
 //! ratsio misses (it subscribes to its inbox only after the response); the broker sends them
-//! again when the 1 s ack wait expires. So each test collects for a little over two ack waits
-//! and compares the *distinct* sequences received.
+//! again when the 1 s ack wait expires. So each test collects for `MISSED_COMES_BACK` and
+//! compares the *distinct* sequences received.
 
 use std::time::Duration;
 
@@ -12,9 +12,6 @@ use stan_proto::proto::SubscriptionRequest;
 use tokio::time::{sleep_until, Instant};
 
 use crate::helpers::{distinct_sequences, unique, SubOptions, TestCluster};
-
-/// Long enough for a delivery ratsio missed to come back once (1 s ack wait) with margin.
-const COLLECT_FOR: Duration = Duration::from_millis(2300);
 
 /// Subscribes a fresh ratsio client with `options`, publishes `after` once subscribed, and
 /// returns the distinct sequences delivered (each acked on arrival).
@@ -26,7 +23,7 @@ async fn sequences_delivered(
 ) -> anyhow::Result<Vec<u64>> {
     let subscriber = unique("subscriber");
     let received = cluster
-        .ratsio_collect(&subscriber, channel, options, after, COLLECT_FOR)
+        .ratsio_collect(&subscriber, channel, options, after)
         .await?;
     Ok(distinct_sequences(&received))
 }
