@@ -72,6 +72,17 @@ function close (sc) {
   return within(WAIT_MS, 'close', closed)
 }
 
+// Runs `check` with a client connected as `name` and the channel of the same name, and closes the
+// client however the check ends.
+async function withClient (name, check) {
+  const sc = await connect(name)
+  try {
+    return await check(sc, channel(name))
+  } finally {
+    await close(sc)
+  }
+}
+
 // Publishes one message and resolves with its guid once the PubAck says it was stored.
 function publish (sc, subject, data) {
   return within(WAIT_MS, `PubAck on ${subject}`, new Promise((resolve, reject) => {
@@ -209,21 +220,16 @@ async function connectAndClose () {
   return 'connected and closed without error'
 }
 
-async function publishWithAcks () {
-  const sc = await connect('publish')
-  try {
-    const guids = await publishAll(sc, channel('publish'), payloads(20, 'publish'))
+function publishWithAcks () {
+  return withClient('publish', async (sc, subject) => {
+    const guids = await publishAll(sc, subject, payloads(20, 'publish'))
     if (new Set(guids).size !== guids.length) fail('two PubAcks share a guid')
     return `${guids.length} PubAcks, each with its guid and no error`
-  } finally {
-    await close(sc)
-  }
+  })
 }
 
-async function deliverAllAvailableInOrder () {
-  const sc = await connect('all')
-  try {
-    const subject = channel('all')
+function deliverAllAvailableInOrder () {
+  return withClient('all', async (sc, subject) => {
     const sent = payloads(10, 'all')
     const before = Date.now()
     await publishAll(sc, subject, sent)
@@ -245,15 +251,11 @@ async function deliverAllAvailableInOrder () {
     if (stamps.some((t, i) => i > 0 && t < stamps[i - 1])) fail(`timestamps go backwards: ${stamps}`)
     await received.expectQuiet(QUIET_MS, 'only the published messages exist')
     return `seq 1-${sent.length} in order, payloads and timestamps match`
-  } finally {
-    await close(sc)
-  }
+  })
 }
 
-async function unackedIsRedelivered () {
-  const sc = await connect('redeliver')
-  try {
-    const subject = channel('redeliver')
+function unackedIsRedelivered () {
+  return withClient('redeliver', async (sc, subject) => {
     await publishAll(sc, subject, payloads(2, 'redeliver'))
     const received = await subscribe(sc, subject, (o) => o.setDeliverAllAvailable().setManualAckMode(true).setAckWait(1000))
     const [first, second] = await received.take(2)
@@ -272,15 +274,11 @@ async function unackedIsRedelivered () {
     expectEqual([third.getSequence(), third.getRedeliveryCount()], [2, 2], 'seq and count of the second redelivery')
     await ackAndConfirm(received, [third], 1000)
     return `seq 2 redelivered after ${elapsed} ms with isRedelivered(), counts 1 then 2; acked seq 1 never again`
-  } finally {
-    await close(sc)
-  }
+  })
 }
 
-async function maxInFlightRespected () {
-  const sc = await connect('inflight')
-  try {
-    const subject = channel('inflight')
+function maxInFlightRespected () {
+  return withClient('inflight', async (sc, subject) => {
     await publishAll(sc, subject, payloads(5, 'inflight'))
     const received = await subscribe(sc, subject, (o) => o.setDeliverAllAvailable().setManualAckMode(true)
       .setMaxInFlight(2).setAckWait(30000))
@@ -297,9 +295,7 @@ async function maxInFlightRespected () {
     expectEqual(sequences(rest), [4, 5], 'after two more acks')
     for (const m of rest) m.ack()
     return 'seq 1-2 only until an ack, then one more per ack'
-  } finally {
-    await close(sc)
-  }
+  })
 }
 
 async function durableResumesAfterClose () {
@@ -396,10 +392,8 @@ async function pingsAnswered () {
   }
 }
 
-async function startPositions () {
-  const sc = await connect('start')
-  try {
-    const subject = channel('start')
+function startPositions () {
+  return withClient('start', async (sc, subject) => {
     await publishAll(sc, subject, payloads(3, 'old'))
     // The time delta needs messages older than the delta: this gap is the test data, not a wait.
     await new Promise((resolve) => setTimeout(resolve, 1500))
@@ -418,14 +412,11 @@ async function startPositions () {
     expectEqual([last.getSequence(), last.getData()], [5, 'new-2'], 'startWithLastReceived')
     await lastReceived.expectQuiet(QUIET_MS, 'only the last message')
     return 'sequence 3 -> 3-5, delta 750 ms -> 4-5, last received -> 5'
-  } finally {
-    await close(sc)
-  }
+  })
 }
 
-async function duplicateClientIdRefused () {
-  const first = await connect('dup')
-  try {
+function duplicateClientIdRefused () {
+  return withClient('dup', async (first, subject) => {
     let refusal
     try {
       const second = await connect('dup')
@@ -436,18 +427,14 @@ async function duplicateClientIdRefused () {
     if (!refusal) fail('a second client with the same id was accepted while the first is alive')
     if (!/clientID already registered/.test(String(refusal))) fail(`unexpected refusal: ${refusal}`)
     // The first client is untouched.
-    await publish(first, channel('dup'), 'still-alive')
+    await publish(first, subject, 'still-alive')
     return 'second connect refused with "stan: clientID already registered", first still publishes'
-  } finally {
-    await close(first)
-  }
+  })
 }
 
-async function unsubscribeRemovesDurable () {
-  const subject = channel('unsub')
-  const durable = (o) => o.setDeliverAllAvailable().setManualAckMode(true).setAckWait(1000).setDurableName('gone')
-  const sc = await connect('unsub')
-  try {
+function unsubscribeRemovesDurable () {
+  return withClient('unsub', async (sc, subject) => {
+    const durable = (o) => o.setDeliverAllAvailable().setManualAckMode(true).setAckWait(1000).setDurableName('gone')
     await publishAll(sc, subject, payloads(3, 'unsub'))
     let received = await subscribe(sc, subject, durable)
     const messages = await received.take(3)
@@ -462,9 +449,7 @@ async function unsubscribeRemovesDurable () {
     await ackAndConfirm(received, again, 1000)
     await received.end('unsubscribe')
     return 'after unsubscribe the same durable name starts over at seq 1'
-  } finally {
-    await close(sc)
-  }
+  })
 }
 
 const CHECKS = [

@@ -11,7 +11,7 @@ use tokio::process::{Child, Command};
 use tokio::time::{sleep, timeout, Instant};
 
 use crate::helpers::{local_nats_url, publish_all, unique};
-use crate::raw_client::{assert_no_delivery, RawConnection, RawSubOptions, DELIVERY_WAIT};
+use crate::raw_client::{RawConnection, RawSubOptions, DELIVERY_WAIT};
 
 /// The `stan-broker` binary on a file store of its own, with what it takes to start it there again.
 struct BrokerProcess {
@@ -25,9 +25,9 @@ struct BrokerProcess {
 impl BrokerProcess {
     /// Starts the binary on a fresh store and cluster id named after `name`; `None` (and a skip
     /// line) when the suite targets an external server, which we cannot kill.
-    async fn start_new(test: &str, name: &str) -> anyhow::Result<Option<BrokerProcess>> {
+    async fn start_new(name: &str) -> anyhow::Result<Option<BrokerProcess>> {
         let reason = "needs to kill and restart the broker process";
-        let Some(nats_url) = local_nats_url(test, reason).await? else {
+        let Some(nats_url) = local_nats_url(reason).await? else {
             return Ok(None);
         };
         let mut broker = BrokerProcess {
@@ -109,12 +109,7 @@ impl BrokerProcess {
 #[tokio::test]
 async fn acknowledged_messages_survive_a_broker_killed_with_sigkill() -> anyhow::Result<()> {
     // Arrange
-    let Some(mut broker) = BrokerProcess::start_new(
-        "acknowledged_messages_survive_a_broker_killed_with_sigkill",
-        "sigkill",
-    )
-    .await?
-    else {
+    let Some(mut broker) = BrokerProcess::start_new("sigkill").await? else {
         return Ok(());
     };
     let channel = unique("conf.sigkill");
@@ -160,12 +155,7 @@ async fn acknowledged_messages_survive_a_broker_killed_with_sigkill() -> anyhow:
 #[tokio::test]
 async fn sigterm_stops_the_broker_cleanly_with_positions_saved() -> anyhow::Result<()> {
     // Arrange
-    let Some(mut broker) = BrokerProcess::start_new(
-        "sigterm_stops_the_broker_cleanly_with_positions_saved",
-        "sigterm",
-    )
-    .await?
-    else {
+    let Some(mut broker) = BrokerProcess::start_new("sigterm").await? else {
         return Ok(());
     };
     let channel = unique("conf.sigterm");
@@ -181,12 +171,16 @@ async fn sigterm_stops_the_broker_cleanly_with_positions_saved() -> anyhow::Resu
     broker.start().await?;
     subscription.close(&client).await?;
     let mut resumed = client.subscribe(&channel, options).await?;
-    let again = resumed.next_acked_within(DELIVERY_WAIT).await?;
-    let extra = resumed.next_if_any(Duration::from_millis(500)).await?;
+    let deliveries = resumed
+        .acked_until_quiet(DELIVERY_WAIT, Duration::from_millis(500))
+        .await?;
 
     // Assert
     assert!(status.success(), "stan-broker exited with {status}");
-    assert_eq!((again.sequence, again.redelivered), (3, true));
-    assert_no_delivery(extra, "1 and 2 stay acked");
+    assert_eq!(
+        deliveries,
+        vec![(3, true)],
+        "(sequence, redelivered): only the unacked message comes back; 1 and 2 stay acked"
+    );
     Ok(())
 }

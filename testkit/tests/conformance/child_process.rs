@@ -9,13 +9,13 @@ use std::env;
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{bail, ensure, Context};
 use ratsio::{StanClient, StanOptions, StartPosition};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::time::timeout;
 
-use crate::helpers::TestCluster;
+use crate::helpers::{SubOptions, TestCluster};
 use crate::raw_client::REQUEST_TIMEOUT;
 
 const ENV_PREFIX: &str = "CONFORMANCE_CHILD_";
@@ -27,10 +27,9 @@ const CHILD_TEST_NAME: &str =
 pub struct ChildSpec {
     pub client_id: String,
     pub channel: String,
-    pub durable_name: Option<String>,
-    pub queue_group: Option<String>,
-    pub max_in_flight: i32,
-    pub ack_wait_secs: i32,
+    /// Its durable name, queue group, max in flight and ack wait; the child always starts with
+    /// new messages only and acks by hand, so other start positions are refused.
+    pub options: SubOptions,
     /// The child acks every message whose sequence is below this (0: acks nothing).
     pub ack_below: u64,
 }
@@ -51,6 +50,11 @@ pub struct ChildClient {
 impl ChildClient {
     /// Starts the child and waits until its subscription is registered.
     pub async fn spawn(cluster: &TestCluster, spec: &ChildSpec) -> anyhow::Result<ChildClient> {
+        let options = &spec.options;
+        ensure!(
+            options.start_position == StartPosition::NewOnly && options.manual_acks,
+            "The child client only subscribes to new messages with manual acks"
+        );
         let executable = env::current_exe().context("Failed to find the test executable")?;
         let mut command = Command::new(executable);
         command
@@ -70,19 +74,19 @@ impl ChildClient {
             .env(format!("{ENV_PREFIX}CHANNEL"), &spec.channel)
             .env(
                 format!("{ENV_PREFIX}DURABLE"),
-                spec.durable_name.clone().unwrap_or_default(),
+                options.durable_name.clone().unwrap_or_default(),
             )
             .env(
                 format!("{ENV_PREFIX}QUEUE"),
-                spec.queue_group.clone().unwrap_or_default(),
+                options.queue_group.clone().unwrap_or_default(),
             )
             .env(
                 format!("{ENV_PREFIX}MAX_IN_FLIGHT"),
-                spec.max_in_flight.to_string(),
+                options.max_in_flight.to_string(),
             )
             .env(
                 format!("{ENV_PREFIX}ACK_WAIT_SECS"),
-                spec.ack_wait_secs.to_string(),
+                options.ack_wait_secs.to_string(),
             )
             .env(format!("{ENV_PREFIX}ACK_BELOW"), spec.ack_below.to_string())
             // The child exits when this pipe closes, so it cannot outlive a crashed parent.

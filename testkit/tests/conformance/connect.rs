@@ -7,8 +7,8 @@ use futures::StreamExt;
 use tokio::time::Instant;
 
 use crate::helpers::{
-    close_ratsio, distinct_sequences, heartbeats, publish_all, unique, wait_until_unregistered,
-    SubOptions, TestCluster, NO_LONGER_REGISTERED,
+    close_ratsio, distinct_sequences, heartbeats, unique, wait_until_unregistered, SubOptions,
+    TestCluster, NO_LONGER_REGISTERED,
 };
 use crate::raw_client::{nats_connect, send_connect_request, RawSubOptions};
 
@@ -95,10 +95,11 @@ async fn duplicate_client_id_replaces_a_client_that_stopped_answering_heartbeats
 #[tokio::test]
 async fn server_sends_heartbeats_to_the_client_heartbeat_inbox() -> anyhow::Result<()> {
     // Arrange
-    let Some(cluster) = TestCluster::start_configured(
-        "server_sends_heartbeats_to_the_client_heartbeat_inbox",
-        heartbeats(Duration::from_millis(200), Duration::from_millis(500), 10),
-    )
+    let Some(cluster) = TestCluster::start_configured(heartbeats(
+        Duration::from_millis(200),
+        Duration::from_millis(500),
+        10,
+    ))
     .await?
     else {
         return Ok(());
@@ -144,17 +145,17 @@ async fn server_sends_heartbeats_to_the_client_heartbeat_inbox() -> anyhow::Resu
 async fn client_that_stops_answering_heartbeats_is_removed_and_its_durable_suspended(
 ) -> anyhow::Result<()> {
     // Arrange
-    let Some(cluster) = TestCluster::start_configured(
-        "client_that_stops_answering_heartbeats_is_removed_and_its_durable_suspended",
-        heartbeats(Duration::from_millis(200), Duration::from_millis(200), 3),
-    )
+    let Some(cluster) = TestCluster::start_configured(heartbeats(
+        Duration::from_millis(200),
+        Duration::from_millis(200),
+        3,
+    ))
     .await?
     else {
         return Ok(());
     };
     let channel = cluster.channel("hbdead");
     let client_id = unique("dying");
-    let publisher = cluster.publisher().await?;
     let live = cluster.raw_client(&unique("live")).await?;
     let mut dying = cluster.raw_client(&client_id).await?;
     let mut durable = dying
@@ -166,7 +167,7 @@ async fn client_that_stops_answering_heartbeats_is_removed_and_its_durable_suspe
                 .ack_wait_secs(1),
         )
         .await?;
-    publish_all(&publisher, &channel, &["one", "two"]).await?;
+    cluster.publish(&channel, &["one", "two"]).await?;
     durable.ack_all_but_last(&[1, 2]).await?;
 
     // Act
@@ -185,21 +186,13 @@ async fn client_that_stops_answering_heartbeats_is_removed_and_its_durable_suspe
         "a live client stays registered"
     );
 
-    let (resumed, mut resumed_sub) = cluster
-        .ratsio_subscriber(
-            &client_id,
-            &channel,
-            SubOptions::new_only().durable("d").max_in_flight(10),
-        )
-        .await?;
-    publish_all(&publisher, &channel, &["three"]).await?;
     // The pending message 2 is sent on resume, which ratsio misses, and again after the 1 s ack
     // wait; a deleted durable would start over with new messages only.
-    let received = resumed_sub
-        .collect_until(Instant::now() + Duration::from_millis(2500), true)
+    let options = SubOptions::new_only().durable("d").max_in_flight(10);
+    let received = cluster
+        .ratsio_collect(&client_id, &channel, options, &["three"])
         .await?;
     assert_eq!(distinct_sequences(&received), vec![2, 3]);
-    close_ratsio(&resumed).await?;
     Ok(())
 }
 
@@ -272,8 +265,7 @@ async fn close_request_for_an_unknown_client_id_gets_an_error() -> anyhow::Resul
 #[tokio::test]
 async fn ratsio_client_connects_publishes_subscribes_and_closes() -> anyhow::Result<()> {
     // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("ratsio");
+    let (cluster, channel) = TestCluster::start_on_channel("ratsio").await?;
     let (client, mut subscription) = cluster
         .ratsio_subscriber(
             &unique("ratsio"),

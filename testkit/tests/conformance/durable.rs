@@ -6,13 +6,9 @@
 
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use crate::child_process::{ChildClient, ChildEvent, ChildSpec};
-use crate::helpers::{
-    close_ratsio, distinct_sequences, publish_all, unique, Received, SubOptions, TestCluster,
-};
-use crate::raw_client::{assert_no_delivery, RawSubOptions, DELIVERY_WAIT};
+use crate::helpers::{close_ratsio, distinct_sequences, unique, Received, SubOptions, TestCluster};
+use crate::raw_client::{RawSubOptions, DELIVERY_WAIT};
 
 fn first_delivery_of(received: &[Received], sequence: u64) -> Option<&Received> {
     received.iter().find(|r| r.message.sequence == sequence)
@@ -21,26 +17,21 @@ fn first_delivery_of(received: &[Received], sequence: u64) -> Option<&Received> 
 #[tokio::test]
 async fn durable_resumes_after_the_ratsio_client_closes() -> anyhow::Result<()> {
     // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("resumeclose");
+    let (cluster, channel) = TestCluster::start_on_channel("resumeclose").await?;
     let client_id = unique("durable");
-    let publisher = cluster.publisher().await?;
     let before = cluster.ratsio_client(&client_id).await?;
     let options = SubOptions::new_only().durable("d").max_in_flight(1);
     let mut subscription = cluster
         .subscribe(&before, &channel, options.clone())
         .await?;
-    publish_all(&publisher, &channel, &["1", "2", "3"]).await?;
+    cluster.publish(&channel, &["1", "2", "3"]).await?;
     subscription.ack_all_but_last(&[1, 2]).await?;
 
     // Act
     close_ratsio(&before).await?;
-    publish_all(&publisher, &channel, &["4"]).await?;
-    let (after, mut resumed) = cluster
-        .ratsio_subscriber(&client_id, &channel, options)
-        .await?;
-    let received = resumed
-        .collect_until(Instant::now() + Duration::from_millis(3000), true)
+    cluster.publish(&channel, &["4"]).await?;
+    let received = cluster
+        .ratsio_collect(&client_id, &channel, options, &[])
         .await?;
 
     // Assert
@@ -54,23 +45,20 @@ async fn durable_resumes_after_the_ratsio_client_closes() -> anyhow::Result<()> 
         first_delivery_of(&received, 3).is_some_and(|r| !r.message.redelivered),
         "messages never sent before are not flagged"
     );
-    close_ratsio(&after).await?;
     Ok(())
 }
 
 #[tokio::test]
 async fn acks_sent_right_before_closing_are_kept() -> anyhow::Result<()> {
     // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("ackclose");
+    let (cluster, channel) = TestCluster::start_on_channel("ackclose").await?;
     let client_id = unique("durable");
-    let publisher = cluster.publisher().await?;
     let before = cluster.ratsio_client(&client_id).await?;
     let options = SubOptions::new_only().durable("d");
     let mut subscription = cluster
         .subscribe(&before, &channel, options.clone())
         .await?;
-    publish_all(&publisher, &channel, &["1", "2", "3"]).await?;
+    cluster.publish(&channel, &["1", "2", "3"]).await?;
     let mut delivered = Vec::new();
     for _ in 0..3 {
         delivered.push(subscription.next_within(Duration::from_secs(2)).await?);
@@ -81,38 +69,30 @@ async fn acks_sent_right_before_closing_are_kept() -> anyhow::Result<()> {
         subscription.ack(&received.message).await?;
     }
     close_ratsio(&before).await?;
-    let (after, mut resumed) = cluster
-        .ratsio_subscriber(&client_id, &channel, options)
-        .await?;
-    publish_all(&publisher, &channel, &["4"]).await?;
-    let received = resumed
-        .collect_until(Instant::now() + Duration::from_millis(2000), true)
+    let received = cluster
+        .ratsio_collect(&client_id, &channel, options, &["4"])
         .await?;
 
     // Assert
     assert_eq!(distinct_sequences(&received), vec![4]);
-    close_ratsio(&after).await?;
     Ok(())
 }
 
 #[tokio::test]
 async fn durable_resumes_after_the_client_process_is_killed() -> anyhow::Result<()> {
     // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("resumekill");
+    let (cluster, channel) = TestCluster::start_on_channel("resumekill").await?;
     let client_id = unique("victim");
-    let publisher = cluster.publisher().await?;
+    // The same durable for the process that dies and for the client that takes its place.
+    let options = SubOptions::new_only().durable("d").max_in_flight(1);
     let spec = ChildSpec {
         client_id: client_id.clone(),
         channel: channel.clone(),
-        durable_name: Some("d".to_string()),
-        queue_group: None,
-        max_in_flight: 1,
-        ack_wait_secs: 1,
+        options: options.clone(),
         ack_below: 3,
     };
     let mut child = ChildClient::spawn(&cluster, &spec).await?;
-    publish_all(&publisher, &channel, &["1", "2", "3"]).await?;
+    cluster.publish(&channel, &["1", "2", "3"]).await?;
     // Acks 1 and 2; receiving 3 proves the broker processed the ack of 2.
     loop {
         let event = child.next_event_within(Duration::from_secs(3)).await?;
@@ -123,16 +103,9 @@ async fn durable_resumes_after_the_client_process_is_killed() -> anyhow::Result<
 
     // Act
     child.kill().await?;
-    publish_all(&publisher, &channel, &["4"]).await?;
-    let (after, mut resumed) = cluster
-        .ratsio_subscriber(
-            &client_id,
-            &channel,
-            SubOptions::new_only().durable("d").max_in_flight(1),
-        )
-        .await?;
-    let received = resumed
-        .collect_until(Instant::now() + Duration::from_millis(3000), true)
+    cluster.publish(&channel, &["4"]).await?;
+    let received = cluster
+        .ratsio_collect(&client_id, &channel, options, &[])
         .await?;
 
     // Assert
@@ -145,52 +118,45 @@ async fn durable_resumes_after_the_client_process_is_killed() -> anyhow::Result<
         first_delivery_of(&received, 3).is_some_and(|r| r.message.redelivered),
         "the message the dead process held comes back flagged as redelivered"
     );
-    close_ratsio(&after).await?;
     Ok(())
 }
 
 #[tokio::test]
 async fn closing_a_durable_subscription_suspends_it() -> anyhow::Result<()> {
     // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("subclose");
-    let publisher = cluster.publisher().await?;
+    let (cluster, channel) = TestCluster::start_on_channel("subclose").await?;
     let client = cluster.raw_client(&unique("closer")).await?;
     let options = RawSubOptions::first().durable("d").max_in_flight(1);
     let mut subscription = client.subscribe(&channel, options.clone()).await?;
-    publish_all(&publisher, &channel, &["1", "2"]).await?;
+    cluster.publish(&channel, &["1", "2"]).await?;
     subscription.ack_all_but_last(&[1, 2]).await?;
 
     // Act
     let response = subscription.close(&client).await?;
-    publish_all(&publisher, &channel, &["3"]).await?;
+    cluster.publish(&channel, &["3"]).await?;
     let mut resumed = client.subscribe(&channel, options).await?;
-    let redelivered = resumed.next_acked_within(DELIVERY_WAIT).await?;
-    let next = resumed.next_acked_within(DELIVERY_WAIT).await?;
-    let extra = resumed.next_if_any(Duration::from_millis(500)).await?;
+    let deliveries = resumed
+        .acked_until_quiet(DELIVERY_WAIT, Duration::from_secs(1))
+        .await?;
 
     // Assert
     assert_eq!(response.error, "");
     assert_eq!(
-        (redelivered.sequence, redelivered.redelivered),
-        (2, true),
-        "the unacked message is resent first, flagged"
+        deliveries,
+        vec![(2, true), (3, false)],
+        "(sequence, redelivered): the unacked message is resent first, flagged, then the new one"
     );
-    assert_eq!((next.sequence, next.redelivered), (3, false));
-    assert_no_delivery(extra, "unexpected delivery");
     Ok(())
 }
 
 #[tokio::test]
 async fn unsubscribing_a_durable_deletes_it() -> anyhow::Result<()> {
     // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("unsub");
-    let publisher = cluster.publisher().await?;
+    let (cluster, channel) = TestCluster::start_on_channel("unsub").await?;
     let client = cluster.raw_client(&unique("leaver")).await?;
     let options = RawSubOptions::first().durable("d");
     let mut subscription = client.subscribe(&channel, options.clone()).await?;
-    publish_all(&publisher, &channel, &["1", "2"]).await?;
+    cluster.publish(&channel, &["1", "2"]).await?;
     subscription.receive_and_ack(&[1, 2]).await?;
 
     // Act
@@ -211,19 +177,14 @@ async fn unsubscribing_a_durable_deletes_it() -> anyhow::Result<()> {
 #[tokio::test]
 async fn durable_is_keyed_by_client_id_durable_name_and_channel() -> anyhow::Result<()> {
     // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("key");
+    let (cluster, channel) = TestCluster::start_on_channel("key").await?;
     let other_channel = cluster.channel("key");
-    let publisher = cluster.publisher().await?;
-    publish_all(&publisher, &channel, &["1", "2"]).await?;
-    publish_all(&publisher, &other_channel, &["1"]).await?;
+    cluster.publish(&channel, &["1", "2"]).await?;
+    cluster.publish(&other_channel, &["1"]).await?;
     let first_client = cluster.raw_client(&unique("first")).await?;
     let options = RawSubOptions::first().durable("shared");
     let mut original = first_client.subscribe(&channel, options.clone()).await?;
-    for _ in 0..2 {
-        let delivered = original.next_within(Duration::from_secs(2)).await?;
-        original.ack(delivered.sequence).await?;
-    }
+    original.receive_and_ack(&[1, 2]).await?;
     original.close(&first_client).await?;
 
     // Act
@@ -232,30 +193,24 @@ async fn durable_is_keyed_by_client_id_durable_name_and_channel() -> anyhow::Res
     let mut same_name_other_channel = first_client.subscribe(&other_channel, options).await?;
 
     // Assert
-    let delivered = same_name_other_client
-        .next_within(Duration::from_secs(2))
-        .await?;
-    assert_eq!(
-        (delivered.sequence, delivered.redelivered),
-        (1, false),
-        "another client id gets its own durable from the start"
-    );
-    let delivered = same_name_other_channel
-        .next_within(Duration::from_secs(2))
-        .await?;
-    assert_eq!(
-        (delivered.sequence, delivered.redelivered),
-        (1, false),
-        "another channel gets its own durable from the start"
-    );
+    for (subscription, other) in [
+        (&mut same_name_other_client, "another client id"),
+        (&mut same_name_other_channel, "another channel"),
+    ] {
+        let delivered = subscription.next_within(DELIVERY_WAIT).await?;
+        assert_eq!(
+            (delivered.sequence, delivered.redelivered),
+            (1, false),
+            "{other} gets its own durable from the start"
+        );
+    }
     Ok(())
 }
 
 #[tokio::test]
 async fn second_active_subscription_to_the_same_durable_is_refused() -> anyhow::Result<()> {
     // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("dupdurable");
+    let (cluster, channel) = TestCluster::start_on_channel("dupdurable").await?;
     let client = cluster.raw_client(&unique("greedy")).await?;
     let options = RawSubOptions::new_only().durable("d");
     let _active = client.subscribe(&channel, options.clone()).await?;

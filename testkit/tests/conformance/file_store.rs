@@ -9,20 +9,17 @@ use tempfile::TempDir;
 use tokio::time::Instant;
 
 use crate::helpers::{
-    close_ratsio, distinct_sequences, heartbeats, local_nats_url, publish_all, unique,
-    wait_until_unregistered, SubOptions, TestCluster,
+    close_ratsio, distinct_sequences, heartbeats, local_nats_url, unique, wait_until_unregistered,
+    SubOptions, TestCluster,
 };
-use crate::raw_client::{assert_no_delivery, RawConnection, RawSubOptions, DELIVERY_WAIT};
+use crate::raw_client::{RawConnection, RawSubOptions, DELIVERY_WAIT};
 
-/// Settings for brokers that `test` starts itself, on a file store in a fresh directory (returned
+/// Settings for brokers that the test starts itself, on a file store in a fresh directory (returned
 /// with them, to keep) and a cluster id named after `name`; `None` (and a skip line) when the suite
 /// targets an external server.
-async fn own_file_store_config(
-    test: &str,
-    name: &str,
-) -> anyhow::Result<Option<(BrokerConfig, TempDir)>> {
+async fn own_file_store_config(name: &str) -> anyhow::Result<Option<(BrokerConfig, TempDir)>> {
     let reason = "needs to start brokers of its own";
-    let Some(nats_url) = local_nats_url(test, reason).await? else {
+    let Some(nats_url) = local_nats_url(reason).await? else {
         return Ok(None);
     };
     let dir = tempfile::tempdir().context("Failed to create a store directory")?;
@@ -55,13 +52,11 @@ async fn read_all(
 #[tokio::test]
 async fn file_store_keeps_messages_across_a_restart() -> anyhow::Result<()> {
     // Arrange
-    let Some(mut cluster) =
-        TestCluster::start_with_file_store("file_store_keeps_messages_across_a_restart").await?
-    else {
+    let Some(mut cluster) = TestCluster::start_with_file_store().await? else {
         return Ok(());
     };
     let channel = cluster.channel("fsmsgs");
-    publish_all(&cluster.publisher().await?, &channel, &["a", "b", "c"]).await?;
+    cluster.publish(&channel, &["a", "b", "c"]).await?;
     let before = read_all(&cluster, &channel, 3).await?;
 
     // Act
@@ -79,8 +74,7 @@ async fn file_store_keeps_messages_across_a_restart() -> anyhow::Result<()> {
             "sequence and timestamp of {payload:?} are kept"
         );
     }
-    let publisher = cluster.publisher().await?;
-    publisher.publish_confirmed(&channel, b"d").await?;
+    cluster.publish(&channel, &["d"]).await?;
     let next = subscription.next_within(Duration::from_secs(2)).await?;
     assert_eq!(next.sequence, 4, "sequences continue after a restart");
     Ok(())
@@ -89,9 +83,7 @@ async fn file_store_keeps_messages_across_a_restart() -> anyhow::Result<()> {
 #[tokio::test]
 async fn file_store_keeps_clients_across_a_restart() -> anyhow::Result<()> {
     // Arrange
-    let Some(mut cluster) =
-        TestCluster::start_with_file_store("file_store_keeps_clients_across_a_restart").await?
-    else {
+    let Some(mut cluster) = TestCluster::start_with_file_store().await? else {
         return Ok(());
     };
     let client_id = unique("survivor");
@@ -120,11 +112,7 @@ async fn file_store_keeps_clients_across_a_restart() -> anyhow::Result<()> {
 async fn file_store_keeps_durables_and_their_unacked_messages_across_a_restart(
 ) -> anyhow::Result<()> {
     // Arrange
-    let Some(mut cluster) = TestCluster::start_with_file_store(
-        "file_store_keeps_durables_and_their_unacked_messages_across_a_restart",
-    )
-    .await?
-    else {
+    let Some(mut cluster) = TestCluster::start_with_file_store().await? else {
         return Ok(());
     };
     let channel = cluster.channel("fsdurable");
@@ -136,7 +124,7 @@ async fn file_store_keeps_durables_and_their_unacked_messages_across_a_restart(
         .max_in_flight(1)
         .ack_wait_secs(5);
     let mut subscription = client.subscribe(&channel, options.clone()).await?;
-    publish_all(&cluster.publisher().await?, &channel, &["1", "2", "3"]).await?;
+    cluster.publish(&channel, &["1", "2", "3"]).await?;
     // 2 stays unacked.
     subscription.ack_all_but_last(&[1, 2]).await?;
     subscription.close(&client).await?;
@@ -144,25 +132,23 @@ async fn file_store_keeps_durables_and_their_unacked_messages_across_a_restart(
     // Act
     cluster.restart_broker().await?;
     let mut resumed = client.subscribe(&channel, options).await?;
-    let again = resumed.next_acked_within(Duration::from_secs(3)).await?;
-    let next = resumed.next_acked_within(DELIVERY_WAIT).await?;
-    let extra = resumed.next_if_any(Duration::from_millis(1500)).await?;
+    let deliveries = resumed
+        .acked_until_quiet(Duration::from_secs(3), Duration::from_millis(1500))
+        .await?;
 
     // Assert
-    assert_eq!((again.sequence, again.redelivered), (2, true));
-    assert_eq!((next.sequence, next.redelivered), (3, false));
-    assert_no_delivery(extra, "unexpected delivery");
+    assert_eq!(
+        deliveries,
+        vec![(2, true), (3, false)],
+        "(sequence, redelivered): the unacked message comes back flagged, then the next one"
+    );
     Ok(())
 }
 
 #[tokio::test]
 async fn ratsio_subscription_keeps_working_across_a_file_store_restart() -> anyhow::Result<()> {
     // Arrange
-    let Some(mut cluster) = TestCluster::start_with_file_store(
-        "ratsio_subscription_keeps_working_across_a_file_store_restart",
-    )
-    .await?
-    else {
+    let Some(mut cluster) = TestCluster::start_with_file_store().await? else {
         return Ok(());
     };
     let channel = cluster.channel("fslive");
@@ -174,8 +160,7 @@ async fn ratsio_subscription_keeps_working_across_a_file_store_restart() -> anyh
     let (client, mut subscription) = cluster
         .ratsio_subscriber(&unique("live"), &channel, options)
         .await?;
-    let publisher = cluster.publisher().await?;
-    publish_all(&publisher, &channel, &["before"]).await?;
+    cluster.publish(&channel, &["before"]).await?;
     let before = subscription.next_within(Duration::from_secs(2)).await?;
 
     // Act
@@ -184,7 +169,7 @@ async fn ratsio_subscription_keeps_working_across_a_file_store_restart() -> anyh
     // subscription through the ack inbox ratsio already knows.
     let again = subscription.next_within(Duration::from_secs(3)).await?;
     subscription.ack(&again.message).await?;
-    publish_all(&publisher, &channel, &["after"]).await?;
+    cluster.publish(&channel, &["after"]).await?;
     let received = subscription
         .collect_until(Instant::now() + Duration::from_millis(2000), true)
         .await?;
@@ -208,11 +193,7 @@ async fn ratsio_subscription_keeps_working_across_a_file_store_restart() -> anyh
 #[tokio::test]
 async fn file_store_keeps_durable_queue_groups_across_a_restart() -> anyhow::Result<()> {
     // Arrange
-    let Some(mut cluster) = TestCluster::start_with_file_store(
-        "file_store_keeps_durable_queue_groups_across_a_restart",
-    )
-    .await?
-    else {
+    let Some(mut cluster) = TestCluster::start_with_file_store().await? else {
         return Ok(());
     };
     let channel = cluster.channel("fsqueue");
@@ -223,43 +204,43 @@ async fn file_store_keeps_durable_queue_groups_across_a_restart() -> anyhow::Res
         .max_in_flight(1)
         .ack_wait_secs(30);
     let mut member = client.subscribe(&channel, options).await?;
-    let publisher = cluster.publisher().await?;
-    publish_all(&publisher, &channel, &["1", "2"]).await?;
+    cluster.publish(&channel, &["1", "2"]).await?;
     member.ack_all_but_last(&[1, 2]).await?;
 
     // Act
     cluster.restart_broker().await?;
     // The ack wait is 30 s: getting 2 again within 3 s is the restart's redelivery, not a timeout.
     let again = member.next_acked_within(Duration::from_secs(3)).await?;
-    publish_all(&publisher, &channel, &["3"]).await?;
-    let three = member.next_acked_within(DELIVERY_WAIT).await?;
-    let extra = member.next_if_any(Duration::from_millis(500)).await?;
+    cluster.publish(&channel, &["3"]).await?;
+    let after = member
+        .acked_until_quiet(DELIVERY_WAIT, Duration::from_millis(500))
+        .await?;
 
     // Assert
     assert_eq!((again.sequence, again.redelivered), (2, true));
-    assert_eq!((three.sequence, three.redelivered), (3, false));
-    assert_no_delivery(extra, "unexpected delivery");
+    assert_eq!(
+        after,
+        vec![(3, false)],
+        "(sequence, redelivered) after the restart"
+    );
     Ok(())
 }
 
 #[tokio::test]
 async fn channel_limits_still_apply_after_a_file_store_restart() -> anyhow::Result<()> {
     // Arrange
-    let Some(mut cluster) = TestCluster::start_with_file_store_configured(
-        "channel_limits_still_apply_after_a_file_store_restart",
-        |config| config.max_msgs = 2,
-    )
-    .await?
+    let Some(mut cluster) =
+        TestCluster::start_with_file_store_configured(|config| config.max_msgs = 2).await?
     else {
         return Ok(());
     };
     let channel = cluster.channel("fslimits");
-    publish_all(&cluster.publisher().await?, &channel, &["1", "2", "3"]).await?;
+    cluster.publish(&channel, &["1", "2", "3"]).await?;
 
     // Act
     cluster.restart_broker().await?;
     let after_restart = read_all(&cluster, &channel, 2).await?;
-    publish_all(&cluster.publisher().await?, &channel, &["4"]).await?;
+    cluster.publish(&channel, &["4"]).await?;
     let after_publish = read_all(&cluster, &channel, 2).await?;
 
     // Assert
@@ -280,10 +261,11 @@ async fn channel_limits_still_apply_after_a_file_store_restart() -> anyhow::Resu
 #[tokio::test]
 async fn restored_client_that_stops_answering_heartbeats_is_removed() -> anyhow::Result<()> {
     // Arrange
-    let Some(mut cluster) = TestCluster::start_with_file_store_configured(
-        "restored_client_that_stops_answering_heartbeats_is_removed",
-        heartbeats(Duration::from_millis(200), Duration::from_millis(200), 3),
-    )
+    let Some(mut cluster) = TestCluster::start_with_file_store_configured(heartbeats(
+        Duration::from_millis(200),
+        Duration::from_millis(200),
+        3,
+    ))
     .await?
     else {
         return Ok(());
@@ -306,12 +288,7 @@ async fn restored_client_that_stops_answering_heartbeats_is_removed() -> anyhow:
 #[tokio::test]
 async fn a_broker_started_right_after_dropping_one_takes_over_its_store() -> anyhow::Result<()> {
     // Arrange
-    let Some((config, _dir)) = own_file_store_config(
-        "a_broker_started_right_after_dropping_one_takes_over_its_store",
-        "takeover",
-    )
-    .await?
-    else {
+    let Some((config, _dir)) = own_file_store_config("takeover").await? else {
         return Ok(());
     };
     let nats_url = &config.nats_url;
@@ -336,9 +313,7 @@ async fn a_broker_started_right_after_dropping_one_takes_over_its_store() -> any
 #[tokio::test]
 async fn a_file_store_refuses_a_different_cluster_id() -> anyhow::Result<()> {
     // Arrange
-    let Some((config, _dir)) =
-        own_file_store_config("a_file_store_refuses_a_different_cluster_id", "owner").await?
-    else {
+    let Some((config, _dir)) = own_file_store_config("owner").await? else {
         return Ok(());
     };
     Broker::start(config.clone()).await?.shutdown().await;

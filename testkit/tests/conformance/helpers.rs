@@ -14,6 +14,7 @@ use ratsio::{StanClient, StanMessage, StanOptions, StartPosition};
 use stan_testkit::nats_server::{ensure_nats_server, server_has_processed};
 use stan_testkit::{Broker, BrokerConfig, StoreKind};
 use tempfile::TempDir;
+use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, timeout_at, Instant};
 
@@ -68,6 +69,11 @@ pub async fn wait_until_unregistered(
     bail!("The client was still registered after {limit:?}")
 }
 
+/// How long [`TestCluster::ratsio_collect`] collects: what ratsio misses right after subscribing
+/// (see [`TestCluster::subscribe`]) comes back once its 1 s ack wait expires, and the rest of a
+/// max-in-flight-1 durable follows ack by ack; the margin is for a loaded machine.
+pub const MISSED_COMES_BACK: Duration = Duration::from_secs(3);
+
 /// Broker settings a test changes from the defaults.
 type Configure = dyn Fn(&mut BrokerConfig) + Send + Sync;
 
@@ -85,6 +91,7 @@ pub struct TestCluster {
     store_dir: Option<TempDir>,
     flush_subject: String,
     flush_responder: JoinHandle<()>,
+    publisher: OnceCell<RawConnection>,
 }
 
 impl Drop for TestCluster {
@@ -103,40 +110,44 @@ impl TestCluster {
         Self::start_in_process(Arc::new(|_: &mut BrokerConfig| {}), None).await
     }
 
+    /// [`TestCluster::start`], and a channel named after `name` that is unique to this run.
+    pub async fn start_on_channel(name: &str) -> anyhow::Result<(TestCluster, String)> {
+        let cluster = Self::start().await?;
+        let channel = cluster.channel(name);
+        Ok((cluster, channel))
+    }
+
     /// An in-process broker with test-specific settings. Returns `None` (and prints a skip line)
     /// when the suite targets an external server, which cannot be reconfigured from here.
     pub async fn start_configured(
-        test: &str,
         configure: impl Fn(&mut BrokerConfig) + Send + Sync + 'static,
     ) -> anyhow::Result<Option<TestCluster>> {
         let reason = "needs to configure the broker";
-        Self::start_unless_external(test, reason, Arc::new(configure), false).await
+        Self::start_unless_external(reason, Arc::new(configure), false).await
     }
 
     /// An in-process broker with a file store in a fresh directory; `None` (and a skip line) when external.
-    pub async fn start_with_file_store(test: &str) -> anyhow::Result<Option<TestCluster>> {
-        Self::start_with_file_store_configured(test, |_: &mut BrokerConfig| {}).await
+    pub async fn start_with_file_store() -> anyhow::Result<Option<TestCluster>> {
+        Self::start_with_file_store_configured(|_: &mut BrokerConfig| {}).await
     }
 
     /// Like [`TestCluster::start_with_file_store`], with test-specific settings.
     pub async fn start_with_file_store_configured(
-        test: &str,
         configure: impl Fn(&mut BrokerConfig) + Send + Sync + 'static,
     ) -> anyhow::Result<Option<TestCluster>> {
         let reason = "needs to restart the broker";
-        Self::start_unless_external(test, reason, Arc::new(configure), true).await
+        Self::start_unless_external(reason, Arc::new(configure), true).await
     }
 
     /// An in-process broker (on a file store in a fresh directory if `file_store`), or `None` and
     /// a skip line giving `reason` when the suite targets an external server.
     async fn start_unless_external(
-        test: &str,
         reason: &str,
         configure: Arc<Configure>,
         file_store: bool,
     ) -> anyhow::Result<Option<TestCluster>> {
         if external_server().is_some() {
-            skip_on_external_server(test, reason);
+            skip_on_external_server(reason);
             return Ok(None);
         }
         let store_dir = if file_store {
@@ -198,6 +209,7 @@ impl TestCluster {
             store_dir,
             flush_subject,
             flush_responder,
+            publisher: OnceCell::new(),
         })
     }
 
@@ -241,6 +253,13 @@ impl TestCluster {
     /// A raw connection used only to publish test data with PubAck confirmation.
     pub async fn publisher(&self) -> anyhow::Result<RawConnection> {
         self.raw_client(&unique("publisher")).await
+    }
+
+    /// Publishes each payload to `channel` with PubAck confirmation, in order, from one publisher
+    /// connection that the cluster opens on first use and keeps.
+    pub async fn publish(&self, channel: &str, payloads: &[&str]) -> anyhow::Result<()> {
+        let publisher = self.publisher.get_or_try_init(|| self.publisher()).await?;
+        publish_all(publisher, channel, payloads).await
     }
 
     /// Connects a ratsio client. ratsio has no connect timeout and reports a refused connect
@@ -302,6 +321,27 @@ impl TestCluster {
         Ok((client, subscription))
     }
 
+    /// Connects ratsio as `client_id`, subscribes to `channel` with `options` (resuming a durable
+    /// of that client id), publishes `after` once subscribed, and returns everything that arrives
+    /// within [`MISSED_COMES_BACK`] of subscribing, each acked on arrival; then closes the client.
+    pub async fn ratsio_collect(
+        &self,
+        client_id: &str,
+        channel: &str,
+        options: SubOptions,
+        after: &[&str],
+    ) -> anyhow::Result<Vec<Received>> {
+        let (client, mut subscription) =
+            self.ratsio_subscriber(client_id, channel, options).await?;
+        let subscribed = Instant::now();
+        self.publish(channel, after).await?;
+        let received = subscription
+            .collect_until(subscribed + MISSED_COMES_BACK, true)
+            .await?;
+        close_ratsio(&client).await?;
+        Ok(received)
+    }
+
     /// Round trip on the ratsio client's NATS connection (see [`TestCluster::flush_subject`]).
     pub async fn flush(&self, client: &StanClient) -> anyhow::Result<()> {
         timeout(
@@ -333,11 +373,13 @@ const EXTERNAL_URL_VAR: &str = "STAN_CONFORMANCE_URL";
 /// The cluster id of that server.
 const EXTERNAL_CLUSTER_ID_VAR: &str = "STAN_CONFORMANCE_CLUSTER_ID";
 
-/// Says that `test` did not run against the external server, and why. Written to the process's stderr
-/// directly, not through `eprintln!`, which the test harness captures and shows only for failures.
+/// Says that the running test did not run against the external server, and why. Written to the
+/// process's stderr directly, not through `eprintln!`, which the test harness captures and shows
+/// only for failures.
 /// Also appended to `SKIPPED_FILE`, which `scripts/test.sh` counts into its summary: the harness itself can only
 /// count such a test as passed.
-pub fn skip_on_external_server(test: &str, reason: &str) {
+pub fn skip_on_external_server(reason: &str) {
+    let test = current_test_name();
     let line = format!("SKIPPED (external server): {test}: {reason}\n");
     // Nothing useful is left to do if stderr itself is gone.
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
@@ -354,14 +396,24 @@ pub fn skip_on_external_server(test: &str, reason: &str) {
     }
 }
 
-/// The NATS url for brokers `test` starts itself, or `None` (and a skip line giving `reason`) when
-/// the suite targets an external server.
-pub async fn local_nats_url(test: &str, reason: &str) -> anyhow::Result<Option<String>> {
+/// The NATS url for brokers the running test starts itself, or `None` (and a skip line giving
+/// `reason`) when the suite targets an external server.
+pub async fn local_nats_url(reason: &str) -> anyhow::Result<Option<String>> {
     if external_server().is_some() {
-        skip_on_external_server(test, reason);
+        skip_on_external_server(reason);
         return Ok(None);
     }
     ensure_nats_server().await.map(Some)
+}
+
+/// The running test's name (`module::test`), which the harness gives the thread it runs the test
+/// on; a `#[tokio::test]` body runs on that thread. Read from there so that a skip line cannot name
+/// another test than the one it skips.
+fn current_test_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("an unnamed test")
+        .to_string()
 }
 
 /// Where each skipped test is recorded, one line each, for the run's summary.

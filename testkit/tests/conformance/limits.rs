@@ -12,12 +12,11 @@ use crate::raw_client::RawSubOptions;
 /// Starts a broker changed by `configure`, publishes `payloads` to a fresh channel and asserts that
 /// exactly the sequences `kept` stay stored.
 async fn assert_limit_keeps(
-    test: &str,
     configure: impl Fn(&mut BrokerConfig) + Send + Sync + 'static,
     payloads: &[&[u8]],
     kept: &[u64],
 ) -> anyhow::Result<()> {
-    let Some(cluster) = TestCluster::start_configured(test, configure).await? else {
+    let Some(cluster) = TestCluster::start_configured(configure).await? else {
         return Ok(());
     };
     let channel = cluster.channel("limits");
@@ -37,13 +36,7 @@ async fn assert_limit_keeps(
 #[tokio::test]
 async fn max_msgs_drops_the_oldest_messages() -> anyhow::Result<()> {
     let payloads: [&[u8]; 5] = [b"1", b"2", b"3", b"4", b"5"];
-    assert_limit_keeps(
-        "max_msgs_drops_the_oldest_messages",
-        |c| c.max_msgs = 3,
-        &payloads,
-        &[3, 4, 5],
-    )
-    .await
+    assert_limit_keeps(|c| c.max_msgs = 3, &payloads, &[3, 4, 5]).await
 }
 
 #[tokio::test]
@@ -51,11 +44,5 @@ async fn max_bytes_drops_the_oldest_messages() -> anyhow::Result<()> {
     // 200-byte payloads: with up to 50 bytes of per-message overhead (however a store counts
     // it) exactly two fit in 500 bytes.
     let payload: &[u8] = &[b'x'; 200];
-    assert_limit_keeps(
-        "max_bytes_drops_the_oldest_messages",
-        |c| c.max_bytes = 500,
-        &[payload; 5],
-        &[4, 5],
-    )
-    .await
+    assert_limit_keeps(|c| c.max_bytes = 500, &[payload; 5], &[4, 5]).await
 }

@@ -18,9 +18,8 @@ fn stranger_pub_msg(channel: &str, data: &[u8]) -> PubMsg {
 #[tokio::test]
 async fn publish_is_acknowledged_with_the_message_guid() -> anyhow::Result<()> {
     // Arrange
-    let cluster = TestCluster::start().await?;
-    let client = cluster.raw_client(&unique("publisher")).await?;
-    let channel = cluster.channel("puback");
+    let (cluster, channel) = TestCluster::start_on_channel("puback").await?;
+    let client = cluster.publisher().await?;
     let message = pub_msg(&client.client_id, &client.conn_id, &channel, b"payload");
 
     // Act
@@ -35,9 +34,8 @@ async fn publish_is_acknowledged_with_the_message_guid() -> anyhow::Result<()> {
 #[tokio::test]
 async fn publish_with_an_unknown_client_id_gets_invalid_publish_request() -> anyhow::Result<()> {
     // Arrange
-    let cluster = TestCluster::start().await?;
-    let client = cluster.raw_client(&unique("publisher")).await?;
-    let channel = cluster.channel("stranger");
+    let (cluster, channel) = TestCluster::start_on_channel("stranger").await?;
+    let client = cluster.publisher().await?;
     let message = stranger_pub_msg(&channel, b"payload");
 
     // Act
@@ -55,9 +53,8 @@ async fn publish_with_an_unknown_client_id_gets_invalid_publish_request() -> any
 #[tokio::test]
 async fn refused_publish_is_not_stored() -> anyhow::Result<()> {
     // Arrange
-    let cluster = TestCluster::start().await?;
-    let client = cluster.raw_client(&unique("publisher")).await?;
-    let channel = cluster.channel("notstored");
+    let (cluster, channel) = TestCluster::start_on_channel("notstored").await?;
+    let client = cluster.publisher().await?;
     let stranger = stranger_pub_msg(&channel, b"refused");
 
     // Act

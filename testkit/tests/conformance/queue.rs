@@ -9,16 +9,14 @@ use tokio::time::Instant;
 
 use crate::child_process::{ChildClient, ChildSpec};
 use crate::helpers::{
-    close_ratsio, distinct_sequences, publish_all, unique, RatsioSubscription, SubOptions,
-    TestCluster,
+    close_ratsio, distinct_sequences, unique, RatsioSubscription, SubOptions, TestCluster,
 };
 use crate::raw_client::RawSubOptions;
 
 #[tokio::test]
 async fn queue_group_splits_load_round_robin() -> anyhow::Result<()> {
     // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("split");
+    let (cluster, channel) = TestCluster::start_on_channel("split").await?;
     let first = cluster.ratsio_client(&unique("member")).await?;
     let second = cluster.ratsio_client(&unique("member")).await?;
     // No acks and a long ack wait: every member holds what it got, so the split is exact.
@@ -27,12 +25,9 @@ async fn queue_group_splits_load_round_robin() -> anyhow::Result<()> {
     let mut second_sub = cluster.subscribe(&second, &channel, options).await?;
 
     // Act
-    publish_all(
-        &cluster.publisher().await?,
-        &channel,
-        &["1", "2", "3", "4", "5", "6"],
-    )
-    .await?;
+    cluster
+        .publish(&channel, &["1", "2", "3", "4", "5", "6"])
+        .await?;
     let deadline = Instant::now() + Duration::from_millis(1500);
     let first_got = first_sub.collect_until(deadline, false).await?;
     let second_got = second_sub.collect_until(deadline, false).await?;
@@ -57,9 +52,7 @@ async fn queue_group_splits_load_round_robin() -> anyhow::Result<()> {
 #[tokio::test]
 async fn durable_queue_group_survives_its_last_member_closing() -> anyhow::Result<()> {
     // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("dqclose");
-    let publisher = cluster.publisher().await?;
+    let (cluster, channel) = TestCluster::start_on_channel("dqclose").await?;
     let options = SubOptions::new_only()
         .queue("workers")
         .durable("dq")
@@ -67,16 +60,14 @@ async fn durable_queue_group_survives_its_last_member_closing() -> anyhow::Resul
     let (leaving, mut subscription) = cluster
         .ratsio_subscriber(&unique("leaving"), &channel, options.clone())
         .await?;
-    publish_all(&publisher, &channel, &["1", "2"]).await?;
+    cluster.publish(&channel, &["1", "2"]).await?;
     subscription.ack_all_but_last(&[1, 2]).await?;
 
     // Act
     close_ratsio(&leaving).await?;
-    publish_all(&publisher, &channel, &["3"]).await?;
-    let joining = cluster.ratsio_client(&unique("joining")).await?;
-    let mut rejoined = cluster.subscribe(&joining, &channel, options).await?;
-    let received = rejoined
-        .collect_until(Instant::now() + Duration::from_millis(3000), true)
+    cluster.publish(&channel, &["3"]).await?;
+    let received = cluster
+        .ratsio_collect(&unique("joining"), &channel, options, &[])
         .await?;
 
     // Assert
@@ -85,7 +76,6 @@ async fn durable_queue_group_survives_its_last_member_closing() -> anyhow::Resul
         vec![2, 3],
         "the group kept its position and its unacked message"
     );
-    close_ratsio(&joining).await?;
     Ok(())
 }
 
@@ -117,20 +107,17 @@ async fn doomed_and_live_members(
     client_id: &str,
     ack_wait_secs: i32,
 ) -> anyhow::Result<(ChildClient, Arc<StanClient>, RatsioSubscription)> {
-    let spec = ChildSpec {
-        client_id: client_id.to_string(),
-        channel: channel.to_string(),
-        durable_name: Some("dq".to_string()),
-        queue_group: Some("workers".to_string()),
-        max_in_flight: 1024,
-        ack_wait_secs,
-        ack_below: 0,
-    };
-    let doomed = ChildClient::spawn(cluster, &spec).await?;
     let options = SubOptions::new_only()
         .queue("workers")
         .durable("dq")
         .ack_wait_secs(ack_wait_secs);
+    let spec = ChildSpec {
+        client_id: client_id.to_string(),
+        channel: channel.to_string(),
+        options: options.clone(),
+        ack_below: 0,
+    };
+    let doomed = ChildClient::spawn(cluster, &spec).await?;
     let (survivor, live) = cluster
         .ratsio_subscriber(&unique("survivor"), channel, options)
         .await?;
@@ -141,18 +128,16 @@ async fn doomed_and_live_members(
 async fn killed_queue_members_unacked_messages_go_to_a_live_member_after_ack_wait(
 ) -> anyhow::Result<()> {
     // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("qkill");
-    let publisher = cluster.publisher().await?;
+    let (cluster, channel) = TestCluster::start_on_channel("qkill").await?;
     let (mut doomed, survivor, mut live) =
         doomed_and_live_members(&cluster, &channel, &unique("doomed"), 1).await?;
-    publish_all(&publisher, &channel, &["1", "2", "3", "4"]).await?;
+    cluster.publish(&channel, &["1", "2", "3", "4"]).await?;
     let held_by_doomed = doomed.next_held_sequence().await?;
     let held_since = Instant::now();
 
     // Act
     doomed.kill().await?;
-    publish_all(&publisher, &channel, &["5", "6"]).await?;
+    cluster.publish(&channel, &["5", "6"]).await?;
     let all: Vec<u64> = (1..=6).collect();
     let arrivals = first_arrivals(&mut live, &all, Instant::now() + Duration::from_secs(6)).await?;
 
@@ -182,14 +167,12 @@ async fn killed_queue_members_unacked_messages_go_to_a_live_member_after_ack_wai
 async fn reconnecting_a_killed_members_client_id_hands_its_pending_messages_over_at_once(
 ) -> anyhow::Result<()> {
     // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("qreplace");
-    let publisher = cluster.publisher().await?;
+    let (cluster, channel) = TestCluster::start_on_channel("qreplace").await?;
     let client_id = unique("doomed");
     // A 10 s ack wait: anything the live member gets within 2 s was handed over, not expired.
     let (mut doomed, survivor, mut live) =
         doomed_and_live_members(&cluster, &channel, &client_id, 10).await?;
-    publish_all(&publisher, &channel, &["1", "2"]).await?;
+    cluster.publish(&channel, &["1", "2"]).await?;
     let held_by_doomed = doomed.next_held_sequence().await?;
     doomed.kill().await?;
 
@@ -216,13 +199,11 @@ async fn reconnecting_a_killed_members_client_id_hands_its_pending_messages_over
 #[tokio::test]
 async fn unsubscribing_the_last_member_deletes_a_durable_queue_group() -> anyhow::Result<()> {
     // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("dqunsub");
-    let publisher = cluster.publisher().await?;
+    let (cluster, channel) = TestCluster::start_on_channel("dqunsub").await?;
     let member = cluster.raw_client(&unique("member")).await?;
     let options = RawSubOptions::first().queue("workers").durable("dq");
     let mut subscription = member.subscribe(&channel, options.clone()).await?;
-    publish_all(&publisher, &channel, &["1", "2"]).await?;
+    cluster.publish(&channel, &["1", "2"]).await?;
     subscription.receive_and_ack(&[1, 2]).await?;
 
     // Act

@@ -312,6 +312,23 @@ impl RawSubscription {
         Ok(message)
     }
 
+    /// `(sequence, redelivered)` of the next delivery, which must come within `first_wait`, and of
+    /// every one after it until the inbox stays quiet for `quiet`; each is acked on arrival, so
+    /// the broker may send what max in flight held back.
+    pub async fn acked_until_quiet(
+        &mut self,
+        first_wait: Duration,
+        quiet: Duration,
+    ) -> anyhow::Result<Vec<(u64, bool)>> {
+        let first = self.next_acked_within(first_wait).await?;
+        let mut deliveries = vec![(first.sequence, first.redelivered)];
+        while let Some(message) = self.next_if_any(quiet).await? {
+            self.ack(message.sequence).await?;
+            deliveries.push((message.sequence, message.redelivered));
+        }
+        Ok(deliveries)
+    }
+
     /// Receives the sequences `expected` in this order, asserting each, and acks each one.
     pub async fn receive_and_ack(&mut self, expected: &[u64]) -> anyhow::Result<()> {
         for &sequence in expected {
@@ -375,15 +392,6 @@ impl RawSubscription {
         };
         request(&self.nats, subject, &unsubscribe).await
     }
-}
-
-/// Fails, naming its sequence, if `extra` is a delivery where none should have come.
-pub fn assert_no_delivery(extra: Option<MsgProto>, what: &str) {
-    assert!(
-        extra.is_none(),
-        "{what}: got {:?}",
-        extra.map(|m| m.sequence)
-    );
 }
 
 /// Answers the server's heartbeats on a heartbeat inbox until stopped.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::helpers::{
-    assert_close_to, close_ratsio, distinct_sequences, publish_all, unique, SubOptions, TestCluster,
+    assert_close_to, close_ratsio, distinct_sequences, unique, SubOptions, TestCluster,
 };
 use crate::raw_client::RawSubOptions;
 
@@ -20,8 +20,7 @@ const ONE_SECOND: Duration = Duration::from_secs(1);
 async fn unacked_message_is_redelivered_every_ack_wait_with_the_redelivered_flag(
 ) -> anyhow::Result<()> {
     // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("redeliver");
+    let (cluster, channel) = TestCluster::start_on_channel("redeliver").await?;
     let (client, mut subscription) = cluster
         .ratsio_subscriber(
             &unique("slow"),
@@ -31,7 +30,7 @@ async fn unacked_message_is_redelivered_every_ack_wait_with_the_redelivered_flag
         .await?;
 
     // Act
-    publish_all(&cluster.publisher().await?, &channel, &["once"]).await?;
+    cluster.publish(&channel, &["once"]).await?;
     let first = subscription.next_within(Duration::from_secs(2)).await?;
     let second = subscription.next_within(Duration::from_secs(3)).await?;
     let third = subscription.next_within(Duration::from_secs(3)).await?;
@@ -72,71 +71,49 @@ async fn unacked_message_is_redelivered_every_ack_wait_with_the_redelivered_flag
     Ok(())
 }
 
-#[tokio::test]
-async fn acked_message_is_not_redelivered() -> anyhow::Result<()> {
-    // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("acked");
-    let (_client, mut subscription) = cluster
-        .ratsio_subscriber(
-            &unique("prompt"),
-            &channel,
-            SubOptions::new_only().ack_wait_secs(1),
-        )
+/// Subscribes a ratsio client with `options` and a 1 s ack wait, publishes two messages, and
+/// asserts that each is delivered once, unflagged, within 1.8 s, acking each by hand unless
+/// `options` auto-ack (`how`, for the assert message).
+async fn assert_each_delivered_once(options: SubOptions, how: &str) -> anyhow::Result<()> {
+    let (cluster, channel) = TestCluster::start_on_channel("acked").await?;
+    let manual_acks = options.manual_acks;
+    let (client, mut subscription) = cluster
+        .ratsio_subscriber(&unique("acking"), &channel, options.ack_wait_secs(1))
         .await?;
-    publish_all(&cluster.publisher().await?, &channel, &["1", "2"]).await?;
-
-    // Act
-    let received = subscription
-        .collect_until(Instant::now() + Duration::from_millis(1800), true)
-        .await?;
-
-    // Assert
-    let sequences: Vec<(u64, bool)> = received
-        .iter()
-        .map(|r| (r.message.sequence, r.message.redelivered))
-        .collect();
-    assert_eq!(sequences, vec![(1, false), (2, false)]);
-    Ok(())
-}
-
-#[tokio::test]
-async fn auto_acked_message_is_not_redelivered() -> anyhow::Result<()> {
-    // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("autoack");
-    let (_client, mut subscription) = cluster
-        .ratsio_subscriber(
-            &unique("auto"),
-            &channel,
-            SubOptions::new_only().ack_wait_secs(1).auto_ack(),
-        )
-        .await?;
-    publish_all(&cluster.publisher().await?, &channel, &["1"]).await?;
-
-    // Act
+    cluster.publish(&channel, &["1", "2"]).await?;
+    let deadline = Instant::now() + Duration::from_millis(1800);
+    let mut deliveries = Vec::new();
     // ratsio sends the ack of an auto-ack message when the message is dropped, so keep only its
     // sequence: a kept message stays unacked and is rightly redelivered after the ack wait.
-    let deadline = Instant::now() + Duration::from_millis(1800);
-    let mut sequences = Vec::new();
     while let Some(received) = subscription.next_before(deadline).await {
-        sequences.push((received.message.sequence, received.message.redelivered));
+        if manual_acks {
+            subscription.ack(&received.message).await?;
+        }
+        deliveries.push((received.message.sequence, received.message.redelivered));
     }
-
-    // Assert
+    close_ratsio(&client).await?;
     assert_eq!(
-        sequences,
-        vec![(1, false)],
-        "delivered once and never again"
+        deliveries,
+        vec![(1, false), (2, false)],
+        "(sequence, redelivered) of messages {how}: each delivered once and never again"
     );
     Ok(())
 }
 
 #[tokio::test]
+async fn acked_message_is_not_redelivered() -> anyhow::Result<()> {
+    assert_each_delivered_once(SubOptions::new_only(), "acked by hand").await
+}
+
+#[tokio::test]
+async fn auto_acked_message_is_not_redelivered() -> anyhow::Result<()> {
+    assert_each_delivered_once(SubOptions::new_only().auto_ack(), "auto-acked").await
+}
+
+#[tokio::test]
 async fn max_in_flight_holds_back_messages_until_acks_come() -> anyhow::Result<()> {
     // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("inflight");
+    let (cluster, channel) = TestCluster::start_on_channel("inflight").await?;
     // A long ack wait keeps redeliveries out of the picture.
     let (client, mut subscription) = cluster
         .ratsio_subscriber(
@@ -147,12 +124,9 @@ async fn max_in_flight_holds_back_messages_until_acks_come() -> anyhow::Result<(
         .await?;
 
     // Act
-    publish_all(
-        &cluster.publisher().await?,
-        &channel,
-        &["1", "2", "3", "4", "5"],
-    )
-    .await?;
+    cluster
+        .publish(&channel, &["1", "2", "3", "4", "5"])
+        .await?;
     let before_acks = subscription
         .collect_until(Instant::now() + Duration::from_millis(800), false)
         .await?;
@@ -182,18 +156,14 @@ async fn max_in_flight_holds_back_messages_until_acks_come() -> anyhow::Result<(
 async fn new_ack_wait_on_resume_applies_to_new_deliveries_while_pending_keep_their_deadline(
 ) -> anyhow::Result<()> {
     // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("resumewait");
+    let (cluster, channel) = TestCluster::start_on_channel("resumewait").await?;
     let client_id = unique("resumer");
-    let publisher = cluster.publisher().await?;
+    // One durable, resumed below with a shorter ack wait.
+    let durable = SubOptions::new_only().durable("d");
     let (before, mut old) = cluster
-        .ratsio_subscriber(
-            &client_id,
-            &channel,
-            SubOptions::new_only().durable("d").ack_wait_secs(3),
-        )
+        .ratsio_subscriber(&client_id, &channel, durable.clone().ack_wait_secs(3))
         .await?;
-    publish_all(&publisher, &channel, &["pending"]).await?;
+    cluster.publish(&channel, &["pending"]).await?;
     let pending = old.next_within(Duration::from_secs(2)).await?;
     close_ratsio(&before).await?;
 
@@ -201,13 +171,9 @@ async fn new_ack_wait_on_resume_applies_to_new_deliveries_while_pending_keep_the
     let after = cluster.ratsio_client(&client_id).await?;
     let resumed_at = Instant::now();
     let mut resumed = cluster
-        .subscribe(
-            &after,
-            &channel,
-            SubOptions::new_only().durable("d").ack_wait_secs(1),
-        )
+        .subscribe(&after, &channel, durable.ack_wait_secs(1))
         .await?;
-    publish_all(&publisher, &channel, &["fresh"]).await?;
+    cluster.publish(&channel, &["fresh"]).await?;
     let received = resumed
         .collect_until(pending.at + Duration::from_millis(5000), false)
         .await?;
@@ -251,8 +217,7 @@ async fn new_ack_wait_on_resume_applies_to_new_deliveries_while_pending_keep_the
 async fn redelivery_count_grows_with_each_redelivery_and_a_queue_group_keeps_counting(
 ) -> anyhow::Result<()> {
     // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("redelivery-count");
+    let (cluster, channel) = TestCluster::start_on_channel("redelivery-count").await?;
     let single = cluster.raw_client(&unique("single")).await?;
     let mut alone = single
         .subscribe(&channel, RawSubOptions::new_only().ack_wait_secs(1))
@@ -266,10 +231,9 @@ async fn redelivery_count_grows_with_each_redelivery_and_a_queue_group_keeps_cou
         first.subscribe(&channel, group.clone()).await?,
         second.subscribe(&channel, group).await?,
     ];
-    let publisher = cluster.publisher().await?;
 
     // Act
-    publisher.publish_confirmed(&channel, b"counted").await?;
+    cluster.publish(&channel, &["counted"]).await?;
     let mut alone_seen = Vec::new();
     for _ in 0..3 {
         let message = alone.next_within(Duration::from_secs(3)).await?;

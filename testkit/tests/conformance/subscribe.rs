@@ -2,8 +2,8 @@
 //!
 //! Messages stored before a subscription are sent right after the subscription response, which
 //! ratsio misses (it subscribes to its inbox only after the response); the broker sends them
-//! again when the 1 s ack wait expires. So each test collects for a little over two ack waits
-//! and compares the *distinct* sequences received.
+//! again when the 1 s ack wait expires. So each test collects for `MISSED_COMES_BACK` and
+//! compares the *distinct* sequences received.
 
 use std::time::Duration;
 
@@ -11,10 +11,7 @@ use ratsio::StartPosition;
 use stan_proto::proto::SubscriptionRequest;
 use tokio::time::{sleep_until, Instant};
 
-use crate::helpers::{distinct_sequences, publish_all, unique, SubOptions, TestCluster};
-
-/// Long enough for a delivery ratsio missed to come back once (1 s ack wait) with margin.
-const COLLECT_FOR: Duration = Duration::from_millis(2300);
+use crate::helpers::{distinct_sequences, unique, SubOptions, TestCluster};
 
 /// Subscribes a fresh ratsio client with `options`, publishes `after` once subscribed, and
 /// returns the distinct sequences delivered (each acked on arrival).
@@ -24,13 +21,9 @@ async fn sequences_delivered(
     options: SubOptions,
     after: &[&str],
 ) -> anyhow::Result<Vec<u64>> {
-    let client = cluster.ratsio_client(&unique("subscriber")).await?;
-    let publisher = cluster.publisher().await?;
-    let subscribed = Instant::now();
-    let mut subscription = cluster.subscribe(&client, channel, options).await?;
-    publish_all(&publisher, channel, after).await?;
-    let received = subscription
-        .collect_until(subscribed + COLLECT_FOR, true)
+    let subscriber = unique("subscriber");
+    let received = cluster
+        .ratsio_collect(&subscriber, channel, options, after)
         .await?;
     Ok(distinct_sequences(&received))
 }
@@ -43,9 +36,8 @@ async fn assert_start_delivers(
     after: &[&str],
     expected: &[u64],
 ) -> anyhow::Result<()> {
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("start");
-    publish_all(&cluster.publisher().await?, &channel, stored).await?;
+    let (cluster, channel) = TestCluster::start_on_channel("start").await?;
+    cluster.publish(&channel, stored).await?;
     let sequences = sequences_delivered(&cluster, &channel, options, after).await?;
     assert_eq!(sequences, expected);
     Ok(())
@@ -72,15 +64,13 @@ async fn sequence_start_receives_from_the_given_sequence_on() -> anyhow::Result<
 #[tokio::test]
 async fn time_delta_start_receives_messages_stored_within_the_delta() -> anyhow::Result<()> {
     // Arrange
-    let cluster = TestCluster::start().await?;
-    let channel = cluster.channel("delta");
-    let publisher = cluster.publisher().await?;
-    publish_all(&publisher, &channel, &["1", "2"]).await?;
+    let (cluster, channel) = TestCluster::start_on_channel("delta").await?;
+    cluster.publish(&channel, &["1", "2"]).await?;
     // A gap in storage time, with the start time in its middle.
     let second_stored = Instant::now();
     let start_time = second_stored + Duration::from_millis(250);
     sleep_until(second_stored + Duration::from_millis(500)).await;
-    publish_all(&publisher, &channel, &["3", "4"]).await?;
+    cluster.publish(&channel, &["3", "4"]).await?;
 
     // Act
     // The server reads startTimeDelta as nanoseconds before now; ratsio passes its i32 through.
