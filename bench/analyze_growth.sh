@@ -8,7 +8,8 @@
 #   bench/analyze_growth.sh [N] [ROUNDS]     # default 240000 rows, 2 rounds
 #
 # Variants, alternated per round: `migrated` (the statistics targets as the migrations leave them) and `default`
-# (every column reset to the server's default target, as before migration V8). BENCH_BIN, BENCH_NO_BUILD as elsewhere.
+# (every column reset to the server's default target, as before migration V8:
+# bench/sql/statistics_default.sql). BENCH_BIN, BENCH_NO_BUILD as elsewhere.
 source "$(dirname "$0")/lib.sh"
 bench_setup analyze_growth
 
@@ -32,9 +33,7 @@ run_variant() {
     DATABASE_URL="postgres://postgres@127.0.0.1:5432/$BENCH_DB" "$BIN/order-service" migrate >"$BENCH_TMP/migrate.log" 2>&1 ||
         die "migrate failed: $(tail -n 3 "$BENCH_TMP/migrate.log")"
     if [ "$variant" = default ]; then
-        echo "SELECT format('ALTER TABLE orders ALTER COLUMN %I SET STATISTICS -1', attname)
-            FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attnum > 0 AND NOT attisdropped \gexec" |
-            $PG -d "$BENCH_DB" >/dev/null
+        $PG -d "$BENCH_DB" -f bench/sql/statistics_default.sql >/dev/null
     fi
     $PG -d "$BENCH_DB" >/dev/null <<SQL
 CREATE UNLOGGED TABLE bench_documents (document json NOT NULL);
