@@ -73,6 +73,11 @@ run_variant() {
         fi
     done < <($PG -d "$BENCH_DB" -c "SELECT pid, application_name FROM pg_stat_activity
         WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
+    # A redelivery (an ack later than the ack wait) makes a batch meet its own stored orders: its COPY is rolled
+    # back, after writing rows and WAL, and the batch goes in again. It is counted so such a run can be told apart.
+    local redelivered
+    redelivered=$(curl -fsS "http://127.0.0.1:$BENCH_ADMIN_PORT/metrics" |
+        awk '/^order_service_messages_redelivered_total/ { n += $2 } END { printf "%d", n }')
     stop_service
     # WAL of this database: records touching its relations, and the commit records of its transactions (the xids
     # the orders carry). Other databases' records in the same range are left out.
@@ -107,7 +112,7 @@ ANALYZE orders;
 \! cut -d' ' -f1 /proc/\$BENCH_BACKEND/schedstat >$BENCH_TMP/analyze.t1
 SQL
     analyze_ns=$(($(cat "$BENCH_TMP/analyze.t1") - $(cat "$BENCH_TMP/analyze.t0")))
-    echo "$label $round $(((t1 - t0) / 1000000)) $write_ns $feed_ns $cluster_ticks $wal $sizes $analyze_ns" \
+    echo "$label $round $(((t1 - t0) / 1000000)) $write_ns $feed_ns $cluster_ticks $wal $sizes $analyze_ns $redelivered" \
         >>"$BENCH_TMP/results.txt"
     log "$label round $round: $(tail -n 1 "$BENCH_TMP/results.txt")"
 }
@@ -132,17 +137,17 @@ done
         "relations at the end. CPU: the service's backends over their life (schedstat), the cluster over the run" \
         "(/proc/PID/stat: every database on the server, so it carries whatever else ran); these move with load."
     echo
-    echo "| variant | round | orders/s | commits (mean batch) | WAL B/order (heap / B-tree / commit) | WAL records/order |" \
+    echo "| variant | round | orders/s | redelivered | commits (mean batch) | WAL B/order (heap / B-tree / commit) | WAL records/order |" \
         "FPIs | heap B/order | TOAST B/order | indexes B/order | write backends µs/order | change feed µs/order |" \
         "cluster µs/order | one ANALYZE of the table at the end, ms CPU |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     # Fields: label round ms write_ns feed_ns cluster_ticks, WAL: records bytes fpi_bytes fpis heap btree commit
-    # transactions, sizes: heap toast indexes, analyze_ns.
+    # transactions, sizes: heap toast indexes, analyze_ns, redelivered.
     awk -v n="$N" -v hz="$CLK_TCK" '{
         indexes = ""; k = split($17, idx, ","); for (i = 1; i <= k; i++) { split(idx[i], kv, "=")
             indexes = indexes (i > 1 ? ", " : "") sprintf("%s %.1f", kv[1], kv[2] / n) }
-        printf "| %s | %s | %.0f | %d (%.0f) | %.1f (%.1f / %.1f / %.1f) | %.2f | %d | %.1f | %.1f | %s | %.2f | %.2f | %.1f | %.0f |\n",
-            $1, $2, n / ($3 / 1000), $14, ($14 > 0 ? n / $14 : 0), $8 / n, $11 / n, $12 / n, $13 / n, $7 / n, $10,
+        printf "| %s | %s | %.0f | %d | %d (%.0f) | %.1f (%.1f / %.1f / %.1f) | %.2f | %d | %.1f | %.1f | %s | %.2f | %.2f | %.1f | %.0f |\n",
+            $1, $2, n / ($3 / 1000), $19, $14, ($14 > 0 ? n / $14 : 0), $8 / n, $11 / n, $12 / n, $13 / n, $7 / n, $10,
             $15 / n, $16 / n, indexes, $4 / 1000 / n, $5 / 1000 / n, $6 / hz * 1e6 / n,
             $18 / 1e6 }' "$BENCH_TMP/results.txt"
 } | write_results pg_work.md
