@@ -35,6 +35,24 @@ $PG -d "$BENCH_DB" -c "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_wa
 # Nanoseconds PID spent on a CPU (first field of schedstat); 0 once it is gone.
 proc_ns() { cut -d' ' -f1 "/proc/$1/schedstat" 2>/dev/null || echo 0; }
 
+# wal_hold_open: a session holding a temporary physical replication slot that reserves WAL from now on;
+# wal_hold_close ends it (and the slot).
+wal_hold_open() {
+    rm -f "$BENCH_TMP/hold.in" "$BENCH_TMP/hold.out"
+    mkfifo "$BENCH_TMP/hold.in" "$BENCH_TMP/hold.out"
+    $PG -d "$BENCH_DB" <"$BENCH_TMP/hold.in" >"$BENCH_TMP/hold.out" 2>>"$BENCH_TMP/hold.log" &
+    HOLD_PID=$!
+    BENCH_PIDS+=("$HOLD_PID")
+    exec {HOLD_IN}>"$BENCH_TMP/hold.in" {HOLD_OUT}<"$BENCH_TMP/hold.out"
+    echo "SELECT 1 FROM pg_create_physical_replication_slot('${BENCH_ID}_hold', true, true);" >&"$HOLD_IN"
+    local answer
+    read -r -t 30 answer <&"$HOLD_OUT" || die "no replication slot to hold the WAL: $(tail -n 1 "$BENCH_TMP/hold.log")"
+}
+wal_hold_close() {
+    exec {HOLD_IN}>&- {HOLD_OUT}<&-
+    wait "$HOLD_PID" 2>/dev/null || true
+}
+
 # One run of one variant; appends a line to results.txt.
 run_variant() {
     local spec=$1 round=$2 label sql="" env=() t0 t1 cluster_from cluster_ticks lsn0 lsn1
@@ -51,6 +69,10 @@ run_variant() {
     [ -z "$sql" ] || $PG -d "$BENCH_DB" -f "$sql" >/dev/null
     "$BIN/order-generator" --count "$N" --seed "$SEED" >"$BENCH_TMP/generator.log" 2>&1 ||
         die "order-generator failed: $(tail -n 3 "$BENCH_TMP/generator.log")"
+    # A temporary replication slot, held by a session of its own for the run, keeps the run's WAL from being recycled
+    # before it is read: other databases' work (a DROP DATABASE requests a checkpoint) can remove segments within
+    # seconds. The slot goes with the session, so a run that dies leaves nothing that holds WAL.
+    wal_hold_open
     lsn0=$($PG -d "$BENCH_DB" -c "SELECT pg_current_wal_insert_lsn()")
     cluster_from=$(tree_ticks "$PG_PID")
     t0=$(now_ns)
@@ -94,6 +116,7 @@ run_variant() {
                coalesce(sum(record_length) FILTER (WHERE resource_manager = 'Transaction'), 0),
                (SELECT count(DISTINCT xid) FROM orders)
         FROM mine")
+    wal_hold_close
     local sizes
     sizes=$($PG -d "$BENCH_DB" -F ' ' -c "
         SELECT pg_relation_size('orders'), coalesce(pg_total_relation_size(reltoastrelid), 0),
