@@ -83,7 +83,8 @@ run_variant() {
     wait_stored "$N" 900
     t1=$(now_ns)
     cluster_ticks=$(($(tree_ticks "$PG_PID") - cluster_from))
-    lsn1=$($PG -d "$BENCH_DB" -c "SELECT pg_current_wal_insert_lsn()")
+    # Flushed, not inserted: pg_walinspect reads only up to the flush (every commit of the run is flushed by now).
+    lsn1=$($PG -d "$BENCH_DB" -c "SELECT pg_current_wal_flush_lsn()")
     # The service's backends, each over its life (they start with the service): the feed's by its name, the rest
     # are the pool's (writes, and the restore at start).
     local write_ns=0 feed_ns=0 pid app
