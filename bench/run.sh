@@ -8,18 +8,20 @@
 #   bench/run.sh scale              # two instances on one database: staleness, unknown ids, the cache bound
 #   bench/run.sh failover [N]       # kill a JetStream leader, a STAN node, the PostgreSQL primary: gap, redeliveries
 #   bench/run.sh criterion          # cargo bench: validation, serialization, cache lookup
+#   bench/run.sh pg_work [N] [R]    # PostgreSQL per order: WAL of its own database, sizes, backend CPU, ANALYZE
+#   bench/run.sh analyze_growth [N] # CPU of autovacuum's analyses while orders grows, per statistics target
 #   bench/run.sh all                # all of the above with their defaults (about 15 minutes)
 # Everything listens on and targets 127.0.0.1 only; every run uses its own database, STAN cluster id and ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 what=${1:-}
 [ -n "$what" ] || usage
 shift
 case "$what" in
-    http | ingest | latency | restore | seed | scale | failover) exec "bench/$what.sh" "$@" ;;
+    http | ingest | latency | restore | seed | scale | failover | pg_work | analyze_growth) exec "bench/$what.sh" "$@" ;;
     criterion)
         cargo bench --locked --bench hot_paths -- --warm-up-time 1 --measurement-time 3 "$@" |
             tee /dev/stderr | awk '

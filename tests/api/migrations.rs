@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use order_service::storage::{self, Pool};
 use serde_json::Value;
 
-use crate::helpers::empty_database;
+use crate::helpers::{empty_database, migrated_database};
 
 /// The files in `migrations/`, as refinery names them (`V1__create_orders`), in version order.
 fn migration_files() -> Vec<(i32, String)> {
@@ -253,5 +253,34 @@ async fn the_migrate_command_prints_each_migration_it_applies_then_that_none_is_
         .collect();
     assert_eq!(String::from_utf8(first.stdout)?, expected);
     assert_eq!(String::from_utf8(second.stdout)?, "no migration to apply\n");
+    Ok(())
+}
+
+#[actix_web::test]
+async fn every_column_of_orders_has_the_small_statistics_target_so_each_analysis_reads_a_small_sample(
+) -> anyhow::Result<()> {
+    // Arrange: the schema as the migrations leave it.
+    let (_url, pool) = migrated_database().await?;
+    let conn = pool.get().await?;
+
+    // Act: each column's own target; -1 means the server's default (100: a sample of 30,000 rows).
+    let rows = conn
+        .query(
+            "SELECT attname::text, attstattarget::int4 FROM pg_attribute
+             WHERE attrelid = 'orders'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            &[],
+        )
+        .await?;
+
+    // Assert: an analysis samples 300 rows per point of the largest target, so one column left at the default
+    // would bring back the sample V8 made ten times smaller.
+    assert!(!rows.is_empty(), "orders has columns");
+    for row in &rows {
+        let (column, target): (String, i32) = (row.try_get(0)?, row.try_get(1)?);
+        assert!(
+            (0..=10).contains(&target),
+            "column {column} of orders has statistics target {target}, not 10 or less (V8)"
+        );
+    }
     Ok(())
 }
