@@ -98,6 +98,7 @@ impl Application {
         let mut feed_config: tokio_postgres::Config = settings
             .database
             .url
+            .expose()
             .parse()
             .context("DATABASE_URL is not a valid PostgreSQL URL")?;
         // The feed's LISTEN connection is protected as the pool's are.

@@ -111,7 +111,7 @@ impl PersistError {
 
 /// Connects once, to fail at start with the cause (the pool alone would only report a timeout), then builds the pool.
 pub async fn build_pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
-    let mut config: tokio_postgres::Config = settings.url.parse().with_context(|| {
+    let mut config: tokio_postgres::Config = settings.url.expose().parse().with_context(|| {
         format!(
             "DATABASE_URL {} is not a valid PostgreSQL URL",
             settings.redacted_url()
