@@ -8,7 +8,6 @@
 //!   tokio-postgres, ratsio or async-nats that repeats one in any shape we did not foresee is still masked.
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::{PoisonError, RwLock};
 
 pub use crate::config::secret::MASK;
@@ -162,15 +161,11 @@ fn urls(input: &str) -> String {
 }
 
 /// A URL or connection string that may carry credentials (`DATABASE_URL`, `STAN_URL`, `NATS_URL`): `Debug`
-/// shows it with its secrets masked by form, as `connection_string` does.
+/// shows it with its secrets masked by form, as `connection_string` does. clap builds it with `From<String>`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretUrl(String);
 
 impl SecretUrl {
-    pub fn new(value: impl Into<String>) -> SecretUrl {
-        SecretUrl(value.into())
-    }
-
     /// The URL with its credentials, for the one place that connects with it.
     pub fn expose(&self) -> &str {
         &self.0
@@ -185,20 +180,6 @@ impl SecretUrl {
 impl From<String> for SecretUrl {
     fn from(value: String) -> SecretUrl {
         SecretUrl(value)
-    }
-}
-
-impl From<&str> for SecretUrl {
-    fn from(value: &str) -> SecretUrl {
-        SecretUrl(value.to_owned())
-    }
-}
-
-impl FromStr for SecretUrl {
-    type Err = std::convert::Infallible;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        Ok(SecretUrl(value.to_owned()))
     }
 }
 
@@ -311,7 +292,7 @@ mod tests {
 
     #[test]
     fn a_secret_url_debugs_without_its_password() {
-        let url = SecretUrl::new("postgres://app:s3cret@db/orders?password=s3cret");
+        let url = SecretUrl::from("postgres://app:s3cret@db/orders?password=s3cret".to_owned());
         assert_eq!(
             format!("{url:?}"),
             r#""postgres://app:***@db/orders?password=***""#

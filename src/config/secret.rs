@@ -1,16 +1,15 @@
 //! A secret setting (a password, a token) in a type whose `Debug` never shows it, so a settings value can derive
 //! `Debug` and be logged whole. The value leaves only through `expose`, at the one place that sends it.
 //!
-//! Hand-written rather than the `secrecy` crate: the settings need `Clone`, `PartialEq` and clap's `FromStr`, and
+//! Hand-written rather than the `secrecy` crate: the settings need `Clone`, `PartialEq` and clap's `From<String>`, and
 //! zeroing memory on drop (what `secrecy` adds) buys nothing while clap keeps its own copy of every argument.
 
 use std::fmt;
-use std::str::FromStr;
 
 /// What a secret is replaced with wherever it would be shown.
 pub const MASK: &str = "***";
 
-/// A password or token: `Debug` shows `***`.
+/// A password or token: `Debug` shows `***`. clap builds it with `From<String>`.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -34,14 +33,6 @@ impl From<String> for Secret {
 impl From<&str> for Secret {
     fn from(value: &str) -> Secret {
         Secret(value.to_owned())
-    }
-}
-
-impl FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(value.to_owned()))
     }
 }
 
