@@ -1,5 +1,9 @@
 //! Settings: every one is a flag with an environment variable and a default in code; `--help` lists them all.
 //! The tree (application, database, the sources: stan and jetstream) follows z2p's `Settings`; clap parses it.
+//!
+//! The settings' helpers sit beside it: `secret` (values `Debug` never shows), `server_url` (URLs with
+//! credentials), `redact` (masking, on `server_url`), `admin` (the admin exposure policy), `backoff`, `client_id`.
+//! Uses no other part of the crate; every part above it may use it.
 
 pub mod admin;
 pub mod backoff;

@@ -8,6 +8,8 @@
 //! has checked every document it stores, so PostgreSQL's parse of each was paid for nothing), byte for byte what the
 //! cache serves, plus a few indexed key columns; they are never updated. Documents travel as raw bytes both ways
 //! (`RawJson`), so neither side parses or re-serializes them.
+//!
+//! Uses `telemetry`, `config` and `domain`; never `transport`, its peer, or anything above.
 
 mod connection;
 pub mod dead_letters;

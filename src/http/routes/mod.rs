@@ -1,4 +1,7 @@
 //! HTTP routes. Every error answers `{"error": "<code>", "message": "<text>"}`.
+//!
+//! One file per resource. Uses the parts below `http` (the cache actor, replay, storage's listings, telemetry,
+//! domain) and `http`'s own readiness and metrics; `app` mounts `configure_public` and `configure_admin`.
 
 mod health_check;
 mod metrics;
