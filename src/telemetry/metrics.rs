@@ -180,13 +180,7 @@ impl Metrics {
         Ok(Metrics {
             delivery_attempts,
             broker_recovery,
-            orders_validated: register(
-                r,
-                IntCounter::with_opts(opts(
-                    "orders_validated_total",
-                    "Messages that passed validation.",
-                ))?,
-            )?,
+            orders_validated: counter(r, "orders_validated_total", "Messages that passed validation.")?,
             // Every label value is created up front, so that a rate over it exists before the first event.
             orders_flagged: FlagRule::ALL
                 .iter()
@@ -196,17 +190,8 @@ impl Metrics {
                 .iter()
                 .map(|class| orders_rejected.with_label_values(&[class.as_str()]))
                 .collect(),
-            orders_persisted: register(
-                r,
-                IntCounter::with_opts(opts("orders_persisted_total", "New orders committed."))?,
-            )?,
-            orders_duplicate: register(
-                r,
-                IntCounter::with_opts(opts(
-                    "orders_duplicate_total",
-                    "Orders that were stored before (redeliveries, re-publishes), acked without a write.",
-                ))?,
-            )?,
+            orders_persisted: counter(r, "orders_persisted_total", "New orders committed.")?,
+            orders_duplicate: counter(r, "orders_duplicate_total", "Orders that were stored before (redeliveries, re-publishes), acked without a write.")?,
             commit_batch_messages: register(
                 r,
                 Histogram::with_opts(
@@ -237,20 +222,8 @@ impl Metrics {
                     .buckets(LATENCY_BUCKETS.to_vec()),
                 )?,
             )?,
-            commit_retries: register(
-                r,
-                IntCounter::with_opts(opts(
-                    "commit_retries_total",
-                    "Transactions that failed and were tried again.",
-                ))?,
-            )?,
-            commit_failures: register(
-                r,
-                IntCounter::with_opts(opts(
-                    "commit_failures_total",
-                    "Transactions given up after their retries; their messages are not acknowledged.",
-                ))?,
-            )?,
+            commit_retries: counter(r, "commit_retries_total", "Transactions that failed and were tried again.")?,
+            commit_failures: counter(r, "commit_failures_total", "Transactions given up after their retries; their messages are not acknowledged.")?,
             ack_duration: register(
                 r,
                 Histogram::with_opts(
@@ -261,53 +234,17 @@ impl Metrics {
                     .buckets(LATENCY_BUCKETS.to_vec()),
                 )?,
             )?,
-            cache_entries: register(
-                r,
-                IntGauge::with_opts(opts(
-                    "cache_entries",
-                    "Orders in an HTTP worker's cache (the one that changed last; without a bound all hold the same).",
-                ))?,
-            )?,
-            cache_bytes: register(
-                r,
-                IntGauge::with_opts(opts(
-                    "cache_bytes",
-                    "Bytes of order JSON in an HTTP worker's cache (shared with the other workers' caches).",
-                ))?,
-            )?,
+            cache_entries: gauge(r, "cache_entries", "Orders in an HTTP worker's cache (the one that changed last; without a bound all hold the same).")?,
+            cache_bytes: gauge(r, "cache_bytes", "Bytes of order JSON in an HTTP worker's cache (shared with the other workers' caches).")?,
             cache_hits: cache_lookups.with_label_values(&["hit"]),
             cache_misses: cache_lookups.with_label_values(&["miss"]),
-            cache_negative_hits: register(
-                r,
-                IntCounter::with_opts(opts(
-                    "cache_negative_hits_total",
-                    "Misses answered 404 from the negative cache (ids recently not found), without a query.",
-                ))?,
-            )?,
+            cache_negative_hits: counter(r, "cache_negative_hits_total", "Misses answered 404 from the negative cache (ids recently not found), without a query.")?,
             cache_read_through_found: read_throughs.with_label_values(&["found"]),
             cache_read_through_not_found: read_throughs.with_label_values(&["not_found"]),
             cache_read_through_errors: read_throughs.with_label_values(&["error"]),
-            cache_read_through_queries: register(
-                r,
-                IntCounter::with_opts(opts(
-                    "cache_read_through_queries_total",
-                    "Queries reading missed ids from PostgreSQL; each reads a batch of coalesced misses.",
-                ))?,
-            )?,
-            cache_evictions: register(
-                r,
-                IntCounter::with_opts(opts(
-                    "cache_evictions_total",
-                    "Orders evicted from a worker's cache to stay within CACHE_MAX_BYTES.",
-                ))?,
-            )?,
-            feed_orders: register(
-                r,
-                IntCounter::with_opts(opts(
-                    "feed_orders_total",
-                    "Orders delivered by the change feed from PostgreSQL, whoever committed them.",
-                ))?,
-            )?,
+            cache_read_through_queries: counter(r, "cache_read_through_queries_total", "Queries reading missed ids from PostgreSQL; each reads a batch of coalesced misses.")?,
+            cache_evictions: counter(r, "cache_evictions_total", "Orders evicted from a worker's cache to stay within CACHE_MAX_BYTES.")?,
+            feed_orders: counter(r, "feed_orders_total", "Orders delivered by the change feed from PostgreSQL, whoever committed them.")?,
             feed_lag: register(
                 r,
                 Histogram::with_opts(
@@ -319,20 +256,8 @@ impl Metrics {
                     .buckets(LATENCY_BUCKETS.to_vec()),
                 )?,
             )?,
-            feed_reconnects: register(
-                r,
-                IntCounter::with_opts(opts(
-                    "feed_reconnects_total",
-                    "Change feed (LISTEN) connections replaced after a loss.",
-                ))?,
-            )?,
-            feed_connected: register(
-                r,
-                IntGauge::with_opts(opts(
-                    "feed_connected",
-                    "1 while the change feed's LISTEN connection is up, else 0.",
-                ))?,
-            )?,
+            feed_reconnects: counter(r, "feed_reconnects_total", "Change feed (LISTEN) connections replaced after a loss.")?,
+            feed_connected: gauge(r, "feed_connected", "1 while the change feed's LISTEN connection is up, else 0.")?,
             cache_restore_duration: register(
                 r,
                 Gauge::with_opts(opts(
@@ -340,35 +265,11 @@ impl Metrics {
                     "Time taken at start to load the stored orders from PostgreSQL.",
                 ))?,
             )?,
-            cache_restored_orders: register(
-                r,
-                IntGauge::with_opts(opts(
-                    "cache_restored_orders",
-                    "Orders loaded from PostgreSQL at start.",
-                ))?,
-            )?,
+            cache_restored_orders: gauge(r, "cache_restored_orders", "Orders loaded from PostgreSQL at start.")?,
             http_request_duration,
-            ready: register(
-                r,
-                IntGauge::with_opts(opts(
-                    "ready",
-                    "1 when the service is ready (cache restored, database reachable, subscribed), else 0.",
-                ))?,
-            )?,
-            pipeline_stalled: register(
-                r,
-                IntGauge::with_opts(opts(
-                    "pipeline_stalled",
-                    "1 while deliveries wait and nothing has committed for STALL_AFTER seconds, else 0.",
-                ))?,
-            )?,
-            messages_unstorable: register(
-                r,
-                IntGauge::with_opts(opts(
-                    "messages_unstorable",
-                    "Messages PostgreSQL refused even as dead letters; they stay unacknowledged.",
-                ))?,
-            )?,
+            ready: gauge(r, "ready", "1 when the service is ready (cache restored, database reachable, subscribed), else 0.")?,
+            pipeline_stalled: gauge(r, "pipeline_stalled", "1 while deliveries wait and nothing has committed for STALL_AFTER seconds, else 0.")?,
+            messages_unstorable: gauge(r, "messages_unstorable", "Messages PostgreSQL refused even as dead letters; they stay unacknowledged.")?,
             registry,
         })
     }
@@ -479,6 +380,16 @@ fn name(base: &str) -> String {
 
 fn opts(base: &str, help: &str) -> Opts {
     Opts::new(name(base), help)
+}
+
+/// A counter named `<base>` (prefixed as every metric is), registered.
+fn counter(registry: &Registry, base: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
+    register(registry, IntCounter::with_opts(opts(base, help))?)
+}
+
+/// A gauge named `<base>` (prefixed as every metric is), registered.
+fn gauge(registry: &Registry, base: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
+    register(registry, IntGauge::with_opts(opts(base, help))?)
 }
 
 fn register<C: Collector + Clone + 'static>(
