@@ -180,7 +180,11 @@ impl Metrics {
         Ok(Metrics {
             delivery_attempts,
             broker_recovery,
-            orders_validated: counter(r, "orders_validated_total", "Messages that passed validation.")?,
+            orders_validated: counter(
+                r,
+                "orders_validated_total",
+                "Messages that passed validation.",
+            )?,
             // Every label value is created up front, so that a rate over it exists before the first event.
             orders_flagged: FlagRule::ALL
                 .iter()
@@ -191,7 +195,11 @@ impl Metrics {
                 .map(|class| orders_rejected.with_label_values(&[class.as_str()]))
                 .collect(),
             orders_persisted: counter(r, "orders_persisted_total", "New orders committed.")?,
-            orders_duplicate: counter(r, "orders_duplicate_total", "Orders that were stored before (redeliveries, re-publishes), acked without a write.")?,
+            orders_duplicate: counter(
+                r,
+                "orders_duplicate_total",
+                "Orders that were stored before (redeliveries, re-publishes), acked without a write.",
+            )?,
             commit_batch_messages: register(
                 r,
                 Histogram::with_opts(
@@ -212,52 +220,77 @@ impl Metrics {
                     .buckets(prometheus::exponential_buckets(1024.0, 4.0, 11)?),
                 )?,
             )?,
-            commit_duration: register(
+            commit_duration: latency_histogram(
                 r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        name("commit_duration_seconds"),
-                        "Time of each committed transaction.",
-                    )
-                    .buckets(LATENCY_BUCKETS.to_vec()),
-                )?,
+                "commit_duration_seconds",
+                "Time of each committed transaction.",
             )?,
-            commit_retries: counter(r, "commit_retries_total", "Transactions that failed and were tried again.")?,
-            commit_failures: counter(r, "commit_failures_total", "Transactions given up after their retries; their messages are not acknowledged.")?,
-            ack_duration: register(
+            commit_retries: counter(
                 r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        name("ack_duration_seconds"),
-                        "From a delivery's arrival to its ack being sent.",
-                    )
-                    .buckets(LATENCY_BUCKETS.to_vec()),
-                )?,
+                "commit_retries_total",
+                "Transactions that failed and were tried again.",
             )?,
-            cache_entries: gauge(r, "cache_entries", "Orders in an HTTP worker's cache (the one that changed last; without a bound all hold the same).")?,
-            cache_bytes: gauge(r, "cache_bytes", "Bytes of order JSON in an HTTP worker's cache (shared with the other workers' caches).")?,
+            commit_failures: counter(
+                r,
+                "commit_failures_total",
+                "Transactions given up after their retries; their messages are not acknowledged.",
+            )?,
+            ack_duration: latency_histogram(
+                r,
+                "ack_duration_seconds",
+                "From a delivery's arrival to its ack being sent.",
+            )?,
+            cache_entries: gauge(
+                r,
+                "cache_entries",
+                "Orders in an HTTP worker's cache (the one that changed last; without a bound all hold the same).",
+            )?,
+            cache_bytes: gauge(
+                r,
+                "cache_bytes",
+                "Bytes of order JSON in an HTTP worker's cache (shared with the other workers' caches).",
+            )?,
             cache_hits: cache_lookups.with_label_values(&["hit"]),
             cache_misses: cache_lookups.with_label_values(&["miss"]),
-            cache_negative_hits: counter(r, "cache_negative_hits_total", "Misses answered 404 from the negative cache (ids recently not found), without a query.")?,
+            cache_negative_hits: counter(
+                r,
+                "cache_negative_hits_total",
+                "Misses answered 404 from the negative cache (ids recently not found), without a query.",
+            )?,
             cache_read_through_found: read_throughs.with_label_values(&["found"]),
             cache_read_through_not_found: read_throughs.with_label_values(&["not_found"]),
             cache_read_through_errors: read_throughs.with_label_values(&["error"]),
-            cache_read_through_queries: counter(r, "cache_read_through_queries_total", "Queries reading missed ids from PostgreSQL; each reads a batch of coalesced misses.")?,
-            cache_evictions: counter(r, "cache_evictions_total", "Orders evicted from a worker's cache to stay within CACHE_MAX_BYTES.")?,
-            feed_orders: counter(r, "feed_orders_total", "Orders delivered by the change feed from PostgreSQL, whoever committed them.")?,
-            feed_lag: register(
+            cache_read_through_queries: counter(
                 r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        name("feed_lag_seconds"),
-                        "From the start of an order's transaction to its delivery by the change feed \
-                         (the oldest order of each delivered batch).",
-                    )
-                    .buckets(LATENCY_BUCKETS.to_vec()),
-                )?,
+                "cache_read_through_queries_total",
+                "Queries reading missed ids from PostgreSQL; each reads a batch of coalesced misses.",
             )?,
-            feed_reconnects: counter(r, "feed_reconnects_total", "Change feed (LISTEN) connections replaced after a loss.")?,
-            feed_connected: gauge(r, "feed_connected", "1 while the change feed's LISTEN connection is up, else 0.")?,
+            cache_evictions: counter(
+                r,
+                "cache_evictions_total",
+                "Orders evicted from a worker's cache to stay within CACHE_MAX_BYTES.",
+            )?,
+            feed_orders: counter(
+                r,
+                "feed_orders_total",
+                "Orders delivered by the change feed from PostgreSQL, whoever committed them.",
+            )?,
+            feed_lag: latency_histogram(
+                r,
+                "feed_lag_seconds",
+                "From the start of an order's transaction to its delivery by the change feed \
+                 (the oldest order of each delivered batch).",
+            )?,
+            feed_reconnects: counter(
+                r,
+                "feed_reconnects_total",
+                "Change feed (LISTEN) connections replaced after a loss.",
+            )?,
+            feed_connected: gauge(
+                r,
+                "feed_connected",
+                "1 while the change feed's LISTEN connection is up, else 0.",
+            )?,
             cache_restore_duration: register(
                 r,
                 Gauge::with_opts(opts(
@@ -265,11 +298,27 @@ impl Metrics {
                     "Time taken at start to load the stored orders from PostgreSQL.",
                 ))?,
             )?,
-            cache_restored_orders: gauge(r, "cache_restored_orders", "Orders loaded from PostgreSQL at start.")?,
+            cache_restored_orders: gauge(
+                r,
+                "cache_restored_orders",
+                "Orders loaded from PostgreSQL at start.",
+            )?,
             http_request_duration,
-            ready: gauge(r, "ready", "1 when the service is ready (cache restored, database reachable, subscribed), else 0.")?,
-            pipeline_stalled: gauge(r, "pipeline_stalled", "1 while deliveries wait and nothing has committed for STALL_AFTER seconds, else 0.")?,
-            messages_unstorable: gauge(r, "messages_unstorable", "Messages PostgreSQL refused even as dead letters; they stay unacknowledged.")?,
+            ready: gauge(
+                r,
+                "ready",
+                "1 when the service is ready (cache restored, database reachable, subscribed), else 0.",
+            )?,
+            pipeline_stalled: gauge(
+                r,
+                "pipeline_stalled",
+                "1 while deliveries wait and nothing has committed for STALL_AFTER seconds, else 0.",
+            )?,
+            messages_unstorable: gauge(
+                r,
+                "messages_unstorable",
+                "Messages PostgreSQL refused even as dead letters; they stay unacknowledged.",
+            )?,
             registry,
         })
     }
@@ -380,6 +429,20 @@ fn name(base: &str) -> String {
 
 fn opts(base: &str, help: &str) -> Opts {
     Opts::new(name(base), help)
+}
+
+/// A histogram of seconds with the latency buckets, named `<base>` (prefixed as every metric is), registered.
+fn latency_histogram(
+    registry: &Registry,
+    base: &str,
+    help: &str,
+) -> Result<Histogram, prometheus::Error> {
+    register(
+        registry,
+        Histogram::with_opts(
+            HistogramOpts::new(name(base), help).buckets(LATENCY_BUCKETS.to_vec()),
+        )?,
+    )
 }
 
 /// A counter named `<base>` (prefixed as every metric is), registered.
