@@ -56,12 +56,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(
                 database = %settings.database.redacted_url(),
                 sources = ?settings.distinct_sources(),
-                stan_url = %redact::connection_string(&settings.stan.url),
+                stan_url = %settings.stan.url.redacted(),
                 http_addr = %settings.application.http_addr,
                 admin_addr = %settings.application.admin_addr,
                 cluster_id = %settings.stan.cluster_id,
                 channel = %settings.stan.channel,
-                nats_url = %redact::connection_string(&settings.jetstream.url),
+                nats_url = %settings.jetstream.url.redacted(),
                 stream = %settings.jetstream.stream,
                 "Starting."
             );

@@ -348,6 +348,18 @@ mod tests {
         OrderUid::parse(s).expect("valid uid")
     }
 
+    /// A group of one member, started and warm.
+    async fn warm_member(
+        snapshot: Arc<[CachedOrder]>,
+        settings: CacheSettings,
+        metrics: &Metrics,
+    ) -> (CacheGroup, LocalCache) {
+        let group = CacheGroup::new(snapshot, 1, settings, metrics);
+        let member = OrderCache::start_local_member(&group);
+        group.wait_until_warm(1).await;
+        (group, member)
+    }
+
     fn metrics() -> Metrics {
         Metrics::new().expect("valid metric names")
     }
@@ -356,9 +368,8 @@ mod tests {
     async fn size_and_lookups_are_counted() {
         // Arrange
         let metrics = metrics();
-        let group = CacheGroup::new(vec![order("a", b"{}")].into(), 1, unbounded(), &metrics);
-        let member = OrderCache::start_local_member(&group);
-        group.wait_until_warm(1).await;
+        let (group, member) =
+            warm_member(vec![order("a", b"{}")].into(), unbounded(), &metrics).await;
 
         // Act: "a" again is not a new entry.
         group.broadcast(vec![order("b", b"[1]"), order("a", b"{ }")].into());
@@ -400,9 +411,8 @@ mod tests {
 
     #[actix::test]
     async fn a_cached_order_keeps_its_first_document() {
-        let group = CacheGroup::new(vec![order("a", b"1")].into(), 1, unbounded(), &metrics());
-        let member = OrderCache::start_local_member(&group);
-        group.wait_until_warm(1).await;
+        let (group, member) =
+            warm_member(vec![order("a", b"1")].into(), unbounded(), &metrics()).await;
         group.broadcast(vec![order("a", b"2")].into());
         assert_eq!(
             member.get(uid("a")).await.expect("alive"),
@@ -439,9 +449,8 @@ mod tests {
         let metrics = metrics();
         let source = Arc::new(MapSource::default());
         source.store("x", b"{\"x\":1}");
-        let group = CacheGroup::new(Vec::new().into(), 1, settings(&source, None), &metrics);
-        let member = OrderCache::start_local_member(&group);
-        group.wait_until_warm(1).await;
+        let (_group, member) =
+            warm_member(Vec::new().into(), settings(&source, None), &metrics).await;
 
         // Act
         let first = member.get(uid("x")).await.expect("answered");
@@ -461,9 +470,8 @@ mod tests {
         let metrics = metrics();
         let (source, gate) = MapSource::gated();
         source.store("found", b"1");
-        let group = CacheGroup::new(Vec::new().into(), 1, settings(&source, None), &metrics);
-        let member = OrderCache::start_local_member(&group);
-        group.wait_until_warm(1).await;
+        let (_group, member) =
+            warm_member(Vec::new().into(), settings(&source, None), &metrics).await;
 
         // Act: the first miss starts a query; 300 more arrive while it is held.
         let first = actix::spawn({
@@ -500,9 +508,8 @@ mod tests {
         // Arrange
         let metrics = metrics();
         let source = Arc::new(MapSource::default());
-        let group = CacheGroup::new(Vec::new().into(), 1, settings(&source, None), &metrics);
-        let member = OrderCache::start_local_member(&group);
-        group.wait_until_warm(1).await;
+        let (group, member) =
+            warm_member(Vec::new().into(), settings(&source, None), &metrics).await;
 
         // Act
         let first = member.get(uid("z")).await.expect("answered");
@@ -522,9 +529,8 @@ mod tests {
         // Arrange: a lookup is in flight; its snapshot predates the order.
         let metrics = metrics();
         let (source, gate) = MapSource::gated();
-        let group = CacheGroup::new(Vec::new().into(), 1, settings(&source, None), &metrics);
-        let member = OrderCache::start_local_member(&group);
-        group.wait_until_warm(1).await;
+        let (group, member) =
+            warm_member(Vec::new().into(), settings(&source, None), &metrics).await;
         let lookup = actix::spawn({
             let member = member.clone();
             async move { member.get(uid("late")).await }
@@ -595,9 +601,7 @@ mod tests {
             max_bytes: None,
             source: source.clone(),
         };
-        let group = CacheGroup::new(Vec::new().into(), 1, settings, &metrics);
-        let member = OrderCache::start_local_member(&group);
-        group.wait_until_warm(1).await;
+        let (_group, member) = warm_member(Vec::new().into(), settings, &metrics).await;
 
         let first = member.get(uid("x")).await;
         let second = member.get(uid("x")).await;
@@ -613,9 +617,7 @@ mod tests {
 
     #[actix::test]
     async fn the_feed_skips_each_own_commit_once_and_nothing_else() {
-        let group = CacheGroup::new(Vec::new().into(), 1, unbounded(), &metrics());
-        let member = OrderCache::start_local_member(&group);
-        group.wait_until_warm(1).await;
+        let (group, member) = warm_member(Vec::new().into(), unbounded(), &metrics()).await;
 
         group.cache_committed(vec![order("own", b"1")].into());
 

@@ -14,6 +14,8 @@
 //! all of them, so the cost of a message between actors is paid per run of deliveries, not per delivery (a lone
 //! delivery is a run of one and waits for nothing). Each delivery carries its tracing span ("Process order"), built
 //! only if a line is logged about it (`MessageSpan`).
+//!
+//! Uses `cache`, `storage`, `transport`, `telemetry`, `config` and `domain`; `replay`, `http` and `app` use it.
 
 pub mod cache;
 pub mod message_span;

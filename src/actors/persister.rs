@@ -148,8 +148,8 @@ const SLOW_COMMIT: Duration = Duration::from_secs(1);
 /// How long redeliveries of a message that cannot be stored are answered at once before it is tried again.
 const UNSTORABLE_RETRY: Duration = Duration::from_secs(60);
 
-/// One checked message: what the validator made of a delivery.
-pub enum Item {
+/// One entry of a `PersistBatch`: what the validator made of a delivery (an order to store, or a dead letter).
+pub enum BatchEntry {
     Order(Box<PersistOrder>),
     Rejected(PersistRejected),
 }
@@ -157,7 +157,7 @@ pub enum Item {
 /// Store these messages; answers one result per message, in order, once all of them are settled.
 #[derive(Message)]
 #[rtype(result = "Vec<Result<Outcome, PipelineError>>")]
-pub struct PersistBatch(pub Vec<Item>);
+pub struct PersistBatch(pub Vec<BatchEntry>);
 
 /// Where a message's result goes: its place in the `PersistBatch` it came with.
 #[derive(Debug, Clone, Copy)]
@@ -173,41 +173,41 @@ struct BatchReply {
     answer: oneshot::Sender<Vec<Result<Outcome, PipelineError>>>,
 }
 
-impl Item {
+impl BatchEntry {
     fn span(&self) -> &MessageSpan {
         match self {
-            Item::Order(o) => &o.span,
-            Item::Rejected(r) => &r.span,
+            BatchEntry::Order(o) => &o.span,
+            BatchEntry::Rejected(r) => &r.span,
         }
     }
 
     fn is_replay(&self) -> bool {
         match self {
-            Item::Order(o) => o.replay,
-            Item::Rejected(r) => r.replay,
+            BatchEntry::Order(o) => o.replay,
+            BatchEntry::Rejected(r) => r.replay,
         }
     }
 
     /// The message's place in its source: what a copy delivered again shares with it.
     fn key(&self) -> (Origin, u64) {
         match self {
-            Item::Order(o) => (o.origin.clone(), o.sequence),
-            Item::Rejected(r) => (r.origin.clone(), r.sequence),
+            BatchEntry::Order(o) => (o.origin.clone(), o.sequence),
+            BatchEntry::Rejected(r) => (r.origin.clone(), r.sequence),
         }
     }
 
     fn sequence(&self) -> u64 {
         match self {
-            Item::Order(o) => o.sequence,
-            Item::Rejected(r) => r.sequence,
+            BatchEntry::Order(o) => o.sequence,
+            BatchEntry::Rejected(r) => r.sequence,
         }
     }
 
     /// What the message puts into a transaction: the payload, the document, the reasons.
     fn bytes(&self) -> usize {
         match self {
-            Item::Order(o) => o.raw.len() + o.columns.document.len(),
-            Item::Rejected(r) => {
+            BatchEntry::Order(o) => o.raw.len() + o.columns.document.len(),
+            BatchEntry::Rejected(r) => {
                 r.raw.len()
                     + r.rejection
                         .reasons
@@ -220,14 +220,14 @@ impl Item {
 
     fn kind(&self) -> Kind {
         match self {
-            Item::Order(_) => Kind::Order,
-            Item::Rejected(r) => Kind::DeadLetter(r.rejection.class),
+            BatchEntry::Order(_) => Kind::Order,
+            BatchEntry::Rejected(r) => Kind::DeadLetter(r.rejection.class),
         }
     }
 }
 
 struct Pending {
-    item: Item,
+    entry: BatchEntry,
     reply: ReplyTo,
 }
 
@@ -293,10 +293,10 @@ impl OrderPersister {
     /// Queues a batch's messages for the next transactions; the future answers when all of them are settled.
     fn enqueue(
         &mut self,
-        items: Vec<Item>,
+        entries: Vec<BatchEntry>,
         ctx: &mut Context<Self>,
     ) -> ResponseFuture<Vec<Result<Outcome, PipelineError>>> {
-        let count = items.len();
+        let count = entries.len();
         let (answer, answered) = oneshot::channel();
         let batch = self.next_batch;
         self.next_batch += 1;
@@ -308,16 +308,16 @@ impl OrderPersister {
                 answer,
             },
         );
-        for (index, item) in items.into_iter().enumerate() {
+        for (index, entry) in entries.into_iter().enumerate() {
             let reply = ReplyTo { batch, index };
             // A replay shares its dead letter's sequence with the original delivery; it is never a copy of one.
-            if !item.is_replay() {
-                if let Err(error) = self.admit(item.key()) {
+            if !entry.is_replay() {
+                if let Err(error) = self.admit(entry.key()) {
                     self.settle(reply, Err(error));
                     continue;
                 }
             }
-            self.pending.push_back(Pending { item, reply });
+            self.pending.push_back(Pending { entry, reply });
         }
         if count == 0 {
             self.send_reply(batch);
@@ -374,7 +374,7 @@ impl OrderPersister {
             let (replaced, kept): (VecDeque<Pending>, VecDeque<Pending>) =
                 std::mem::take(&mut self.pending)
                     .into_iter()
-                    .partition(|p| !p.item.is_replay() && p.item.key() == key);
+                    .partition(|p| !p.entry.is_replay() && p.entry.key() == key);
             self.pending = kept;
             for old in replaced {
                 self.settle(old.reply, Err(PipelineError::Dropped));
@@ -392,23 +392,23 @@ impl OrderPersister {
             return;
         }
         let count = batch_len(
-            self.pending.iter().map(|p| p.item.bytes()),
+            self.pending.iter().map(|p| p.entry.bytes()),
             self.settings.batch_size,
             self.settings.batch_max_bytes,
         );
         let batch: Vec<Pending> = self.pending.drain(..count).collect();
-        for pending in batch.iter().filter(|p| !p.item.is_replay()) {
-            self.pending_sequences.remove(&pending.item.key());
+        for pending in batch.iter().filter(|p| !p.entry.is_replay()) {
+            self.pending_sequences.remove(&pending.entry.key());
         }
         self.committing = true;
         let metrics = &self.committer.metrics;
         metrics.commit_batch_messages.observe(count as f64);
-        let bytes: usize = batch.iter().map(|p| p.item.bytes()).sum();
+        let bytes: usize = batch.iter().map(|p| p.entry.bytes()).sum();
         metrics.commit_batch_bytes.observe(bytes as f64);
         let committer = self.committer.clone();
         let commit = async move {
-            let items: Vec<&Item> = batch.iter().map(|p| &p.item).collect();
-            let results = commit_isolating_bad_rows(&committer, &items, None).await;
+            let entries: Vec<&BatchEntry> = batch.iter().map(|p| &p.entry).collect();
+            let results = commit_isolating_bad_rows(&committer, &entries, None).await;
             (batch, results)
         };
         // One future at a time in this context: the batch, not each message.
@@ -427,8 +427,8 @@ impl OrderPersister {
         let new_orders: Vec<CachedOrder> = batch
             .iter()
             .zip(&results)
-            .filter_map(|(pending, result)| match (&pending.item, result) {
-                (Item::Order(o), Ok(outcome @ (Outcome::Persisted | Outcome::Duplicate))) => {
+            .filter_map(|(pending, result)| match (&pending.entry, result) {
+                (BatchEntry::Order(o), Ok(outcome @ (Outcome::Persisted | Outcome::Duplicate))) => {
                     Some(CachedOrder {
                         uid: Arc::from(o.columns.uid.as_str()),
                         document: cache_copy(&mut self.documents, &o.columns.document, *outcome),
@@ -442,7 +442,7 @@ impl OrderPersister {
         }
         let (metrics, health) = (&self.committer.metrics, &self.committer.health);
         for (pending, result) in batch.iter().zip(&results) {
-            let (key, sequence) = (pending.item.key(), pending.item.sequence());
+            let (key, sequence) = (pending.entry.key(), pending.entry.sequence());
             match result {
                 Ok(Outcome::Persisted) => metrics.orders_persisted.inc(),
                 Ok(Outcome::Duplicate) => metrics.orders_duplicate.inc(),
@@ -480,10 +480,10 @@ impl Handler<PersistBatch> for OrderPersister {
     /// Queues the messages for the next transactions; answers once every one of them is committed or failed.
     fn handle(
         &mut self,
-        PersistBatch(items): PersistBatch,
+        PersistBatch(entries): PersistBatch,
         ctx: &mut Self::Context,
     ) -> Self::Result {
-        self.enqueue(items, ctx)
+        self.enqueue(entries, ctx)
     }
 }
 
@@ -497,27 +497,27 @@ fn cache_copy(arena: &mut DocumentArena, document: &[u8], outcome: Outcome) -> B
     }
 }
 
-/// Commits `items`, isolating what PostgreSQL refuses: a batch refused the same way twice is bisected (`known` is
+/// Commits `entries`, isolating what PostgreSQL refuses: a batch refused the same way twice is bisected (`known` is
 /// the refusal its parent met, so a half refused the same way splits at once), a lone message is tried alone and
 /// kept as a dead letter if it is still refused.
 fn commit_isolating_bad_rows<'a>(
     committer: &'a Committer,
-    items: &'a [&'a Item],
+    entries: &'a [&'a BatchEntry],
     known: Option<Failure>,
 ) -> BoxFuture<'a, Vec<Result<Outcome, PipelineError>>> {
     Box::pin(async move {
-        if let [item] = items {
-            return vec![commit_alone(committer, item).await];
+        if let [entry] = entries {
+            return vec![commit_alone(committer, entry).await];
         }
-        let (error, failure) = match commit_with_retry(committer, items, RETRY, known).await {
+        let (error, failure) = match commit_with_retry(committer, entries, RETRY, known).await {
             Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
             Err(failed) => failed,
         };
-        match plan_after_failure(&failure, items.len()) {
+        match plan_after_failure(&failure, entries.len()) {
             FailurePlan::Bisect => {
-                tracing::warn!(error = %error_chain(&error), messages = items.len(),
+                tracing::warn!(error = %error_chain(&error), messages = entries.len(),
                     "PostgreSQL refused a batch twice; committing its halves apart to find the message to blame.");
-                let (left, right) = items.split_at(items.len() / 2);
+                let (left, right) = entries.split_at(entries.len() / 2);
                 let mut results =
                     commit_isolating_bad_rows(committer, left, Some(failure.clone())).await;
                 results.extend(commit_isolating_bad_rows(committer, right, Some(failure)).await);
@@ -525,7 +525,7 @@ fn commit_isolating_bad_rows<'a>(
             }
             FailurePlan::DeadLetter(_) | FailurePlan::FailAll => {
                 let error = Arc::new(error);
-                items
+                entries
                     .iter()
                     .map(|_| Err(PipelineError::Persist(error.clone())))
                     .collect()
@@ -535,12 +535,12 @@ fn commit_isolating_bad_rows<'a>(
 }
 
 /// One message in a transaction of its own, `STORE_MAX_ATTEMPTS` times; still refused, it becomes a dead letter.
-async fn commit_alone(committer: &Committer, item: &Item) -> Result<Outcome, PipelineError> {
+async fn commit_alone(committer: &Committer, entry: &BatchEntry) -> Result<Outcome, PipelineError> {
     let alone = RetryPolicy::alone(committer.store_max_attempts);
-    match commit_with_retry(committer, &[item], alone, None).await {
+    match commit_with_retry(committer, &[entry], alone, None).await {
         Ok(mut outcomes) => outcomes.pop().ok_or(PipelineError::Dropped),
         Err((error, failure)) => match plan_after_failure(&failure, 1) {
-            FailurePlan::DeadLetter(class) => store_refused(committer, item, class, &error).await,
+            FailurePlan::DeadLetter(class) => store_refused(committer, entry, class, &error).await,
             FailurePlan::Bisect | FailurePlan::FailAll => Err(PipelineError::from(Arc::new(error))),
         },
     }
@@ -550,7 +550,7 @@ async fn commit_alone(committer: &Committer, item: &Item) -> Result<Outcome, Pip
 /// too, the message is unstorable: reported, and left unacked.
 async fn store_refused(
     committer: &Committer,
-    item: &Item,
+    entry: &BatchEntry,
     class: RejectClass,
     error: &PersistError,
 ) -> Result<Outcome, PipelineError> {
@@ -558,11 +558,11 @@ async fn store_refused(
         pointer: String::new(),
         message: format!("PostgreSQL refused the message: {}", error_chain(error)),
     }];
-    let (payload, order_uid, origin) = match item {
-        Item::Order(o) => (&o.raw, Some(o.columns.uid.as_str()), &o.origin),
-        Item::Rejected(r) => (&r.raw, r.rejection.order_uid.as_deref(), &r.origin),
+    let (payload, order_uid, origin) = match entry {
+        BatchEntry::Order(o) => (&o.raw, Some(o.columns.uid.as_str()), &o.origin),
+        BatchEntry::Rejected(r) => (&r.raw, r.rejection.order_uid.as_deref(), &r.origin),
     };
-    let sequence = item.sequence();
+    let sequence = entry.sequence();
     let row = DeadLetterRow {
         source: origin.source.as_str(),
         channel: &origin.name,
@@ -578,7 +578,7 @@ async fn store_refused(
     )
     .await
     .unwrap_or(Err(PersistError::Deadline(committer.deadline)));
-    let span = item.span().open();
+    let span = entry.span().open();
     let _entered = span.enter();
     match stored {
         Ok(_) => {
@@ -600,7 +600,7 @@ async fn store_refused(
 /// has the commit deadline. The error comes back with what it means.
 async fn commit_with_retry(
     committer: &Committer,
-    items: &[&Item],
+    entries: &[&BatchEntry],
     policy: RetryPolicy,
     known: Option<Failure>,
 ) -> Result<Vec<Outcome>, (PersistError, Failure)> {
@@ -611,17 +611,17 @@ async fn commit_with_retry(
         deadline,
         ..
     } = committer;
-    let orders: Vec<OrderRow> = items
+    let orders: Vec<OrderRow> = entries
         .iter()
-        .filter_map(|item| match item {
-            Item::Order(o) => Some(order_row(o)),
-            Item::Rejected(_) => None,
+        .filter_map(|entry| match entry {
+            BatchEntry::Order(o) => Some(order_row(o)),
+            BatchEntry::Rejected(_) => None,
         })
         .collect();
-    let dead_letters: Vec<DeadLetterRow> = items
+    let dead_letters: Vec<DeadLetterRow> = entries
         .iter()
-        .filter_map(|item| match item {
-            Item::Rejected(r) => Some(DeadLetterRow {
+        .filter_map(|entry| match entry {
+            BatchEntry::Rejected(r) => Some(DeadLetterRow {
                 source: r.origin.source.as_str(),
                 channel: &r.origin.name,
                 sequence: r.sequence,
@@ -630,7 +630,7 @@ async fn commit_with_retry(
                 reasons: &r.rejection.reasons,
                 order_uid: r.rejection.order_uid.as_deref(),
             }),
-            Item::Order(_) => None,
+            BatchEntry::Order(_) => None,
         })
         .collect();
     let mut attempt = 1;
@@ -649,7 +649,7 @@ async fn commit_with_retry(
                 metrics.commit_duration.observe(took.as_secs_f64());
                 health.committed();
                 if took >= SLOW_COMMIT {
-                    tracing::warn!(seconds = took.as_secs_f64(), messages = items.len(),
+                    tracing::warn!(seconds = took.as_secs_f64(), messages = entries.len(),
                         "A commit was slow; messages unacknowledged longer than the ack wait are redelivered.");
                 }
                 break stored;
@@ -663,7 +663,7 @@ async fn commit_with_retry(
         match policy.after_failure(attempt, &failure, previous.as_ref()) {
             Some(delay) => {
                 metrics.commit_retries.inc();
-                tracing::warn!(error = %error_chain(&error), attempt, messages = items.len(),
+                tracing::warn!(error = %error_chain(&error), attempt, messages = entries.len(),
                     "Failed to commit a batch; retrying.");
                 tokio::time::sleep(delay).await;
                 attempt += 1;
@@ -671,13 +671,13 @@ async fn commit_with_retry(
             }
             None => {
                 metrics.commit_failures.inc();
-                tracing::error!(error = %error_chain(&error), attempt, messages = items.len(),
+                tracing::error!(error = %error_chain(&error), attempt, messages = entries.len(),
                     "Failed to commit a batch; giving up on this attempt.");
                 return Err((error, failure));
             }
         }
     };
-    outcomes(items, &stored).map_err(|error| (error, Failure::Unreachable))
+    outcomes(entries, &stored).map_err(|error| (error, Failure::Unreachable))
 }
 
 /// What a storage error means for the decisions; a passed deadline says as little about the rows as no answer.
@@ -700,20 +700,20 @@ fn order_row(o: &PersistOrder) -> OrderRow<'_> {
     }
 }
 
-/// Each item's outcome (see `policy::pair_outcomes`); conflicts are logged in their message's span.
-fn outcomes(items: &[&Item], stored: &[Stored]) -> Result<Vec<Outcome>, PersistError> {
-    let kinds: Vec<Kind> = items.iter().map(|item| item.kind()).collect();
-    let outcomes = pair_outcomes(&kinds, stored).map_err(|i| match items[i] {
-        Item::Order(o) => PersistError::Vanished(o.columns.uid.to_string()),
-        Item::Rejected(_) => PersistError::Vanished("a dead letter".into()),
+/// Each entry's outcome (see `policy::pair_outcomes`); conflicts are logged in their message's span.
+fn outcomes(entries: &[&BatchEntry], stored: &[Stored]) -> Result<Vec<Outcome>, PersistError> {
+    let kinds: Vec<Kind> = entries.iter().map(|entry| entry.kind()).collect();
+    let outcomes = pair_outcomes(&kinds, stored).map_err(|i| match entries[i] {
+        BatchEntry::Order(o) => PersistError::Vanished(o.columns.uid.to_string()),
+        BatchEntry::Rejected(_) => PersistError::Vanished("a dead letter".into()),
     })?;
-    let conflicts = items
+    let conflicts = entries
         .iter()
-        .filter(|item| matches!(item, Item::Order(_)))
+        .filter(|entry| matches!(entry, BatchEntry::Order(_)))
         .zip(stored);
-    for (item, result) in conflicts {
+    for (entry, result) in conflicts {
         if let Stored::Conflict(rejection) = result {
-            item.span().in_scope(|| {
+            entry.span().in_scope(|| {
                 tracing::warn!(reason = %rejection.summary(),
                     "Rejected an order whose order_uid is stored with other content.")
             });

@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use crate::actors::message_span::MessageSpan;
 use crate::actors::persister::{
-    all_failed, Item, OrderColumns, OrderPersister, Outcome, PersistBatch, PersistOrder,
+    all_failed, BatchEntry, OrderColumns, OrderPersister, Outcome, PersistBatch, PersistOrder,
     PersistRejected, PipelineError,
 };
 use crate::domain::{OrderSchema, RejectReason};
@@ -100,9 +100,9 @@ impl OrderValidator {
         sequence: u64,
         span: MessageSpan,
         keep_reasons: bool,
-    ) -> (Vec<RejectReason>, Item) {
+    ) -> (Vec<RejectReason>, BatchEntry) {
         let mut reasons = Vec::new();
-        let item = match self.schema.validate(&payload) {
+        let entry = match self.schema.validate(&payload) {
             Ok(order) => {
                 span.record_uid(order.uid.as_str());
                 self.metrics.orders_validated.inc();
@@ -114,7 +114,7 @@ impl OrderValidator {
                         "Accepted an order with flagged inconsistencies.");
                 }
                 // The order borrows from the payload: its columns are copied out before the payload moves on.
-                Item::Order(Box::new(PersistOrder {
+                BatchEntry::Order(Box::new(PersistOrder {
                     columns: OrderColumns::from(order),
                     raw: payload,
                     origin,
@@ -133,7 +133,7 @@ impl OrderValidator {
                 if keep_reasons {
                     reasons.clone_from(&rejection.reasons);
                 }
-                Item::Rejected(PersistRejected {
+                BatchEntry::Rejected(PersistRejected {
                     rejection,
                     raw: payload,
                     origin,
@@ -143,7 +143,7 @@ impl OrderValidator {
                 })
             }
         };
-        (reasons, item)
+        (reasons, entry)
     }
 }
 
@@ -153,7 +153,7 @@ impl Handler<ValidateBatch> for OrderValidator {
     /// Validates each message, then hands them all to the persister in one message and answers with its outcomes.
     fn handle(&mut self, msg: ValidateBatch, _: &mut Self::Context) -> Self::Result {
         let count = msg.messages.len();
-        let items = msg
+        let entries = msg
             .messages
             .into_iter()
             .map(|m| {
@@ -161,7 +161,7 @@ impl Handler<ValidateBatch> for OrderValidator {
                     .1
             })
             .collect();
-        let request = self.persister.send(PersistBatch(items));
+        let request = self.persister.send(PersistBatch(entries));
         Box::pin(async move {
             request
                 .await
@@ -175,14 +175,14 @@ impl Handler<ReplayMessage> for OrderValidator {
 
     /// The same path as a delivery; the answer adds the reasons of a new rejection.
     fn handle(&mut self, msg: ReplayMessage, _: &mut Self::Context) -> Self::Result {
-        let (reasons, item) = self.check(
+        let (reasons, entry) = self.check(
             msg.payload,
             msg.origin,
             msg.sequence,
             msg.span.clone(),
             true,
         );
-        let request = self.persister.send(PersistBatch(vec![item]));
+        let request = self.persister.send(PersistBatch(vec![entry]));
         Box::pin(
             async move {
                 let outcome = request

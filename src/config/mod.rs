@@ -1,19 +1,25 @@
 //! Settings: every one is a flag with an environment variable and a default in code; `--help` lists them all.
 //! The tree (application, database, the sources: stan and jetstream) follows z2p's `Settings`; clap parses it.
+//!
+//! The settings' helpers sit beside it: `secret` (values `Debug` never shows), `server_url` (URLs with
+//! credentials), `redact` (masking, on `server_url`), `admin` (the admin exposure policy), `backoff`, `client_id`.
+//! Uses no other part of the crate; every part above it may use it.
 
+pub mod admin;
 pub mod backoff;
 pub mod client_id;
 pub mod redact;
+pub mod secret;
 pub mod server_url;
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use redact::SecretUrl;
+pub use secret::Secret;
 use server_url::UrlParts;
 
 /// The command line: an optional subcommand (`serve` by default) and the settings.
@@ -166,65 +172,6 @@ pub enum LogFormat {
     Json,
 }
 
-impl ApplicationSettings {
-    /// Refuses an admin listener reachable from other hosts without a token: it would hand every order and the
-    /// replay to anyone on the network.
-    pub fn check_admin_exposure(&self) -> Result<(), String> {
-        let has_token = self
-            .admin_token
-            .as_ref()
-            .is_some_and(|t| !t.expose().is_empty());
-        if has_token || is_loopback(&self.admin_addr) {
-            return Ok(());
-        }
-        Err(format!(
-            "ADMIN_ADDR {} is not a loopback address and ADMIN_TOKEN is not set: the admin routes (every order, \
-             dead letters, replay, metrics) would be open to the network. Set ADMIN_TOKEN, or bind ADMIN_ADDR to \
-             127.0.0.1",
-            self.admin_addr
-        ))
-    }
-}
-
-/// True for `127.x.x.x:port`, `[::1]:port` and `localhost:port`.
-fn is_loopback(addr: &str) -> bool {
-    match addr.parse::<SocketAddr>() {
-        Ok(socket) => socket.ip().is_loopback(),
-        Err(_) => addr
-            .rsplit_once(':')
-            .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost")),
-    }
-}
-
-/// A secret setting (a token, a password): `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The value, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(value.to_owned()))
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(redact::MASK)
-    }
-}
-
 /// How the connection to PostgreSQL is protected.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
@@ -236,7 +183,7 @@ pub enum SslMode {
     VerifyFull,
 }
 
-#[derive(Args, Clone)]
+#[derive(Args, Debug, Clone)]
 pub struct DatabaseSettings {
     /// PostgreSQL connection URL (its password never reaches a log line).
     #[arg(
@@ -248,7 +195,7 @@ pub struct DatabaseSettings {
         hide_env_values = true,
         global = true
     )]
-    pub url: String,
+    pub url: SecretUrl,
     /// Connections in the database pool.
     #[arg(
         long = "db-pool-size",
@@ -303,26 +250,11 @@ impl DatabaseSettings {
 
     /// The URL without its password, for log lines and error messages.
     pub fn redacted_url(&self) -> String {
-        redact::connection_string(&self.url)
+        self.url.redacted()
     }
 }
 
-impl fmt::Debug for DatabaseSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DatabaseSettings")
-            .field("url", &self.redacted_url())
-            .field("pool_size", &self.pool_size)
-            .field("batch_size", &self.batch_size)
-            .field("batch_max_bytes", &self.batch_max_bytes)
-            .field("statement_timeout_secs", &self.statement_timeout_secs)
-            .field("store_max_attempts", &self.store_max_attempts)
-            .field("ssl_mode", &self.ssl_mode)
-            .field("ca_file", &self.ca_file)
-            .finish()
-    }
-}
-
-#[derive(Args, Clone)]
+#[derive(Args, Debug, Clone)]
 pub struct StanSettings {
     /// NATS servers of the NATS Streaming cluster: one URL, or a comma-separated list of the nodes of one NATS
     /// cluster (the service moves to another when its node dies). Entries may carry credentials
@@ -336,7 +268,7 @@ pub struct StanSettings {
         hide_env_values = true,
         global = true
     )]
-    pub url: String,
+    pub url: SecretUrl,
     /// NATS user name (with NATS_PASSWORD), for both sources; credentials in STAN_URL or NATS_URL win for that
     /// source.
     #[arg(long = "nats-user", env = "NATS_USER", global = true)]
@@ -428,44 +360,23 @@ pub struct StanSettings {
     pub probe_interval_secs: u64,
 }
 
-impl fmt::Debug for StanSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StanSettings")
-            .field("url", &redact::connection_string(&self.url))
-            .field("nats_user", &self.nats_user)
-            .field("nats_password", &self.nats_password)
-            .field("nats_token", &self.nats_token)
-            .field("nats_ca_file", &self.nats_ca_file)
-            .field("cluster_id", &self.cluster_id)
-            .field("channel", &self.channel)
-            .field("client_id", &self.client_id)
-            .field("durable_name", &self.durable_name)
-            .field("queue_group", &self.queue_group)
-            .field("ack_wait_secs", &self.ack_wait_secs)
-            .field("max_in_flight", &self.max_in_flight)
-            .field("timeout_secs", &self.timeout_secs)
-            .field("probe_interval_secs", &self.probe_interval_secs)
-            .finish()
-    }
-}
-
 impl Settings {
     /// Every secret these settings hold, for `redact::register`: whatever a library repeats of them is masked. Only
     /// the secrets themselves: a URL without one stays readable in error messages.
     pub fn secrets(&self) -> Vec<String> {
         let mut secrets = Vec::new();
-        if let Ok(config) = self.database.url.parse::<tokio_postgres::Config>() {
+        if let Ok(config) = self.database.url.expose().parse::<tokio_postgres::Config>() {
             if let Some(password) = config.get_password() {
                 secrets.push(String::from_utf8_lossy(password).into_owned());
             }
         }
         secrets.extend(
-            UrlParts::split(&self.database.url)
+            UrlParts::split(self.database.url.expose())
                 .and_then(|parts| parts.user_info())
                 .and_then(|user_info| user_info.secret()),
         );
-        secrets.extend(server_url::list_secrets(&self.stan.url));
-        secrets.extend(server_url::list_secrets(&self.jetstream.url));
+        secrets.extend(server_url::list_secrets(self.stan.url.expose()));
+        secrets.extend(server_url::list_secrets(self.jetstream.url.expose()));
         secrets.extend(
             [
                 &self.stan.nats_password,
@@ -493,7 +404,7 @@ impl StanSettings {
 
 /// The JetStream source. Its ack wait and max ack pending fall back to STAN's in-flight settings (`STAN_ACK_WAIT`,
 /// `STAN_MAX_IN_FLIGHT`), which they were before they had names of their own.
-#[derive(Args, Clone)]
+#[derive(Args, Debug, Clone)]
 pub struct JetStreamSettings {
     /// NATS servers with JetStream: one URL, or a comma-separated list of the nodes of one cluster. Entries may
     /// carry credentials, as STAN_URL's; else NATS_USER, NATS_PASSWORD, NATS_TOKEN and NATS_CA_FILE apply to every
@@ -507,7 +418,7 @@ pub struct JetStreamSettings {
         hide_env_values = true,
         global = true
     )]
-    pub url: String,
+    pub url: SecretUrl,
     /// The stream the orders are stored in.
     #[arg(
         id = "js_stream",
@@ -586,27 +497,6 @@ pub struct JetStreamSettings {
     pub info_interval_secs: u64,
 }
 
-impl fmt::Debug for JetStreamSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JetStreamSettings")
-            .field("url", &redact::connection_string(&self.url))
-            .field("stream", &self.stream)
-            .field("subject", &self.subject)
-            .field("consumer", &self.consumer)
-            .field("create_stream", &self.create_stream)
-            .field("max_msgs", &self.max_msgs)
-            .field("max_bytes", &self.max_bytes)
-            .field("max_age_secs", &self.max_age_secs)
-            .field("duplicate_window_secs", &self.duplicate_window_secs)
-            .field("replicas", &self.replicas)
-            .field("ack_wait_secs", &self.ack_wait_secs)
-            .field("max_ack_pending", &self.max_ack_pending)
-            .field("timeout_secs", &self.timeout_secs)
-            .field("info_interval_secs", &self.info_interval_secs)
-            .finish()
-    }
-}
-
 impl Settings {
     /// JetStream's ack wait: `JS_ACK_WAIT`, else `STAN_ACK_WAIT`.
     pub fn js_ack_wait(&self) -> Duration {
@@ -657,7 +547,7 @@ mod tests {
         ])
         .expect("options after the subcommand");
         assert_eq!(cli.command, Some(Command::Migrate));
-        assert_eq!(cli.settings.database.url, "postgres://x@y/z");
+        assert_eq!(cli.settings.database.url.expose(), "postgres://x@y/z");
     }
 
     #[test]
@@ -781,33 +671,5 @@ mod tests {
             "a URL without a secret stays readable: {:?}",
             plain.settings.secrets()
         );
-    }
-
-    #[test]
-    fn an_admin_listener_beyond_loopback_needs_a_token() {
-        let cases = [
-            ("127.0.0.1:8082", None, true),
-            ("[::1]:8082", None, true),
-            ("localhost:8082", None, true),
-            ("0.0.0.0:8082", None, false),
-            ("10.1.2.3:8082", Some(""), false),
-            ("0.0.0.0:8082", Some("t0ken"), true),
-        ];
-        for (addr, token, allowed) in cases {
-            let mut args = vec!["order-service", "--admin-addr", addr];
-            if let Some(token) = token {
-                args.extend(["--admin-token", token]);
-            }
-            let cli = Cli::try_parse_from(args).expect("parses");
-            let verdict = cli.settings.application.check_admin_exposure();
-            assert_eq!(
-                verdict.is_ok(),
-                allowed,
-                "{addr} with {token:?}: {verdict:?}"
-            );
-            if let Err(message) = verdict {
-                assert!(message.contains("ADMIN_TOKEN"), "{message}");
-            }
-        }
     }
 }

@@ -7,12 +7,11 @@
 //! - by value: every secret the settings hold is registered at start (`register`), so an error chain from
 //!   tokio-postgres, ratsio or async-nats that repeats one in any shape we did not foresee is still masked.
 
+use std::fmt;
 use std::sync::{PoisonError, RwLock};
 
-use crate::config::server_url::{self, UrlParts, UserInfo};
-
-/// What a secret is replaced with.
-pub const MASK: &str = "***";
+pub use crate::config::secret::MASK;
+use crate::config::server_url::{self, UrlParts};
 
 /// Parameter names whose values are secrets, in URL queries and key=value connection strings.
 const SECRET_KEYS: &[&str] = &[
@@ -152,34 +151,42 @@ fn urls(input: &str) -> String {
         out.push_str(&rest[..scheme_start]);
         let url = &rest[scheme_start..end];
         match UrlParts::split(url) {
-            Some(parts) => {
-                out.push_str(parts.scheme);
-                out.push_str("://");
-                match parts.user_info() {
-                    Some(UserInfo::UserPassword { user, .. }) => {
-                        out.push_str(user);
-                        out.push(':');
-                        out.push_str(MASK);
-                        out.push('@');
-                    }
-                    Some(UserInfo::Token(_)) => {
-                        out.push_str(MASK);
-                        out.push('@');
-                    }
-                    Some(UserInfo::User(user)) => {
-                        out.push_str(user);
-                        out.push('@');
-                    }
-                    None => {}
-                }
-                out.push_str(parts.rest);
-            }
+            Some(parts) => out.push_str(&parts.masked()),
             None => out.push_str(url),
         }
         rest = &rest[end..];
     }
     out.push_str(rest);
     out
+}
+
+/// A URL or connection string that may carry credentials (`DATABASE_URL`, `STAN_URL`, `NATS_URL`): `Debug`
+/// shows it with its secrets masked by form, as `connection_string` does. clap builds it with `From<String>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// The URL with its credentials, for the one place that connects with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its secrets masked, for log lines and error messages.
+    pub fn redacted(&self) -> String {
+        connection_string(&self.0)
+    }
+}
+
+impl From<String> for SecretUrl {
+    fn from(value: String) -> SecretUrl {
+        SecretUrl(value)
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.redacted(), f)
+    }
 }
 
 fn utf8_len(first: u8) -> usize {
@@ -281,6 +288,16 @@ mod tests {
         // Assert
         assert_eq!(plain, "server said: bad password *** for user");
         assert_eq!(decoded, "auth failed (***)");
+    }
+
+    #[test]
+    fn a_secret_url_debugs_without_its_password() {
+        let url = SecretUrl::from("postgres://app:s3cret@db/orders?password=s3cret".to_owned());
+        assert_eq!(
+            format!("{url:?}"),
+            r#""postgres://app:***@db/orders?password=***""#
+        );
+        assert!(url.expose().contains("s3cret"));
     }
 
     #[test]

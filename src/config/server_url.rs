@@ -1,6 +1,6 @@
 //! The one parser for URLs that may carry credentials, on the `url` crate: the NATS server lists (`STAN_URL`,
 //! `NATS_URL`, one or more comma-separated entries), the secrets the settings register for redaction, and the
-//! masking of URLs found in free text (redact.rs).
+//! masking of URLs found in free text (redact.rs, which uses this module; this one uses none of redaction's).
 //!
 //! One rule is added by hand, because users write passwords as they are: the user info ends at the *last* `@`, so
 //! a password may hold `/` or `@` unescaped (the `url` crate alone would take the `/` for the start of the path).
@@ -9,6 +9,8 @@
 use std::fmt;
 
 use percent_encoding::percent_decode_str;
+
+use crate::config::secret::{Secret, MASK};
 
 /// Schemes whose user info without a `:` is a token (NATS: `nats://<token>@host`), not a user name.
 const TOKEN_SCHEMES: &[&str] = &["nats", "tls", "ws", "wss"];
@@ -57,6 +59,17 @@ impl<'a> UrlParts<'a> {
         })
     }
 
+    /// The URL as written, with the secret of its user info (password or token) replaced by `***`.
+    pub fn masked(&self) -> String {
+        let user_info = match self.user_info() {
+            Some(UserInfo::UserPassword { user, .. }) => format!("{user}:{MASK}@"),
+            Some(UserInfo::Token(_)) => format!("{MASK}@"),
+            Some(UserInfo::User(user)) => format!("{user}@"),
+            None => String::new(),
+        };
+        format!("{}://{user_info}{}", self.scheme, self.rest)
+    }
+
     /// The user info, read by the scheme's rules: a lone word is a token for NATS schemes, a user name otherwise.
     pub fn user_info(&self) -> Option<UserInfo<'a>> {
         let user_info = self.user_info?;
@@ -87,21 +100,11 @@ pub fn decode(text: &str) -> String {
 }
 
 /// The credentials one NATS server entry carries, decoded.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NatsCredentials {
     None,
-    UserPassword { user: String, password: String },
-    Token(String),
-}
-
-impl fmt::Debug for NatsCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NatsCredentials::None => f.write_str("None"),
-            NatsCredentials::UserPassword { user, .. } => write!(f, "UserPassword({user}, ***)"),
-            NatsCredentials::Token(_) => f.write_str("Token(***)"),
-        }
-    }
+    UserPassword { user: String, password: Secret },
+    Token(Secret),
 }
 
 /// One entry of a NATS server list: where the server is, and the credentials the entry carried.
@@ -210,13 +213,14 @@ fn parse_server(position: usize, entry: &str) -> Result<ServerUrl, ServerListErr
         with_scheme = format!("nats://{entry}");
         &with_scheme
     };
-    let shown = || crate::config::redact::connection_string(entry);
     let Some(parts) = UrlParts::split(entry) else {
+        // Not reached: the entry has a scheme by now, so there is no user info to hide either.
         return Err(ServerListError::NotAServer {
             position,
-            entry: shown(),
+            entry: entry.to_owned(),
         });
     };
+    let shown = || masked_entry(&parts);
     let scheme = parts.scheme.to_ascii_lowercase();
     if !NATS_SCHEMES.contains(&scheme.as_str()) {
         return Err(ServerListError::Scheme {
@@ -251,13 +255,13 @@ fn parse_server(position: usize, entry: &str) -> Result<ServerUrl, ServerListErr
         None => NatsCredentials::None,
         Some(UserInfo::UserPassword { user, password }) => NatsCredentials::UserPassword {
             user: decode(user),
-            password: decode(password),
+            password: Secret::new(decode(password)),
         },
-        Some(UserInfo::Token(token)) => NatsCredentials::Token(decode(token)),
+        Some(UserInfo::Token(token)) => NatsCredentials::Token(Secret::new(decode(token))),
         // Not reached for NATS schemes, whose lone word is a token.
         Some(UserInfo::User(user)) => NatsCredentials::UserPassword {
             user: decode(user),
-            password: String::new(),
+            password: Secret::default(),
         },
     };
     Ok(ServerUrl {
@@ -266,6 +270,17 @@ fn parse_server(position: usize, entry: &str) -> Result<ServerUrl, ServerListErr
         port: url.port().unwrap_or(NATS_DEFAULT_PORT),
         credentials,
     })
+}
+
+/// An entry for an error message: its user info's secret masked, and its query (a NATS entry has none, but
+/// `?token=` may be written there) masked whole.
+fn masked_entry(parts: &UrlParts<'_>) -> String {
+    let mut shown = parts.masked();
+    if let Some(query) = shown.find('?') {
+        shown.truncate(query + 1);
+        shown.push_str(MASK);
+    }
+    shown
 }
 
 /// The list for log lines, `--help`-style answers and `/readyz`: each entry without credentials.

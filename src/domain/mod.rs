@@ -1,4 +1,6 @@
 //! What an order is, and how raw bytes from the channel become one (or a reasoned rejection).
+//!
+//! No I/O, and no other part of the crate: the bottom layer, which every part may use.
 
 mod canonical;
 mod conflict;

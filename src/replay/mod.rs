@@ -2,6 +2,8 @@
 //! its source (STAN or JetStream) delivered them anew, and the dead letter records what became of them. `POST /rejected/{id}/replay` calls
 //! this; the CLI `order-service replay` calls that route, so the work always happens in the service whose caches
 //! must see a stored order.
+//!
+//! Uses `actors` (the validator it sends to), `transport`, `storage`, `telemetry` and `domain`; `http` uses it.
 
 pub mod client;
 

@@ -8,6 +8,8 @@
 //! has checked every document it stores, so PostgreSQL's parse of each was paid for nothing), byte for byte what the
 //! cache serves, plus a few indexed key columns; they are never updated. Documents travel as raw bytes both ways
 //! (`RawJson`), so neither side parses or re-serializes them.
+//!
+//! Uses `telemetry`, `config` and `domain`; never `transport`, its peer, or anything above.
 
 mod connection;
 pub mod dead_letters;
@@ -111,7 +113,7 @@ impl PersistError {
 
 /// Connects once, to fail at start with the cause (the pool alone would only report a timeout), then builds the pool.
 pub async fn build_pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
-    let mut config: tokio_postgres::Config = settings.url.parse().with_context(|| {
+    let mut config: tokio_postgres::Config = settings.url.expose().parse().with_context(|| {
         format!(
             "DATABASE_URL {} is not a valid PostgreSQL URL",
             settings.redacted_url()

@@ -180,12 +180,10 @@ impl Metrics {
         Ok(Metrics {
             delivery_attempts,
             broker_recovery,
-            orders_validated: register(
+            orders_validated: counter(
                 r,
-                IntCounter::with_opts(opts(
-                    "orders_validated_total",
-                    "Messages that passed validation.",
-                ))?,
+                "orders_validated_total",
+                "Messages that passed validation.",
             )?,
             // Every label value is created up front, so that a rate over it exists before the first event.
             orders_flagged: FlagRule::ALL
@@ -196,16 +194,11 @@ impl Metrics {
                 .iter()
                 .map(|class| orders_rejected.with_label_values(&[class.as_str()]))
                 .collect(),
-            orders_persisted: register(
+            orders_persisted: counter(r, "orders_persisted_total", "New orders committed.")?,
+            orders_duplicate: counter(
                 r,
-                IntCounter::with_opts(opts("orders_persisted_total", "New orders committed."))?,
-            )?,
-            orders_duplicate: register(
-                r,
-                IntCounter::with_opts(opts(
-                    "orders_duplicate_total",
-                    "Orders that were stored before (redeliveries, re-publishes), acked without a write.",
-                ))?,
+                "orders_duplicate_total",
+                "Orders that were stored before (redeliveries, re-publishes), acked without a write.",
             )?,
             commit_batch_messages: register(
                 r,
@@ -227,111 +220,76 @@ impl Metrics {
                     .buckets(prometheus::exponential_buckets(1024.0, 4.0, 11)?),
                 )?,
             )?,
-            commit_duration: register(
+            commit_duration: latency_histogram(
                 r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        name("commit_duration_seconds"),
-                        "Time of each committed transaction.",
-                    )
-                    .buckets(LATENCY_BUCKETS.to_vec()),
-                )?,
+                "commit_duration_seconds",
+                "Time of each committed transaction.",
             )?,
-            commit_retries: register(
+            commit_retries: counter(
                 r,
-                IntCounter::with_opts(opts(
-                    "commit_retries_total",
-                    "Transactions that failed and were tried again.",
-                ))?,
+                "commit_retries_total",
+                "Transactions that failed and were tried again.",
             )?,
-            commit_failures: register(
+            commit_failures: counter(
                 r,
-                IntCounter::with_opts(opts(
-                    "commit_failures_total",
-                    "Transactions given up after their retries; their messages are not acknowledged.",
-                ))?,
+                "commit_failures_total",
+                "Transactions given up after their retries; their messages are not acknowledged.",
             )?,
-            ack_duration: register(
+            ack_duration: latency_histogram(
                 r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        name("ack_duration_seconds"),
-                        "From a delivery's arrival to its ack being sent.",
-                    )
-                    .buckets(LATENCY_BUCKETS.to_vec()),
-                )?,
+                "ack_duration_seconds",
+                "From a delivery's arrival to its ack being sent.",
             )?,
-            cache_entries: register(
+            cache_entries: gauge(
                 r,
-                IntGauge::with_opts(opts(
-                    "cache_entries",
-                    "Orders in an HTTP worker's cache (the one that changed last; without a bound all hold the same).",
-                ))?,
+                "cache_entries",
+                "Orders in an HTTP worker's cache (the one that changed last; without a bound all hold the same).",
             )?,
-            cache_bytes: register(
+            cache_bytes: gauge(
                 r,
-                IntGauge::with_opts(opts(
-                    "cache_bytes",
-                    "Bytes of order JSON in an HTTP worker's cache (shared with the other workers' caches).",
-                ))?,
+                "cache_bytes",
+                "Bytes of order JSON in an HTTP worker's cache (shared with the other workers' caches).",
             )?,
             cache_hits: cache_lookups.with_label_values(&["hit"]),
             cache_misses: cache_lookups.with_label_values(&["miss"]),
-            cache_negative_hits: register(
+            cache_negative_hits: counter(
                 r,
-                IntCounter::with_opts(opts(
-                    "cache_negative_hits_total",
-                    "Misses answered 404 from the negative cache (ids recently not found), without a query.",
-                ))?,
+                "cache_negative_hits_total",
+                "Misses answered 404 from the negative cache (ids recently not found), without a query.",
             )?,
             cache_read_through_found: read_throughs.with_label_values(&["found"]),
             cache_read_through_not_found: read_throughs.with_label_values(&["not_found"]),
             cache_read_through_errors: read_throughs.with_label_values(&["error"]),
-            cache_read_through_queries: register(
+            cache_read_through_queries: counter(
                 r,
-                IntCounter::with_opts(opts(
-                    "cache_read_through_queries_total",
-                    "Queries reading missed ids from PostgreSQL; each reads a batch of coalesced misses.",
-                ))?,
+                "cache_read_through_queries_total",
+                "Queries reading missed ids from PostgreSQL; each reads a batch of coalesced misses.",
             )?,
-            cache_evictions: register(
+            cache_evictions: counter(
                 r,
-                IntCounter::with_opts(opts(
-                    "cache_evictions_total",
-                    "Orders evicted from a worker's cache to stay within CACHE_MAX_BYTES.",
-                ))?,
+                "cache_evictions_total",
+                "Orders evicted from a worker's cache to stay within CACHE_MAX_BYTES.",
             )?,
-            feed_orders: register(
+            feed_orders: counter(
                 r,
-                IntCounter::with_opts(opts(
-                    "feed_orders_total",
-                    "Orders delivered by the change feed from PostgreSQL, whoever committed them.",
-                ))?,
+                "feed_orders_total",
+                "Orders delivered by the change feed from PostgreSQL, whoever committed them.",
             )?,
-            feed_lag: register(
+            feed_lag: latency_histogram(
                 r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        name("feed_lag_seconds"),
-                        "From the start of an order's transaction to its delivery by the change feed \
-                         (the oldest order of each delivered batch).",
-                    )
-                    .buckets(LATENCY_BUCKETS.to_vec()),
-                )?,
+                "feed_lag_seconds",
+                "From the start of an order's transaction to its delivery by the change feed \
+                 (the oldest order of each delivered batch).",
             )?,
-            feed_reconnects: register(
+            feed_reconnects: counter(
                 r,
-                IntCounter::with_opts(opts(
-                    "feed_reconnects_total",
-                    "Change feed (LISTEN) connections replaced after a loss.",
-                ))?,
+                "feed_reconnects_total",
+                "Change feed (LISTEN) connections replaced after a loss.",
             )?,
-            feed_connected: register(
+            feed_connected: gauge(
                 r,
-                IntGauge::with_opts(opts(
-                    "feed_connected",
-                    "1 while the change feed's LISTEN connection is up, else 0.",
-                ))?,
+                "feed_connected",
+                "1 while the change feed's LISTEN connection is up, else 0.",
             )?,
             cache_restore_duration: register(
                 r,
@@ -340,34 +298,26 @@ impl Metrics {
                     "Time taken at start to load the stored orders from PostgreSQL.",
                 ))?,
             )?,
-            cache_restored_orders: register(
+            cache_restored_orders: gauge(
                 r,
-                IntGauge::with_opts(opts(
-                    "cache_restored_orders",
-                    "Orders loaded from PostgreSQL at start.",
-                ))?,
+                "cache_restored_orders",
+                "Orders loaded from PostgreSQL at start.",
             )?,
             http_request_duration,
-            ready: register(
+            ready: gauge(
                 r,
-                IntGauge::with_opts(opts(
-                    "ready",
-                    "1 when the service is ready (cache restored, database reachable, subscribed), else 0.",
-                ))?,
+                "ready",
+                "1 when the service is ready (cache restored, database reachable, subscribed), else 0.",
             )?,
-            pipeline_stalled: register(
+            pipeline_stalled: gauge(
                 r,
-                IntGauge::with_opts(opts(
-                    "pipeline_stalled",
-                    "1 while deliveries wait and nothing has committed for STALL_AFTER seconds, else 0.",
-                ))?,
+                "pipeline_stalled",
+                "1 while deliveries wait and nothing has committed for STALL_AFTER seconds, else 0.",
             )?,
-            messages_unstorable: register(
+            messages_unstorable: gauge(
                 r,
-                IntGauge::with_opts(opts(
-                    "messages_unstorable",
-                    "Messages PostgreSQL refused even as dead letters; they stay unacknowledged.",
-                ))?,
+                "messages_unstorable",
+                "Messages PostgreSQL refused even as dead letters; they stay unacknowledged.",
             )?,
             registry,
         })
@@ -479,6 +429,30 @@ fn name(base: &str) -> String {
 
 fn opts(base: &str, help: &str) -> Opts {
     Opts::new(name(base), help)
+}
+
+/// A histogram of seconds with the latency buckets, named `<base>` (prefixed as every metric is), registered.
+fn latency_histogram(
+    registry: &Registry,
+    base: &str,
+    help: &str,
+) -> Result<Histogram, prometheus::Error> {
+    register(
+        registry,
+        Histogram::with_opts(
+            HistogramOpts::new(name(base), help).buckets(LATENCY_BUCKETS.to_vec()),
+        )?,
+    )
+}
+
+/// A counter named `<base>` (prefixed as every metric is), registered.
+fn counter(registry: &Registry, base: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
+    register(registry, IntCounter::with_opts(opts(base, help))?)
+}
+
+/// A gauge named `<base>` (prefixed as every metric is), registered.
+fn gauge(registry: &Registry, base: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
+    register(registry, IntGauge::with_opts(opts(base, help))?)
 }
 
 fn register<C: Collector + Clone + 'static>(

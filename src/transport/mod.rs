@@ -5,6 +5,8 @@
 //!
 //! - `stan`: NATS Streaming through ratsio (a durable queue subscription).
 //! - `jetstream`: NATS JetStream through async-nats (a durable pull consumer).
+//!
+//! Uses `telemetry` and `config`; never `storage`, its peer, or anything above.
 
 pub mod deadline;
 pub mod jetstream;

@@ -60,12 +60,12 @@ pub enum NatsSettingsError {
 impl NatsTarget {
     /// The STAN connections' target: `STAN_URL` and the shared credentials.
     pub fn from_settings(settings: &StanSettings) -> Result<NatsTarget, NatsSettingsError> {
-        NatsTarget::new("STAN_URL", &settings.url, settings)
+        NatsTarget::new("STAN_URL", settings.url.expose(), settings)
     }
 
     /// The JetStream connection's target: `NATS_URL` and the same shared credentials as STAN's.
     pub fn for_jetstream(settings: &Settings) -> Result<NatsTarget, NatsSettingsError> {
-        NatsTarget::new("NATS_URL", &settings.jetstream.url, &settings.stan)
+        NatsTarget::new("NATS_URL", settings.jetstream.url.expose(), &settings.stan)
     }
 
     /// The servers of `list`, and the credentials: those its entries carry, else the shared settings'
@@ -86,12 +86,9 @@ impl NatsTarget {
             match (&shared.nats_user, &shared.nats_password, &shared.nats_token) {
                 (Some(user), password, _) => Credentials::UserPassword {
                     user: user.clone(),
-                    password: password
-                        .as_ref()
-                        .map(|p| p.expose().to_owned())
-                        .unwrap_or_default(),
+                    password: password.clone().unwrap_or_default(),
                 },
-                (None, _, Some(token)) => Credentials::Token(token.expose().to_owned()),
+                (None, _, Some(token)) => Credentials::Token(token.clone()),
                 _ => Credentials::None,
             }
         });
@@ -128,13 +125,13 @@ impl NatsTarget {
             Credentials::None => {}
             Credentials::UserPassword { user, password } => {
                 ensure_json_safe(user, "user")?;
-                ensure_json_safe(password, "password")?;
+                ensure_json_safe(password.expose(), "password")?;
                 options.username = user.clone();
-                options.password = password.clone();
+                options.password = password.expose().to_owned();
             }
             Credentials::Token(token) => {
-                ensure_json_safe(token, "token")?;
-                options.auth_token = token.clone();
+                ensure_json_safe(token.expose(), "token")?;
+                options.auth_token = token.expose().to_owned();
             }
         }
         Ok(options)
@@ -145,9 +142,14 @@ impl NatsTarget {
         let mut options = match &self.credentials {
             Credentials::None => async_nats::ConnectOptions::new(),
             Credentials::UserPassword { user, password } => {
-                async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
+                async_nats::ConnectOptions::with_user_and_password(
+                    user.clone(),
+                    password.expose().to_owned(),
+                )
             }
-            Credentials::Token(token) => async_nats::ConnectOptions::with_token(token.clone()),
+            Credentials::Token(token) => {
+                async_nats::ConnectOptions::with_token(token.expose().to_owned())
+            }
         };
         if let Some(ca_file) = &self.tls {
             options = options.require_tls(true);

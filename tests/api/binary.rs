@@ -160,22 +160,22 @@ async fn secrets_in_database_and_nats_urls_reach_no_log_line_answer_or_metric() 
     .await?;
     let nats_address = nats.host_port();
     let mut stopped = prepare_on(&nats.url(), StoreKind::Memory, &[SourceKind::Stan]).await?;
-    stopped.settings.stan.url = format!("nats://order:{nats_password}@{nats_address}");
-    let configured: tokio_postgres::Config = stopped.settings.database.url.parse()?;
+    stopped.settings.stan.url = format!("nats://order:{nats_password}@{nats_address}").into();
+    let configured: tokio_postgres::Config = stopped.settings.database.url.expose().parse()?;
     let database_password = match configured.get_password() {
         Some(password) => String::from_utf8_lossy(password).into_owned(),
         None => {
             let password = format!("db-secret-{}", uuid::Uuid::new_v4().simple());
-            let separator = if stopped.settings.database.url.contains('?') {
+            let separator = if stopped.settings.database.url.expose().contains('?') {
                 '&'
             } else {
                 '?'
             };
-            stopped
-                .settings
-                .database
-                .url
-                .push_str(&format!("{separator}password={password}"));
+            let with_password = format!(
+                "{}{separator}password={password}",
+                stopped.settings.database.url.expose()
+            );
+            stopped.settings.database.url = with_password.into();
             password
         }
     };

@@ -50,7 +50,7 @@ async fn jetstream_cluster_loses(leader: Leader) -> anyhow::Result<()> {
     let urls = cluster.urls();
     let mut stopped = prepare_on(&urls[0], StoreKind::Memory, &[SourceKind::Stan]).await?;
     stopped.settings.sources = vec![SourceKind::JetStream];
-    stopped.settings.jetstream.url = urls.join(",");
+    stopped.settings.jetstream.url = urls.join(",").into();
     stopped.settings.jetstream.replicas = 3;
     let (stream, subject, consumer) = {
         let js = &stopped.settings.jetstream;
@@ -105,7 +105,7 @@ async fn stan_over_a_nats_cluster_moves_to_the_next_node_and_stores_every_order_
     let mut cluster = NatsCluster::start(3).await?;
     let urls = cluster.urls();
     let mut stopped = prepare_on(&urls[0], StoreKind::Memory, &[SourceKind::Stan]).await?;
-    stopped.settings.stan.url = format!("{}, {}", urls[1], urls[2]);
+    stopped.settings.stan.url = format!("{}, {}", urls[1], urls[2]).into();
     let app = stopped.start().await?;
     let (node2, node3) = (host_port(&urls[1])?, host_port(&urls[2])?);
     let ready = wait_until_ready(&app).await?;
@@ -240,8 +240,8 @@ async fn a_malformed_server_list_entry_is_refused_at_start_by_position_without_i
 ) -> anyhow::Result<()> {
     // Arrange
     let mut stopped = crate::helpers::prepare().await?;
-    let good = stopped.settings.stan.url.clone();
-    stopped.settings.stan.url = format!("{good},nats://order:s3cret@127.0.0.1:99999");
+    let good = stopped.settings.stan.url.expose().to_owned();
+    stopped.settings.stan.url = format!("{good},nats://order:s3cret@127.0.0.1:99999").into();
 
     // Act
     let error = match stopped.start().await {

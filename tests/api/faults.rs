@@ -72,7 +72,7 @@ async fn while_the_database_is_down_nothing_is_acked_and_the_cache_serves_and_af
     // Arrange: the service on a PostgreSQL cluster of the test's own, with some orders stored and cached.
     let postgres = ThrowawayPostgres::start()?;
     let mut stopped = prepare_with(&[source]).await?;
-    stopped.settings.database.url = postgres.url();
+    stopped.settings.database.url = postgres.url().into();
     stopped.db_pool = storage::build_pool(&stopped.settings.database).await?;
     storage::migrate(&stopped.db_pool).await?;
     let app = stopped.start().await?;

@@ -127,9 +127,9 @@ impl Drop for StreamGuard {
 /// the service starts.
 pub async fn create_stream(settings: &Settings) -> anyhow::Result<StreamGuard> {
     let js = &settings.jetstream;
-    let client = async_nats::connect(js.url.as_str())
+    let client = async_nats::connect(js.url.expose())
         .await
-        .with_context(|| format!("Failed to connect to nats-server at {}", js.url))?;
+        .with_context(|| format!("Failed to connect to nats-server at {}", js.url.redacted()))?;
     jetstream::new(client)
         .create_stream(jetstream::stream::Config {
             name: js.stream.clone(),
@@ -145,7 +145,7 @@ pub async fn create_stream(settings: &Settings) -> anyhow::Result<StreamGuard> {
             )
         })?;
     Ok(StreamGuard {
-        url: js.url.clone(),
+        url: js.url.expose().to_owned(),
         stream: js.stream.clone(),
     })
 }
@@ -158,11 +158,17 @@ pub async fn publishers(settings: &Settings) -> anyhow::Result<Vec<Publisher>> {
             SourceKind::Stan => {
                 let client_id = format!("publisher-{}", Uuid::new_v4().simple());
                 let stan = &settings.stan;
-                OrderPublisher::stan(&stan.url, &stan.cluster_id, &client_id, &stan.channel).await?
+                OrderPublisher::stan(
+                    stan.url.expose(),
+                    &stan.cluster_id,
+                    &client_id,
+                    &stan.channel,
+                )
+                .await?
             }
             SourceKind::JetStream => {
                 let js = &settings.jetstream;
-                OrderPublisher::jetstream(js.url.as_str(), &js.subject).await?
+                OrderPublisher::jetstream(js.url.expose(), &js.subject).await?
             }
         }));
     }
@@ -542,7 +548,7 @@ impl TestApp {
 
     /// The test database's URL.
     pub fn database_url(&self) -> &str {
-        &self.settings.database.url
+        self.settings.database.url.expose()
     }
 
     /// Deliveries taken, over every source.

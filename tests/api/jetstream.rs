@@ -33,7 +33,7 @@ async fn a_missing_stream_is_created_with_file_storage_on_the_subject_and_consum
     let mut stopped = prepare_with(&[SourceKind::Stan]).await?;
     stopped.settings.sources = vec![SourceKind::JetStream];
     let js = stopped.settings.jetstream.clone();
-    let _cleanup = StreamGuard::new(&js.url, &js.stream);
+    let _cleanup = StreamGuard::new(js.url.expose(), &js.stream);
 
     // Act
     let app = Application::build(stopped.settings.clone()).await?;
@@ -41,7 +41,7 @@ async fn a_missing_stream_is_created_with_file_storage_on_the_subject_and_consum
     let running = actix_web::rt::spawn(app.run_until_stopped());
 
     // Assert: the stream is there, as configured, and takes orders.
-    let context = jetstream::new(async_nats::connect(js.url.as_str()).await?);
+    let context = jetstream::new(async_nats::connect(js.url.expose()).await?);
     let mut stream = context.get_stream(&js.stream).await?;
     let config = stream.info().await?.config.clone();
     assert_eq!(config.subjects, vec![js.subject.clone()]);
@@ -186,7 +186,7 @@ async fn an_order_published_by_the_official_python_client_with_jetstream_publish
     let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/model.json");
     let publish = || {
         Command::new(&python)
-            .args([script, "--url", &app.settings.jetstream.url])
+            .args([script, "--url", app.settings.jetstream.url.expose()])
             .args(["--subject", &app.settings.jetstream.subject])
             .args(["--file", sample, "--msg-id", SAMPLE_UID])
             .output()

@@ -232,7 +232,7 @@ async fn the_migrate_command_prints_each_migration_it_applies_then_that_none_is_
     // Arrange
     let database = empty_database().await?;
     let run = || {
-        let url = database.url.clone();
+        let url = database.url.expose().to_owned();
         tokio::task::spawn_blocking(move || {
             std::process::Command::new(env!("CARGO_BIN_EXE_order-service"))
                 .arg("migrate")

@@ -79,7 +79,7 @@ async fn a_bounded_cache_restores_the_newest_orders_evicts_and_reads_the_rest_th
     // Arrange: 20 orders of one size stored before the start; the bound holds 5 of them.
     let mut stopped = prepare().await?;
     let uids: Vec<String> = (0..20).map(|i| format!("boundedorder{i:07}")).collect();
-    let client = connect(&stopped.settings.database.url).await?;
+    let client = connect(stopped.settings.database.url.expose()).await?;
     for uid in &uids {
         insert_directly(&client, uid).await?;
     }

@@ -54,7 +54,8 @@ async fn a_lock_on_orders_stalls_the_pipeline_visibly_without_acks_and_it_recove
     let mut stopped = prepare().await?;
     with_short_deadlines(&mut stopped);
     let app = stopped.start().await?;
-    let (locker, connection) = tokio_postgres::connect(&app.settings.database.url, NoTls).await?;
+    let (locker, connection) =
+        tokio_postgres::connect(app.settings.database.url.expose(), NoTls).await?;
     actix_web::rt::spawn(connection);
     locker
         .batch_execute("BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE;")

@@ -151,7 +151,7 @@ async fn the_service_connects_to_postgres_with_verify_full_and_the_ca() -> anyho
     // Arrange
     let (postgres, _cas, certificates) = postgres_with_tls()?;
     let mut stopped = prepare().await?;
-    stopped.settings.database.url = postgres.url();
+    stopped.settings.database.url = postgres.url().into();
     stopped.settings.database.ssl_mode = SslMode::VerifyFull;
     stopped.settings.database.ca_file = Some(certificates.ca.clone());
     stopped.db_pool = storage::build_pool(&stopped.settings.database).await?;
@@ -189,7 +189,7 @@ async fn a_wrong_ca_or_a_missing_one_is_refused_with_a_clear_error() -> anyhow::
     // Arrange
     let (postgres, _cas, certificates) = postgres_with_tls()?;
     let mut settings = prepare().await?.settings.database;
-    settings.url = postgres.url();
+    settings.url = postgres.url().into();
     settings.ssl_mode = SslMode::VerifyFull;
 
     // Act
@@ -261,7 +261,7 @@ async fn the_service_and_its_ack_connection_log_in_to_nats_with_a_user_and_passw
     // Arrange
     let (nats, password, monitor) = nats_with_users().await?;
     let mut stopped = prepare_on(&nats.url(), StoreKind::Memory, &[SourceKind::Stan]).await?;
-    stopped.settings.stan.url = format!("nats://order:{password}@{}", nats.host_port());
+    stopped.settings.stan.url = format!("nats://order:{password}@{}", nats.host_port()).into();
 
     // Act
     let app = stopped.start().await?;
@@ -280,7 +280,7 @@ async fn a_wrong_nats_password_is_a_clear_error_without_the_password() -> anyhow
     let (nats, password, _monitor) = nats_with_users().await?;
     let wrong = format!("wrong-{}", uuid::Uuid::new_v4().simple());
     let mut stopped = prepare_on(&nats.url(), StoreKind::Memory, &[SourceKind::Stan]).await?;
-    stopped.settings.stan.url = format!("nats://order:{wrong}@{}", nats.host_port());
+    stopped.settings.stan.url = format!("nats://order:{wrong}@{}", nats.host_port()).into();
 
     // Act
     let error = match stopped.start().await {
@@ -310,7 +310,7 @@ async fn a_nats_token_from_the_settings_logs_the_ack_connection_in_and_a_wrong_o
     let nats =
         PrivateNats::start_with_config(&format!("authorization {{ token: \"{token}\" }}")).await?;
     let mut settings = prepare().await?.settings;
-    settings.stan.url = nats.url();
+    settings.stan.url = nats.url().into();
 
     // Act
     settings.stan.nats_token = Some(Secret::new(token.clone()));
@@ -348,7 +348,7 @@ async fn async_nats_connections_use_tls_with_the_ca_and_refuse_another_ca() -> a
     ))
     .await?;
     let mut settings = prepare().await?.settings;
-    settings.stan.url = nats.url();
+    settings.stan.url = nats.url().into();
 
     // Act
     settings.stan.nats_ca_file = Some(certificates.ca.clone());
@@ -421,7 +421,7 @@ async fn the_jetstream_source_logs_in_with_the_nats_user_and_password_and_serves
 
     // Act: NATS_USER and NATS_PASSWORD, the settings STAN uses too.
     let app = jetstream_app(|settings| {
-        settings.jetstream.url = nats.url();
+        settings.jetstream.url = nats.url().into();
         settings.stan.nats_user = Some("order".into());
         settings.stan.nats_password = Some(Secret::new(password.clone()));
     })
@@ -444,7 +444,7 @@ async fn a_wrong_password_in_nats_url_is_a_clear_start_up_error_without_the_pass
 
     // Act
     let error = jetstream_start_error(|settings| {
-        settings.jetstream.url = format!("nats://order:{wrong}@{}", nats.host_port());
+        settings.jetstream.url = format!("nats://order:{wrong}@{}", nats.host_port()).into();
     })
     .await?;
 
@@ -472,7 +472,7 @@ async fn the_jetstream_source_logs_in_with_the_nats_token_and_a_wrong_one_is_ref
 
     // Act
     let app = jetstream_app(|settings| {
-        settings.jetstream.url = nats.url();
+        settings.jetstream.url = nats.url().into();
         settings.stan.nats_token = Some(Secret::new(token.clone()));
     })
     .await?;
@@ -482,7 +482,7 @@ async fn the_jetstream_source_logs_in_with_the_nats_token_and_a_wrong_one_is_ref
     publish_sample(publisher, &app).await?;
     let served = app.served(SAMPLE_UID).await;
     let refused = jetstream_start_error(|settings| {
-        settings.jetstream.url = nats.url();
+        settings.jetstream.url = nats.url().into();
         settings.stan.nats_token = Some(Secret::new(wrong.clone()));
     })
     .await?;
@@ -512,7 +512,7 @@ async fn the_jetstream_source_connects_over_tls_with_the_nats_ca_and_refuses_ano
 
     // Act
     let app = jetstream_app(|settings| {
-        settings.jetstream.url = nats.url();
+        settings.jetstream.url = nats.url().into();
         settings.stan.nats_ca_file = Some(certificates.ca.clone());
     })
     .await?;
@@ -524,7 +524,7 @@ async fn the_jetstream_source_connects_over_tls_with_the_nats_ca_and_refuses_ano
     publish_sample(publisher, &app).await?;
     let served = app.served(SAMPLE_UID).await;
     let refused = jetstream_start_error(|settings| {
-        settings.jetstream.url = nats.url();
+        settings.jetstream.url = nats.url().into();
         settings.stan.nats_ca_file = Some(certificates.other_ca.clone());
     })
     .await?;

@@ -1,7 +1,7 @@
 use actix_web::{get, http::StatusCode, web, HttpResponse};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
-use crate::http::readiness::Readiness;
+use crate::http::readiness::{Readiness, SourceStatus};
 use crate::http::routes::error_response;
 
 /// The process is alive.
@@ -20,14 +20,7 @@ pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
             let sources: Vec<Value> = readiness
                 .subscribers
                 .iter()
-                .map(|s| {
-                    let lag = s.status.lag();
-                    json!({
-                        "source": s.origin.source.as_str(),
-                        "consumer_pending": lag.map(|l| l.pending),
-                        "consumer_ack_pending": lag.map(|l| l.ack_pending),
-                    })
-                })
+                .map(|s| Value::Object(source_summary(s)))
                 .collect();
             HttpResponse::Ok().json(json!({ "status": "ready", "sources": sources }))
         }
@@ -54,18 +47,29 @@ pub async fn readyz_detail(readiness: web::Data<Readiness>) -> HttpResponse {
         .subscribers
         .iter()
         .map(|s| {
-            let lag = s.status.lag();
-            json!({
-                "source": s.origin.source.as_str(),
-                "subscription": s.subscription,
-                "servers": s.servers,
-                "server": s.link.server(),
-                "stream_replicas": s.link.replicas(),
-                "consuming": s.status.check().is_ok(),
-                "consumer_pending": lag.map(|l| l.pending),
-                "consumer_ack_pending": lag.map(|l| l.ack_pending),
-            })
+            let mut fields = source_summary(s);
+            fields.extend([
+                ("subscription".to_owned(), json!(s.subscription)),
+                ("servers".to_owned(), json!(s.servers)),
+                ("server".to_owned(), json!(s.link.server())),
+                ("stream_replicas".to_owned(), json!(s.link.replicas())),
+                ("consuming".to_owned(), json!(s.status.check().is_ok())),
+            ]);
+            Value::Object(fields)
         })
         .collect();
     HttpResponse::Ok().json(json!({ "status": status, "reasons": reasons, "sources": sources }))
+}
+
+/// What both views say of a source: its kind, and its consumer's backlog as last read (null for STAN).
+fn source_summary(source: &SourceStatus) -> Map<String, Value> {
+    let lag = source.status.lag();
+    Map::from_iter([
+        ("source".to_owned(), json!(source.origin.source.as_str())),
+        ("consumer_pending".to_owned(), json!(lag.map(|l| l.pending))),
+        (
+            "consumer_ack_pending".to_owned(),
+            json!(lag.map(|l| l.ack_pending)),
+        ),
+    ])
 }

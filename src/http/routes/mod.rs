@@ -1,4 +1,7 @@
 //! HTTP routes. Every error answers `{"error": "<code>", "message": "<text>"}`.
+//!
+//! One file per resource. Uses the parts below `http` (the cache actor, replay, storage's listings, telemetry,
+//! domain) and `http`'s own readiness and metrics; `app` mounts `configure_public` and `configure_admin`.
 
 mod health_check;
 mod metrics;
@@ -39,13 +42,18 @@ impl Listener {
     }
 }
 
-/// The routes of the public listener: order lookups, the lookup page, health. Nothing here lists, changes or
-/// counts anything; every admin path answers 404.
-pub fn configure_public(cfg: &mut web::ServiceConfig) {
+/// What both listeners have: the query and path error answers, the JSON 404 for any other path, the order lookup.
+fn configure_common(cfg: &mut web::ServiceConfig) -> &mut web::ServiceConfig {
     cfg.app_data(query_config())
         .app_data(path_config())
         .default_service(web::to(unmatched))
         .service(get_order)
+}
+
+/// The routes of the public listener: order lookups, the lookup page, health. Nothing here lists, changes or
+/// counts anything; every admin path answers 404.
+pub fn configure_public(cfg: &mut web::ServiceConfig) {
+    configure_common(cfg)
         .service(healthz)
         .service(readyz)
         .service(openapi_document)
@@ -57,10 +65,7 @@ pub fn configure_public(cfg: &mut web::ServiceConfig) {
 /// The routes of the admin listener: the listings, dead letters and their replay, metrics and the operator page,
 /// plus the order lookup the operator page uses.
 pub fn configure_admin(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(query_config())
-        .app_data(path_config())
-        .default_service(web::to(unmatched))
-        .service(get_order)
+    configure_common(cfg)
         .service(list_orders)
         .service(list_rejected)
         .service(get_rejected)
