@@ -93,22 +93,6 @@ impl OrderCache {
         self.report_size();
     }
 
-    /// Answers the requests waiting on a lookup of orders that have just arrived. A client that polls for an order
-    /// it has just published misses first, and its next request may wait on that lookup; the lookup can be queued
-    /// behind another or wait for PostgreSQL while the commit lands, and the order is here now. The lookup itself
-    /// still runs (its uid may be in a query already) and finds no one left to answer for this uid.
-    fn answer_waiting(&mut self, orders: &[CachedOrder]) {
-        if self.misses.waiting() == 0 {
-            return;
-        }
-        for order in orders {
-            for waiter in self.misses.take_waiters(&order.uid) {
-                // The request may be gone (the client hung up).
-                let _ = waiter.send(Ok(Some(order.document.clone())));
-            }
-        }
-    }
-
     fn count_evictions(&mut self, evicted: usize) {
         if evicted > 0 {
             self.evictions += evicted as u64;
@@ -220,10 +204,9 @@ impl Handler<GetOrder> for OrderCache {
 impl Handler<CacheOrders> for OrderCache {
     type Result = ();
 
-    /// Adds committed orders, and answers the requests still waiting on a lookup of one of them.
+    /// Adds committed orders.
     fn handle(&mut self, msg: CacheOrders, _: &mut Self::Context) {
         self.insert_all(&msg.0, false);
-        self.answer_waiting(&msg.0);
     }
 }
 
@@ -512,43 +495,6 @@ mod tests {
     }
 
     #[actix::test]
-    async fn a_miss_waiting_on_a_lookup_is_answered_when_its_order_is_committed() {
-        // Arrange: the lookup is held, as by a busy PostgreSQL, while the order is committed.
-        let metrics = metrics();
-        let (source, gate) = MapSource::gated();
-        let group = CacheGroup::new(Vec::new().into(), 1, settings(&source, None), &metrics);
-        let member = OrderCache::start_local_member(&group);
-        group.wait_until_warm(1).await;
-        let waiting = actix::spawn({
-            let member = member.clone();
-            async move { member.get(uid("p")).await }
-        });
-        until("the lookup started", || source.queries() == 1).await;
-
-        // Act
-        group.broadcast(vec![order("p", b"[7]")].into());
-
-        // Assert: answered with the order while the lookup is still held.
-        let answer = tokio::time::timeout(std::time::Duration::from_secs(2), waiting)
-            .await
-            .expect("answered before the lookup ended")
-            .expect("joined")
-            .expect("answered");
-        assert_eq!(answer, Some(Bytes::from_static(b"[7]")));
-        gate.add_permits(1);
-        until("the held lookup ended", || {
-            metrics.cache_read_through_not_found.get() == 1
-        })
-        .await;
-        assert_eq!(
-            member.get(uid("p")).await.expect("answered"),
-            Some(Bytes::from_static(b"[7]")),
-            "the lookup's older snapshot (not found) hides nothing once it ends"
-        );
-        assert_eq!(metrics.cache_negative_hits.get(), 0);
-    }
-
-    #[actix::test]
     async fn an_id_not_stored_is_asked_once_then_answered_from_the_negative_cache_until_it_arrives()
     {
         // Arrange
@@ -619,18 +565,13 @@ mod tests {
         // Act: "late" arrives and is evicted at once by "next"; then the stale "not found" comes back.
         source.store("late", b"2");
         group.broadcast(vec![order("late", b"2"), order("next", b"3")].into());
-        let waiting = lookup.await.expect("joined").expect("answered");
         gate.add_permits(1);
-        until("the stale lookup ended", || {
-            metrics.cache_read_through_not_found.get() == 1
-        })
-        .await;
+        let stale = lookup.await.expect("joined").expect("answered");
         gate.add_permits(1);
         let asked_again = member.get(uid("late")).await.expect("answered");
 
-        // Assert: the waiting request had the order as it arrived; the stale answer was not remembered, so the next
-        // request reads the order through.
-        assert_eq!(waiting, Some(Bytes::from_static(b"2")));
+        // Assert: the stale answer was not remembered, so the next request reads the order through.
+        assert_eq!(stale, None);
         assert_eq!(asked_again, Some(Bytes::from_static(b"2")));
         assert_eq!(source.queries(), 2);
         assert!(metrics.cache_evictions.get() >= 1);
