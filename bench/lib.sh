@@ -134,10 +134,11 @@ ready() {
     curl -fsS "http://127.0.0.1:$BENCH_HTTP_PORT/readyz" >/dev/null
 }
 
-# Starts the service in the background; SERVICE_PID, SERVICE_STARTED_NS. Does not wait.
+# Starts the service (SERVICE_BIN, else $BIN/order-service) in the background; SERVICE_PID, SERVICE_STARTED_NS.
+# Does not wait.
 launch_service() {
     HTTP_ADDR="127.0.0.1:$BENCH_HTTP_PORT" ADMIN_ADDR="127.0.0.1:$BENCH_ADMIN_PORT" RUST_LOG=${BENCH_RUST_LOG:-warn} \
-        "$BIN/order-service" >"$BENCH_TMP/service.log" 2>&1 &
+        "${SERVICE_BIN:-$BIN/order-service}" >"$BENCH_TMP/service.log" 2>&1 &
     SERVICE_PID=$!
     SERVICE_STARTED_NS=$(now_ns)
     BENCH_PIDS+=("$SERVICE_PID")
