@@ -10,7 +10,6 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::actors::stall::{self, PipelineHealth};
@@ -19,8 +18,7 @@ use crate::actors::{
     StartSubscription, SubscriberStatus,
 };
 use crate::cache::feed::{CacheFeedSink, ChangeFeed, FeedSettings};
-use crate::cache::store::charge;
-use crate::cache::{CacheGroup, CacheSettings, CachedOrder, DocumentArena, PostgresOrders};
+use crate::cache::{self, CacheGroup, CacheSettings, PostgresOrders};
 use crate::config::{Settings, SourceKind};
 use crate::domain::OrderSchema;
 use crate::http::admin_gate::{self, AdminAccess};
@@ -29,7 +27,6 @@ use crate::http::request_metrics::HttpMetrics;
 use crate::http::routes::{self, Listener};
 use crate::http::{error_bodies, head_requests};
 use crate::replay::ReplayPipeline;
-use crate::storage::feed::FeedStart;
 use crate::storage::{self, Pool};
 use crate::telemetry::error_chain::error_chain;
 use crate::telemetry::metrics::Metrics;
@@ -103,12 +100,15 @@ impl Application {
         // The feed's LISTEN connection is protected as the pool's are.
         let feed_tls = storage::tls::configure(&settings.database, &mut feed_config)?;
         let started = Instant::now();
-        let (snapshot, feed_start) = restore_orders(&pool, max_bytes).await?;
-        tracing::info!(orders = snapshot.len(), elapsed = ?started.elapsed(), "Restored the orders from PostgreSQL.");
+        let restore = cache::restored::restore(&pool, max_bytes)
+            .await
+            .map_err(|e| anyhow::anyhow!("Failed to restore the orders: {}", error_chain(&e)))?;
+        let (restored, feed_start) = (restore.len(), restore.feed_start.clone());
+        tracing::info!(orders = restored, elapsed = ?started.elapsed(), "Restored the orders from PostgreSQL.");
         metrics
             .cache_restore_duration
             .set(started.elapsed().as_secs_f64());
-        metrics.cache_restored_orders.set(snapshot.len() as i64);
+        metrics.cache_restored_orders.set(restored as i64);
 
         let workers = settings
             .application
@@ -119,7 +119,7 @@ impl Application {
             max_bytes,
             source: Arc::new(PostgresOrders(pool.clone())),
         };
-        let caches = CacheGroup::new(snapshot, workers, cache_settings, &metrics);
+        let caches = CacheGroup::restored(restore, workers, cache_settings, &metrics);
         // Each source may have this many messages in flight.
         let in_flight = usize::try_from(settings.stan.max_in_flight).unwrap_or(1024)
             * settings.distinct_sources().len().max(1);
@@ -407,39 +407,6 @@ async fn drain_all(subscribers: &[Addr<NatsSubscriber>]) {
             tracing::warn!("A subscriber was already stopped.");
         }
     }
-}
-
-/// Streams the stored orders into one snapshot, documents packed into shared chunks (unless bounded), and returns
-/// where the change feed starts. With a bound, the newest orders that fit in it.
-async fn restore_orders(
-    pool: &Pool,
-    max_bytes: Option<usize>,
-) -> anyhow::Result<(Arc<[CachedOrder]>, FeedStart)> {
-    let mut arena = DocumentArena::for_bound(max_bytes);
-    let mut orders = Vec::new();
-    let mut charged = 0;
-    let start = storage::restore::restore(pool, max_bytes.is_some(), |uid, document| {
-        if let Some(max_bytes) = max_bytes {
-            let document = Bytes::copy_from_slice(document);
-            charged += charge(uid, &document);
-            if charged > max_bytes {
-                return false;
-            }
-            orders.push(CachedOrder {
-                uid: Arc::from(uid),
-                document,
-            });
-            return true;
-        }
-        orders.push(CachedOrder {
-            uid: Arc::from(uid),
-            document: arena.copy(document),
-        });
-        true
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("Failed to restore the orders: {}", error_chain(&e)))?;
-    Ok((orders.into(), start))
 }
 
 /// What both listeners share: the actors and state started once, before either server.
