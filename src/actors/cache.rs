@@ -363,6 +363,23 @@ mod tests {
         }
     }
 
+    /// A restore without a bound: `orders` in the shared index.
+    fn shared_restore(orders: &[(&str, &[u8])]) -> Restore {
+        let mut builder = RestoredOrdersBuilder::new(orders.len());
+        for (uid, document) in orders {
+            builder.push(uid, document);
+        }
+        Restore {
+            shared: builder.finish(),
+            each: Vec::new(),
+            feed_start: FeedStart {
+                cursor: FeedCursor { xid: 1, id: 0 },
+                snapshot: "1:1:".into(),
+                snapshot_xmax: 1,
+            },
+        }
+    }
+
     fn uid(s: &str) -> OrderUid {
         OrderUid::parse(s).expect("valid uid")
     }
@@ -421,18 +438,7 @@ mod tests {
     async fn one_shared_index_serves_every_member_without_a_copy_and_keeps_its_first_documents() {
         // Arrange: two restored orders in the shared index, two members.
         let metrics = metrics();
-        let mut builder = RestoredOrdersBuilder::new(2);
-        builder.push("a", b"{\"a\":1}");
-        builder.push("b", b"{\"b\":2}");
-        let restore = Restore {
-            shared: builder.finish(),
-            each: Vec::new(),
-            feed_start: FeedStart {
-                cursor: FeedCursor { xid: 1, id: 0 },
-                snapshot: "1:1:".into(),
-                snapshot_xmax: 1,
-            },
-        };
+        let restore = shared_restore(&[("a", b"{\"a\":1}"), ("b", b"{\"b\":2}")]);
         let group = CacheGroup::restored(restore, 2, unbounded(), &metrics);
         let first = OrderCache::start_local_member(&group);
         let second = OrderCache::start_local_member(&group);
@@ -466,17 +472,7 @@ mod tests {
 
     #[actix::test]
     async fn a_late_member_reads_the_shared_index_too() {
-        let mut builder = RestoredOrdersBuilder::new(1);
-        builder.push("a", b"1");
-        let restore = Restore {
-            shared: builder.finish(),
-            each: Vec::new(),
-            feed_start: FeedStart {
-                cursor: FeedCursor { xid: 1, id: 0 },
-                snapshot: "1:1:".into(),
-                snapshot_xmax: 1,
-            },
-        };
+        let restore = shared_restore(&[("a", b"1")]);
         let group = CacheGroup::restored(restore, 1, unbounded(), &metrics());
         let _first = OrderCache::start_local_member(&group);
         group.wait_until_warm(1).await;
