@@ -8,8 +8,9 @@
 //! Why one cache actor per HTTP worker: a lookup that crosses threads to a single actor costs a wake-up of another
 //! thread per request, which measured at 0.6-0.8x of a plain map read; an actor on the worker's own arbiter is a
 //! same-thread mailbox hop, close to the map read, while the actor model (the cache owns its map, no locks) stays.
-//! The payloads are `Bytes` shared by every copy, and the keys `Arc<str>`: each extra worker costs one map entry per
-//! order (about 50 bytes), not a copy of the documents. All members see every commit, because the persister and the
+//! The orders restored at start sit in one index that every member reads (`RestoredOrders`: immutable, so no lock);
+//! later orders go to each member's own store, whose payloads are `Bytes` shared by every copy and whose keys are
+//! `Arc<str>`: each extra worker costs one map entry per such order (about 50 bytes), not a copy. All members see every commit, because the persister and the
 //! feed broadcast to the `CacheGroup` registry and both start only after every member is warm.
 //!
 //! The cache is a view of PostgreSQL, not of this process's history: a miss reads PostgreSQL (read-through). The
@@ -26,7 +27,7 @@ use tokio::sync::oneshot;
 use crate::cache::group::{CacheCounters, Member};
 use crate::cache::{
     CacheGroup, CacheOrders, CachedOrder, DocumentStore, ExportOrders, GetOrder, LookupError,
-    MissQueue, NegativeCache, OrderSource, WarmCache,
+    MissQueue, NegativeCache, OrderSource, RestoredOrders, WarmCache,
 };
 use crate::domain::OrderUid;
 use crate::storage::PersistError;
@@ -42,6 +43,9 @@ const NEGATIVE_CAPACITY: usize = 100_000;
 type Waiter = oneshot::Sender<Result<Option<Bytes>, LookupError>>;
 
 pub struct OrderCache {
+    /// The orders restored without a bound, shared with the other members; first in every lookup.
+    restored: Arc<RestoredOrders>,
+    /// Every other order this member caches.
     store: DocumentStore,
     negative: NegativeCache,
     misses: MissQueue<Waiter>,
@@ -63,6 +67,7 @@ impl OrderCache {
             Some(_) => 0,
         };
         let addr = OrderCache {
+            restored: group.shared_orders(),
             store: DocumentStore::new(settings.max_bytes, capacity),
             negative: NegativeCache::new(NEGATIVE_CAPACITY),
             misses: MissQueue::new(LOOKUPS_IN_FLIGHT, LOOKUP_BATCH),
@@ -84,6 +89,10 @@ impl OrderCache {
     /// Adds orders (the first document of a uid stays) and forgets them as "not stored".
     fn insert_all(&mut self, orders: &[CachedOrder], referenced: bool) {
         for order in orders {
+            if self.restored.contains(&order.uid) {
+                // Its first document is in the shared index already.
+                continue;
+            }
             let inserted = self
                 .store
                 .insert(order.uid.clone(), order.document.clone(), referenced);
@@ -91,6 +100,11 @@ impl OrderCache {
             self.negative.remove(&order.uid);
         }
         self.report_size();
+    }
+
+    /// The cached document: from the shared index, else from this member's store (marking it used).
+    fn cached(&mut self, uid: &str) -> Option<Bytes> {
+        self.restored.get(uid).or_else(|| self.store.get(uid))
     }
 
     fn count_evictions(&mut self, evicted: usize) {
@@ -103,8 +117,10 @@ impl OrderCache {
     fn report_size(&self) {
         // Without a bound every member holds the same orders, so each may report them; with one, the gauges show
         // the member that changed last.
-        self.counters.entries.set(self.store.len() as i64);
-        self.counters.bytes.set(self.store.document_bytes() as i64);
+        let entries = self.restored.len() + self.store.len();
+        let bytes = self.restored.document_bytes() + self.store.document_bytes();
+        self.counters.entries.set(entries as i64);
+        self.counters.bytes.set(bytes as i64);
     }
 
     /// Starts the lookup queries the miss queue allows; each answers its waiters when it ends.
@@ -157,7 +173,7 @@ impl OrderCache {
                     self.counters.not_found.inc();
                     // The query's snapshot may predate a commit the feed delivered while it ran: then the order
                     // is cached now, and is the answer.
-                    let cached = self.store.get(uid);
+                    let cached = self.cached(uid);
                     // A negative answer is kept only if nothing was evicted meanwhile: an order delivered during
                     // the query and evicted at once would otherwise be hidden until the entry ages out.
                     if cached.is_none() && self.evictions == evictions_before {
@@ -185,7 +201,7 @@ impl Handler<GetOrder> for OrderCache {
     /// shared with every other miss of the moment), unless the id is known not to be stored.
     fn handle(&mut self, msg: GetOrder, ctx: &mut Self::Context) -> Self::Result {
         let uid = msg.0.as_str();
-        if let Some(document) = self.store.get(uid) {
+        if let Some(document) = self.cached(uid) {
             self.counters.hits.inc();
             return Response::reply(Ok(Some(document)));
         }
@@ -225,7 +241,8 @@ impl Handler<WarmCache> for OrderCache {
 impl Handler<ExportOrders> for OrderCache {
     type Result = MessageResult<ExportOrders>;
 
-    /// A copy of the map's entries (reference counts only, no document copies).
+    /// A copy of this member's own entries (reference counts only, no document copies); the shared index is not
+    /// copied, a late member reads it too.
     fn handle(&mut self, _: ExportOrders, _: &mut Self::Context) -> Self::Result {
         MessageResult(
             self.store
@@ -257,8 +274,10 @@ mod tests {
     use tokio::sync::Semaphore;
 
     use super::*;
+    use crate::cache::restored::RestoredOrdersBuilder;
     use crate::cache::store::ENTRY_OVERHEAD;
-    use crate::cache::CacheSettings;
+    use crate::cache::{CacheSettings, Restore};
+    use crate::storage::feed::{FeedCursor, FeedStart};
     use crate::telemetry::metrics::Metrics;
 
     /// Orders in a map; each query takes its answer at once (its snapshot) and returns it when the gate lets it.
@@ -344,6 +363,23 @@ mod tests {
         }
     }
 
+    /// A restore without a bound: `orders` in the shared index.
+    fn shared_restore(orders: &[(&str, &[u8])]) -> Restore {
+        let mut builder = RestoredOrdersBuilder::new(orders.len());
+        for (uid, document) in orders {
+            builder.push(uid, document);
+        }
+        Restore {
+            shared: builder.finish(),
+            each: Vec::new(),
+            feed_start: FeedStart {
+                cursor: FeedCursor { xid: 1, id: 0 },
+                snapshot: "1:1:".into(),
+                snapshot_xmax: 1,
+            },
+        }
+    }
+
     fn uid(s: &str) -> OrderUid {
         OrderUid::parse(s).expect("valid uid")
     }
@@ -407,6 +443,58 @@ mod tests {
             );
             assert_eq!(member.get(uid("c")).await.expect("alive"), None);
         }
+    }
+
+    #[actix::test]
+    async fn one_shared_index_serves_every_member_without_a_copy_and_keeps_its_first_documents() {
+        // Arrange: two restored orders in the shared index, two members.
+        let metrics = metrics();
+        let restore = shared_restore(&[("a", b"{\"a\":1}"), ("b", b"{\"b\":2}")]);
+        let group = CacheGroup::restored(restore, 2, unbounded(), &metrics);
+        let first = OrderCache::start_local_member(&group);
+        let second = OrderCache::start_local_member(&group);
+        group.wait_until_warm(2).await;
+
+        // Act: "a" again, and a new order.
+        group.broadcast(vec![order("a", b"{}"), order("c", b"[]")].into());
+        let from_first = first.get(uid("a")).await.expect("answered");
+        let from_second = second.get(uid("a")).await.expect("answered");
+
+        // Assert: the same bytes, not a copy per member; the restored document stays; new orders are cached too.
+        assert_eq!(from_first.as_deref(), Some(&b"{\"a\":1}"[..]));
+        assert_eq!(
+            from_first.as_deref().map(<[u8]>::as_ptr),
+            from_second.as_deref().map(<[u8]>::as_ptr)
+        );
+        for member in [&first, &second] {
+            assert_eq!(
+                member.get(uid("b")).await.expect("answered").as_deref(),
+                Some(&b"{\"b\":2}"[..])
+            );
+            assert_eq!(
+                member.get(uid("c")).await.expect("answered").as_deref(),
+                Some(&b"[]"[..])
+            );
+        }
+        assert_eq!(metrics.cache_entries.get(), 3);
+        assert_eq!(metrics.cache_bytes.get(), 7 + 7 + 2);
+        assert_eq!(metrics.cache_misses.get(), 0);
+    }
+
+    #[actix::test]
+    async fn a_late_member_reads_the_shared_index_too() {
+        let restore = shared_restore(&[("a", b"1")]);
+        let group = CacheGroup::restored(restore, 1, unbounded(), &metrics());
+        let _first = OrderCache::start_local_member(&group);
+        group.wait_until_warm(1).await;
+
+        let late = OrderCache::start_local_member(&group);
+        group.wait_until_warm(2).await;
+
+        assert_eq!(
+            late.get(uid("a")).await.expect("answered").as_deref(),
+            Some(&b"1"[..])
+        );
     }
 
     #[actix::test]

@@ -51,9 +51,10 @@ impl Application {
         let metrics = Arc::new(Metrics::new().context("Failed to register the metrics")?);
         let pool = steps::connect_storage(&settings, &metrics).await?;
         let feed_settings = steps::feed_settings(&settings)?;
-        let (snapshot, feed_start) = steps::restore_cache(&pool, &settings, &metrics).await?;
+        let restore = steps::restore_cache(&pool, &settings, &metrics).await?;
+        let feed_start = restore.feed_start.clone();
         let workers = steps::http_workers(&settings);
-        let caches = steps::cache_group(snapshot, workers, &settings, &pool, &metrics);
+        let caches = steps::cache_group(restore, workers, &settings, &pool, &metrics);
         let pipeline = steps::start_pipeline(&settings, schema, &pool, &caches, &metrics);
         let transports = steps::transports(&settings)?;
         let sources = steps::watch_sources(&transports, &metrics)?;

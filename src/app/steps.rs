@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, Arbiter};
 use anyhow::Context;
-use bytes::Bytes;
 
 use crate::actors::stall::{self, PipelineHealth};
 use crate::actors::{
@@ -13,8 +12,8 @@ use crate::actors::{
     SubscriberStatus,
 };
 use crate::cache::feed::{CacheFeedSink, ChangeFeed, FeedSettings};
-use crate::cache::store::charge;
-use crate::cache::{CacheGroup, CacheSettings, CachedOrder, DocumentArena, PostgresOrders};
+use crate::cache::restored::Restore;
+use crate::cache::{self, CacheGroup, CacheSettings, PostgresOrders};
 use crate::config::{redact, Settings, SourceKind};
 use crate::domain::OrderSchema;
 use crate::http::readiness::{Readiness, SourceStatus};
@@ -77,53 +76,23 @@ pub(super) fn feed_settings(settings: &Settings) -> anyhow::Result<FeedSettings>
     })
 }
 
-/// The stored orders as one snapshot (timed, and counted in the metrics), and where the change feed starts.
+/// Restores the stored orders (with a bound, the newest that fit) into the index every worker's cache reads, and
+/// says where the change feed starts.
 pub(super) async fn restore_cache(
     pool: &Pool,
     settings: &Settings,
     metrics: &Metrics,
-) -> anyhow::Result<(Arc<[CachedOrder]>, FeedStart)> {
+) -> anyhow::Result<Restore> {
     let started = Instant::now();
-    let (snapshot, feed_start) = restore_orders(pool, settings.application.cache_max_bytes).await?;
-    tracing::info!(orders = snapshot.len(), elapsed = ?started.elapsed(), "Restored the orders from PostgreSQL.");
+    let restore = cache::restored::restore(pool, settings.application.cache_max_bytes)
+        .await
+        .map_err(|e| anyhow::anyhow!("Failed to restore the orders: {}", error_chain(&e)))?;
+    tracing::info!(orders = restore.len(), elapsed = ?started.elapsed(), "Restored the orders from PostgreSQL.");
     metrics
         .cache_restore_duration
         .set(started.elapsed().as_secs_f64());
-    metrics.cache_restored_orders.set(snapshot.len() as i64);
-    Ok((snapshot, feed_start))
-}
-
-/// Streams the stored orders into one snapshot, documents packed into shared chunks (unless bounded), and returns
-/// where the change feed starts. With a bound, the newest orders that fit in it.
-async fn restore_orders(
-    pool: &Pool,
-    max_bytes: Option<usize>,
-) -> anyhow::Result<(Arc<[CachedOrder]>, FeedStart)> {
-    let mut arena = DocumentArena::for_bound(max_bytes);
-    let mut orders = Vec::new();
-    let mut charged = 0;
-    let start = storage::restore::restore(pool, max_bytes.is_some(), |uid, document| {
-        if let Some(max_bytes) = max_bytes {
-            let document = Bytes::copy_from_slice(document);
-            charged += charge(uid, &document);
-            if charged > max_bytes {
-                return false;
-            }
-            orders.push(CachedOrder {
-                uid: Arc::from(uid),
-                document,
-            });
-            return true;
-        }
-        orders.push(CachedOrder {
-            uid: Arc::from(uid),
-            document: arena.copy(document),
-        });
-        true
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("Failed to restore the orders: {}", error_chain(&e)))?;
-    Ok((orders.into(), start))
+    metrics.cache_restored_orders.set(restore.len() as i64);
+    Ok(restore)
 }
 
 /// The public listener's workers: HTTP_WORKERS, else one per CPU.
@@ -135,9 +104,9 @@ pub(super) fn http_workers(settings: &Settings) -> usize {
         .max(1)
 }
 
-/// The group of per-worker caches, holding the snapshot, reading misses through from PostgreSQL.
+/// The group of per-worker caches, reading the restored orders' shared index, reading misses through from PostgreSQL.
 pub(super) fn cache_group(
-    snapshot: Arc<[CachedOrder]>,
+    restore: Restore,
     workers: usize,
     settings: &Settings,
     pool: &Pool,
@@ -147,7 +116,7 @@ pub(super) fn cache_group(
         max_bytes: settings.application.cache_max_bytes,
         source: Arc::new(PostgresOrders(pool.clone())),
     };
-    CacheGroup::new(snapshot, workers, cache_settings, metrics)
+    CacheGroup::restored(restore, workers, cache_settings, metrics)
 }
 
 /// The pipeline behind the subscribers: the persister, then the validator on an arbiter of its own.

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 
 use crate::cache::arena::DocumentArena;
 use crate::cache::messages::{CacheOrders, CachedOrder, ExportOrders, WarmCache};
+use crate::cache::restored::{Restore, RestoredOrders};
 use crate::cache::source::OrderSource;
 use crate::telemetry::metrics::Metrics;
 
@@ -81,7 +82,10 @@ pub struct CacheGroup {
 
 struct GroupInner {
     members: Mutex<Vec<Member>>,
-    /// What PostgreSQL held at start, kept until the expected members are warm, then dropped.
+    /// The orders restored without a bound, read by every member (a late one too): kept as long as the group.
+    restored: Arc<RestoredOrders>,
+    /// What each member loads into its own store at start (with a bound, the restored orders), kept until the
+    /// expected members are warm, then dropped.
     snapshot: Mutex<Option<Arc<[CachedOrder]>>>,
     expected_members: usize,
     warmed: AtomicUsize,
@@ -99,8 +103,41 @@ const OWN_COMMIT_MEMORY: Duration = Duration::from_secs(30);
 const OWN_COMMITS_PRUNE_AT: usize = 200_000;
 
 impl CacheGroup {
-    /// A group of `expected_members` caches, each warmed with `snapshot`.
+    /// A group of `expected_members` caches, each warmed with `snapshot` into its own store.
     pub fn new(
+        snapshot: Arc<[CachedOrder]>,
+        expected_members: usize,
+        settings: CacheSettings,
+        metrics: &Metrics,
+    ) -> CacheGroup {
+        CacheGroup::build(
+            RestoredOrders::empty(),
+            snapshot,
+            expected_members,
+            settings,
+            metrics,
+        )
+    }
+
+    /// A group of `expected_members` caches that start from a restore: they share its index and each loads its
+    /// bounded orders.
+    pub fn restored(
+        restore: Restore,
+        expected_members: usize,
+        settings: CacheSettings,
+        metrics: &Metrics,
+    ) -> CacheGroup {
+        CacheGroup::build(
+            restore.shared,
+            restore.each.into(),
+            expected_members,
+            settings,
+            metrics,
+        )
+    }
+
+    fn build(
+        restored: RestoredOrders,
         snapshot: Arc<[CachedOrder]>,
         expected_members: usize,
         settings: CacheSettings,
@@ -109,6 +146,7 @@ impl CacheGroup {
         CacheGroup {
             inner: Arc::new(GroupInner {
                 members: Mutex::new(Vec::new()),
+                restored: Arc::new(restored),
                 snapshot: Mutex::new(Some(snapshot)),
                 expected_members,
                 warmed: AtomicUsize::new(0),
@@ -128,6 +166,11 @@ impl CacheGroup {
     /// The collectors every member counts into.
     pub fn counters(&self) -> &CacheCounters {
         &self.inner.counters
+    }
+
+    /// The index of the orders restored without a bound, which every member reads.
+    pub fn shared_orders(&self) -> Arc<RestoredOrders> {
+        self.inner.restored.clone()
     }
 
     /// The restored orders, while some expected member has not loaded them yet.

@@ -79,3 +79,17 @@ pub async fn restore(
     tx.commit().await?;
     Ok(start)
 }
+
+/// About how many orders are stored, from the planner's statistics (no scan): to size what the restore fills.
+/// 0 when the table was never analyzed.
+pub async fn estimated_orders(pool: &Pool) -> Result<usize, PersistError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_one(
+            "SELECT reltuples::int8 FROM pg_class WHERE oid = 'orders'::regclass",
+            &[],
+        )
+        .await?;
+    let estimate: i64 = row.try_get(0)?;
+    Ok(usize::try_from(estimate).unwrap_or(0))
+}

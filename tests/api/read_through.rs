@@ -114,6 +114,47 @@ async fn a_bounded_cache_restores_the_newest_orders_evicts_and_reads_the_rest_th
     Ok(())
 }
 
+#[actix_web::test]
+async fn a_bounded_cache_makes_room_for_new_orders_by_evicting_the_oldest_restored_first(
+) -> anyhow::Result<()> {
+    // Arrange: 20 orders stored before the start; the bound holds 5, so the newest 5 are restored.
+    let mut stopped = prepare().await?;
+    let uids: Vec<String> = (0..20).map(|i| format!("evictsoldest{i:07}")).collect();
+    let client = connect(&stopped.settings.database.url).await?;
+    for uid in &uids {
+        insert_directly(&client, uid).await?;
+    }
+    let one = sample_with_uid(&uids[0]).len() + uids[0].len() + ENTRY_OVERHEAD;
+    stopped.settings.application.cache_max_bytes = Some(5 * one + one / 2);
+    stopped.settings.application.http_workers = Some(1);
+    let app = stopped.start().await?;
+
+    // Act: one new order of the same size arrives; each member (public and admin) evicts one restored order.
+    app.publish(sample_with_uid("evictsnewest0000001")).await?;
+    eventually(WAIT, "an eviction in each member", || async {
+        Ok((metric(&app, "cache_evictions_total", &[]).await? >= 2.0).then_some(()))
+    })
+    .await?;
+    for uid in &uids[16..] {
+        assert_eq!(app.get_order(uid).await?.status(), 200, "{uid}");
+    }
+    let read_through_for_the_newest =
+        metric(&app, "cache_read_throughs_total", &[("result", "found")]).await?;
+    assert_eq!(app.get_order(&uids[15]).await?.status(), 200);
+
+    // Assert: the four newest restored orders stayed; the oldest restored one was evicted and is read through.
+    assert_eq!(
+        read_through_for_the_newest, 0.0,
+        "the newest restored orders stay"
+    );
+    assert_eq!(
+        metric(&app, "cache_read_throughs_total", &[("result", "found")]).await?,
+        1.0,
+        "the oldest restored order was the one evicted"
+    );
+    Ok(())
+}
+
 /// A second service instance in this process, on another instance's database and channel.
 struct SecondInstance {
     address: String,
