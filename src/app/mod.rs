@@ -470,8 +470,8 @@ fn run_public(
         // Runs once on each worker thread: this worker's own cache actor (see actors/cache.rs for why).
         let cache = web::Data::new(OrderCache::start_local_member(&caches));
         App::new()
-            .wrap(from_fn(error_bodies::json_errors))
-            .wrap(from_fn(head_requests::head_as_get))
+            .wrap(error_bodies::json_errors())
+            .wrap(head_requests::HeadAsGet)
             .wrap(HttpMetrics::new(&metrics))
             .app_data(cache)
             .app_data(readiness.clone())
@@ -511,8 +511,8 @@ fn run_admin(listener: TcpListener, shared: &HttpShared) -> anyhow::Result<Serve
         let cache = web::Data::new(OrderCache::start_local_member(&caches));
         App::new()
             .wrap(from_fn(admin_gate::gate))
-            .wrap(from_fn(error_bodies::json_errors))
-            .wrap(from_fn(head_requests::head_as_get))
+            .wrap(error_bodies::json_errors())
+            .wrap(head_requests::HeadAsGet)
             .wrap(HttpMetrics::new(&metrics))
             .app_data(admin_access.clone())
             .app_data(cache)
