@@ -129,8 +129,8 @@ fn run_public(listener: TcpListener, workers: usize, shared: HttpShared) -> anyh
         // Runs once on each worker thread: this worker's own cache actor (see actors/cache.rs for why).
         let cache = web::Data::new(OrderCache::start_local_member(&shared.caches));
         App::new()
-            .wrap(from_fn(error_bodies::json_errors))
-            .wrap(from_fn(head_requests::head_as_get))
+            .wrap(error_bodies::json_errors())
+            .wrap(head_requests::HeadAsGet)
             .wrap(HttpMetrics::new(&shared.metrics))
             .app_data(cache)
             .app_data(shared.readiness.clone())
@@ -154,8 +154,8 @@ fn run_admin(listener: TcpListener, shared: HttpShared) -> anyhow::Result<Server
         let cache = web::Data::new(OrderCache::start_local_member(&shared.caches));
         App::new()
             .wrap(from_fn(admin_gate::gate))
-            .wrap(from_fn(error_bodies::json_errors))
-            .wrap(from_fn(head_requests::head_as_get))
+            .wrap(error_bodies::json_errors())
+            .wrap(head_requests::HeadAsGet)
             .wrap(HttpMetrics::new(&shared.metrics))
             .app_data(shared.admin_access.clone())
             .app_data(cache)

@@ -3,41 +3,44 @@
 //! (`routes::error_response`); this catches what actix-web answers on its own (an extractor's refusal, a
 //! payload error, a handler's `Err` without a JSON body), so no error reaches a client as text or empty.
 
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::body::MessageBody;
+use actix_web::dev::ServiceResponse;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::middleware::Next;
-use actix_web::{Error, HttpResponse};
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::HttpResponse;
 
 use crate::http::routes::error_response;
 
-/// The middleware (`actix_web::middleware::from_fn(error_bodies::json_errors)`).
-pub async fn json_errors(
-    request: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, Error> {
+/// The middleware: `App::new().wrap(error_bodies::json_errors())`. actix-web's `ErrorHandlers` calls `json_body`
+/// for 4xx and 5xx answers only, and passes the others on without boxing their future or their body.
+pub fn json_errors<B: MessageBody + 'static>() -> ErrorHandlers<B> {
+    ErrorHandlers::new().default_handler(json_body)
+}
+
+/// An error answer as `{"error", "message"}` JSON with `nosniff`; a JSON body that a route built is kept.
+fn json_body<B: MessageBody>(
+    response: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
     // Inside the app, a handler's or an extractor's `Err` is already a response here (actix-web's route turns it
-    // into one); the request cannot be kept aside for an `Err` anyway, as routing needs it unshared.
-    let response = next.call(request).await?.map_into_boxed_body();
+    // into one).
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return Ok(response);
-    }
     let (request, response) = response.into_parts();
     let mut response = if is_json(&response) {
-        response
+        response.map_into_left_body()
     } else {
-        replace_body(response, status)
+        replace_body(response, status).map_into_right_body()
     };
     response.headers_mut().insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    Ok(ServiceResponse::new(request, response))
+    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(
+        request, response,
+    )))
 }
 
-fn is_json(response: &HttpResponse) -> bool {
+fn is_json<B>(response: &HttpResponse<B>) -> bool {
     response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -48,7 +51,7 @@ fn is_json(response: &HttpResponse) -> bool {
 
 /// The shared body for `status`, keeping the answer's other headers (`Allow`, `WWW-Authenticate`, ...). The old
 /// body is dropped unread: actix-web's own texts quote the request (`can not parse "<input>" to a i64`).
-fn replace_body(old: HttpResponse, status: StatusCode) -> HttpResponse {
+fn replace_body<B>(old: HttpResponse<B>, status: StatusCode) -> HttpResponse {
     let mut response = error_response(status, &code(status), message(status));
     for (name, value) in old.headers() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {

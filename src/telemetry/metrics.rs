@@ -16,6 +16,7 @@ use prometheus::{
 
 use crate::config::SourceKind;
 use crate::domain::{FlagRule, RejectClass};
+use crate::telemetry::worker_histograms::WorkerHistograms;
 
 /// The content type of `render`'s output.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -80,7 +81,7 @@ pub struct Metrics {
     pub cache_restore_duration: Gauge,
     pub cache_restored_orders: IntGauge,
     /// Labels `route` (the template, or `UNMATCHED_ROUTE`) and `status`.
-    pub http_request_duration: HistogramVec,
+    pub http_request_duration: WorkerHistograms,
     /// Set when scraped, from the same check as `/readyz`.
     pub ready: IntGauge,
     /// 1 while deliveries wait and nothing has committed for `STALL_AFTER`.
@@ -136,13 +137,11 @@ impl Metrics {
         )?;
         let http_request_duration = register(
             r,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    name("http_request_duration_seconds"),
-                    "HTTP requests by route template and status, with their latency.",
-                )
-                .buckets(HTTP_BUCKETS.to_vec()),
+            WorkerHistograms::new(
+                name("http_request_duration_seconds"),
+                "HTTP requests by route template and status, with their latency.",
                 &["route", "status"],
+                &HTTP_BUCKETS,
             )?,
         )?;
         let delivery_attempts = register(

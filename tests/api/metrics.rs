@@ -172,6 +172,41 @@ async fn pipeline_cache_and_http_metrics_count_what_happened() -> anyhow::Result
 }
 
 #[actix_web::test]
+async fn what_the_order_template_does_not_match_counts_as_unmatched() -> anyhow::Result<()> {
+    // Arrange: the order route is a prefix (`/order`) that also sees these; the template `/order/{order_uid}` never
+    // matched them, so they count as unmatched.
+    let app = spawn_app().await?;
+    let client = reqwest::Client::new();
+
+    // Act
+    for path in ["/order", "/order/", "/order/a/b"] {
+        assert_eq!(app.get(path).await?.status(), 404, "GET {path}");
+    }
+    let delete = client
+        .delete(format!("{}/order/x", app.address))
+        .send()
+        .await?;
+    assert_eq!(delete.status(), 405, "DELETE /order/x");
+    assert_eq!(app.get("/order/nosuchorder").await?.status(), 404);
+    let m = scrape(&app).await?;
+
+    // Assert
+    let requests = |route: &str, status: &str| {
+        value(
+            &m,
+            "order_service_http_request_duration_seconds_count",
+            &[("route", route), ("status", status)],
+        )
+    };
+    let unmatched = order_service::telemetry::metrics::UNMATCHED_ROUTE;
+    assert_eq!(requests(unmatched, "404"), Some(3.0));
+    assert_eq!(requests(unmatched, "405"), Some(1.0));
+    assert_eq!(requests("/order/{order_uid}", "404"), Some(1.0));
+    assert_eq!(requests("/order/{order_uid}", "405"), None);
+    Ok(())
+}
+
+#[actix_web::test]
 async fn a_restart_reports_the_orders_it_restored() -> anyhow::Result<()> {
     // Arrange
     let app = spawn_app().await?;

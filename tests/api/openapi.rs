@@ -57,8 +57,9 @@ fn documented_operations(document: &Value) -> anyhow::Result<BTreeSet<(String, S
     Ok(operations)
 }
 
-/// `(method, path template)` of every route declared in `src/` with actix-web's method macros (`#[get("/x")]`).
-/// Fails on any other way of registering a route, which this scan could not see.
+/// `(method, path template)` of every route declared in `src/` with actix-web's method macros (`#[get("/x")]`), or
+/// registered by hand with a `// Route: METHOD /path` line beside it. Fails on any other way of registering a
+/// route, which this scan could not see.
 fn registered_routes() -> anyhow::Result<BTreeSet<(String, String)>> {
     let mut routes = BTreeSet::new();
     let mut files = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
@@ -73,8 +74,21 @@ fn registered_routes() -> anyhow::Result<BTreeSet<(String, String)>> {
             continue;
         }
         let source = std::fs::read_to_string(&path)?;
+        // A route registered by hand (`register_service`) names itself on a line `// Route: GET /path`.
+        anyhow::ensure!(
+            !source.contains(".register_service(") || source.contains("// Route: "),
+            "{} registers a service by hand without a `// Route: METHOD /path` line",
+            path.display()
+        );
         for (number, line) in source.lines().enumerate() {
             let line = line.trim();
+            if let Some(route) = line.strip_prefix("// Route: ") {
+                let (method, route) = route.split_once(' ').ok_or_else(|| {
+                    anyhow::anyhow!("{}:{}: cannot read the route", path.display(), number + 1)
+                })?;
+                routes.insert((method.to_ascii_lowercase(), route.trim().to_owned()));
+                continue;
+            }
             if line.starts_with("//") {
                 continue;
             }

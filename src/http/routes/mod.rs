@@ -18,7 +18,10 @@ use serde::Serialize;
 pub use health_check::{healthz, readyz, readyz_detail};
 pub use metrics::get_metrics;
 pub use openapi::{allowed_methods, openapi_document};
-pub use orders::{get_order, list_orders, GetOrderError, OrderSummary};
+pub use orders::{
+    list_orders, order_uid_segment, GetOrderError, GetOrderRoute, OrderSummary, GET_ORDER,
+    ORDER_ROUTE,
+};
 pub use pagination::{ListError, Page};
 pub use rejected::{get_rejected, list_rejected, replay_rejected, RejectedMessage, ReplayAnswer};
 pub use ui::{admin_js, app_css, app_js, index, CONTENT_SECURITY_POLICY};
@@ -47,7 +50,7 @@ fn configure_common(cfg: &mut web::ServiceConfig) -> &mut web::ServiceConfig {
     cfg.app_data(query_config())
         .app_data(path_config())
         .default_service(web::to(unmatched))
-        .service(get_order)
+        .service(GetOrderRoute)
 }
 
 /// The routes of the public listener: order lookups, the lookup page, health. Nothing here lists, changes or
@@ -102,7 +105,12 @@ fn path_config() -> web::PathConfig {
 
 /// What no route matched: 405 with `Allow` when the path exists with other methods on this listener, else 404.
 async fn unmatched(request: HttpRequest, listener: web::Data<Listener>) -> HttpResponse {
-    match allowed_methods(**listener, request.path()) {
+    unmatched_answer(**listener, request.path())
+}
+
+/// The answer of `unmatched` for `path` on `listener`.
+pub(crate) fn unmatched_answer(listener: Listener, path: &str) -> HttpResponse {
+    match allowed_methods(listener, path) {
         Some(methods) => {
             let mut response = error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
