@@ -9,15 +9,15 @@ use std::time::Duration;
 use order_service::config::SourceKind;
 use order_service::domain::{OrderSchema, DEFAULT_MAX_BYTES};
 use order_service::storage::{self, OrderRow};
+use order_service_test_support::{
+    eventually, holds_for, prepare_on, prepare_with, spawn_app, SAMPLE, SAMPLE_UID, WAIT,
+};
 use serde_json::Value;
 use stan_testkit::StoreKind;
 
 use crate::fault_harness::{
-    assert_accounted_for, stored_rows, Corpus, PrivateNats, ServiceProcess, TempDir,
+    assert_accounted_for, stored_rows, temp_dir, Corpus, PrivateNats, ServiceProcess,
     ThrowawayPostgres,
-};
-use crate::helpers::{
-    eventually, holds_for, prepare_on, prepare_with, spawn_app, SAMPLE, SAMPLE_UID, WAIT,
 };
 
 for_each_source!(
@@ -243,8 +243,8 @@ async fn after_the_broker_is_restarted_on_its_file_store_mid_ingest_every_messag
 ) -> anyhow::Result<()> {
     // Arrange: a broker with a file store, so a restart keeps the channel, the durable and what is unacked.
     // Declared before the app, so it is removed after the app (and its broker) stopped.
-    let store_dir = TempDir::new("stan");
-    let store = StoreKind::File(store_dir.0.clone());
+    let store_dir = temp_dir("stan")?;
+    let store = StoreKind::File(store_dir.path().to_path_buf());
     let nats_url = stan_testkit::nats_server::ensure_nats_server().await?;
     let mut app = prepare_on(&nats_url, store.clone(), &[SourceKind::Stan])
         .await?

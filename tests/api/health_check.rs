@@ -1,12 +1,11 @@
 use std::time::Duration;
 
-use serde_json::Value;
-
 use order_service::config::SourceKind;
+use order_service_test_support::{eventually, prepare_on, spawn_app, WAIT};
+use serde_json::Value;
 use stan_testkit::StoreKind;
 
 use crate::fault_harness::PrivateNats;
-use crate::helpers::{eventually, prepare_on, spawn_app, WAIT};
 
 #[actix_web::test]
 async fn healthz_answers_200() -> anyhow::Result<()> {

@@ -6,11 +6,14 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use order_service_test_support::metrics::value;
+use order_service_test_support::{
+    eventually, prepare, spawn_app, TestApp, SAMPLE, SAMPLE_UID, WAIT,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::fault_harness::ServiceProcess;
-use crate::helpers::{eventually, prepare, spawn_app, TestApp, SAMPLE, SAMPLE_UID, WAIT};
 
 /// A property name and an order_uid that would write a log line of their own and clear a terminal.
 const FORGING: &str = "x\n2099-01-01T00:00:00Z ERROR order_service: FORGED \u{1b}[2J";
@@ -25,15 +28,7 @@ async fn tokenless_app_with_a_dead_letter(
     stopped.settings.application.admin_allowed_hosts =
         allowed_hosts.iter().map(|h| (*h).to_owned()).collect();
     let app = stopped.start().await?;
-    app.publish(&b"{not json"[..]).await?;
-    app.wait_for_rows("rejected_messages", 1).await?;
-    let id: i64 = app
-        .db_pool
-        .get()
-        .await?
-        .query_one("SELECT id FROM rejected_messages", &[])
-        .await?
-        .get(0);
+    let id = app.add_dead_letter().await?;
     Ok((app, id))
 }
 
@@ -277,20 +272,6 @@ fn raw_exchange(address: &str, request: &[u8]) -> anyhow::Result<Vec<u8>> {
     Ok(answer)
 }
 
-/// The value of `name` in a Prometheus text exposition, 0 when absent.
-fn sample_value(exposition: &str, name: &str) -> f64 {
-    exposition
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
-}
-
 #[actix_web::test]
 async fn a_property_name_or_order_uid_cannot_forge_a_line_of_the_human_log() -> anyhow::Result<()> {
     // Arrange: the binary with its human log format.
@@ -310,25 +291,12 @@ async fn a_property_name_or_order_uid_cannot_forge_a_line_of_the_human_log() -> 
     stopped.publish(serde_json::to_vec(&forged_uid)?).await?;
     eventually(WAIT, "two dead letters", || async {
         Ok(
-            (crate::helpers::count(&stopped.db_pool, "rejected_messages").await? == 2)
+            (order_service_test_support::count(&stopped.db_pool, "rejected_messages").await? == 2)
                 .then_some(()),
         )
     })
     .await?;
-    let token = stopped
-        .settings
-        .application
-        .admin_token
-        .as_ref()
-        .map(|t| t.expose().to_owned())
-        .unwrap_or_default();
-    let listing = reqwest::Client::new()
-        .get(format!("{}/rejected", service.admin_address))
-        .bearer_auth(&token)
-        .send()
-        .await?
-        .text()
-        .await?;
+    let listing = service.admin_get("/rejected").await?.text().await?;
     let (_, log) = service.terminate().await?;
 
     // Assert: nothing of the forgery starts a line or reaches the terminal raw; the property name is cut.
@@ -374,27 +342,15 @@ async fn malformed_requests_are_counted_and_write_no_log_line() -> anyhow::Resul
     let stopped = prepare().await?;
     let mut service = ServiceProcess::spawn(&stopped.settings)?;
     service.wait_ready().await?;
-    let token = stopped
-        .settings
-        .application
-        .admin_token
-        .as_ref()
-        .map(|t| t.expose().to_owned())
-        .unwrap_or_default();
-    let client = reqwest::Client::new();
-    let metrics_url = format!("{}/metrics", service.admin_address);
     let scrape = || async {
-        let text = client
-            .get(&metrics_url)
-            .bearer_auth(&token)
-            .send()
-            .await?
-            .text()
-            .await?;
-        anyhow::Ok(sample_value(
-            &text,
-            "order_service_http_malformed_requests_total",
-        ))
+        anyhow::Ok(
+            value(
+                &service.metrics().await?,
+                "order_service_http_malformed_requests_total",
+                &[],
+            )
+            .unwrap_or(0.0),
+        )
     };
     let before = scrape().await?;
     let malformed: [&[u8]; 3] = [

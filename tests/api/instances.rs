@@ -4,14 +4,16 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use order_service::config::{Settings, SourceKind};
 use order_service::storage::Pool;
+use order_service_test_support::metrics::sum;
+use order_service_test_support::{eventually, prepare, prepare_with, SAMPLE, SAMPLE_UID, WAIT};
 use serde_json::Value;
 
 use crate::fault_harness::{
     assert_accounted_for, assert_serves_every_stored_order, stored_rows, Corpus, ServiceProcess,
 };
-use crate::helpers::{eventually, prepare, prepare_with, SAMPLE, SAMPLE_UID, WAIT};
 
 for_each_source!(
     three_instances_on_one_channel_each_serve_every_stored_order_with_the_stored_bytes,
@@ -63,30 +65,9 @@ async fn assert_every_instance_serves_the_table(
 }
 
 /// `order_service_messages_received_total` of one instance, summed over its sources (from its admin listener).
-async fn messages_received(instance: &ServiceProcess, settings: &Settings) -> anyhow::Result<f64> {
+async fn messages_received(instance: &ServiceProcess) -> anyhow::Result<f64> {
     let name = "order_service_messages_received_total";
-    let token = settings
-        .application
-        .admin_token
-        .as_ref()
-        .map(|token| token.expose().to_owned())
-        .unwrap_or_default();
-    let text = reqwest::Client::new()
-        .get(format!("{}/metrics", instance.admin_address))
-        .bearer_auth(token)
-        .send()
-        .await?
-        .text()
-        .await?;
-    let mut total = None;
-    for line in text.lines().filter(|line| {
-        line.strip_prefix(name)
-            .is_some_and(|rest| rest.starts_with([' ', '{']))
-    }) {
-        let value: f64 = line.rsplit(' ').next().unwrap_or_default().parse()?;
-        total = Some(total.unwrap_or(0.0) + value);
-    }
-    total.ok_or_else(|| anyhow::anyhow!("no {name} in the metrics"))
+    sum(&instance.metrics().await?, name).with_context(|| format!("no {name} in the metrics"))
 }
 
 async fn three_instances_on_one_channel_each_serve_every_stored_order_with_the_stored_bytes(
@@ -108,7 +89,7 @@ async fn three_instances_on_one_channel_each_serve_every_stored_order_with_the_s
     assert_every_instance_serves_the_table(&stopped.db_pool, &instances, &never_published).await?;
     for instance in &instances {
         assert!(
-            messages_received(instance, &stopped.settings).await? > 0.0,
+            messages_received(instance).await? > 0.0,
             "{} took no share of the messages: the test would not show that instances share",
             instance.address
         );

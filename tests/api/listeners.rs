@@ -1,10 +1,9 @@
 //! The two listeners: the public one serves lookups only and answers 404 for every admin path; the admin one wants
 //! the token, refuses what a cross-site page could send, and refuses to start exposed without a token.
 
+use order_service_test_support::{prepare, spawn_app, TestApp, SAMPLE, SAMPLE_UID};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-
-use crate::helpers::{prepare, spawn_app, TestApp, SAMPLE, SAMPLE_UID};
 
 /// Every admin operation, with a path that exists (the dead letter `id`).
 fn admin_paths(dead_letter: i64) -> Vec<(Method, String)> {
@@ -20,15 +19,7 @@ fn admin_paths(dead_letter: i64) -> Vec<(Method, String)> {
 
 async fn app_with_a_dead_letter() -> anyhow::Result<(TestApp, i64)> {
     let app = spawn_app().await?;
-    app.publish(&b"{not json"[..]).await?;
-    app.wait_for_rows("rejected_messages", 1).await?;
-    let id: i64 = app
-        .db_pool
-        .get()
-        .await?
-        .query_one("SELECT id FROM rejected_messages", &[])
-        .await?
-        .get(0);
+    let id = app.add_dead_letter().await?;
     Ok((app, id))
 }
 

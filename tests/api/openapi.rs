@@ -7,9 +7,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use jsonschema::{Registry, Validator};
+use order_service_test_support::{spawn_app, TestApp, SAMPLE, SAMPLE_UID};
 use serde_json::{json, Value};
-
-use crate::helpers::{spawn_app, TestApp, SAMPLE, SAMPLE_UID};
 
 /// Where the validators find the document; `$ref`s inside it resolve against this.
 const DOCUMENT_URI: &str = "https://order-service.local/openapi.json";

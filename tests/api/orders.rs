@@ -1,7 +1,6 @@
 use order_service::config::SourceKind;
+use order_service_test_support::{spawn_app, spawn_app_with, SAMPLE, SAMPLE_UID};
 use serde_json::Value;
-
-use crate::helpers::{spawn_app, spawn_app_with, SAMPLE, SAMPLE_UID};
 
 for_each_source!(the_published_sample_is_served_equal_to_what_was_published);
 

@@ -11,11 +11,14 @@
 
 use std::time::Duration;
 
+use order_service_test_support::metrics::{get, scrape};
+use order_service_test_support::{
+    connect, eventually, insert_directly, prepare_on_database, TestApp, WAIT,
+};
+
 use crate::fault_harness::{
     assert_accounted_for, assert_serves_every_stored_order, stored_rows, Corpus, ThrowawayPostgres,
 };
-use crate::helpers::{connect, eventually, insert_directly, prepare_on_database, TestApp, WAIT};
-use crate::metrics::{get, scrape};
 
 /// How long the service may take to store everything once the standby is promoted.
 const RECOVERY: Duration = Duration::from_secs(40);

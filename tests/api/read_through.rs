@@ -3,11 +3,10 @@
 
 use order_service::app::{Application, ShutdownHandle};
 use order_service::cache::store::ENTRY_OVERHEAD;
-
-use crate::helpers::{
+use order_service_test_support::metrics::{get, scrape, scrape_at};
+use order_service_test_support::{
     connect, eventually, insert_directly, prepare, sample_with_uid, spawn_app, TestApp, WAIT,
 };
-use crate::metrics::{get, scrape, scrape_at};
 
 async fn metric(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> anyhow::Result<f64> {
     Ok(get(

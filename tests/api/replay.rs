@@ -3,9 +3,10 @@
 use std::process::Command;
 
 use order_service::config::SourceKind;
+use order_service_test_support::{
+    prepare_with, spawn_app, spawn_app_with, TestApp, SAMPLE, SAMPLE_UID,
+};
 use serde_json::Value;
-
-use crate::helpers::{prepare_with, spawn_app, spawn_app_with, TestApp, SAMPLE, SAMPLE_UID};
 
 for_each_source!(
     a_dead_letter_replayed_after_its_cause_is_fixed_is_stored_and_served,

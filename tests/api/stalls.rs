@@ -5,10 +5,14 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
+use order_service_test_support::metrics::{scrape, value};
+use order_service_test_support::{
+    count, eventually, holds_for, prepare, StoppedApp, TestApp, WAIT,
+};
 use tokio_postgres::NoTls;
 
 use crate::fault_harness::{assert_accounted_for, Corpus};
-use crate::helpers::{count, eventually, holds_for, prepare, StoppedApp, TestApp, WAIT};
 
 /// Short deadlines, so the tests see them pass.
 fn with_short_deadlines(stopped: &mut StoppedApp) {
@@ -23,10 +27,7 @@ async fn readyz(app: &TestApp) -> anyhow::Result<(u16, String)> {
 
 /// The value of an unlabelled sample in `GET /metrics`.
 async fn gauge(app: &TestApp, name: &str) -> anyhow::Result<f64> {
-    let text = app.admin_get("/metrics").await?.text().await?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("{name} is not exported"))
+    value(&scrape(app).await?, name, &[]).with_context(|| format!("{name} is not exported"))
 }
 
 /// Installs a trigger that refuses (SQLSTATE P0001, not class 22) every row of `table` with this order_uid.

@@ -10,11 +10,12 @@ use async_nats::jetstream;
 use order_service::config::{Secret, Settings, SourceKind, SslMode};
 use order_service::storage;
 use order_service::transport::nats_auth::NatsTarget;
+use order_service_test_support::{free_port, prepare, prepare_on, TestApp, SAMPLE, SAMPLE_UID};
 use serde_json::Value;
 use stan_testkit::StoreKind;
+use tempfile::TempDir;
 
-use crate::fault_harness::{free_port, PrivateNats, TempDir, ThrowawayPostgres};
-use crate::helpers::{prepare, prepare_on, TestApp, SAMPLE, SAMPLE_UID};
+use crate::fault_harness::{temp_dir, PrivateNats, ThrowawayPostgres};
 
 /// A CA, a server certificate it signs (for 127.0.0.1 and localhost) and its key, and a second, unrelated CA.
 struct Certificates {
@@ -118,7 +119,7 @@ fn make_certificates(dir: &Path) -> anyhow::Result<Certificates> {
 
 /// A PostgreSQL cluster with TLS on, and the certificates (the CA outside the cluster's directory).
 fn postgres_with_tls() -> anyhow::Result<(ThrowawayPostgres, TempDir, Certificates)> {
-    let cas = TempDir::new("ca");
+    let cas = temp_dir("ca")?;
     let mut made = None;
     let postgres = ThrowawayPostgres::start_with_tls(|dir| {
         let certificates = make_certificates(&dir.join("tls"))?;
@@ -130,9 +131,9 @@ fn postgres_with_tls() -> anyhow::Result<(ThrowawayPostgres, TempDir, Certificat
         Ok(paths)
     })?;
     let certificates = made.context("no certificates made")?;
-    std::fs::create_dir_all(&cas.0)?;
-    let ca = cas.0.join("ca.crt");
-    let other_ca = cas.0.join("other-ca.crt");
+    std::fs::create_dir_all(&cas.path())?;
+    let ca = cas.path().join("ca.crt");
+    let other_ca = cas.path().join("other-ca.crt");
     std::fs::copy(&certificates.ca, &ca)?;
     std::fs::copy(&certificates.other_ca, &other_ca)?;
     Ok((
@@ -339,8 +340,8 @@ async fn a_nats_token_from_the_settings_logs_the_ack_connection_in_and_a_wrong_o
 #[actix_web::test]
 async fn async_nats_connections_use_tls_with_the_ca_and_refuse_another_ca() -> anyhow::Result<()> {
     // Arrange
-    let dir = TempDir::new("nats-tls");
-    let certificates = make_certificates(&dir.0)?;
+    let dir = temp_dir("nats-tls")?;
+    let certificates = make_certificates(&dir.path())?;
     let nats = PrivateNats::start_with_config(&format!(
         "tls {{ cert_file: \"{}\", key_file: \"{}\" }}",
         certificates.server_certificate.display(),
@@ -501,8 +502,8 @@ async fn the_jetstream_source_logs_in_with_the_nats_token_and_a_wrong_one_is_ref
 async fn the_jetstream_source_connects_over_tls_with_the_nats_ca_and_refuses_another_ca(
 ) -> anyhow::Result<()> {
     // Arrange: a server that takes TLS connections only.
-    let dir = TempDir::new("nats-tls");
-    let certificates = make_certificates(&dir.0)?;
+    let dir = temp_dir("nats-tls")?;
+    let certificates = make_certificates(&dir.path())?;
     let nats = PrivateNats::start_with_config(&format!(
         "tls {{ cert_file: \"{}\", key_file: \"{}\" }}",
         certificates.server_certificate.display(),

@@ -1,6 +1,6 @@
+use order_service_test_support::{spawn_app, TestApp, SAMPLE, SAMPLE_UID};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, TestApp, SAMPLE, SAMPLE_UID};
 use crate::webdriver::{Browser, ENTER};
 
 /// Set to write `docs/order-page.png` from the order view.
