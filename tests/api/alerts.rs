@@ -40,7 +40,7 @@ fn the_alert_rules_and_the_prometheus_config_pass_promtools_checks() -> anyhow::
         dir.path().join("prometheus.yml"),
         shipped.replace(TOKEN_FILE, &token.display().to_string()),
     )?;
-    let config = promtool(&dir.path(), &["check", "config", "prometheus.yml"])?;
+    let config = promtool(dir.path(), &["check", "config", "prometheus.yml"])?;
 
     // Assert: promtool exits non-zero on an error, which `promtool` turns into Err; the counts show the rules
     // file was the one read.

@@ -56,15 +56,8 @@ async fn sigterm_stops_gracefully_and_the_durable_survives_for_the_next_start(
     // Arrange
     let stopped = prepare_with(&[source]).await?;
     let service = ServiceProcess::spawn(&stopped.settings)?;
-    let order_url = format!("{}/order/{SAMPLE_UID}", service.address);
     stopped.publish(SAMPLE).await?;
-    eventually(WAIT, "the binary to serve the sample", || async {
-        Ok(match reqwest::get(&order_url).await {
-            Ok(response) if response.status() == 200 => Some(()),
-            _ => None,
-        })
-    })
-    .await?;
+    service.served(SAMPLE_UID).await?;
 
     // Act
     let (status, stderr) = service.terminate().await?;
@@ -184,11 +177,7 @@ async fn secrets_in_database_and_nats_urls_reach_no_log_line_answer_or_metric() 
     stopped.publish(SAMPLE).await?;
     stopped.publish(&b"{not json"[..]).await?;
     let client = reqwest::Client::new();
-    eventually(WAIT, "the sample to be served", || async {
-        let response = reqwest::get(format!("{}/order/{SAMPLE_UID}", service.address)).await?;
-        Ok((response.status() == 200).then_some(()))
-    })
-    .await?;
+    service.served(SAMPLE_UID).await?;
 
     // Act: every answer that could carry a secret, healthy and then with the broker gone.
     let mut answers = Vec::new();

@@ -11,7 +11,7 @@ use async_nats::jetstream;
 use async_nats::HeaderMap;
 use futures::StreamExt;
 use order_service::config::SourceKind;
-use order_service_test_support::{eventually, prepare_on, sample_with_uid, TestApp};
+use order_service_test_support::{eventually, prepare_on, sample_with_uid, start_error, TestApp};
 use serde_json::Value;
 use stan_testkit::nats_cluster::{consumer_leader, stream_leader, NatsCluster};
 use stan_testkit::StoreKind;
@@ -220,10 +220,10 @@ async fn a_replica_count_beyond_the_cluster_is_a_clear_start_up_error() -> anyho
     stopped.settings.jetstream.replicas = 3;
 
     // Act
-    let error = match stopped.start().await {
-        Ok(_) => anyhow::bail!("the service started with a stream of 3 replicas on one server"),
-        Err(error) => format!("{error:#}"),
-    };
+    let error = start_error(
+        stopped.start().await,
+        "the service started with a stream of 3 replicas on one server",
+    )?;
 
     // Assert
     assert!(
@@ -243,10 +243,10 @@ async fn a_malformed_server_list_entry_is_refused_at_start_by_position_without_i
     stopped.settings.stan.url = format!("{good},nats://order:s3cret@127.0.0.1:99999");
 
     // Act
-    let error = match stopped.start().await {
-        Ok(_) => anyhow::bail!("the service started with a malformed STAN_URL entry"),
-        Err(error) => format!("{error:#}"),
-    };
+    let error = start_error(
+        stopped.start().await,
+        "the service started with a malformed STAN_URL entry",
+    )?;
 
     // Assert
     assert!(error.contains("STAN_URL: entry 2"), "{error}");

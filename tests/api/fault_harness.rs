@@ -152,6 +152,16 @@ impl ServiceProcess {
         }
     }
 
+    /// Waits until this process serves the order `uid`.
+    pub async fn served(&self, uid: &str) -> anyhow::Result<()> {
+        let url = format!("{}/order/{uid}", self.address);
+        eventually(WAIT, &format!("{url} to be served"), || async {
+            let response = reqwest::get(&url).await?;
+            Ok((response.status() == 200).then_some(()))
+        })
+        .await
+    }
+
     /// The metrics its admin listener serves.
     pub async fn metrics(&self) -> anyhow::Result<Vec<Sample>> {
         scrape_at(&self.admin_address, &self.admin_token).await

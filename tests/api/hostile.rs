@@ -234,20 +234,15 @@ async fn with_a_token_and_no_host_list_any_host_is_taken_but_a_foreign_origin_is
         .header("host", "admin.internal.example:8082")
         .send()
         .await?;
-    let foreign = app
-        .admin(Method::POST, "/rejected/1/replay")
-        .header("host", "admin.internal.example:8082")
-        .header("origin", "https://evil.example")
-        .json(&json!({}))
-        .send()
-        .await?;
-    let own = app
-        .admin(Method::POST, "/rejected/1/replay")
-        .header("host", "admin.internal.example:8082")
-        .header("origin", "http://admin.internal.example:8082")
-        .json(&json!({}))
-        .send()
-        .await?;
+    let replay_from = |origin: &'static str| {
+        app.admin(Method::POST, "/rejected/1/replay")
+            .header("host", "admin.internal.example:8082")
+            .header("origin", origin)
+            .json(&json!({}))
+            .send()
+    };
+    let foreign = replay_from("https://evil.example").await?;
+    let own = replay_from("http://admin.internal.example:8082").await?;
 
     // Assert
     assert_eq!(listed.status(), StatusCode::OK);
@@ -397,8 +392,7 @@ async fn malformed_requests_are_counted_and_write_no_log_line() -> anyhow::Resul
 async fn head_sends_the_headers_of_get_and_no_body_on_the_wire() -> anyhow::Result<()> {
     // Arrange
     let app = spawn_app().await?;
-    app.publish(SAMPLE).await?;
-    app.served(SAMPLE_UID).await?;
+    app.publish_sample().await?;
 
     for (address, path) in [
         (&app.address, "/healthz".to_owned()),

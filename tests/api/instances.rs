@@ -214,11 +214,7 @@ async fn a_process_whose_client_id_was_taken_over_while_it_stalled_reports_not_r
     );
     // The process that holds the id now takes the messages.
     stopped.publish(SAMPLE).await?;
-    eventually(WAIT, "the second process to serve the sample", || async {
-        let response = reqwest::get(format!("{}/order/{SAMPLE_UID}", second.address)).await?;
-        Ok((response.status() == 200).then_some(()))
-    })
-    .await?;
+    second.served(SAMPLE_UID).await?;
     Ok(())
 }
 
@@ -257,11 +253,9 @@ async fn a_process_whose_client_id_was_taken_over_by_a_process_now_gone_reconnec
         "{log}"
     );
     stopped.publish(SAMPLE).await?;
-    eventually(WAIT, "the first process to serve the sample", || async {
-        let response = reqwest::get(format!("{}/order/{SAMPLE_UID}", first.address)).await?;
-        Ok((response.status() == 200).then_some(()))
-    })
-    .await
-    .map_err(|e| e.context(format!("log:\n{}", first.log_tail())))?;
+    first
+        .served(SAMPLE_UID)
+        .await
+        .map_err(|e| e.context(format!("log:\n{}", first.log_tail())))?;
     Ok(())
 }

@@ -11,7 +11,8 @@ use order_service::app::Application;
 use order_service::config::SourceKind;
 use order_service::domain::generator;
 use order_service_test_support::{
-    eventually, prepare_with, spawn_app_with, uid_of, StreamGuard, SAMPLE, SAMPLE_UID, WAIT,
+    eventually, prepare_with, spawn_app_with, start_error, uid_of, StreamGuard, SAMPLE, SAMPLE_UID,
+    WAIT,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -63,10 +64,7 @@ async fn without_leave_to_create_it_a_missing_stream_is_a_start_up_error_naming_
     let started = Application::build(stopped.settings.clone()).await;
 
     // Assert
-    let error = match started {
-        Ok(_) => anyhow::bail!("the service started without its stream"),
-        Err(error) => format!("{error:#}"),
-    };
+    let error = start_error(started, "the service started without its stream")?;
     assert!(
         error.contains(&stream) && error.contains("does not exist"),
         "{error}"

@@ -1,7 +1,7 @@
 //! The two listeners: the public one serves lookups only and answers 404 for every admin path; the admin one wants
 //! the token, refuses what a cross-site page could send, and refuses to start exposed without a token.
 
-use order_service_test_support::{prepare, spawn_app, TestApp, SAMPLE, SAMPLE_UID};
+use order_service_test_support::{prepare, spawn_app, start_error, TestApp, SAMPLE, SAMPLE_UID};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -163,10 +163,10 @@ async fn an_admin_listener_beyond_loopback_without_a_token_refuses_to_start() ->
     stopped.settings.application.admin_token = None;
 
     // Act
-    let error = match stopped.start().await {
-        Ok(_) => anyhow::bail!("the service started with its admin routes open to the network"),
-        Err(error) => format!("{error:#}"),
-    };
+    let error = start_error(
+        stopped.start().await,
+        "the service started with its admin routes open to the network",
+    )?;
 
     // Assert
     assert!(

@@ -80,8 +80,7 @@ async fn pipeline_cache_and_http_metrics_count_what_happened() -> anyhow::Result
 async fn a_restart_reports_the_orders_it_restored() -> anyhow::Result<()> {
     // Arrange
     let app = spawn_app().await?;
-    app.publish(SAMPLE).await?;
-    app.served(SAMPLE_UID).await?;
+    app.publish_sample().await?;
     app.wait_for_acks(1).await?;
 
     // Act

@@ -11,8 +11,7 @@ async fn the_published_sample_is_served_equal_to_what_was_published(
     let app = spawn_app_with(&[source]).await?;
 
     // Act
-    app.publish(SAMPLE).await?;
-    let body = app.served(SAMPLE_UID).await?;
+    let body = app.publish_sample().await?;
 
     // Assert
     let served: Value = serde_json::from_slice(&body)?;

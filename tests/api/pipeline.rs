@@ -6,8 +6,8 @@ use order_service::config::SourceKind;
 use order_service::domain::generator::{self, InvalidKind};
 use order_service_test_support::metrics::{scrape, value};
 use order_service_test_support::{
-    eventually, holds_for, prepare_with, spawn_app, spawn_app_with, uid_of, TestApp, SAMPLE,
-    SAMPLE_UID, WAIT,
+    eventually, holds_for, prepare_with, sample_changed, spawn_app, spawn_app_with, start_error,
+    uid_of, TestApp, SAMPLE, SAMPLE_UID, WAIT,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -64,8 +64,7 @@ async fn messages_published_while_the_service_is_down_are_served_after_it_starts
 ) -> anyhow::Result<()> {
     // Arrange: the durable exists (the service ran once), then the service stops.
     let app = spawn_app_with(&[source]).await?;
-    app.publish(SAMPLE).await?;
-    app.served(SAMPLE_UID).await?;
+    app.publish_sample().await?;
     let stopped = app.stop().await?;
     let mut rng = StdRng::seed_from_u64(2);
     let while_down: Vec<Vec<u8>> = (0..20)
@@ -108,8 +107,7 @@ async fn the_same_order_twice_is_stored_once_and_both_deliveries_are_acked(
     let app = spawn_app_with(&[source]).await?;
 
     // Act
-    app.publish(SAMPLE).await?;
-    app.served(SAMPLE_UID).await?;
+    app.publish_sample().await?;
     app.publish(SAMPLE).await?;
     app.wait_for_acks(2).await?;
 
@@ -130,13 +128,11 @@ async fn another_order_under_a_stored_order_uid_is_a_conflict_and_the_first_vers
 ) -> anyhow::Result<()> {
     // Arrange
     let app = spawn_app_with(&[source]).await?;
-    let mut changed: Value = serde_json::from_str(SAMPLE)?;
-    changed["delivery"]["city"] = "Elsewhere".into();
-    app.publish(SAMPLE).await?;
-    let first = app.served(SAMPLE_UID).await?;
+    let changed = sample_changed()?;
+    let first = app.publish_sample().await?;
 
     // Act
-    app.publish(changed.to_string()).await?;
+    app.publish(changed.clone()).await?;
     app.wait_for_rows("rejected_messages", 1).await?;
 
     // Assert
@@ -158,7 +154,7 @@ async fn another_order_under_a_stored_order_uid_is_a_conflict_and_the_first_vers
     assert_eq!(reasons[0]["pointer"], "/delivery/city", "{reasons}");
     assert_eq!(
         row.get::<_, Vec<u8>>(3),
-        changed.to_string().into_bytes(),
+        changed.into_bytes(),
         "the raw message is kept"
     );
     assert_eq!(app.count("orders").await?, 1);
@@ -256,8 +252,7 @@ async fn while_the_orders_table_is_missing_nothing_is_acked_and_the_order_lands_
 async fn when_the_broker_forgets_the_client_the_subscription_is_renewed() -> anyhow::Result<()> {
     // Arrange
     let mut app = spawn_app().await?;
-    app.publish(SAMPLE).await?;
-    app.served(SAMPLE_UID).await?;
+    app.publish_sample().await?;
     let reconnects = app.status.reconnects.load(Ordering::Relaxed);
 
     // Act: a memory broker restarted on the same cluster id knows no client and no subscription.
@@ -287,10 +282,7 @@ async fn a_second_instance_with_the_same_client_id_fails_to_start_with_a_clear_e
     let second = order_service::app::Application::build(app.settings.clone()).await;
 
     // Assert
-    let error = match second {
-        Ok(_) => anyhow::bail!("a second instance with the same client id started"),
-        Err(error) => format!("{error:#}"),
-    };
+    let error = start_error(second, "a second instance with the same client id started")?;
     assert!(
         error.contains("another instance") && error.contains("order-service-test"),
         "{error}"

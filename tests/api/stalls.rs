@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use order_service_test_support::metrics::{scrape, value};
 use order_service_test_support::{
-    count, eventually, holds_for, prepare, StoppedApp, TestApp, WAIT,
+    count, eventually, holds_for, prepare, start_error, StoppedApp, TestApp, WAIT,
 };
 use tokio_postgres::NoTls;
 
@@ -201,10 +201,10 @@ async fn a_subscription_the_broker_refuses_is_reported_with_the_brokers_message(
     stopped.settings.stan.durable_name = "not:valid".into();
 
     // Act
-    let error = match stopped.start().await {
-        Ok(_) => anyhow::bail!("the service started on a refused subscription"),
-        Err(error) => format!("{error:#}"),
-    };
+    let error = start_error(
+        stopped.start().await,
+        "the service started on a refused subscription",
+    )?;
 
     // Assert
     assert!(error.contains("refused the subscription"), "{error}");

@@ -10,7 +10,9 @@ use async_nats::jetstream;
 use order_service::config::{Secret, Settings, SourceKind, SslMode};
 use order_service::storage;
 use order_service::transport::nats_auth::NatsTarget;
-use order_service_test_support::{free_port, prepare, prepare_on, TestApp, SAMPLE, SAMPLE_UID};
+use order_service_test_support::{
+    free_port, prepare, prepare_on, start_error, TestApp, SAMPLE, SAMPLE_UID,
+};
 use serde_json::Value;
 use stan_testkit::StoreKind;
 use tempfile::TempDir;
@@ -131,7 +133,6 @@ fn postgres_with_tls() -> anyhow::Result<(ThrowawayPostgres, TempDir, Certificat
         Ok(paths)
     })?;
     let certificates = made.context("no certificates made")?;
-    std::fs::create_dir_all(&cas.path())?;
     let ca = cas.path().join("ca.crt");
     let other_ca = cas.path().join("other-ca.crt");
     std::fs::copy(&certificates.ca, &ca)?;
@@ -160,8 +161,7 @@ async fn the_service_connects_to_postgres_with_verify_full_and_the_ca() -> anyho
 
     // Act
     let app = stopped.start().await?;
-    app.publish(SAMPLE).await?;
-    app.served(SAMPLE_UID).await?;
+    app.publish_sample().await?;
 
     // Assert: the service's own connections are encrypted.
     let conn = app.db_pool.get().await?;
@@ -266,8 +266,7 @@ async fn the_service_and_its_ack_connection_log_in_to_nats_with_a_user_and_passw
 
     // Act
     let app = stopped.start().await?;
-    app.publish(SAMPLE).await?;
-    app.served(SAMPLE_UID).await?;
+    app.publish_sample().await?;
 
     // Assert: the order came through ratsio's connection and its ack went out on async-nats's, both as `order`.
     app.wait_for_acks(1).await?;
@@ -284,21 +283,13 @@ async fn a_wrong_nats_password_is_a_clear_error_without_the_password() -> anyhow
     stopped.settings.stan.url = format!("nats://order:{wrong}@{}", nats.host_port());
 
     // Act
-    let error = match stopped.start().await {
-        Ok(_) => anyhow::bail!("the service started with a wrong password"),
-        Err(error) => format!("{error:#}"),
-    };
+    let error = start_error(
+        stopped.start().await,
+        "the service started with a wrong password",
+    )?;
 
     // Assert
-    assert!(error.contains("authorization violation"), "{error}");
-    assert!(
-        error.contains(&nats.host_port()),
-        "names the server: {error}"
-    );
-    assert!(
-        !error.contains(&wrong) && !error.contains(&password),
-        "{error}"
-    );
+    assert_login_refused(&error, &nats, &[&wrong, &password]);
     Ok(())
 }
 
@@ -340,14 +331,7 @@ async fn a_nats_token_from_the_settings_logs_the_ack_connection_in_and_a_wrong_o
 #[actix_web::test]
 async fn async_nats_connections_use_tls_with_the_ca_and_refuse_another_ca() -> anyhow::Result<()> {
     // Arrange
-    let dir = temp_dir("nats-tls")?;
-    let certificates = make_certificates(&dir.path())?;
-    let nats = PrivateNats::start_with_config(&format!(
-        "tls {{ cert_file: \"{}\", key_file: \"{}\" }}",
-        certificates.server_certificate.display(),
-        certificates.server_key.display()
-    ))
-    .await?;
+    let (nats, _dir, certificates) = nats_with_tls().await?;
     let mut settings = prepare().await?.settings;
     settings.stan.url = nats.url();
 
@@ -377,15 +361,42 @@ async fn async_nats_connections_use_tls_with_the_ca_and_refuse_another_ca() -> a
         untrusted.is_err(),
         "a server signed by another CA was trusted"
     );
-    let refusal = match service {
-        Ok(_) => anyhow::bail!("the STAN connection started although ratsio cannot use TLS"),
-        Err(error) => format!("{error:#}"),
-    };
+    let refusal = start_error(
+        service,
+        "the STAN connection started although ratsio cannot use TLS",
+    )?;
     assert!(
         refusal.contains("ratsio") && refusal.contains("TLS"),
         "{refusal}"
     );
     Ok(())
+}
+
+/// A nats-server (with JetStream) that takes TLS connections only, with a certificate of `make_certificates`; the
+/// directory holds the certificates and goes with the test.
+async fn nats_with_tls() -> anyhow::Result<(PrivateNats, TempDir, Certificates)> {
+    let dir = temp_dir("nats-tls")?;
+    let certificates = make_certificates(dir.path())?;
+    let nats = PrivateNats::start_with_config(&format!(
+        "tls {{ cert_file: \"{}\", key_file: \"{}\" }}",
+        certificates.server_certificate.display(),
+        certificates.server_key.display()
+    ))
+    .await?;
+    Ok((nats, dir, certificates))
+}
+
+/// A start-up error for a refused login, as the operator must read it: the server's refusal and address, and none of
+/// the secrets.
+fn assert_login_refused(error: &str, nats: &PrivateNats, secrets: &[&str]) {
+    assert!(error.contains("authorization violation"), "{error}");
+    assert!(
+        error.contains(&nats.host_port()),
+        "names the server: {error}"
+    );
+    for secret in secrets {
+        assert!(!error.contains(secret), "{error}");
+    }
 }
 
 /// The service consuming JetStream only, with `configure` pointing it at a test's private nats-server; the database
@@ -399,10 +410,7 @@ async fn jetstream_app(configure: impl FnOnce(&mut Settings)) -> anyhow::Result<
 
 /// `jetstream_app`'s start-up error, as the operator reads it.
 async fn jetstream_start_error(configure: impl FnOnce(&mut Settings)) -> anyhow::Result<String> {
-    match jetstream_app(configure).await {
-        Ok(_) => anyhow::bail!("the service started"),
-        Err(error) => Ok(format!("{error:#}")),
-    }
+    start_error(jetstream_app(configure).await, "the service started")
 }
 
 /// Publishes the sample on the service's subject through `client`, confirmed by JetStream.
@@ -450,15 +458,7 @@ async fn a_wrong_password_in_nats_url_is_a_clear_start_up_error_without_the_pass
     .await?;
 
     // Assert
-    assert!(error.contains("authorization violation"), "{error}");
-    assert!(
-        error.contains(&nats.host_port()),
-        "names the server: {error}"
-    );
-    assert!(
-        !error.contains(&wrong) && !error.contains(&password),
-        "{error}"
-    );
+    assert_login_refused(&error, &nats, &[&wrong, &password]);
     Ok(())
 }
 
@@ -502,14 +502,7 @@ async fn the_jetstream_source_logs_in_with_the_nats_token_and_a_wrong_one_is_ref
 async fn the_jetstream_source_connects_over_tls_with_the_nats_ca_and_refuses_another_ca(
 ) -> anyhow::Result<()> {
     // Arrange: a server that takes TLS connections only.
-    let dir = temp_dir("nats-tls")?;
-    let certificates = make_certificates(&dir.path())?;
-    let nats = PrivateNats::start_with_config(&format!(
-        "tls {{ cert_file: \"{}\", key_file: \"{}\" }}",
-        certificates.server_certificate.display(),
-        certificates.server_key.display()
-    ))
-    .await?;
+    let (nats, _dir, certificates) = nats_with_tls().await?;
 
     // Act
     let app = jetstream_app(|settings| {

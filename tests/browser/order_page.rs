@@ -114,8 +114,7 @@ async fn the_sample_is_looked_up_by_id_and_shown_as_a_person_reads_an_order() ->
 {
     // Arrange
     let app = spawn_app().await?;
-    app.publish(SAMPLE).await?;
-    app.served(SAMPLE_UID).await?;
+    app.publish_sample().await?;
     let browser = Browser::start(1280, 1100).await?;
     open_page(&browser, &app, "").await?;
 
@@ -274,8 +273,7 @@ async fn markup_in_an_order_is_shown_as_text_and_never_becomes_elements() -> any
 async fn unknown_invalid_and_unreachable_lookups_each_say_what_happened() -> anyhow::Result<()> {
     // Arrange
     let app = spawn_app().await?;
-    app.publish(SAMPLE).await?;
-    app.served(SAMPLE_UID).await?;
+    app.publish_sample().await?;
     let browser = Browser::start(1280, 900).await?;
     open_page(&browser, &app, "").await?;
 

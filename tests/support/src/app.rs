@@ -14,6 +14,7 @@ use stan_testkit::{Broker, BrokerConfig, StoreKind};
 use uuid::Uuid;
 
 use crate::database::{count, create_database};
+use crate::orders::{SAMPLE, SAMPLE_UID};
 use crate::publish::{create_stream, publishers, Publisher, StreamGuard};
 use crate::settings::{admin_token, test_settings, TRACING};
 use crate::wait::{eventually, WAIT};
@@ -51,6 +52,15 @@ pub struct StoppedApp {
     pub publisher: Publisher,
     pub publishers: Vec<Publisher>,
     stream: Option<StreamGuard>,
+}
+
+/// The error of a start that must fail, as the operator reads it (`{error:#}`, the whole chain); when it started
+/// instead, the test fails saying `started`.
+pub fn start_error<T>(start: anyhow::Result<T>, started: &str) -> anyhow::Result<String> {
+    match start {
+        Ok(_) => anyhow::bail!("{started}"),
+        Err(error) => Ok(format!("{error:#}")),
+    }
 }
 
 /// The service consuming STAN.
@@ -248,6 +258,12 @@ impl TestApp {
 
     pub async fn get_order(&self, uid: &str) -> anyhow::Result<reqwest::Response> {
         self.get(&format!("/order/{uid}")).await
+    }
+
+    /// Publishes the sample order and waits until it is served; answers its body.
+    pub async fn publish_sample(&self) -> anyhow::Result<Bytes> {
+        self.publish(SAMPLE).await?;
+        self.served(SAMPLE_UID).await
     }
 
     /// Waits until the order is served and returns its body.

@@ -14,11 +14,13 @@ pub mod publish;
 pub mod settings;
 pub mod wait;
 
-pub use app::{prepare, prepare_on, prepare_on_database, prepare_with, spawn_app, spawn_app_with};
+pub use app::{
+    prepare, prepare_on, prepare_on_database, prepare_with, spawn_app, spawn_app_with, start_error,
+};
 pub use app::{StoppedApp, TestApp};
 pub use database::{connect, count, empty_database, insert_directly, migrated_database};
 pub use net::free_port;
-pub use orders::{sample_with_uid, uid_of, SAMPLE, SAMPLE_UID};
+pub use orders::{sample_changed, sample_with_uid, uid_of, SAMPLE, SAMPLE_UID};
 pub use publish::{create_stream, publishers, Publisher, StreamGuard};
 pub use settings::admin_token;
 pub use wait::{eventually, holds_for, WAIT};

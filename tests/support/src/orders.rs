@@ -12,6 +12,14 @@ pub fn sample_with_uid(uid: &str) -> String {
     SAMPLE.replace(SAMPLE_UID, uid)
 }
 
+/// Another version of the sample (another delivery city) under the same order_uid: a conflict once the sample is
+/// stored.
+pub fn sample_changed() -> anyhow::Result<String> {
+    let mut changed: Value = serde_json::from_str(SAMPLE)?;
+    changed["delivery"]["city"] = "Elsewhere".into();
+    Ok(changed.to_string())
+}
+
 /// The `order_uid` of a JSON message.
 pub fn uid_of(message: &[u8]) -> anyhow::Result<String> {
     let value: Value = serde_json::from_slice(message).context("The message is not JSON")?;
