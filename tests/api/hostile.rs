@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use order_service_test_support::metrics::value;
 use order_service_test_support::{
-    eventually, prepare, spawn_app, TestApp, SAMPLE, SAMPLE_UID, WAIT,
+    eventually, header, prepare, spawn_app, TestApp, SAMPLE, SAMPLE_UID, WAIT,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -51,32 +51,11 @@ async fn admin_request(
     Ok(request.send().await?)
 }
 
-async fn replay_count(app: &TestApp, id: i64) -> anyhow::Result<i32> {
-    let conn = app.db_pool.get().await?;
-    Ok(conn
-        .query_one(
-            "SELECT replay_count FROM rejected_messages WHERE id = $1",
-            &[&id],
-        )
-        .await?
-        .get(0))
-}
-
 /// The JSON error body of a refusal, checked for its shape.
 async fn error_code(response: reqwest::Response) -> anyhow::Result<String> {
     let what = format!("{} {}", response.status(), response.url());
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let nosniff = response
-        .headers()
-        .get("x-content-type-options")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = header(&response, "content-type").unwrap_or_default();
+    let nosniff = header(&response, "x-content-type-options").unwrap_or_default();
     let body: Value = response.json().await?;
     anyhow::ensure!(
         content_type.starts_with("application/json"),
@@ -141,7 +120,7 @@ async fn a_rebound_host_name_reaches_nothing_on_the_tokenless_admin_listener() -
         assert_eq!(error_code(response).await?, "cross_site");
     }
     assert_eq!(
-        replay_count(&app, dead_letter).await?,
+        app.replay_count(dead_letter).await?,
         0,
         "nothing was replayed"
     );

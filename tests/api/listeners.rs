@@ -23,17 +23,6 @@ async fn app_with_a_dead_letter() -> anyhow::Result<(TestApp, i64)> {
     Ok((app, id))
 }
 
-async fn replay_count(app: &TestApp, id: i64) -> anyhow::Result<i32> {
-    let conn = app.db_pool.get().await?;
-    Ok(conn
-        .query_one(
-            "SELECT replay_count FROM rejected_messages WHERE id = $1",
-            &[&id],
-        )
-        .await?
-        .get(0))
-}
-
 #[actix_web::test]
 async fn the_public_listener_answers_404_for_every_admin_path() -> anyhow::Result<()> {
     // Arrange
@@ -52,7 +41,7 @@ async fn the_public_listener_answers_404_for_every_admin_path() -> anyhow::Resul
         // Assert
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{method} {path}");
     }
-    assert_eq!(replay_count(&app, dead_letter).await?, 0);
+    assert_eq!(app.replay_count(dead_letter).await?, 0);
     assert_eq!(app.get_order("nosuchorder").await?.status(), 404);
     assert_eq!(app.get("/healthz").await?.status(), 200);
     Ok(())
@@ -147,7 +136,7 @@ async fn a_replay_a_cross_site_page_could_send_is_refused() -> anyhow::Result<()
     assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
     assert_eq!(cross_site.json::<Value>().await?["error"], "cross_site");
     assert_eq!(
-        replay_count(&app, dead_letter).await?,
+        app.replay_count(dead_letter).await?,
         0,
         "nothing was replayed"
     );

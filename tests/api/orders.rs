@@ -1,5 +1,5 @@
 use order_service::config::SourceKind;
-use order_service_test_support::{spawn_app, spawn_app_with, SAMPLE, SAMPLE_UID};
+use order_service_test_support::{header, spawn_app, spawn_app_with, SAMPLE, SAMPLE_UID};
 use serde_json::Value;
 
 for_each_source!(the_published_sample_is_served_equal_to_what_was_published);
@@ -18,11 +18,7 @@ async fn the_published_sample_is_served_equal_to_what_was_published(
     let published: Value = serde_json::from_str(SAMPLE)?;
     assert_eq!(served, published);
     let response = app.get_order(SAMPLE_UID).await?;
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let content_type = header(&response, "content-type");
     assert_eq!(content_type.as_deref(), Some("application/json"));
     let conn = app.db_pool.get().await?;
     let stored: String = conn

@@ -1,4 +1,4 @@
-use order_service_test_support::{spawn_app, TestApp, SAMPLE, SAMPLE_UID};
+use order_service_test_support::{header, spawn_app, TestApp, SAMPLE, SAMPLE_UID};
 use serde_json::{json, Value};
 
 use crate::webdriver::{Browser, ENTER};
@@ -438,14 +438,6 @@ async fn both_pages_and_their_files_are_served_with_strict_headers() -> anyhow::
         );
     }
     Ok(())
-}
-
-fn header(response: &reqwest::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
 }
 
 fn assert_page_headers(page: &reqwest::Response, base: &str) -> anyhow::Result<()> {

@@ -338,6 +338,18 @@ impl TestApp {
             .get(0))
     }
 
+    /// How many times the dead letter `id` was replayed.
+    pub async fn replay_count(&self, id: i64) -> anyhow::Result<i32> {
+        let conn = self.db_pool.get().await?;
+        Ok(conn
+            .query_one(
+                "SELECT replay_count FROM rejected_messages WHERE id = $1",
+                &[&id],
+            )
+            .await?
+            .get(0))
+    }
+
     /// Runs SQL on the test database as its owner.
     pub async fn execute(&self, sql: &str) -> anyhow::Result<()> {
         let conn = self.db_pool.get().await?;

@@ -19,7 +19,7 @@ pub use app::{
 };
 pub use app::{StoppedApp, TestApp};
 pub use database::{connect, count, empty_database, insert_directly, migrated_database};
-pub use net::free_port;
+pub use net::{free_port, header};
 pub use orders::{sample_changed, sample_with_uid, uid_of, SAMPLE, SAMPLE_UID};
 pub use publish::{create_stream, publishers, Publisher, StreamGuard};
 pub use settings::admin_token;

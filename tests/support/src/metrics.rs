@@ -3,6 +3,7 @@
 use anyhow::Context;
 
 use crate::app::TestApp;
+use crate::net::header;
 
 /// One sample of the text exposition: `name{label="value",...} value`.
 #[derive(Debug)]
@@ -108,12 +109,7 @@ pub async fn scrape_at(admin_address: &str, token: &str) -> anyhow::Result<Vec<S
         "GET /metrics: {}",
         response.status()
     );
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = header(&response, "content-type").unwrap_or_default();
     assert!(
         content_type.starts_with("text/plain; version=0.0.4"),
         "content type {content_type}"
