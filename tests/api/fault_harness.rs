@@ -654,6 +654,17 @@ pub async fn stored_rows(pool: &Pool) -> anyhow::Result<i64> {
     Ok(count(pool, "orders").await? + count(pool, "rejected_messages").await?)
 }
 
+/// Waits until `orders` and `rejected_messages` together hold more than `rows` rows: the moment a test injects its
+/// fault mid-ingest.
+pub async fn wait_for_stored_rows(pool: &Pool, rows: i64) -> anyhow::Result<()> {
+    eventually(
+        WAIT,
+        &format!("more than {rows} rows to be stored"),
+        || async { Ok((stored_rows(pool).await? > rows).then_some(())) },
+    )
+    .await
+}
+
 /// How long counts must stay put once reached: two ack waits, so a redelivery would have shown.
 const SETTLE: Duration = Duration::from_millis(2500);
 

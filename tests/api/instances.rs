@@ -8,11 +8,12 @@ use anyhow::Context;
 use order_service::config::{Settings, SourceKind};
 use order_service::storage::Pool;
 use order_service_test_support::metrics::sum;
-use order_service_test_support::{eventually, prepare, prepare_with, SAMPLE, SAMPLE_UID, WAIT};
+use order_service_test_support::{prepare, prepare_with, SAMPLE, SAMPLE_UID, WAIT};
 use serde_json::Value;
 
 use crate::fault_harness::{
-    assert_accounted_for, assert_serves_every_stored_order, stored_rows, Corpus, ServiceProcess,
+    assert_accounted_for, assert_serves_every_stored_order, stored_rows, wait_for_stored_rows,
+    Corpus, ServiceProcess,
 };
 
 for_each_source!(
@@ -111,12 +112,7 @@ async fn after_sigkill_of_one_of_three_instances_mid_ingest_the_others_take_its_
     stopped.publisher.publish_all(&corpus.messages).await?;
 
     // Act: kill -9 the second instance once a third is stored.
-    eventually(
-        WAIT,
-        &format!("{} rows to be stored", total / 3),
-        || async { Ok((stored_rows(pool).await? > total / 3).then_some(())) },
-    )
-    .await?;
+    wait_for_stored_rows(pool, total / 3).await?;
     instances.remove(1).kill()?;
     let at_kill = stored_rows(pool).await?;
 

@@ -8,9 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use order_service_test_support::metrics::{scrape, value};
 use order_service_test_support::{
-    count, eventually, holds_for, prepare, start_error, StoppedApp, TestApp, WAIT,
+    connect, count, eventually, holds_for, prepare, start_error, StoppedApp, TestApp, WAIT,
 };
-use tokio_postgres::NoTls;
 
 use crate::fault_harness::{assert_accounted_for, Corpus};
 
@@ -55,8 +54,7 @@ async fn a_lock_on_orders_stalls_the_pipeline_visibly_without_acks_and_it_recove
     let mut stopped = prepare().await?;
     with_short_deadlines(&mut stopped);
     let app = stopped.start().await?;
-    let (locker, connection) = tokio_postgres::connect(&app.settings.database.url, NoTls).await?;
-    actix_web::rt::spawn(connection);
+    let locker = connect(app.database_url()).await?;
     locker
         .batch_execute("BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE;")
         .await?;

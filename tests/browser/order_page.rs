@@ -60,6 +60,21 @@ async fn wait_for_listed(browser: &Browser, what: &str, uids: &[String]) -> anyh
     Ok(())
 }
 
+/// Asserts that the page holds no element matching `selector` (what markup in the data would have made) and that
+/// no script of the data ran (it would have set `window.injected`, or called the `alert` the test replaced).
+async fn assert_nothing_injected(browser: &Browser, selector: &str) -> anyhow::Result<()> {
+    let script = format!(
+        "return {{
+            elements: document.body.querySelectorAll({selector}).length,
+            injected: window.injected === true,
+        }};",
+        selector = json!(selector)
+    );
+    let injected = browser.execute(&script, vec![]).await?;
+    assert_eq!(injected, json!({ "elements": 0, "injected": false }));
+    Ok(())
+}
+
 /// Types an id into the lookup field and presses Enter.
 async fn look_up(browser: &Browser, id: &str) -> anyhow::Result<()> {
     let field = browser.find("#order-id").await?;
@@ -255,16 +270,7 @@ async fn markup_in_an_order_is_shown_as_text_and_never_becomes_elements() -> any
     );
 
     // Assert: no element came from the data and nothing ran.
-    let injected = browser
-        .execute(
-            "return {
-                elements: document.body.querySelectorAll('img, b, i, svg, script').length,
-                injected: window.injected === true,
-            };",
-            vec![],
-        )
-        .await?;
-    assert_eq!(injected, json!({ "elements": 0, "injected": false }));
+    assert_nothing_injected(&browser, "img, b, i, svg, script").await?;
 
     browser.quit().await
 }
@@ -546,16 +552,7 @@ async fn the_operator_page_lists_dead_letters_as_text_shows_one_in_full_and_repl
         .await?
         .get(0);
     assert_eq!(replays, 1);
-    let injected = browser
-        .execute(
-            "return {
-                elements: document.body.querySelectorAll('img').length,
-                injected: window.injected === true,
-            };",
-            vec![],
-        )
-        .await?;
-    assert_eq!(injected, json!({ "elements": 0, "injected": false }));
+    assert_nothing_injected(&browser, "img").await?;
 
     browser.quit().await
 }

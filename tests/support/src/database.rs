@@ -12,7 +12,9 @@ use uuid::Uuid;
 use crate::orders::sample_with_uid;
 use crate::settings::{test_settings, TRACING};
 
-fn base_database_url() -> String {
+/// The server tests make their databases on (`TEST_DATABASE_URL`, by default the local PostgreSQL), as its
+/// superuser.
+pub fn base_database_url() -> String {
     std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }

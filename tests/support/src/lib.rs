@@ -18,7 +18,9 @@ pub use app::{
     prepare, prepare_on, prepare_on_database, prepare_with, spawn_app, spawn_app_with, start_error,
 };
 pub use app::{StoppedApp, TestApp};
-pub use database::{connect, count, empty_database, insert_directly, migrated_database};
+pub use database::{
+    base_database_url, connect, count, empty_database, insert_directly, migrated_database,
+};
 pub use net::{free_port, header};
 pub use orders::{sample_changed, sample_with_uid, uid_of, SAMPLE, SAMPLE_UID};
 pub use publish::{create_stream, publishers, Publisher, StreamGuard};
