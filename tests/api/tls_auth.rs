@@ -2,6 +2,7 @@
 //! `ssl=on` and a certificate made here (openssl CLI), and nats-servers (with JetStream) that require a user and
 //! password, a token, or TLS, for the STAN source and for the JetStream source.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -413,6 +414,33 @@ async fn jetstream_start_error(configure: impl FnOnce(&mut Settings)) -> anyhow:
     start_error(jetstream_app(configure).await, "the service started")
 }
 
+/// The JetStream source against `nats`: with `accepted` it ingests the sample that `publisher` (connected once
+/// the service runs) publishes, with `refused` it does not start. Answers whether the sample was served, and the
+/// refusal as the operator reads it.
+async fn ingests_then_refuses<E>(
+    nats: &PrivateNats,
+    accepted: impl FnOnce(&mut Settings),
+    publisher: impl Future<Output = Result<async_nats::Client, E>>,
+    refused: impl FnOnce(&mut Settings),
+) -> anyhow::Result<(anyhow::Result<()>, String)>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let app = jetstream_app(|settings| {
+        settings.jetstream.url = nats.url();
+        accepted(settings);
+    })
+    .await?;
+    publish_sample(publisher.await?, &app).await?;
+    let served = app.served(SAMPLE_UID).await.map(drop);
+    let refusal = jetstream_start_error(|settings| {
+        settings.jetstream.url = nats.url();
+        refused(settings);
+    })
+    .await?;
+    Ok((served, refusal))
+}
+
 /// Publishes the sample on the service's subject through `client`, confirmed by JetStream.
 async fn publish_sample(client: async_nats::Client, app: &TestApp) -> anyhow::Result<()> {
     jetstream::new(client)
@@ -472,20 +500,12 @@ async fn the_jetstream_source_logs_in_with_the_nats_token_and_a_wrong_one_is_ref
         PrivateNats::start_with_config(&format!("authorization {{ token: \"{token}\" }}")).await?;
 
     // Act
-    let app = jetstream_app(|settings| {
-        settings.jetstream.url = nats.url();
-        settings.stan.nats_token = Some(Secret::new(token.clone()));
-    })
-    .await?;
-    let publisher = async_nats::ConnectOptions::with_token(token.clone())
-        .connect(nats.url())
-        .await?;
-    publish_sample(publisher, &app).await?;
-    let served = app.served(SAMPLE_UID).await;
-    let refused = jetstream_start_error(|settings| {
-        settings.jetstream.url = nats.url();
-        settings.stan.nats_token = Some(Secret::new(wrong.clone()));
-    })
+    let (served, refused) = ingests_then_refuses(
+        &nats,
+        |settings| settings.stan.nats_token = Some(Secret::new(token.clone())),
+        async_nats::ConnectOptions::with_token(token.clone()).connect(nats.url()),
+        |settings| settings.stan.nats_token = Some(Secret::new(wrong.clone())),
+    )
     .await?;
 
     // Assert
@@ -505,22 +525,15 @@ async fn the_jetstream_source_connects_over_tls_with_the_nats_ca_and_refuses_ano
     let (nats, _dir, certificates) = nats_with_tls().await?;
 
     // Act
-    let app = jetstream_app(|settings| {
-        settings.jetstream.url = nats.url();
-        settings.stan.nats_ca_file = Some(certificates.ca.clone());
-    })
-    .await?;
-    let publisher = async_nats::ConnectOptions::new()
-        .require_tls(true)
-        .add_root_certificates(certificates.ca.clone())
-        .connect(nats.url())
-        .await?;
-    publish_sample(publisher, &app).await?;
-    let served = app.served(SAMPLE_UID).await;
-    let refused = jetstream_start_error(|settings| {
-        settings.jetstream.url = nats.url();
-        settings.stan.nats_ca_file = Some(certificates.other_ca.clone());
-    })
+    let (served, refused) = ingests_then_refuses(
+        &nats,
+        |settings| settings.stan.nats_ca_file = Some(certificates.ca.clone()),
+        async_nats::ConnectOptions::new()
+            .require_tls(true)
+            .add_root_certificates(certificates.ca.clone())
+            .connect(nats.url()),
+        |settings| settings.stan.nats_ca_file = Some(certificates.other_ca.clone()),
+    )
     .await?;
 
     // Assert
