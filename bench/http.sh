@@ -99,10 +99,12 @@ for url in "$NGINX_URL" "$ACTIX_URL"; do
         die "$url does not answer the same document as the service"
 done
 
-# run_wrk NAME URL SCRIPT: one wrk run; appends "name rps p50 p99 non2xx" to $BENCH_TMP/wrk.txt.
+# run_wrk NAME URL SCRIPT [ARG...]: one wrk run (the ARGs go to the script after the ids file); appends
+# "name rps p50 p99 non2xx" to $BENCH_TMP/wrk.txt.
 run_wrk() {
     local name=$1 url=$2 script=$3 out="$BENCH_TMP/wrk-$1-$RANDOM.txt"
-    wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$script" "$url" -- "$BENCH_TMP/ids.txt" >"$out"
+    shift 3
+    wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$script" "$url" -- "$BENCH_TMP/ids.txt" "$@" >"$out"
     awk -v name="$name" '
         /Requests\/sec:/ { rps = $2 }
         /^ +50%/ { p50 = $2 }
@@ -133,7 +135,7 @@ if [ "$HTTP_WORKERS" != "${WORKER_COUNTS%% *}" ]; then
     stop_service && start_service
 fi
 for round in $(seq 1 "$ROUNDS"); do
-    run_wrk "service-mixed-w$HTTP_WORKERS" "$SERVICE_URL" bench/wrk/get_order_mixed.lua
+    run_wrk "service-mixed-w$HTTP_WORKERS" "$SERVICE_URL" bench/wrk/get_order.lua 0.1
 done
 
 # 0.7 of the most this box serves: the service's mean wrk rate with its default worker count.

@@ -3,20 +3,15 @@
 # .data/nats-py with the pinned nats-py (tests/interop/requirements.txt), created or updated when the pin changed.
 # Installs python3-venv with apt-get where the venv module is missing.
 set -euo pipefail
+LOG_NAME=nats-py
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
-log() { printf 'nats-py: %s\n' "$*" >&2; }
 venv=.data/nats-py
 requirements=tests/interop/requirements.txt
 
 if ! python3 -m venv --help >/dev/null 2>&1; then
-    if [ "$(id -u)" != 0 ]; then
-        log "need root to install python3-venv; install it and re-run"
-        exit 1
-    fi
-    log "installing python3-venv"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    apt_install python3-venv python3-venv
 fi
 
 # The copy of the requirements inside the venv records what was installed; a newer pin reinstalls.

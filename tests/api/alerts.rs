@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::fault_harness::TempDir;
+use crate::fault_harness::temp_dir;
 use crate::prometheus_harness::promtool;
 
 /// Where `dashboards/prometheus.yml` reads the admin token (docker-compose writes it there at start).
@@ -28,19 +28,19 @@ fn the_alert_rules_and_the_prometheus_config_pass_promtools_checks() -> anyhow::
         shipped.contains("app:8082"),
         "scrapes the admin listener: {shipped}"
     );
-    let dir = TempDir::new("promtool");
-    std::fs::create_dir_all(dir.0.join("prometheus"))?;
+    let dir = temp_dir("promtool")?;
+    std::fs::create_dir_all(dir.path().join("prometheus"))?;
     std::fs::copy(
         Path::new(DASHBOARDS).join("prometheus/alerts.yml"),
-        dir.0.join("prometheus/alerts.yml"),
+        dir.path().join("prometheus/alerts.yml"),
     )?;
-    let token = dir.0.join("admin_token");
+    let token = dir.path().join("admin_token");
     std::fs::write(&token, "test-token")?;
     std::fs::write(
-        dir.0.join("prometheus.yml"),
+        dir.path().join("prometheus.yml"),
         shipped.replace(TOKEN_FILE, &token.display().to_string()),
     )?;
-    let config = promtool(&dir.0, &["check", "config", "prometheus.yml"])?;
+    let config = promtool(dir.path(), &["check", "config", "prometheus.yml"])?;
 
     // Assert: promtool exits non-zero on an error, which `promtool` turns into Err; the counts show the rules
     // file was the one read.

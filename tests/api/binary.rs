@@ -1,37 +1,42 @@
 //! The real `order-service` binary: startup errors, the graceful stop on SIGTERM, and no secret in its output.
 
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 
 use order_service::config::SourceKind;
+use order_service_test_support::{eventually, prepare_on, prepare_with, SAMPLE, SAMPLE_UID, WAIT};
 use stan_testkit::StoreKind;
 
-use crate::fault_harness::{temp_path, wait_for_exit, PrivateNats, ServiceProcess};
-use crate::helpers::{eventually, prepare_on, prepare_with, SAMPLE, SAMPLE_UID, WAIT};
+use crate::fault_harness::{temp_file, wait_for_exit, PrivateNats, ServiceProcess};
 
 for_each_source!(sigterm_stops_gracefully_and_the_durable_survives_for_the_next_start);
 
 const BINARY: &str = env!("CARGO_BIN_EXE_order-service");
 
-#[actix_web::test]
-async fn an_unreachable_database_is_a_one_line_error_and_a_non_zero_exit() -> anyhow::Result<()> {
-    // Arrange
-    let log = temp_path("log");
-
-    // Act
+/// Runs the binary with these environment variables until it exits on its own; answers its status and stderr.
+async fn run_until_exit(env: &[(&str, &str)]) -> anyhow::Result<(ExitStatus, String)> {
+    let log = temp_file("log")?;
     let mut child = Command::new(BINARY)
-        .env(
-            "DATABASE_URL",
-            "postgres://someone:hunter2@127.0.0.1:1/nowhere",
-        )
-        .env("HTTP_ADDR", "127.0.0.1:0")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
+        .stderr(log.reopen()?)
         .spawn()?;
     let status = wait_for_exit(&mut child).await?;
+    Ok((status, std::fs::read_to_string(log.path())?))
+}
+
+#[actix_web::test]
+async fn an_unreachable_database_is_a_one_line_error_and_a_non_zero_exit() -> anyhow::Result<()> {
+    // Act
+    let (status, stderr) = run_until_exit(&[
+        (
+            "DATABASE_URL",
+            "postgres://someone:hunter2@127.0.0.1:1/nowhere",
+        ),
+        ("HTTP_ADDR", "127.0.0.1:0"),
+    ])
+    .await?;
 
     // Assert
-    let stderr = std::fs::read_to_string(&log)?;
-    let _ = std::fs::remove_file(&log);
     assert!(!status.success(), "{stderr}");
     let last = stderr.lines().last().unwrap_or_default();
     assert!(
@@ -51,15 +56,8 @@ async fn sigterm_stops_gracefully_and_the_durable_survives_for_the_next_start(
     // Arrange
     let stopped = prepare_with(&[source]).await?;
     let service = ServiceProcess::spawn(&stopped.settings)?;
-    let order_url = format!("{}/order/{SAMPLE_UID}", service.address);
     stopped.publish(SAMPLE).await?;
-    eventually(WAIT, "the binary to serve the sample", || async {
-        Ok(match reqwest::get(&order_url).await {
-            Ok(response) if response.status() == 200 => Some(()),
-            _ => None,
-        })
-    })
-    .await?;
+    service.served(SAMPLE_UID).await?;
 
     // Act
     let (status, stderr) = service.terminate().await?;
@@ -110,23 +108,16 @@ async fn a_database_password_in_any_form_stays_out_of_the_output() -> anyhow::Re
         ),
     ];
     for (form, url, secret) in forms {
-        // Arrange
-        let log = temp_path("log");
-
         // Act
-        let mut child = Command::new(BINARY)
-            .env("DATABASE_URL", url)
-            .env("HTTP_ADDR", "127.0.0.1:0")
-            .env("ADMIN_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()?;
-        let status = wait_for_exit(&mut child).await?;
+        let (status, stderr) = run_until_exit(&[
+            ("DATABASE_URL", url),
+            ("HTTP_ADDR", "127.0.0.1:0"),
+            ("ADMIN_ADDR", "127.0.0.1:0"),
+            ("RUST_LOG", "debug"),
+        ])
+        .await?;
 
         // Assert
-        let stderr = std::fs::read_to_string(&log)?;
-        let _ = std::fs::remove_file(&log);
         assert!(!status.success(), "{form}: {stderr}");
         assert!(
             stderr.contains("127.0.0.1"),
@@ -180,24 +171,13 @@ async fn secrets_in_database_and_nats_urls_reach_no_log_line_answer_or_metric() 
         }
     };
     let secrets = [nats_password.as_str(), database_password.as_str()];
-    let token = stopped
-        .settings
-        .application
-        .admin_token
-        .as_ref()
-        .map(|t| t.expose().to_owned())
-        .unwrap_or_default();
     let mut service =
         ServiceProcess::spawn_with(&stopped.settings, &[("RUST_LOG", "debug".to_owned())])?;
     service.wait_ready().await?;
     stopped.publish(SAMPLE).await?;
     stopped.publish(&b"{not json"[..]).await?;
     let client = reqwest::Client::new();
-    eventually(WAIT, "the sample to be served", || async {
-        let response = reqwest::get(format!("{}/order/{SAMPLE_UID}", service.address)).await?;
-        Ok((response.status() == 200).then_some(()))
-    })
-    .await?;
+    service.served(SAMPLE_UID).await?;
 
     // Act: every answer that could carry a secret, healthy and then with the broker gone.
     let mut answers = Vec::new();
@@ -209,12 +189,7 @@ async fn secrets_in_database_and_nats_urls_reach_no_log_line_answer_or_metric() 
         answers.push(client.get(url).send().await?.text().await?);
     }
     for path in ["/metrics", "/orders?limit=x", "/rejected", "/openapi.json"] {
-        let response = client
-            .get(format!("{}{path}", service.admin_address))
-            .bearer_auth(&token)
-            .send()
-            .await?;
-        answers.push(response.text().await?);
+        answers.push(service.admin_get(path).await?.text().await?);
     }
     nats.kill().await?;
     let not_ready = eventually(WAIT, "/readyz to report the broker", || async {

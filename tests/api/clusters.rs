@@ -11,12 +11,11 @@ use async_nats::jetstream;
 use async_nats::HeaderMap;
 use futures::StreamExt;
 use order_service::config::SourceKind;
+use order_service_test_support::{eventually, prepare_on, sample_with_uid, start_error, TestApp};
 use serde_json::Value;
 use stan_testkit::nats_cluster::{consumer_leader, stream_leader, NatsCluster};
 use stan_testkit::StoreKind;
 use tokio::time::Instant;
-
-use crate::helpers::{eventually, prepare_on, sample_with_uid, TestApp};
 
 /// Orders per test: enough that the kill lands mid-ingest, few enough to keep the test short.
 const ORDERS: usize = 2000;
@@ -216,15 +215,15 @@ fn host_port(url: &str) -> anyhow::Result<String> {
 #[actix_web::test]
 async fn a_replica_count_beyond_the_cluster_is_a_clear_start_up_error() -> anyhow::Result<()> {
     // Arrange: the machine's single nats-server, which cannot hold three replicas.
-    let mut stopped = crate::helpers::prepare().await?;
+    let mut stopped = order_service_test_support::prepare().await?;
     stopped.settings.sources = vec![SourceKind::JetStream];
     stopped.settings.jetstream.replicas = 3;
 
     // Act
-    let error = match stopped.start().await {
-        Ok(_) => anyhow::bail!("the service started with a stream of 3 replicas on one server"),
-        Err(error) => format!("{error:#}"),
-    };
+    let error = start_error(
+        stopped.start().await,
+        "the service started with a stream of 3 replicas on one server",
+    )?;
 
     // Assert
     assert!(
@@ -239,15 +238,15 @@ async fn a_replica_count_beyond_the_cluster_is_a_clear_start_up_error() -> anyho
 async fn a_malformed_server_list_entry_is_refused_at_start_by_position_without_its_secret(
 ) -> anyhow::Result<()> {
     // Arrange
-    let mut stopped = crate::helpers::prepare().await?;
+    let mut stopped = order_service_test_support::prepare().await?;
     let good = stopped.settings.stan.url.expose().to_owned();
     stopped.settings.stan.url = format!("{good},nats://order:s3cret@127.0.0.1:99999").into();
 
     // Act
-    let error = match stopped.start().await {
-        Ok(_) => anyhow::bail!("the service started with a malformed STAN_URL entry"),
-        Err(error) => format!("{error:#}"),
-    };
+    let error = start_error(
+        stopped.start().await,
+        "the service started with a malformed STAN_URL entry",
+    )?;
 
     // Assert
     assert!(error.contains("STAN_URL: entry 2"), "{error}");

@@ -5,11 +5,11 @@
 use anyhow::Context;
 use order_service::config::SourceKind;
 use order_service::domain::generator;
+use order_service_test_support::{spawn_app_with, SAMPLE, SAMPLE_UID};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::Value;
 
-use crate::helpers::{spawn_app_with, SAMPLE, SAMPLE_UID};
 use crate::prometheus_harness::Prometheus;
 
 const DASHBOARD: &str = include_str!("../../dashboards/grafana/orders.json");

@@ -5,49 +5,39 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use order_service::config::Settings;
 use order_service::domain::generator;
 use order_service::storage::Pool;
+use order_service_test_support::metrics::{scrape_at, Sample};
+use order_service_test_support::{admin_token, count, eventually, free_port, uid_of, WAIT};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde_json::Value;
-
-use crate::helpers::{count, eventually, WAIT};
+use tempfile::{NamedTempFile, TempDir};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_order-service");
 
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A directory under the temp dir, named after `what`, removed on drop.
+pub fn temp_dir(what: &str) -> anyhow::Result<TempDir> {
+    Ok(tempfile::Builder::new()
+        .prefix(&format!("order-service-{what}-"))
+        .tempdir()?)
 }
 
-/// A unique path under the temp dir.
-pub fn temp_path(what: &str) -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "order-service-{what}-{}",
-        uuid::Uuid::new_v4().simple()
-    ))
-}
-
-/// A directory under the temp dir, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(what: &str) -> TempDir {
-        TempDir(temp_path(what))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A file under the temp dir, named after `what`, removed on drop.
+pub fn temp_file(what: &str) -> anyhow::Result<NamedTempFile> {
+    Ok(tempfile::Builder::new()
+        .prefix(&format!("order-service-{what}-"))
+        .tempfile()?)
 }
 
 /// Waits for `child` to exit, at most `WAIT`.
@@ -84,7 +74,9 @@ pub struct ServiceProcess {
     child: Child,
     pub address: String,
     pub admin_address: String,
-    log: PathBuf,
+    /// The token its admin listener wants (empty when it has none).
+    pub admin_token: String,
+    log: NamedTempFile,
 }
 
 impl ServiceProcess {
@@ -98,20 +90,15 @@ impl ServiceProcess {
         settings: &Settings,
         env: &[(&str, String)],
     ) -> anyhow::Result<ServiceProcess> {
-        let (port, admin_port, log) = (free_port()?, free_port()?, temp_path("log"));
-        let admin_token = settings
-            .application
-            .admin_token
-            .as_ref()
-            .map(|token| token.expose().to_owned())
-            .unwrap_or_default();
+        let (port, admin_port, log) = (free_port()?, free_port()?, temp_file("log")?);
+        let admin_token = admin_token(settings);
         let sources: Vec<&str> = settings.sources.iter().map(|s| s.as_str()).collect();
         let js = &settings.jetstream;
         let child = Command::new(BINARY)
             // The service's own default log filter, unless the test passes one.
             .env_remove("RUST_LOG")
             .env("ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
-            .env("ADMIN_TOKEN", admin_token)
+            .env("ADMIN_TOKEN", &admin_token)
             .env("SOURCE", sources.join(","))
             .env("NATS_URL", js.url.expose())
             .env("JS_STREAM", &js.stream)
@@ -131,12 +118,13 @@ impl ServiceProcess {
             .env("HTTP_WORKERS", "2")
             .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
+            .stderr(log.reopen()?)
             .spawn()?;
         Ok(ServiceProcess {
             child,
             address: format!("http://127.0.0.1:{port}"),
             admin_address: format!("http://127.0.0.1:{admin_port}"),
+            admin_token,
             log,
         })
     }
@@ -164,6 +152,30 @@ impl ServiceProcess {
         }
     }
 
+    /// Waits until this process serves the order `uid`.
+    pub async fn served(&self, uid: &str) -> anyhow::Result<()> {
+        let url = format!("{}/order/{uid}", self.address);
+        eventually(WAIT, &format!("{url} to be served"), || async {
+            let response = reqwest::get(&url).await?;
+            Ok((response.status() == 200).then_some(()))
+        })
+        .await
+    }
+
+    /// The metrics its admin listener serves.
+    pub async fn metrics(&self) -> anyhow::Result<Vec<Sample>> {
+        scrape_at(&self.admin_address, &self.admin_token).await
+    }
+
+    /// `GET` on its admin listener, with its admin token.
+    pub async fn admin_get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        Ok(reqwest::Client::new()
+            .get(format!("{}{path}", self.admin_address))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await?)
+    }
+
     /// A line of the process's `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in bytes.
     pub fn memory(&self, field: &str) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
@@ -186,44 +198,39 @@ impl ServiceProcess {
 
     /// SIGTERM, as an orchestrator stops a service; answers the exit status and the whole log.
     pub async fn terminate(mut self) -> anyhow::Result<(ExitStatus, String)> {
-        self.signal(libc::SIGTERM)?;
+        self.signal(Signal::SIGTERM)?;
         self.exit().await
     }
 
     /// SIGSTOP: the process stalls (answers nothing, not even the broker's heartbeats) until `resume`.
     pub fn pause(&self) -> anyhow::Result<()> {
-        self.signal(libc::SIGSTOP)
+        self.signal(Signal::SIGSTOP)
     }
 
     /// SIGCONT after `pause`.
     pub fn resume(&self) -> anyhow::Result<()> {
-        self.signal(libc::SIGCONT)
+        self.signal(Signal::SIGCONT)
     }
 
     /// Waits for the process to exit on its own; answers the exit status and the whole log.
     pub async fn exit(&mut self) -> anyhow::Result<(ExitStatus, String)> {
         let status = wait_for_exit(&mut self.child).await?;
-        Ok((status, std::fs::read_to_string(&self.log)?))
+        Ok((status, std::fs::read_to_string(self.log.path())?))
     }
 
     /// The whole log so far.
     pub fn log(&self) -> anyhow::Result<String> {
-        Ok(std::fs::read_to_string(&self.log)?)
+        Ok(std::fs::read_to_string(self.log.path())?)
     }
 
-    fn signal(&self, signal: libc::c_int) -> anyhow::Result<()> {
-        let pid = libc::pid_t::try_from(self.child.id())?;
-        // SAFETY: kill(2) with a pid we own and a valid signal number has no memory effects.
-        anyhow::ensure!(
-            unsafe { libc::kill(pid, signal) } == 0,
-            "Failed to send signal {signal} to the service"
-        );
-        Ok(())
+    fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+        let pid = Pid::from_raw(i32::try_from(self.child.id())?);
+        kill(pid, signal).with_context(|| format!("Failed to send {signal} to the service"))
     }
 
     /// The end of the service's log, for failure messages.
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
@@ -233,7 +240,6 @@ impl Drop for ServiceProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
     }
 }
 
@@ -241,7 +247,7 @@ impl Drop for ServiceProcess {
 /// without touching the shared one. Stopped and removed on drop.
 pub struct ThrowawayPostgres {
     bin: PathBuf,
-    dir: PathBuf,
+    dir: TempDir,
     port: u16,
     /// More `postgres -c` options (TLS).
     options: String,
@@ -274,14 +280,13 @@ impl ThrowawayPostgres {
         options: impl FnOnce(&Path) -> anyhow::Result<String>,
     ) -> anyhow::Result<ThrowawayPostgres> {
         let bin = postgres_bin_dir()?;
-        let dir = temp_path("pg");
-        std::fs::create_dir_all(&dir)?;
+        let dir = temp_dir("pg")?;
         let as_postgres = running_as_root()?;
-        let options = options(&dir)?;
+        let options = options(dir.path())?;
         if as_postgres {
             run(Command::new("chown")
                 .args(["-R", "postgres:postgres"])
-                .arg(&dir))?;
+                .arg(dir.path()))?;
         }
         let cluster = ThrowawayPostgres {
             bin,
@@ -320,12 +325,11 @@ impl ThrowawayPostgres {
     /// back to the primary and `standby.signal`), started on a port of its own and streaming under the name the
     /// primary waits for. It starts without `synchronous_standby_names`, so once promoted it commits alone.
     pub fn standby_of(primary: &ThrowawayPostgres) -> anyhow::Result<ThrowawayPostgres> {
-        let dir = temp_path("pg-standby");
-        std::fs::create_dir_all(&dir)?;
+        let dir = temp_dir("pg-standby")?;
         if primary.as_postgres {
             run(Command::new("chown")
                 .args(["-R", "postgres:postgres"])
-                .arg(&dir))?;
+                .arg(dir.path()))?;
         }
         let standby = ThrowawayPostgres {
             bin: primary.bin.clone(),
@@ -389,10 +393,10 @@ impl ThrowawayPostgres {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off{}",
             self.port,
-            self.dir.display(),
+            self.dir.path().display(),
             self.options
         );
-        let log = self.dir.join("postgres.log").display().to_string();
+        let log = self.dir.path().join("postgres.log").display().to_string();
         self.run_tool(
             "pg_ctl",
             &[
@@ -419,7 +423,7 @@ impl ThrowawayPostgres {
     }
 
     fn data_dir(&self) -> String {
-        self.dir.join("data").display().to_string()
+        self.dir.path().join("data").display().to_string()
     }
 
     fn run_tool(&self, tool: &str, args: &[&str]) -> anyhow::Result<()> {
@@ -437,8 +441,8 @@ impl ThrowawayPostgres {
 
 impl Drop for ThrowawayPostgres {
     fn drop(&mut self) {
+        // Before `dir` goes: a running cluster would keep writing into it.
         let _ = self.crash();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -477,7 +481,7 @@ fn running_as_root() -> anyhow::Result<bool> {
 pub struct PrivateNats {
     port: u16,
     /// A configuration file for nats-server (authorization, TLS), if any.
-    config: Option<PathBuf>,
+    config: Option<NamedTempFile>,
     store: TempDir,
     running: Option<(Child, ChildStdin)>,
 }
@@ -487,7 +491,7 @@ impl PrivateNats {
         let mut nats = PrivateNats {
             port: free_port()?,
             config: None,
-            store: TempDir::new("nats-store"),
+            store: temp_dir("nats-store")?,
             running: None,
         };
         nats.resume().await?;
@@ -496,12 +500,12 @@ impl PrivateNats {
 
     /// A server with this configuration (nats-server's format: `authorization { ... }`, `tls { ... }`).
     pub async fn start_with_config(config: &str) -> anyhow::Result<PrivateNats> {
-        let path = temp_path("nats.conf");
-        std::fs::write(&path, config)?;
+        let file = temp_file("nats.conf")?;
+        std::fs::write(file.path(), config)?;
         let mut nats = PrivateNats {
             port: free_port()?,
-            config: Some(path),
-            store: TempDir::new("nats-store"),
+            config: Some(file),
+            store: temp_dir("nats-store")?,
             running: None,
         };
         nats.resume().await?;
@@ -525,7 +529,7 @@ impl PrivateNats {
             .unwrap_or("nats-server");
         let script = r#"binary="$0"; port="$1"; store="$2"; shift 2; "$binary" "$@" -a 127.0.0.1 -p "$port" -js -sd "$store" & server=$!; read -r _; kill -9 "$server""#;
         let config: Vec<String> = match &self.config {
-            Some(path) => vec!["-c".into(), path.display().to_string()],
+            Some(file) => vec!["-c".into(), file.path().display().to_string()],
             None => Vec::new(),
         };
         let mut wrapper = Command::new("sh")
@@ -533,7 +537,7 @@ impl PrivateNats {
             .arg(script)
             .arg(binary)
             .arg(self.port.to_string())
-            .arg(&self.store.0)
+            .arg(self.store.path())
             .args(&config)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -560,14 +564,6 @@ impl PrivateNats {
             Ok((!greets_like_nats(&addr)).then_some(()))
         })
         .await
-    }
-}
-
-impl Drop for PrivateNats {
-    fn drop(&mut self) {
-        if let Some(config) = &self.config {
-            let _ = std::fs::remove_file(config);
-        }
     }
 }
 
@@ -653,17 +649,20 @@ impl Corpus {
     }
 }
 
-fn uid_of(message: &[u8]) -> anyhow::Result<String> {
-    let value: Value = serde_json::from_slice(message)?;
-    value["order_uid"]
-        .as_str()
-        .map(str::to_owned)
-        .context("no order_uid")
-}
-
 /// Rows in `orders` plus rows in `rejected_messages`.
 pub async fn stored_rows(pool: &Pool) -> anyhow::Result<i64> {
     Ok(count(pool, "orders").await? + count(pool, "rejected_messages").await?)
+}
+
+/// Waits until `orders` and `rejected_messages` together hold more than `rows` rows: the moment a test injects its
+/// fault mid-ingest.
+pub async fn wait_for_stored_rows(pool: &Pool, rows: i64) -> anyhow::Result<()> {
+    eventually(
+        WAIT,
+        &format!("more than {rows} rows to be stored"),
+        || async { Ok((stored_rows(pool).await? > rows).then_some(())) },
+    )
+    .await
 }
 
 /// How long counts must stay put once reached: two ack waits, so a redelivery would have shown.

@@ -9,15 +9,15 @@ use std::time::Duration;
 use order_service::config::SourceKind;
 use order_service::domain::{OrderSchema, DEFAULT_MAX_BYTES};
 use order_service::storage::{self, OrderRow};
+use order_service_test_support::{
+    eventually, holds_for, prepare_on, prepare_with, spawn_app, SAMPLE, SAMPLE_UID, WAIT,
+};
 use serde_json::Value;
 use stan_testkit::StoreKind;
 
 use crate::fault_harness::{
-    assert_accounted_for, stored_rows, Corpus, PrivateNats, ServiceProcess, TempDir,
-    ThrowawayPostgres,
-};
-use crate::helpers::{
-    eventually, holds_for, prepare_on, prepare_with, spawn_app, SAMPLE, SAMPLE_UID, WAIT,
+    assert_accounted_for, stored_rows, temp_dir, wait_for_stored_rows, Corpus, PrivateNats,
+    ServiceProcess, ThrowawayPostgres,
 };
 
 for_each_source!(
@@ -90,10 +90,7 @@ async fn while_the_database_is_down_nothing_is_acked_and_the_cache_serves_and_af
     corpus.extend(&during);
 
     // Act: crash the database once a third of the new messages is stored.
-    eventually(WAIT, "a third of the new messages to be stored", || async {
-        Ok((stored_rows(&app.db_pool).await? > already + (orders + rejected) / 3).then_some(()))
-    })
-    .await?;
+    wait_for_stored_rows(&app.db_pool, already + (orders + rejected) / 3).await?;
     postgres.crash()?;
 
     // Assert: degraded, says why, serves the cache, acks nothing.
@@ -165,10 +162,7 @@ async fn after_nats_server_is_killed_mid_ingest_and_restarted_the_subscriber_rec
     app.publisher.publish_all(&corpus.messages).await?;
 
     // Act: kill nats-server once a third is stored, then start it again on the same port.
-    eventually(WAIT, "a third of the messages to be stored", || async {
-        Ok((stored_rows(&app.db_pool).await? > (orders + rejected) / 3).then_some(()))
-    })
-    .await?;
+    wait_for_stored_rows(&app.db_pool, (orders + rejected) / 3).await?;
     nats.kill().await?;
     let at_kill = stored_rows(&app.db_pool).await?;
     eventually(WAIT, "the subscriber to notice", || async {
@@ -243,8 +237,8 @@ async fn after_the_broker_is_restarted_on_its_file_store_mid_ingest_every_messag
 ) -> anyhow::Result<()> {
     // Arrange: a broker with a file store, so a restart keeps the channel, the durable and what is unacked.
     // Declared before the app, so it is removed after the app (and its broker) stopped.
-    let store_dir = TempDir::new("stan");
-    let store = StoreKind::File(store_dir.0.clone());
+    let store_dir = temp_dir("stan")?;
+    let store = StoreKind::File(store_dir.path().to_path_buf());
     let nats_url = stan_testkit::nats_server::ensure_nats_server().await?;
     let mut app = prepare_on(&nats_url, store.clone(), &[SourceKind::Stan])
         .await?
@@ -255,10 +249,7 @@ async fn after_the_broker_is_restarted_on_its_file_store_mid_ingest_every_messag
     app.publisher.publish_all(&corpus.messages).await?;
 
     // Act: restart the broker on the same directory once a third is stored.
-    eventually(WAIT, "a third of the messages to be stored", || async {
-        Ok((stored_rows(&app.db_pool).await? > (orders + rejected) / 3).then_some(()))
-    })
-    .await?;
+    wait_for_stored_rows(&app.db_pool, (orders + rejected) / 3).await?;
     let publisher = app.restart_broker_on(store).await?;
     let at_restart = stored_rows(&app.db_pool).await?;
     let after = Corpus::new(48, 200, 20, 0, 0)?;

@@ -12,8 +12,7 @@ use order_service::storage::feed::{self as storage_feed, FeedCursor};
 use order_service::storage::restore::restore;
 use order_service::storage::tls;
 use order_service::telemetry::metrics::Metrics;
-
-use crate::helpers::{connect, eventually, insert_directly, migrated_database, WAIT};
+use order_service_test_support::{connect, eventually, insert_directly, migrated_database, WAIT};
 
 /// A catch-up interval no test waits for: whatever arrives, arrives through a notification or a reconnection.
 const NEVER: Duration = Duration::from_secs(3600);

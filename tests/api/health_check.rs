@@ -1,12 +1,13 @@
 use std::time::Duration;
 
-use serde_json::Value;
-
 use order_service::config::SourceKind;
+use order_service_test_support::{
+    base_database_url, connect, eventually, prepare_on, spawn_app, WAIT,
+};
+use serde_json::Value;
 use stan_testkit::StoreKind;
 
 use crate::fault_harness::PrivateNats;
-use crate::helpers::{eventually, prepare_on, spawn_app, WAIT};
 
 #[actix_web::test]
 async fn healthz_answers_200() -> anyhow::Result<()> {
@@ -40,14 +41,7 @@ async fn readyz_is_503_with_the_reason_while_the_database_is_unreachable() -> an
         .query_one("SELECT current_database()", &[])
         .await?
         .get::<_, String>(0);
-    let admin = tokio_postgres::connect(
-        &std::env::var("TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
-        tokio_postgres::NoTls,
-    )
-    .await?;
-    actix_web::rt::spawn(admin.1);
-    let admin = admin.0;
+    let admin = connect(&base_database_url()).await?;
 
     // Act: refuse new connections and end the existing ones.
     admin

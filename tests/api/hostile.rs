@@ -6,11 +6,14 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use order_service_test_support::metrics::value;
+use order_service_test_support::{
+    eventually, header, prepare, spawn_app, TestApp, SAMPLE, SAMPLE_UID, WAIT,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::fault_harness::ServiceProcess;
-use crate::helpers::{eventually, prepare, spawn_app, TestApp, SAMPLE, SAMPLE_UID, WAIT};
 
 /// A property name and an order_uid that would write a log line of their own and clear a terminal.
 const FORGING: &str = "x\n2099-01-01T00:00:00Z ERROR order_service: FORGED \u{1b}[2J";
@@ -25,15 +28,7 @@ async fn tokenless_app_with_a_dead_letter(
     stopped.settings.application.admin_allowed_hosts =
         allowed_hosts.iter().map(|h| (*h).to_owned()).collect();
     let app = stopped.start().await?;
-    app.publish(&b"{not json"[..]).await?;
-    app.wait_for_rows("rejected_messages", 1).await?;
-    let id: i64 = app
-        .db_pool
-        .get()
-        .await?
-        .query_one("SELECT id FROM rejected_messages", &[])
-        .await?
-        .get(0);
+    let id = app.add_dead_letter().await?;
     Ok((app, id))
 }
 
@@ -56,32 +51,11 @@ async fn admin_request(
     Ok(request.send().await?)
 }
 
-async fn replay_count(app: &TestApp, id: i64) -> anyhow::Result<i32> {
-    let conn = app.db_pool.get().await?;
-    Ok(conn
-        .query_one(
-            "SELECT replay_count FROM rejected_messages WHERE id = $1",
-            &[&id],
-        )
-        .await?
-        .get(0))
-}
-
 /// The JSON error body of a refusal, checked for its shape.
 async fn error_code(response: reqwest::Response) -> anyhow::Result<String> {
     let what = format!("{} {}", response.status(), response.url());
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let nosniff = response
-        .headers()
-        .get("x-content-type-options")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = header(&response, "content-type").unwrap_or_default();
+    let nosniff = header(&response, "x-content-type-options").unwrap_or_default();
     let body: Value = response.json().await?;
     anyhow::ensure!(
         content_type.starts_with("application/json"),
@@ -146,7 +120,7 @@ async fn a_rebound_host_name_reaches_nothing_on_the_tokenless_admin_listener() -
         assert_eq!(error_code(response).await?, "cross_site");
     }
     assert_eq!(
-        replay_count(&app, dead_letter).await?,
+        app.replay_count(dead_letter).await?,
         0,
         "nothing was replayed"
     );
@@ -189,27 +163,19 @@ async fn admin_allowed_hosts_adds_names_and_still_applies_with_a_token() -> anyh
     let path = format!("/rejected/{dead_letter}");
 
     // Act + Assert
-    for host in [
-        "ops.internal",
-        "ops.internal:8082",
-        "ops2.internal",
-        "OPS2.INTERNAL:1",
+    let (taken, misdirected) = (StatusCode::OK, StatusCode::MISDIRECTED_REQUEST);
+    for (host, expected) in [
+        ("ops.internal", taken),
+        ("ops.internal:8082", taken),
+        ("ops2.internal", taken),
+        ("OPS2.INTERNAL:1", taken),
+        ("ops.internal.", misdirected),
+        ("evil.ops.internal", misdirected),
+        ("ops.internal:x", misdirected),
+        ("0.0.0.0", misdirected),
     ] {
         let response = admin_request(&open, Method::GET, &path, host, None).await?;
-        assert_eq!(response.status(), StatusCode::OK, "Host: {host}");
-    }
-    for host in [
-        "ops.internal.",
-        "evil.ops.internal",
-        "ops.internal:x",
-        "0.0.0.0",
-    ] {
-        let response = admin_request(&open, Method::GET, &path, host, None).await?;
-        assert_eq!(
-            response.status(),
-            StatusCode::MISDIRECTED_REQUEST,
-            "Host: {host}"
-        );
+        assert_eq!(response.status(), expected, "Host: {host}");
     }
     let listed = guarded
         .admin(Method::GET, "/rejected")
@@ -239,20 +205,15 @@ async fn with_a_token_and_no_host_list_any_host_is_taken_but_a_foreign_origin_is
         .header("host", "admin.internal.example:8082")
         .send()
         .await?;
-    let foreign = app
-        .admin(Method::POST, "/rejected/1/replay")
-        .header("host", "admin.internal.example:8082")
-        .header("origin", "https://evil.example")
-        .json(&json!({}))
-        .send()
-        .await?;
-    let own = app
-        .admin(Method::POST, "/rejected/1/replay")
-        .header("host", "admin.internal.example:8082")
-        .header("origin", "http://admin.internal.example:8082")
-        .json(&json!({}))
-        .send()
-        .await?;
+    let replay_from = |origin: &'static str| {
+        app.admin(Method::POST, "/rejected/1/replay")
+            .header("host", "admin.internal.example:8082")
+            .header("origin", origin)
+            .json(&json!({}))
+            .send()
+    };
+    let foreign = replay_from("https://evil.example").await?;
+    let own = replay_from("http://admin.internal.example:8082").await?;
 
     // Assert
     assert_eq!(listed.status(), StatusCode::OK);
@@ -277,20 +238,6 @@ fn raw_exchange(address: &str, request: &[u8]) -> anyhow::Result<Vec<u8>> {
     Ok(answer)
 }
 
-/// The value of `name` in a Prometheus text exposition, 0 when absent.
-fn sample_value(exposition: &str, name: &str) -> f64 {
-    exposition
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
-}
-
 #[actix_web::test]
 async fn a_property_name_or_order_uid_cannot_forge_a_line_of_the_human_log() -> anyhow::Result<()> {
     // Arrange: the binary with its human log format.
@@ -310,25 +257,12 @@ async fn a_property_name_or_order_uid_cannot_forge_a_line_of_the_human_log() -> 
     stopped.publish(serde_json::to_vec(&forged_uid)?).await?;
     eventually(WAIT, "two dead letters", || async {
         Ok(
-            (crate::helpers::count(&stopped.db_pool, "rejected_messages").await? == 2)
+            (order_service_test_support::count(&stopped.db_pool, "rejected_messages").await? == 2)
                 .then_some(()),
         )
     })
     .await?;
-    let token = stopped
-        .settings
-        .application
-        .admin_token
-        .as_ref()
-        .map(|t| t.expose().to_owned())
-        .unwrap_or_default();
-    let listing = reqwest::Client::new()
-        .get(format!("{}/rejected", service.admin_address))
-        .bearer_auth(&token)
-        .send()
-        .await?
-        .text()
-        .await?;
+    let listing = service.admin_get("/rejected").await?.text().await?;
     let (_, log) = service.terminate().await?;
 
     // Assert: nothing of the forgery starts a line or reaches the terminal raw; the property name is cut.
@@ -374,27 +308,15 @@ async fn malformed_requests_are_counted_and_write_no_log_line() -> anyhow::Resul
     let stopped = prepare().await?;
     let mut service = ServiceProcess::spawn(&stopped.settings)?;
     service.wait_ready().await?;
-    let token = stopped
-        .settings
-        .application
-        .admin_token
-        .as_ref()
-        .map(|t| t.expose().to_owned())
-        .unwrap_or_default();
-    let client = reqwest::Client::new();
-    let metrics_url = format!("{}/metrics", service.admin_address);
     let scrape = || async {
-        let text = client
-            .get(&metrics_url)
-            .bearer_auth(&token)
-            .send()
-            .await?
-            .text()
-            .await?;
-        anyhow::Ok(sample_value(
-            &text,
-            "order_service_http_malformed_requests_total",
-        ))
+        anyhow::Ok(
+            value(
+                &service.metrics().await?,
+                "order_service_http_malformed_requests_total",
+                &[],
+            )
+            .unwrap_or(0.0),
+        )
     };
     let before = scrape().await?;
     let malformed: [&[u8]; 3] = [
@@ -441,8 +363,7 @@ async fn malformed_requests_are_counted_and_write_no_log_line() -> anyhow::Resul
 async fn head_sends_the_headers_of_get_and_no_body_on_the_wire() -> anyhow::Result<()> {
     // Arrange
     let app = spawn_app().await?;
-    app.publish(SAMPLE).await?;
-    app.served(SAMPLE_UID).await?;
+    app.publish_sample().await?;
 
     for (address, path) in [
         (&app.address, "/healthz".to_owned()),

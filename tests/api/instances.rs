@@ -4,14 +4,17 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use order_service::config::{Settings, SourceKind};
 use order_service::storage::Pool;
+use order_service_test_support::metrics::sum;
+use order_service_test_support::{prepare, prepare_with, SAMPLE, SAMPLE_UID, WAIT};
 use serde_json::Value;
 
 use crate::fault_harness::{
-    assert_accounted_for, assert_serves_every_stored_order, stored_rows, Corpus, ServiceProcess,
+    assert_accounted_for, assert_serves_every_stored_order, stored_rows, wait_for_stored_rows,
+    Corpus, ServiceProcess,
 };
-use crate::helpers::{eventually, prepare, prepare_with, SAMPLE, SAMPLE_UID, WAIT};
 
 for_each_source!(
     three_instances_on_one_channel_each_serve_every_stored_order_with_the_stored_bytes,
@@ -63,30 +66,9 @@ async fn assert_every_instance_serves_the_table(
 }
 
 /// `order_service_messages_received_total` of one instance, summed over its sources (from its admin listener).
-async fn messages_received(instance: &ServiceProcess, settings: &Settings) -> anyhow::Result<f64> {
+async fn messages_received(instance: &ServiceProcess) -> anyhow::Result<f64> {
     let name = "order_service_messages_received_total";
-    let token = settings
-        .application
-        .admin_token
-        .as_ref()
-        .map(|token| token.expose().to_owned())
-        .unwrap_or_default();
-    let text = reqwest::Client::new()
-        .get(format!("{}/metrics", instance.admin_address))
-        .bearer_auth(token)
-        .send()
-        .await?
-        .text()
-        .await?;
-    let mut total = None;
-    for line in text.lines().filter(|line| {
-        line.strip_prefix(name)
-            .is_some_and(|rest| rest.starts_with([' ', '{']))
-    }) {
-        let value: f64 = line.rsplit(' ').next().unwrap_or_default().parse()?;
-        total = Some(total.unwrap_or(0.0) + value);
-    }
-    total.ok_or_else(|| anyhow::anyhow!("no {name} in the metrics"))
+    sum(&instance.metrics().await?, name).with_context(|| format!("no {name} in the metrics"))
 }
 
 async fn three_instances_on_one_channel_each_serve_every_stored_order_with_the_stored_bytes(
@@ -108,7 +90,7 @@ async fn three_instances_on_one_channel_each_serve_every_stored_order_with_the_s
     assert_every_instance_serves_the_table(&stopped.db_pool, &instances, &never_published).await?;
     for instance in &instances {
         assert!(
-            messages_received(instance, &stopped.settings).await? > 0.0,
+            messages_received(instance).await? > 0.0,
             "{} took no share of the messages: the test would not show that instances share",
             instance.address
         );
@@ -130,12 +112,7 @@ async fn after_sigkill_of_one_of_three_instances_mid_ingest_the_others_take_its_
     stopped.publisher.publish_all(&corpus.messages).await?;
 
     // Act: kill -9 the second instance once a third is stored.
-    eventually(
-        WAIT,
-        &format!("{} rows to be stored", total / 3),
-        || async { Ok((stored_rows(pool).await? > total / 3).then_some(())) },
-    )
-    .await?;
+    wait_for_stored_rows(pool, total / 3).await?;
     instances.remove(1).kill()?;
     let at_kill = stored_rows(pool).await?;
 
@@ -233,11 +210,7 @@ async fn a_process_whose_client_id_was_taken_over_while_it_stalled_reports_not_r
     );
     // The process that holds the id now takes the messages.
     stopped.publish(SAMPLE).await?;
-    eventually(WAIT, "the second process to serve the sample", || async {
-        let response = reqwest::get(format!("{}/order/{SAMPLE_UID}", second.address)).await?;
-        Ok((response.status() == 200).then_some(()))
-    })
-    .await?;
+    second.served(SAMPLE_UID).await?;
     Ok(())
 }
 
@@ -276,11 +249,9 @@ async fn a_process_whose_client_id_was_taken_over_by_a_process_now_gone_reconnec
         "{log}"
     );
     stopped.publish(SAMPLE).await?;
-    eventually(WAIT, "the first process to serve the sample", || async {
-        let response = reqwest::get(format!("{}/order/{SAMPLE_UID}", first.address)).await?;
-        Ok((response.status() == 200).then_some(()))
-    })
-    .await
-    .map_err(|e| e.context(format!("log:\n{}", first.log_tail())))?;
+    first
+        .served(SAMPLE_UID)
+        .await
+        .map_err(|e| e.context(format!("log:\n{}", first.log_tail())))?;
     Ok(())
 }

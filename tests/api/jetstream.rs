@@ -10,21 +10,13 @@ use async_nats::jetstream;
 use order_service::app::Application;
 use order_service::config::SourceKind;
 use order_service::domain::generator;
+use order_service_test_support::{
+    eventually, prepare_with, spawn_app_with, start_error, uid_of, StreamGuard, SAMPLE, SAMPLE_UID,
+    WAIT,
+};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::Value;
-
-use crate::helpers::{
-    eventually, prepare_with, spawn_app_with, StreamGuard, SAMPLE, SAMPLE_UID, WAIT,
-};
-
-fn uid_of(message: &[u8]) -> anyhow::Result<String> {
-    let value: Value = serde_json::from_slice(message)?;
-    value["order_uid"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow::anyhow!("no order_uid"))
-}
 
 #[actix_web::test]
 async fn a_missing_stream_is_created_with_file_storage_on_the_subject_and_consumed_from_its_start(
@@ -72,10 +64,7 @@ async fn without_leave_to_create_it_a_missing_stream_is_a_start_up_error_naming_
     let started = Application::build(stopped.settings.clone()).await;
 
     // Assert
-    let error = match started {
-        Ok(_) => anyhow::bail!("the service started without its stream"),
-        Err(error) => format!("{error:#}"),
-    };
+    let error = start_error(started, "the service started without its stream")?;
     assert!(
         error.contains(&stream) && error.contains("does not exist"),
         "{error}"

@@ -1,10 +1,9 @@
 //! The two listeners: the public one serves lookups only and answers 404 for every admin path; the admin one wants
 //! the token, refuses what a cross-site page could send, and refuses to start exposed without a token.
 
+use order_service_test_support::{prepare, spawn_app, start_error, TestApp, SAMPLE, SAMPLE_UID};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-
-use crate::helpers::{prepare, spawn_app, TestApp, SAMPLE, SAMPLE_UID};
 
 /// Every admin operation, with a path that exists (the dead letter `id`).
 fn admin_paths(dead_letter: i64) -> Vec<(Method, String)> {
@@ -20,27 +19,8 @@ fn admin_paths(dead_letter: i64) -> Vec<(Method, String)> {
 
 async fn app_with_a_dead_letter() -> anyhow::Result<(TestApp, i64)> {
     let app = spawn_app().await?;
-    app.publish(&b"{not json"[..]).await?;
-    app.wait_for_rows("rejected_messages", 1).await?;
-    let id: i64 = app
-        .db_pool
-        .get()
-        .await?
-        .query_one("SELECT id FROM rejected_messages", &[])
-        .await?
-        .get(0);
+    let id = app.add_dead_letter().await?;
     Ok((app, id))
-}
-
-async fn replay_count(app: &TestApp, id: i64) -> anyhow::Result<i32> {
-    let conn = app.db_pool.get().await?;
-    Ok(conn
-        .query_one(
-            "SELECT replay_count FROM rejected_messages WHERE id = $1",
-            &[&id],
-        )
-        .await?
-        .get(0))
 }
 
 #[actix_web::test]
@@ -61,7 +41,7 @@ async fn the_public_listener_answers_404_for_every_admin_path() -> anyhow::Resul
         // Assert
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{method} {path}");
     }
-    assert_eq!(replay_count(&app, dead_letter).await?, 0);
+    assert_eq!(app.replay_count(dead_letter).await?, 0);
     assert_eq!(app.get_order("nosuchorder").await?.status(), 404);
     assert_eq!(app.get("/healthz").await?.status(), 200);
     Ok(())
@@ -156,7 +136,7 @@ async fn a_replay_a_cross_site_page_could_send_is_refused() -> anyhow::Result<()
     assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
     assert_eq!(cross_site.json::<Value>().await?["error"], "cross_site");
     assert_eq!(
-        replay_count(&app, dead_letter).await?,
+        app.replay_count(dead_letter).await?,
         0,
         "nothing was replayed"
     );
@@ -172,10 +152,10 @@ async fn an_admin_listener_beyond_loopback_without_a_token_refuses_to_start() ->
     stopped.settings.application.admin_token = None;
 
     // Act
-    let error = match stopped.start().await {
-        Ok(_) => anyhow::bail!("the service started with its admin routes open to the network"),
-        Err(error) => format!("{error:#}"),
-    };
+    let error = start_error(
+        stopped.start().await,
+        "the service started with its admin routes open to the network",
+    )?;
 
     // Assert
     assert!(

@@ -33,7 +33,6 @@ mod fault_harness;
 mod faults;
 mod feed;
 mod health_check;
-mod helpers;
 mod hostile;
 mod instances;
 mod jetstream;

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use order_service_test_support::metrics::get;
+use order_service_test_support::{count, eventually, prepare};
+
 use crate::fault_harness::ServiceProcess;
-use crate::helpers::{count, eventually, prepare};
 
 /// Messages in flight for this test (`STAN_MAX_IN_FLIGHT`).
 const IN_FLIGHT: u64 = 16;
@@ -25,13 +27,6 @@ const MAX_MESSAGE_BYTES: u64 = 64 << 10;
 fn large_invalid_message(i: usize) -> Vec<u8> {
     let filler = "x".repeat(usize::try_from(MAX_PAYLOAD).unwrap_or(1 << 20) - 4096);
     format!(r#"{{"order_uid": "{i}{filler}"}}"#).into_bytes()
-}
-
-/// The value of the sample whose line starts with `prefix` (name and labels) in a Prometheus text page.
-fn sample(page: &str, prefix: &str) -> anyhow::Result<f64> {
-    page.lines()
-        .find_map(|line| line.strip_prefix(prefix)?.strip_prefix(' ')?.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no sample {prefix}"))
 }
 
 #[actix_web::test]
@@ -73,25 +68,13 @@ async fn a_backlog_of_maximum_size_invalid_messages_stays_within_the_documented_
     );
 
     // Assert: every transaction under BATCH_MAX_BYTES (a bucket boundary of the histogram).
-    let token = stopped
-        .settings
-        .application
-        .admin_token
-        .as_ref()
-        .map(|t| t.expose().to_owned())
-        .unwrap_or_default();
-    let page = reqwest::Client::new()
-        .get(format!("{}/metrics", service.admin_address))
-        .bearer_auth(token)
-        .send()
-        .await?
-        .text()
-        .await?;
-    let transactions = sample(&page, "order_service_commit_batch_bytes_count")?;
-    let under = sample(
-        &page,
-        &format!(r#"order_service_commit_batch_bytes_bucket{{le="{BATCH_MAX_BYTES}"}}"#),
-    )?;
+    let metrics = service.metrics().await?;
+    let transactions = get(&metrics, "order_service_commit_batch_bytes_count", &[]);
+    let under = get(
+        &metrics,
+        "order_service_commit_batch_bytes_bucket",
+        &[("le", &BATCH_MAX_BYTES.to_string())],
+    );
     assert!(transactions > 0.0);
     assert_eq!(
         under, transactions,

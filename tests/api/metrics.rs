@@ -3,106 +3,11 @@
 use std::collections::BTreeSet;
 
 use order_service::config::SourceKind;
+use order_service_test_support::metrics::{get, scrape, value};
+use order_service_test_support::{eventually, spawn_app, spawn_app_with, SAMPLE, SAMPLE_UID, WAIT};
 use serde_json::Value;
 
-use crate::helpers::{eventually, spawn_app, spawn_app_with, TestApp, SAMPLE, SAMPLE_UID, WAIT};
-
 const DASHBOARD: &str = include_str!("../../dashboards/grafana/orders.json");
-
-/// One sample of the text exposition: `name{label="value",...} value`.
-#[derive(Debug)]
-pub struct Sample {
-    name: String,
-    labels: Vec<(String, String)>,
-    value: f64,
-}
-
-/// Parses the text format (comments skipped). Label values may hold braces (`route="/order/{order_uid}"`).
-fn parse_exposition(text: &str) -> Vec<Sample> {
-    text.lines()
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .map(|line| {
-            let name_end = line.find(['{', ' ']).expect("a metric name");
-            let name = line[..name_end].to_owned();
-            let mut labels = Vec::new();
-            let mut rest = &line[name_end..];
-            if let Some(mut body) = rest.strip_prefix('{') {
-                while let Some((key, after)) = body.split_once("=\"") {
-                    let end = after.find('"').expect("a closing quote");
-                    labels.push((
-                        key.trim_start_matches(',').to_owned(),
-                        after[..end].to_owned(),
-                    ));
-                    body = &after[end + 1..];
-                    if let Some(after_labels) = body.strip_prefix('}') {
-                        body = after_labels;
-                        break;
-                    }
-                }
-                rest = body;
-            }
-            let value = rest.trim().parse().expect("a numeric value");
-            Sample {
-                name,
-                labels,
-                value,
-            }
-        })
-        .collect()
-}
-
-/// The value of the one sample named `name` whose labels include `labels`.
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let matching: Vec<f64> = samples
-        .iter()
-        .filter(|s| s.name == name)
-        .filter(|s| {
-            labels
-                .iter()
-                .all(|(k, v)| s.labels.iter().any(|(sk, sv)| sk == k && sv == v))
-        })
-        .map(|s| s.value)
-        .collect();
-    assert!(
-        matching.len() <= 1,
-        "{name} {labels:?} matches {} samples",
-        matching.len()
-    );
-    matching.first().copied()
-}
-
-pub async fn scrape(app: &TestApp) -> anyhow::Result<Vec<Sample>> {
-    scrape_at(&app.admin_address, &app.admin_token).await
-}
-
-/// The metrics of the service whose admin listener is at `admin_address` (`http://host:port`).
-pub async fn scrape_at(admin_address: &str, token: &str) -> anyhow::Result<Vec<Sample>> {
-    let response = reqwest::Client::new()
-        .get(format!("{admin_address}/metrics"))
-        .bearer_auth(token)
-        .send()
-        .await?;
-    anyhow::ensure!(
-        response.status() == 200,
-        "GET /metrics: {}",
-        response.status()
-    );
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert!(
-        content_type.starts_with("text/plain; version=0.0.4"),
-        "content type {content_type}"
-    );
-    Ok(parse_exposition(&response.text().await?))
-}
-
-pub fn get(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
-    value(samples, name, labels).unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
-}
 
 #[actix_web::test]
 async fn pipeline_cache_and_http_metrics_count_what_happened() -> anyhow::Result<()> {
@@ -210,8 +115,7 @@ async fn what_the_order_template_does_not_match_counts_as_unmatched() -> anyhow:
 async fn a_restart_reports_the_orders_it_restored() -> anyhow::Result<()> {
     // Arrange
     let app = spawn_app().await?;
-    app.publish(SAMPLE).await?;
-    app.served(SAMPLE_UID).await?;
+    app.publish_sample().await?;
     app.wait_for_acks(1).await?;
 
     // Act

@@ -5,9 +5,8 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, TimeZone, Utc};
 use order_service::storage::{self, Pool};
+use order_service_test_support::{empty_database, migrated_database};
 use serde_json::Value;
-
-use crate::helpers::{empty_database, migrated_database};
 
 /// The files in `migrations/`, as refinery names them (`V1__create_orders`), in version order.
 fn migration_files() -> Vec<(i32, String)> {

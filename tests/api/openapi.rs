@@ -6,10 +6,10 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use anyhow::Context;
 use jsonschema::{Registry, Validator};
+use order_service_test_support::{header, spawn_app, TestApp, SAMPLE, SAMPLE_UID};
 use serde_json::{json, Value};
-
-use crate::helpers::{spawn_app, TestApp, SAMPLE, SAMPLE_UID};
 
 /// Where the validators find the document; `$ref`s inside it resolve against this.
 const DOCUMENT_URI: &str = "https://order-service.local/openapi.json";
@@ -236,22 +236,9 @@ async fn every_documented_operation_answers_as_documented() -> anyhow::Result<()
     // Arrange
     let (app, dead_letter) = app_with_an_order_and_a_dead_letter().await?;
     let (public, admin) = documents(&app).await?;
-    let page_etag = app
-        .get("/")
-        .await?
-        .headers()
-        .get("etag")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow::anyhow!("GET / answered no ETag"))?;
-    let admin_page_etag = app
-        .admin_get("/")
-        .await?
-        .headers()
-        .get("etag")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow::anyhow!("the operator page answered no ETag"))?;
+    let page_etag = header(&app.get("/").await?, "etag").context("GET / answered no ETag")?;
+    let admin_page_etag =
+        header(&app.admin_get("/").await?, "etag").context("the operator page answered no ETag")?;
     let lookups = vec![
         Case::get("/order/{order_uid}", format!("/order/{SAMPLE_UID}"), 200),
         Case::get("/order/{order_uid}", "/order/nosuchorder", 404),

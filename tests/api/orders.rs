@@ -1,7 +1,6 @@
 use order_service::config::SourceKind;
+use order_service_test_support::{header, spawn_app, spawn_app_with, SAMPLE, SAMPLE_UID};
 use serde_json::Value;
-
-use crate::helpers::{spawn_app, spawn_app_with, SAMPLE, SAMPLE_UID};
 
 for_each_source!(the_published_sample_is_served_equal_to_what_was_published);
 
@@ -12,19 +11,14 @@ async fn the_published_sample_is_served_equal_to_what_was_published(
     let app = spawn_app_with(&[source]).await?;
 
     // Act
-    app.publish(SAMPLE).await?;
-    let body = app.served(SAMPLE_UID).await?;
+    let body = app.publish_sample().await?;
 
     // Assert
     let served: Value = serde_json::from_slice(&body)?;
     let published: Value = serde_json::from_str(SAMPLE)?;
     assert_eq!(served, published);
     let response = app.get_order(SAMPLE_UID).await?;
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let content_type = header(&response, "content-type");
     assert_eq!(content_type.as_deref(), Some("application/json"));
     let conn = app.db_pool.get().await?;
     let stored: String = conn

@@ -11,11 +11,15 @@
 
 use std::time::Duration;
 
-use crate::fault_harness::{
-    assert_accounted_for, assert_serves_every_stored_order, stored_rows, Corpus, ThrowawayPostgres,
+use order_service_test_support::metrics::{get, scrape};
+use order_service_test_support::{
+    connect, eventually, insert_directly, prepare_on_database, TestApp, WAIT,
 };
-use crate::helpers::{connect, eventually, insert_directly, prepare_on_database, TestApp, WAIT};
-use crate::metrics::{get, scrape};
+
+use crate::fault_harness::{
+    assert_accounted_for, assert_serves_every_stored_order, wait_for_stored_rows, Corpus,
+    ThrowawayPostgres,
+};
 
 /// How long the service may take to store everything once the standby is promoted.
 const RECOVERY: Duration = Duration::from_secs(40);
@@ -57,12 +61,7 @@ async fn after_the_primary_stops_mid_ingest_and_its_synchronous_standby_is_promo
     let mut corpus = Corpus::new(71, 2000, 0, 0, 0)?;
     let total = corpus.messages.len() as i64;
     consumer.publish_all(corpus.messages.clone()).await?;
-    eventually(
-        WAIT,
-        &format!("{} orders to be stored", total / 3),
-        || async { Ok((stored_rows(&consumer.db_pool).await? > total / 3).then_some(())) },
-    )
-    .await?;
+    wait_for_stored_rows(&consumer.db_pool, total / 3).await?;
 
     // Act: stop the primary as a crash would; read the newest transaction id the standby replayed; promote it; at
     // once commit one order on the new primary behind the service's back.

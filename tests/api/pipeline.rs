@@ -1,15 +1,17 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use anyhow::Context;
 use order_service::config::SourceKind;
 use order_service::domain::generator::{self, InvalidKind};
+use order_service_test_support::metrics::{scrape, value};
+use order_service_test_support::{
+    eventually, holds_for, prepare_with, sample_changed, spawn_app, spawn_app_with, start_error,
+    uid_of, TestApp, SAMPLE, SAMPLE_UID, WAIT,
+};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::Value;
-
-use crate::helpers::{
-    eventually, holds_for, prepare_with, spawn_app, spawn_app_with, SAMPLE, SAMPLE_UID, WAIT,
-};
 
 for_each_source!(
     a_thousand_random_orders_are_all_stored_and_served,
@@ -22,18 +24,11 @@ for_each_source!(
 );
 
 /// The channel or stream a dead letter from `source` records.
-fn origin_name(app: &crate::helpers::TestApp, source: SourceKind) -> String {
+fn origin_name(app: &TestApp, source: SourceKind) -> String {
     match source {
         SourceKind::Stan => app.settings.stan.channel.clone(),
         SourceKind::JetStream => app.settings.jetstream.stream.clone(),
     }
-}
-
-fn uid_of(message: &[u8]) -> String {
-    serde_json::from_slice::<Value>(message)
-        .ok()
-        .and_then(|v| v["order_uid"].as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 async fn a_thousand_random_orders_are_all_stored_and_served(
@@ -52,7 +47,7 @@ async fn a_thousand_random_orders_are_all_stored_and_served(
 
     // Assert
     for order in &orders {
-        let uid = uid_of(order);
+        let uid = uid_of(order)?;
         let served: Value = serde_json::from_slice(&app.served(&uid).await?)?;
         assert_eq!(
             served,
@@ -69,8 +64,7 @@ async fn messages_published_while_the_service_is_down_are_served_after_it_starts
 ) -> anyhow::Result<()> {
     // Arrange: the durable exists (the service ran once), then the service stops.
     let app = spawn_app_with(&[source]).await?;
-    app.publish(SAMPLE).await?;
-    app.served(SAMPLE_UID).await?;
+    app.publish_sample().await?;
     let stopped = app.stop().await?;
     let mut rng = StdRng::seed_from_u64(2);
     let while_down: Vec<Vec<u8>> = (0..20)
@@ -85,7 +79,7 @@ async fn messages_published_while_the_service_is_down_are_served_after_it_starts
 
     // Assert
     for message in &while_down {
-        app.served(&uid_of(message)).await?;
+        app.served(&uid_of(message)?).await?;
     }
     app.wait_for_rows("orders", 21).await?;
     Ok(())
@@ -113,8 +107,7 @@ async fn the_same_order_twice_is_stored_once_and_both_deliveries_are_acked(
     let app = spawn_app_with(&[source]).await?;
 
     // Act
-    app.publish(SAMPLE).await?;
-    app.served(SAMPLE_UID).await?;
+    app.publish_sample().await?;
     app.publish(SAMPLE).await?;
     app.wait_for_acks(2).await?;
 
@@ -135,13 +128,11 @@ async fn another_order_under_a_stored_order_uid_is_a_conflict_and_the_first_vers
 ) -> anyhow::Result<()> {
     // Arrange
     let app = spawn_app_with(&[source]).await?;
-    let mut changed: Value = serde_json::from_str(SAMPLE)?;
-    changed["delivery"]["city"] = "Elsewhere".into();
-    app.publish(SAMPLE).await?;
-    let first = app.served(SAMPLE_UID).await?;
+    let changed = sample_changed()?;
+    let first = app.publish_sample().await?;
 
     // Act
-    app.publish(changed.to_string()).await?;
+    app.publish(changed.clone()).await?;
     app.wait_for_rows("rejected_messages", 1).await?;
 
     // Assert
@@ -163,7 +154,7 @@ async fn another_order_under_a_stored_order_uid_is_a_conflict_and_the_first_vers
     assert_eq!(reasons[0]["pointer"], "/delivery/city", "{reasons}");
     assert_eq!(
         row.get::<_, Vec<u8>>(3),
-        changed.to_string().into_bytes(),
+        changed.into_bytes(),
         "the raw message is kept"
     );
     assert_eq!(app.count("orders").await?, 1);
@@ -214,7 +205,8 @@ async fn invalid_messages_become_acked_dead_letters_and_never_reach_the_cache(
             reasons.as_array().is_some_and(|r| !r.is_empty()),
             "{kind:?} has its reasons: {reasons}"
         );
-        let uid = uid_of(message);
+        // An invalid message may have no order_uid at all: then there is nothing to look up.
+        let uid = uid_of(message).unwrap_or_default();
         if !uid.is_empty() && uid != "dup" {
             assert_eq!(
                 app.get_order(&uid).await?.status().as_u16(),
@@ -260,8 +252,7 @@ async fn while_the_orders_table_is_missing_nothing_is_acked_and_the_order_lands_
 async fn when_the_broker_forgets_the_client_the_subscription_is_renewed() -> anyhow::Result<()> {
     // Arrange
     let mut app = spawn_app().await?;
-    app.publish(SAMPLE).await?;
-    app.served(SAMPLE_UID).await?;
+    app.publish_sample().await?;
     let reconnects = app.status.reconnects.load(Ordering::Relaxed);
 
     // Act: a memory broker restarted on the same cluster id knows no client and no subscription.
@@ -277,7 +268,7 @@ async fn when_the_broker_forgets_the_client_the_subscription_is_renewed() -> any
     publisher.publish(after.clone()).await?;
 
     // Assert
-    app.served(&uid_of(&after)).await?;
+    app.served(&uid_of(&after)?).await?;
     Ok(())
 }
 
@@ -291,10 +282,7 @@ async fn a_second_instance_with_the_same_client_id_fails_to_start_with_a_clear_e
     let second = order_service::app::Application::build(app.settings.clone()).await;
 
     // Assert
-    let error = match second {
-        Ok(_) => anyhow::bail!("a second instance with the same client id started"),
-        Err(error) => format!("{error:#}"),
-    };
+    let error = start_error(second, "a second instance with the same client id started")?;
     assert!(
         error.contains("another instance") && error.contains("order-service-test"),
         "{error}"
@@ -307,12 +295,13 @@ async fn a_second_instance_with_the_same_client_id_fails_to_start_with_a_clear_e
 }
 
 /// `order_service_commit_failures_total` as `/metrics` reports it.
-async fn commit_failures(app: &crate::helpers::TestApp) -> anyhow::Result<f64> {
-    let text = app.admin_get("/metrics").await?.text().await?;
-    text.lines()
-        .find_map(|line| line.strip_prefix("order_service_commit_failures_total "))
-        .and_then(|value| value.trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no commit failure counter in /metrics"))
+async fn commit_failures(app: &TestApp) -> anyhow::Result<f64> {
+    value(
+        &scrape(app).await?,
+        "order_service_commit_failures_total",
+        &[],
+    )
+    .context("no commit failure counter in /metrics")
 }
 
 #[actix_web::test]

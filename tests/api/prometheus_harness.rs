@@ -8,10 +8,11 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use order_service_test_support::{eventually, free_port, WAIT};
 use serde_json::Value;
+use tempfile::TempDir;
 
-use crate::fault_harness::{free_port, TempDir};
-use crate::helpers::{eventually, WAIT};
+use crate::fault_harness::temp_dir;
 
 /// How often the test's Prometheus scrapes: short, so a test waits seconds for the samples a rate needs.
 pub const SCRAPE_INTERVAL: &str = "1s";
@@ -71,10 +72,10 @@ impl Prometheus {
     /// `bearer_token`: the admin listener's `ADMIN_TOKEN`, sent with every scrape as production does.
     pub async fn scraping(target: &str, bearer_token: &str) -> anyhow::Result<Prometheus> {
         let binary = tool("prometheus")?;
-        let dir = TempDir::new("prometheus");
-        std::fs::create_dir_all(dir.0.join("data"))?;
-        let config = dir.0.join("prometheus.yml");
-        let token_file = dir.0.join("admin_token");
+        let dir = temp_dir("prometheus")?;
+        std::fs::create_dir_all(dir.path().join("data"))?;
+        let config = dir.path().join("prometheus.yml");
+        let token_file = dir.path().join("admin_token");
         std::fs::write(&token_file, bearer_token)?;
         std::fs::write(
             &config,
@@ -86,7 +87,7 @@ impl Prometheus {
             ),
         )?;
         let port = free_port()?;
-        let log = std::fs::File::create(dir.0.join("prometheus.log"))?;
+        let log = std::fs::File::create(dir.path().join("prometheus.log"))?;
         // The server in the background and a reader of the shell's stdin (kept on fd 3: a background job's own
         // stdin is /dev/null) that kills it at EOF; the shell exits when the server does.
         let script = r#"exec 3<&0; "$0" "$@" </dev/null & server=$!; (read -r _ <&3; kill "$server" 2>/dev/null) & wait "$server""#;
@@ -97,7 +98,7 @@ impl Prometheus {
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
-                dir.0.join("data").display()
+                dir.path().join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdin(Stdio::piped())
@@ -143,7 +144,7 @@ impl Prometheus {
 
     /// What Prometheus wrote to stderr so far (its log), for failure messages.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.0.join("prometheus.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
     }
 
     /// Runs an instant query through `/api/v1/query`; returns `data.result` (a vector's samples).

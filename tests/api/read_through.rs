@@ -3,11 +3,10 @@
 
 use order_service::app::{Application, ShutdownHandle};
 use order_service::cache::store::ENTRY_OVERHEAD;
-
-use crate::helpers::{
+use order_service_test_support::metrics::{get, scrape, scrape_at};
+use order_service_test_support::{
     connect, eventually, insert_directly, prepare, sample_with_uid, spawn_app, TestApp, WAIT,
 };
-use crate::metrics::{get, scrape, scrape_at};
 
 async fn metric(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> anyhow::Result<f64> {
     Ok(get(
@@ -120,7 +119,7 @@ async fn a_bounded_cache_makes_room_for_new_orders_by_evicting_the_oldest_restor
     // Arrange: 20 orders stored before the start; the bound holds 5, so the newest 5 are restored.
     let mut stopped = prepare().await?;
     let uids: Vec<String> = (0..20).map(|i| format!("evictsoldest{i:07}")).collect();
-    let client = connect(&stopped.settings.database.url).await?;
+    let client = connect(stopped.settings.database.url.expose()).await?;
     for uid in &uids {
         insert_directly(&client, uid).await?;
     }

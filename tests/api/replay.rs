@@ -3,9 +3,10 @@
 use std::process::Command;
 
 use order_service::config::SourceKind;
+use order_service_test_support::{
+    prepare_with, sample_changed, spawn_app, spawn_app_with, TestApp, SAMPLE, SAMPLE_UID,
+};
 use serde_json::Value;
-
-use crate::helpers::{prepare_with, spawn_app, spawn_app_with, TestApp, SAMPLE, SAMPLE_UID};
 
 for_each_source!(
     a_dead_letter_replayed_after_its_cause_is_fixed_is_stored_and_served,
@@ -140,11 +141,8 @@ async fn a_dead_letter_still_invalid_is_rejected_again_with_its_reasons_and_adds
 async fn a_replayed_conflict_stays_a_conflict_and_the_first_version_stays() -> anyhow::Result<()> {
     // Arrange
     let app = spawn_app().await?;
-    let mut changed: Value = serde_json::from_str(SAMPLE)?;
-    changed["delivery"]["city"] = "Elsewhere".into();
-    app.publish(SAMPLE).await?;
-    let first = app.served(SAMPLE_UID).await?;
-    app.publish(changed.to_string()).await?;
+    let first = app.publish_sample().await?;
+    app.publish(sample_changed()?).await?;
     app.wait_for_rows("rejected_messages", 1).await?;
     let id = newest_dead_letter(&app).await?;
 

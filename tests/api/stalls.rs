@@ -5,10 +5,13 @@
 
 use std::time::Duration;
 
-use tokio_postgres::NoTls;
+use anyhow::Context;
+use order_service_test_support::metrics::{scrape, value};
+use order_service_test_support::{
+    connect, count, eventually, holds_for, prepare, start_error, StoppedApp, TestApp, WAIT,
+};
 
 use crate::fault_harness::{assert_accounted_for, Corpus};
-use crate::helpers::{count, eventually, holds_for, prepare, StoppedApp, TestApp, WAIT};
 
 /// Short deadlines, so the tests see them pass.
 fn with_short_deadlines(stopped: &mut StoppedApp) {
@@ -23,10 +26,7 @@ async fn readyz(app: &TestApp) -> anyhow::Result<(u16, String)> {
 
 /// The value of an unlabelled sample in `GET /metrics`.
 async fn gauge(app: &TestApp, name: &str) -> anyhow::Result<f64> {
-    let text = app.admin_get("/metrics").await?.text().await?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("{name} is not exported"))
+    value(&scrape(app).await?, name, &[]).with_context(|| format!("{name} is not exported"))
 }
 
 /// Installs a trigger that refuses (SQLSTATE P0001, not class 22) every row of `table` with this order_uid.
@@ -54,9 +54,7 @@ async fn a_lock_on_orders_stalls_the_pipeline_visibly_without_acks_and_it_recove
     let mut stopped = prepare().await?;
     with_short_deadlines(&mut stopped);
     let app = stopped.start().await?;
-    let (locker, connection) =
-        tokio_postgres::connect(app.settings.database.url.expose(), NoTls).await?;
-    actix_web::rt::spawn(connection);
+    let locker = connect(app.database_url()).await?;
     locker
         .batch_execute("BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE;")
         .await?;
@@ -201,10 +199,10 @@ async fn a_subscription_the_broker_refuses_is_reported_with_the_brokers_message(
     stopped.settings.stan.durable_name = "not:valid".into();
 
     // Act
-    let error = match stopped.start().await {
-        Ok(_) => anyhow::bail!("the service started on a refused subscription"),
-        Err(error) => format!("{error:#}"),
-    };
+    let error = start_error(
+        stopped.start().await,
+        "the service started on a refused subscription",
+    )?;
 
     // Assert
     assert!(error.contains("refused the subscription"), "{error}");

@@ -8,10 +8,9 @@ use order_service::domain::{
     OrderSchema, RejectClass, RejectReason, ValidOrder, DEFAULT_MAX_BYTES,
 };
 use order_service::storage::{self, DeadLetterRow, OrderRow, Stored};
+use order_service_test_support::spawn_app;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-
-use crate::helpers::spawn_app;
 
 /// `count` valid generated orders as a publisher sends them.
 fn messages(count: usize, seed: u64) -> Vec<Vec<u8>> {

@@ -2,6 +2,7 @@
 //! `ssl=on` and a certificate made here (openssl CLI), and nats-servers (with JetStream) that require a user and
 //! password, a token, or TLS, for the STAN source and for the JetStream source.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -10,11 +11,14 @@ use async_nats::jetstream;
 use order_service::config::{Secret, Settings, SourceKind, SslMode};
 use order_service::storage;
 use order_service::transport::nats_auth::NatsTarget;
+use order_service_test_support::{
+    free_port, prepare, prepare_on, start_error, TestApp, SAMPLE, SAMPLE_UID,
+};
 use serde_json::Value;
 use stan_testkit::StoreKind;
+use tempfile::TempDir;
 
-use crate::fault_harness::{free_port, PrivateNats, TempDir, ThrowawayPostgres};
-use crate::helpers::{prepare, prepare_on, TestApp, SAMPLE, SAMPLE_UID};
+use crate::fault_harness::{temp_dir, PrivateNats, ThrowawayPostgres};
 
 /// A CA, a server certificate it signs (for 127.0.0.1 and localhost) and its key, and a second, unrelated CA.
 struct Certificates {
@@ -118,7 +122,7 @@ fn make_certificates(dir: &Path) -> anyhow::Result<Certificates> {
 
 /// A PostgreSQL cluster with TLS on, and the certificates (the CA outside the cluster's directory).
 fn postgres_with_tls() -> anyhow::Result<(ThrowawayPostgres, TempDir, Certificates)> {
-    let cas = TempDir::new("ca");
+    let cas = temp_dir("ca")?;
     let mut made = None;
     let postgres = ThrowawayPostgres::start_with_tls(|dir| {
         let certificates = make_certificates(&dir.join("tls"))?;
@@ -130,9 +134,8 @@ fn postgres_with_tls() -> anyhow::Result<(ThrowawayPostgres, TempDir, Certificat
         Ok(paths)
     })?;
     let certificates = made.context("no certificates made")?;
-    std::fs::create_dir_all(&cas.0)?;
-    let ca = cas.0.join("ca.crt");
-    let other_ca = cas.0.join("other-ca.crt");
+    let ca = cas.path().join("ca.crt");
+    let other_ca = cas.path().join("other-ca.crt");
     std::fs::copy(&certificates.ca, &ca)?;
     std::fs::copy(&certificates.other_ca, &other_ca)?;
     Ok((
@@ -159,8 +162,7 @@ async fn the_service_connects_to_postgres_with_verify_full_and_the_ca() -> anyho
 
     // Act
     let app = stopped.start().await?;
-    app.publish(SAMPLE).await?;
-    app.served(SAMPLE_UID).await?;
+    app.publish_sample().await?;
 
     // Assert: the service's own connections are encrypted.
     let conn = app.db_pool.get().await?;
@@ -265,8 +267,7 @@ async fn the_service_and_its_ack_connection_log_in_to_nats_with_a_user_and_passw
 
     // Act
     let app = stopped.start().await?;
-    app.publish(SAMPLE).await?;
-    app.served(SAMPLE_UID).await?;
+    app.publish_sample().await?;
 
     // Assert: the order came through ratsio's connection and its ack went out on async-nats's, both as `order`.
     app.wait_for_acks(1).await?;
@@ -283,21 +284,13 @@ async fn a_wrong_nats_password_is_a_clear_error_without_the_password() -> anyhow
     stopped.settings.stan.url = format!("nats://order:{wrong}@{}", nats.host_port()).into();
 
     // Act
-    let error = match stopped.start().await {
-        Ok(_) => anyhow::bail!("the service started with a wrong password"),
-        Err(error) => format!("{error:#}"),
-    };
+    let error = start_error(
+        stopped.start().await,
+        "the service started with a wrong password",
+    )?;
 
     // Assert
-    assert!(error.contains("authorization violation"), "{error}");
-    assert!(
-        error.contains(&nats.host_port()),
-        "names the server: {error}"
-    );
-    assert!(
-        !error.contains(&wrong) && !error.contains(&password),
-        "{error}"
-    );
+    assert_login_refused(&error, &nats, &[&wrong, &password]);
     Ok(())
 }
 
@@ -339,14 +332,7 @@ async fn a_nats_token_from_the_settings_logs_the_ack_connection_in_and_a_wrong_o
 #[actix_web::test]
 async fn async_nats_connections_use_tls_with_the_ca_and_refuse_another_ca() -> anyhow::Result<()> {
     // Arrange
-    let dir = TempDir::new("nats-tls");
-    let certificates = make_certificates(&dir.0)?;
-    let nats = PrivateNats::start_with_config(&format!(
-        "tls {{ cert_file: \"{}\", key_file: \"{}\" }}",
-        certificates.server_certificate.display(),
-        certificates.server_key.display()
-    ))
-    .await?;
+    let (nats, _dir, certificates) = nats_with_tls().await?;
     let mut settings = prepare().await?.settings;
     settings.stan.url = nats.url().into();
 
@@ -376,15 +362,42 @@ async fn async_nats_connections_use_tls_with_the_ca_and_refuse_another_ca() -> a
         untrusted.is_err(),
         "a server signed by another CA was trusted"
     );
-    let refusal = match service {
-        Ok(_) => anyhow::bail!("the STAN connection started although ratsio cannot use TLS"),
-        Err(error) => format!("{error:#}"),
-    };
+    let refusal = start_error(
+        service,
+        "the STAN connection started although ratsio cannot use TLS",
+    )?;
     assert!(
         refusal.contains("ratsio") && refusal.contains("TLS"),
         "{refusal}"
     );
     Ok(())
+}
+
+/// A nats-server (with JetStream) that takes TLS connections only, with a certificate of `make_certificates`; the
+/// directory holds the certificates and goes with the test.
+async fn nats_with_tls() -> anyhow::Result<(PrivateNats, TempDir, Certificates)> {
+    let dir = temp_dir("nats-tls")?;
+    let certificates = make_certificates(dir.path())?;
+    let nats = PrivateNats::start_with_config(&format!(
+        "tls {{ cert_file: \"{}\", key_file: \"{}\" }}",
+        certificates.server_certificate.display(),
+        certificates.server_key.display()
+    ))
+    .await?;
+    Ok((nats, dir, certificates))
+}
+
+/// A start-up error for a refused login, as the operator must read it: the server's refusal and address, and none of
+/// the secrets.
+fn assert_login_refused(error: &str, nats: &PrivateNats, secrets: &[&str]) {
+    assert!(error.contains("authorization violation"), "{error}");
+    assert!(
+        error.contains(&nats.host_port()),
+        "names the server: {error}"
+    );
+    for secret in secrets {
+        assert!(!error.contains(secret), "{error}");
+    }
 }
 
 /// The service consuming JetStream only, with `configure` pointing it at a test's private nats-server; the database
@@ -398,10 +411,34 @@ async fn jetstream_app(configure: impl FnOnce(&mut Settings)) -> anyhow::Result<
 
 /// `jetstream_app`'s start-up error, as the operator reads it.
 async fn jetstream_start_error(configure: impl FnOnce(&mut Settings)) -> anyhow::Result<String> {
-    match jetstream_app(configure).await {
-        Ok(_) => anyhow::bail!("the service started"),
-        Err(error) => Ok(format!("{error:#}")),
-    }
+    start_error(jetstream_app(configure).await, "the service started")
+}
+
+/// The JetStream source against `nats`: with `accepted` it ingests the sample that `publisher` (connected once
+/// the service runs) publishes, with `refused` it does not start. Answers whether the sample was served, and the
+/// refusal as the operator reads it.
+async fn ingests_then_refuses<E>(
+    nats: &PrivateNats,
+    accepted: impl FnOnce(&mut Settings),
+    publisher: impl Future<Output = Result<async_nats::Client, E>>,
+    refused: impl FnOnce(&mut Settings),
+) -> anyhow::Result<(anyhow::Result<()>, String)>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let app = jetstream_app(|settings| {
+        settings.jetstream.url = nats.url().into();
+        accepted(settings);
+    })
+    .await?;
+    publish_sample(publisher.await?, &app).await?;
+    let served = app.served(SAMPLE_UID).await.map(drop);
+    let refusal = jetstream_start_error(|settings| {
+        settings.jetstream.url = nats.url().into();
+        refused(settings);
+    })
+    .await?;
+    Ok((served, refusal))
 }
 
 /// Publishes the sample on the service's subject through `client`, confirmed by JetStream.
@@ -449,15 +486,7 @@ async fn a_wrong_password_in_nats_url_is_a_clear_start_up_error_without_the_pass
     .await?;
 
     // Assert
-    assert!(error.contains("authorization violation"), "{error}");
-    assert!(
-        error.contains(&nats.host_port()),
-        "names the server: {error}"
-    );
-    assert!(
-        !error.contains(&wrong) && !error.contains(&password),
-        "{error}"
-    );
+    assert_login_refused(&error, &nats, &[&wrong, &password]);
     Ok(())
 }
 
@@ -471,20 +500,12 @@ async fn the_jetstream_source_logs_in_with_the_nats_token_and_a_wrong_one_is_ref
         PrivateNats::start_with_config(&format!("authorization {{ token: \"{token}\" }}")).await?;
 
     // Act
-    let app = jetstream_app(|settings| {
-        settings.jetstream.url = nats.url().into();
-        settings.stan.nats_token = Some(Secret::new(token.clone()));
-    })
-    .await?;
-    let publisher = async_nats::ConnectOptions::with_token(token.clone())
-        .connect(nats.url())
-        .await?;
-    publish_sample(publisher, &app).await?;
-    let served = app.served(SAMPLE_UID).await;
-    let refused = jetstream_start_error(|settings| {
-        settings.jetstream.url = nats.url().into();
-        settings.stan.nats_token = Some(Secret::new(wrong.clone()));
-    })
+    let (served, refused) = ingests_then_refuses(
+        &nats,
+        |settings| settings.stan.nats_token = Some(Secret::new(token.clone())),
+        async_nats::ConnectOptions::with_token(token.clone()).connect(nats.url()),
+        |settings| settings.stan.nats_token = Some(Secret::new(wrong.clone())),
+    )
     .await?;
 
     // Assert
@@ -501,32 +522,18 @@ async fn the_jetstream_source_logs_in_with_the_nats_token_and_a_wrong_one_is_ref
 async fn the_jetstream_source_connects_over_tls_with_the_nats_ca_and_refuses_another_ca(
 ) -> anyhow::Result<()> {
     // Arrange: a server that takes TLS connections only.
-    let dir = TempDir::new("nats-tls");
-    let certificates = make_certificates(&dir.0)?;
-    let nats = PrivateNats::start_with_config(&format!(
-        "tls {{ cert_file: \"{}\", key_file: \"{}\" }}",
-        certificates.server_certificate.display(),
-        certificates.server_key.display()
-    ))
-    .await?;
+    let (nats, _dir, certificates) = nats_with_tls().await?;
 
     // Act
-    let app = jetstream_app(|settings| {
-        settings.jetstream.url = nats.url().into();
-        settings.stan.nats_ca_file = Some(certificates.ca.clone());
-    })
-    .await?;
-    let publisher = async_nats::ConnectOptions::new()
-        .require_tls(true)
-        .add_root_certificates(certificates.ca.clone())
-        .connect(nats.url())
-        .await?;
-    publish_sample(publisher, &app).await?;
-    let served = app.served(SAMPLE_UID).await;
-    let refused = jetstream_start_error(|settings| {
-        settings.jetstream.url = nats.url().into();
-        settings.stan.nats_ca_file = Some(certificates.other_ca.clone());
-    })
+    let (served, refused) = ingests_then_refuses(
+        &nats,
+        |settings| settings.stan.nats_ca_file = Some(certificates.ca.clone()),
+        async_nats::ConnectOptions::new()
+            .require_tls(true)
+            .add_root_certificates(certificates.ca.clone())
+            .connect(nats.url()),
+        |settings| settings.stan.nats_ca_file = Some(certificates.other_ca.clone()),
+    )
     .await?;
 
     // Assert

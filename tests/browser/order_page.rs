@@ -1,6 +1,6 @@
+use order_service_test_support::{header, spawn_app, TestApp, SAMPLE, SAMPLE_UID};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, TestApp, SAMPLE, SAMPLE_UID};
 use crate::webdriver::{Browser, ENTER};
 
 /// Set to write `docs/order-page.png` from the order view.
@@ -60,6 +60,21 @@ async fn wait_for_listed(browser: &Browser, what: &str, uids: &[String]) -> anyh
     Ok(())
 }
 
+/// Asserts that the page holds no element matching `selector` (what markup in the data would have made) and that
+/// no script of the data ran (it would have set `window.injected`, or called the `alert` the test replaced).
+async fn assert_nothing_injected(browser: &Browser, selector: &str) -> anyhow::Result<()> {
+    let script = format!(
+        "return {{
+            elements: document.body.querySelectorAll({selector}).length,
+            injected: window.injected === true,
+        }};",
+        selector = json!(selector)
+    );
+    let injected = browser.execute(&script, vec![]).await?;
+    assert_eq!(injected, json!({ "elements": 0, "injected": false }));
+    Ok(())
+}
+
 /// Types an id into the lookup field and presses Enter.
 async fn look_up(browser: &Browser, id: &str) -> anyhow::Result<()> {
     let field = browser.find("#order-id").await?;
@@ -114,8 +129,7 @@ async fn the_sample_is_looked_up_by_id_and_shown_as_a_person_reads_an_order() ->
 {
     // Arrange
     let app = spawn_app().await?;
-    app.publish(SAMPLE).await?;
-    app.served(SAMPLE_UID).await?;
+    app.publish_sample().await?;
     let browser = Browser::start(1280, 1100).await?;
     open_page(&browser, &app, "").await?;
 
@@ -256,16 +270,7 @@ async fn markup_in_an_order_is_shown_as_text_and_never_becomes_elements() -> any
     );
 
     // Assert: no element came from the data and nothing ran.
-    let injected = browser
-        .execute(
-            "return {
-                elements: document.body.querySelectorAll('img, b, i, svg, script').length,
-                injected: window.injected === true,
-            };",
-            vec![],
-        )
-        .await?;
-    assert_eq!(injected, json!({ "elements": 0, "injected": false }));
+    assert_nothing_injected(&browser, "img, b, i, svg, script").await?;
 
     browser.quit().await
 }
@@ -274,8 +279,7 @@ async fn markup_in_an_order_is_shown_as_text_and_never_becomes_elements() -> any
 async fn unknown_invalid_and_unreachable_lookups_each_say_what_happened() -> anyhow::Result<()> {
     // Arrange
     let app = spawn_app().await?;
-    app.publish(SAMPLE).await?;
-    app.served(SAMPLE_UID).await?;
+    app.publish_sample().await?;
     let browser = Browser::start(1280, 900).await?;
     open_page(&browser, &app, "").await?;
 
@@ -442,14 +446,6 @@ async fn both_pages_and_their_files_are_served_with_strict_headers() -> anyhow::
     Ok(())
 }
 
-fn header(response: &reqwest::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
-
 fn assert_page_headers(page: &reqwest::Response, base: &str) -> anyhow::Result<()> {
     assert_eq!(page.status().as_u16(), 200, "{base}");
     assert_eq!(
@@ -556,16 +552,7 @@ async fn the_operator_page_lists_dead_letters_as_text_shows_one_in_full_and_repl
         .await?
         .get(0);
     assert_eq!(replays, 1);
-    let injected = browser
-        .execute(
-            "return {
-                elements: document.body.querySelectorAll('img').length,
-                injected: window.injected === true,
-            };",
-            vec![],
-        )
-        .await?;
-    assert_eq!(injected, json!({ "elements": 0, "injected": false }));
+    assert_nothing_injected(&browser, "img").await?;
 
     browser.quit().await
 }

@@ -2,7 +2,6 @@
 //! chromedriver on a free port in its own process group (killed, browser and all, on `Drop`), open a session,
 //! navigate, find, type, click, run scripts, take screenshots.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -10,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use base64::Engine;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use order_service_test_support::free_port;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -41,19 +43,12 @@ impl Drop for Driver {
     fn drop(&mut self) {
         // chromedriver leads its own process group, and the browser it started is in it: one signal ends both,
         // even when the test failed before `quit`.
-        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-            // SAFETY: kill(2) with a negative pid signals that process group; it touches no memory of ours.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
         }
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 impl Browser {
