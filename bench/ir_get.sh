@@ -3,7 +3,7 @@
 # count that the other processes on the machine do not move, so it can compare builds on a loaded machine.
 #   BUILDS="main=/tmp/order-service-main new=target/release/order-service" bench/ir_get.sh
 # Each build serves the same ORDERS (2,000) orders from its own database (both consume one channel of the dev
-# broker), with one HTTP worker, under callgrind with collection off; collection is switched on for N (5,000)
+# broker), with one HTTP worker, under callgrind with instrumentation off; it is switched on for N (5,000)
 # requests for random existing ids, sent one after another over one keep-alive connection by curl, and the count is
 # the instructions of the whole process (every thread) over those requests, divided by N. Needs release builds of
 # stan-broker and order-generator, valgrind and curl.
@@ -25,7 +25,7 @@ for build in $BUILDS; do
   $PG -c "DROP DATABASE IF EXISTS $db" && $PG -c "CREATE DATABASE $db"
   DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db STAN_CLUSTER_ID=$CL STAN_CHANNEL=ir STAN_CLIENT_ID=ir-$name \
   STAN_DURABLE_NAME=ir-$name STAN_QUEUE_GROUP=ir-$name HTTP_ADDR=127.0.0.1:$port ADMIN_ADDR=127.0.0.1:$((port + 1)) \
-  HTTP_WORKERS=1 RUST_LOG=warn valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file=$TMP/$name.out \
+  HTTP_WORKERS=1 RUST_LOG=warn valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=$TMP/$name.out \
     $bin >$TMP/$name.log 2>&1 & pids+=($!)
   echo "$name $! $port $db" >>$TMP/builds.txt
   port=$((port + 10))
