@@ -86,14 +86,14 @@ metric() { awk -v name="$1" '$1 == name { print $2 }' "$2"; }
 
 run=0
 for round in $(seq 1 "$ROUNDS"); do
-for SOURCE in $SOURCES; do
+for source in $SOURCES; do
 for build in $(builds_in_round "$round"); do
 for client in $(clients_in_round "$round"); do
     run=$((run + 1))
     label=${build%%=*}
     SERVICE_BIN=${build#*=}
     [ -x "$SERVICE_BIN" ] || die "no service build at $SERVICE_BIN"
-    case $SOURCE in
+    case $source in
         stan)
             export SOURCE=stan STAN_URL=$DEV_STAN_URL STAN_CLUSTER_ID=$DEV_STAN_CLUSTER
             broker="dev STAN broker" ;;
@@ -103,7 +103,7 @@ for client in $(clients_in_round "$round"); do
         jetstream)
             export SOURCE=jetstream STAN_URL=$DEV_STAN_URL
             broker="JetStream (nats-server)" ;;
-        *) die "unknown source $SOURCE" ;;
+        *) die "unknown source $source" ;;
     esac
     export NATS_URL=$STAN_URL STAN_CHANNEL="orders-latency-$run"
     export JS_STREAM="ORDERS_LATENCY_${BENCH_ID}_$run" JS_SUBJECT="orders.latency.$BENCH_ID.$run"
