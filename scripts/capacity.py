@@ -49,8 +49,8 @@ LOOKUP_QUERIES_PER_INSTANCE = 4_857  # lookup queries/s at 100 % misses, batched
 DOC_BYTES = 1_254  # average generated order's JSON (bench/results/restore.md, 2026-11-25; http.md: 1,253)
 RSS_PER_CACHED_ORDER = round((373 - 21) * 2**20 / 200_000)  # B: RSS max - start over 200,000 orders ingested,
 # the largest of the live rows (bench/results/ingest.md, 2026-11-30; README: "~1.8 KiB per cached order")
-RESTORE_RSS_RATIO = 1.29  # RSS / JSON after restoring 1,000,000 orders (PO; restore.md 2026-11-25: 1.21x)
-RESTORE_SECONDS_PER_MILLION = 3.48  # restore 1,000,000 orders, start to ready (PO; restore.md 2026-11-25: 1.56 s)
+RESTORE_RSS_RATIO = 1.04  # RSS / JSON after restoring 1,000,000 orders (bench/README.md 2026-12-07, shared index; 1.29x before)
+RESTORE_SECONDS_PER_MILLION = 1.53  # restore 1,000,000 orders, start to ready (bench/README.md 2026-12-07; PO 3.48 s on a loaded machine)
 CACHE_ENTRY_OVERHEAD = 64  # B charged per order by CACHE_MAX_BYTES besides its JSON and id (README "How it works")
 DISK_BYTES_PER_ORDER = 911  # the orders table rewritten: 911 MB for 1,000,000 orders (bench/README.md, 2026-11-30)
 
