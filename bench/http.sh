@@ -32,8 +32,8 @@ need_apt nginx nginx-light
 need_apt curl curl
 if ! command -v oha >/dev/null && [ ! -x "$CARGO_TOOLS/bin/oha" ]; then
     log "installing oha (constant-rate HTTP load generator) from crates.io into $CARGO_TOOLS"
-    # Plain HTTP on loopback only: without its TLS features oha builds no C crypto library.
-    cargo install oha --locked --no-default-features --root "$CARGO_TOOLS"
+    # With its default features: oha 1.16 does not compile without them.
+    cargo install oha --locked --root "$CARGO_TOOLS"
 fi
 OHA=$(command -v oha || echo "$CARGO_TOOLS/bin/oha")
 if ! python3 -c 'import matplotlib' 2>/dev/null; then
