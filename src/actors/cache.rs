@@ -10,8 +10,9 @@
 //! same-thread mailbox hop, close to the map read, while the actor model (the cache owns its map, no locks) stays.
 //! The orders restored at start sit in one index that every member reads (`RestoredOrders`: immutable, so no lock);
 //! later orders go to each member's own store, whose payloads are `Bytes` shared by every copy and whose keys are
-//! `Arc<str>`: each extra worker costs one map entry per such order (about 50 bytes), not a copy. All members see every commit, because the persister and the
-//! feed broadcast to the `CacheGroup` registry and both start only after every member is warm.
+//! `Arc<str>`: each extra worker costs one map entry per such order (about 50 bytes), not a copy. All members see
+//! every commit, because the persister and the feed broadcast to the `CacheGroup` registry and both start only after
+//! every member is warm.
 //!
 //! The cache is a view of PostgreSQL, not of this process's history: a miss reads PostgreSQL (read-through). The
 //! answer comes later, so a miss never blocks the worker's other requests; misses are coalesced (`MissQueue`) and

@@ -146,15 +146,17 @@ impl RestoredOrders {
     fn find(&self, uid: &str) -> Option<&Slot> {
         let hash = self.hasher.hash_one(uid.as_bytes());
         let index = self.table.find(hash, |&i| {
-            uid_of(&self.chunks, &self.slots[i as usize]) == uid.as_bytes()
+            uid_in(&self.chunks, &[], &self.slots[i as usize]) == uid.as_bytes()
         })?;
         Some(&self.slots[*index as usize])
     }
 }
 
-fn uid_of<'a>(chunks: &'a [Bytes], slot: &Slot) -> &'a [u8] {
+/// The uid bytes of `slot`: in its frozen chunk, or in `filling` (the chunk a builder is still filling).
+fn uid_in<'a>(chunks: &'a [Bytes], filling: &'a [u8], slot: &Slot) -> &'a [u8] {
+    let chunk = chunks.get(slot.chunk as usize).map_or(filling, |c| &c[..]);
     let start = slot.offset as usize;
-    &chunks[slot.chunk as usize][start..start + slot.uid_len as usize]
+    &chunk[start..start + slot.uid_len as usize]
 }
 
 /// Fills a `RestoredOrders` in the order the rows arrive.
@@ -190,12 +192,7 @@ impl RestoredOrdersBuilder {
         let slots = &self.slots;
         let filling = &self.filling;
         let seen = self.table.find(hash, |&i| {
-            let slot = &slots[i as usize];
-            let chunk = chunks
-                .get(slot.chunk as usize)
-                .map_or(&filling[..], |c| &c[..]);
-            let start = slot.offset as usize;
-            &chunk[start..start + slot.uid_len as usize] == uid.as_bytes()
+            uid_in(chunks, filling, &slots[i as usize]) == uid.as_bytes()
         });
         if seen.is_some() {
             return true;
@@ -225,12 +222,7 @@ impl RestoredOrdersBuilder {
         let hasher = &self.hasher;
         let (chunks, filling, slots) = (&self.chunks, &self.filling, &self.slots);
         self.table.insert_unique(hash, index, |&i| {
-            let slot = &slots[i as usize];
-            let chunk = chunks
-                .get(slot.chunk as usize)
-                .map_or(&filling[..], |c| &c[..]);
-            let start = slot.offset as usize;
-            hasher.hash_one(&chunk[start..start + slot.uid_len as usize])
+            hasher.hash_one(uid_in(chunks, filling, &slots[i as usize]))
         });
         self.document_bytes += document.len();
         true
